@@ -1,0 +1,46 @@
+# torchyard: every target is a thin call into `python -m builder`.
+# TAG defaults to the tag matrix.yaml names as default; TAG=all means every tag.
+TAG ?=
+REPO ?= torchyard
+VENV := .venv
+PY := $(VENV)/bin/python
+TAG_ARG := $(if $(TAG),--tag $(TAG))
+BUILDER := $(PY) -m builder --repo $(REPO)
+
+.DEFAULT_GOAL := help
+.PHONY: help list validate render base build test unit-test docker-test clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $@
+
+list: $(VENV)/.installed ## every tag with its torch, torchvision, CUDA, cuDNN, NCCL, Python, minimum driver
+	@$(BUILDER) list
+
+validate: $(VENV)/.installed ## check matrix.yaml (or TAG=…) against the compatibility facts
+	@$(BUILDER) validate $(TAG_ARG)
+
+render: $(VENV)/.installed ## regenerate images/<tag>/ from matrix.yaml for every tag
+	@$(BUILDER) render
+
+base: $(VENV)/.installed ## make the base image TAG=… needs (mmdebstrap + docker import, or pull by digest)
+	@$(BUILDER) base $(TAG_ARG)
+
+build: $(VENV)/.installed ## validate, render and build TAG=… as $(REPO):<tag> (log in reports/<tag>/build.log)
+	@$(BUILDER) build $(TAG_ARG)
+
+test: $(VENV)/.installed ## unit tests and docker tests (CI=true: a missing engine fails)
+	$(PY) -m pytest
+
+unit-test: $(VENV)/.installed ## unit tests only (no Docker engine needed)
+	$(PY) -m pytest -m 'not docker'
+
+docker-test: $(VENV)/.installed ## docker tests only: build a real image and check it
+	$(PY) -m pytest -m docker
+
+clean: $(VENV)/.installed ## remove the $(REPO):* images (the base images and build cache stay)
+	@$(BUILDER) clean

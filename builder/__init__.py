@@ -1,0 +1,1 @@
+"""torchyard: reproducible PyTorch GPU container images from one version matrix."""

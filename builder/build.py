@@ -1,0 +1,185 @@
+"""images/<tag>/ -> image <repo>:<tag>, through the Docker SDK (classic builder).
+
+A person sees each step with the elapsed time (and a heartbeat during long ones); the whole log goes
+to reports/<tag>/build.log. A failure names the failing step with the last log lines, leaves no
+containers behind (forcerm) and never moves the tag.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import docker
+import docker.errors
+
+from builder import render
+from builder.matrix import PYPI_INDEX, ImageSpec
+from builder.network import NetworkSettings
+
+REPORTS = render.ROOT / "reports"
+STEP_RE = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
+HEARTBEAT_S = 30
+TAIL_LINES = 25
+
+
+class EngineError(Exception):
+    pass
+
+
+class BuildFailed(Exception):
+    def __init__(self, tag: str, step: str, instruction: str, error: str, tail: list[str], log: Path):
+        self.tag, self.step, self.instruction, self.log = tag, step, instruction, log
+        lines = "\n".join(f"    {line}" for line in tail)
+        super().__init__(f"build of {tag} failed at step {step}: {instruction}\n  {error}\n  last log lines:\n{lines}\n"
+                         f"  full log: {log}")
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    image: str
+    image_id: str
+    seconds: float
+    steps: int
+    cached: int
+    log: Path
+
+
+def connect() -> docker.DockerClient:
+    """A client for the engine DOCKER_HOST names (or the local socket), or a clear error."""
+    where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    try:
+        client = docker.from_env(timeout=600)
+        client.ping()
+        return client
+    except (docker.errors.DockerException, OSError) as e:
+        raise EngineError(f"no Docker engine answers at {where} ({e.__class__.__name__}). Start one: on Debian "
+                          "`apt-get install docker.io` then `dockerd &` (or `systemctl start docker`).") from None
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(render.ROOT), *args], capture_output=True, text=True, check=True)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def provenance_labels(spec: ImageSpec) -> dict[str, str]:
+    """The OCI labels that describe this build rather than the spec (so they are not in the Dockerfile).
+
+    created follows SOURCE_DATE_EPOCH, else the commit time, so rebuilding one commit gives one value.
+    """
+    epoch = os.environ.get("SOURCE_DATE_EPOCH") or _git("log", "-1", "--format=%ct")
+    created = datetime.fromtimestamp(int(epoch), timezone.utc) if epoch else datetime.now(timezone.utc)
+    revision = _git("rev-parse", "HEAD") or "unknown"
+    if _git("status", "--porcelain", "--", f"images/{spec.tag}"):
+        revision += "-dirty"
+    return {
+        "org.opencontainers.image.created": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "org.opencontainers.image.revision": revision,
+        "org.opencontainers.image.source": _git("remote", "get-url", "origin") or render.ROOT.as_uri(),
+    }
+
+
+def prepare_context(spec: ImageSpec, network: NetworkSettings, into: Path, images: Path = render.IMAGES) -> Path:
+    """A copy of images/<tag>/ plus the build-only inputs (pip.conf, CA bundle) that are never committed."""
+    context = into / spec.tag
+    shutil.copytree(images / spec.tag, context)
+    inputs = context / "build-inputs"
+    inputs.mkdir()
+    (inputs / "ca-bundle.crt").write_text(network.ca_bundle())
+    (inputs / "pip.conf").write_text(network.pip_conf(f"{render.BUILD_INPUTS}/ca-bundle.crt"))
+    return context
+
+
+class _Progress:
+    """Prints each step as it starts, and a heartbeat while one runs long."""
+
+    def __init__(self, say, log):
+        self.say, self.log = say, log
+        self.started = time.monotonic()
+        self.step, self.instruction, self.step_started = "0/0", "", self.started
+        self.steps = self.cached = 0
+        self.tail: list[str] = []
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._heartbeat, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def elapsed(self) -> str:
+        return f"[{time.monotonic() - self.started:7.1f}s]"
+
+    def line(self, text: str) -> None:
+        self.log.write(text + "\n")
+        stripped = text.strip()
+        if not stripped:
+            return
+        self.tail = (self.tail + [stripped])[-TAIL_LINES:]
+        if stripped == "---> Using cache":
+            self.cached += 1
+        match = STEP_RE.match(stripped)
+        if match:
+            with self._lock:
+                self.step, self.instruction = f"{match[1]}/{match[2]}", match[3]
+                self.steps, self.step_started = int(match[2]), time.monotonic()
+            shown = self.instruction if len(self.instruction) <= 100 else self.instruction[:97] + "..."
+            self.say(f"{self.elapsed()} step {self.step:>5}  {shown}")
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_S):
+            with self._lock:
+                running = time.monotonic() - self.step_started
+                step = self.step
+            if running >= HEARTBEAT_S:
+                self.say(f"{self.elapsed()}   ... step {step} still running ({running:.0f}s)")
+
+
+def build(client: docker.DockerClient, spec: ImageSpec, repo: str, network: NetworkSettings,
+          say=print, images: Path = render.IMAGES, reports: Path = REPORTS) -> BuildResult:
+    image = f"{repo}:{spec.tag}"
+    log_path = reports / spec.tag / "build.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    buildargs = {}
+    if spec.index != PYPI_INDEX:
+        buildargs[render.TORCH_INDEX_ARG] = f"{network.torch_index}/{spec.cuda_variant}"
+    say(f"building {image} (full log: {log_path})")
+    with tempfile.TemporaryDirectory(prefix="torchyard-context-") as tmp, log_path.open("w") as log:
+        context = prepare_context(spec, network, Path(tmp), images)
+        log.write(f"# torchyard build {image} at {datetime.now(timezone.utc).isoformat()}\n")
+        with _Progress(say, log) as progress:
+            image_id = None
+            try:
+                stream = client.api.build(path=str(context), tag=image, rm=True, forcerm=True, pull=False,
+                                          decode=True, buildargs=buildargs, labels=provenance_labels(spec))
+                for chunk in stream:
+                    for text in chunk.get("stream", "").splitlines():
+                        progress.line(text)
+                    if "error" in chunk:
+                        progress.line(chunk["error"])
+                        raise BuildFailed(spec.tag, progress.step, progress.instruction, chunk["error"].strip(),
+                                          progress.tail, log_path)
+                    if "aux" in chunk and "ID" in chunk["aux"]:
+                        image_id = chunk["aux"]["ID"]
+            except docker.errors.APIError as e:
+                raise BuildFailed(spec.tag, progress.step, progress.instruction, str(e.explanation or e),
+                                  progress.tail, log_path) from None
+            seconds = time.monotonic() - progress.started
+    image_id = image_id or client.images.get(image).id
+    say(f"built {image} {image_id[:19]} in {seconds:.1f}s ({progress.cached}/{progress.steps} steps from cache)")
+    return BuildResult(image, image_id, seconds, progress.steps, progress.cached, log_path)

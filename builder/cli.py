@@ -1,0 +1,146 @@
+"""`python -m builder <command>`: what every Make target calls.
+
+Exit status: 0 done, 1 a build or engine failure, 2 an invalid request (nothing was written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from builder import base, build, compat, network, render
+from builder.matrix import Matrix, MatrixError, load
+
+MATRIX = render.ROOT / "matrix.yaml"
+INVALID = 2
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def _fail(text: str, status: int) -> int:
+    print(f"torchyard: {text}", file=sys.stderr, flush=True)
+    return status
+
+
+def cmd_list(matrix: Matrix, args) -> int:
+    print(f"{'tag':<20} {'torch':<8} {'vision':<8} {'cuda':<6} {'cudnn':<11} {'nccl':<8} {'python':<7} {'min driver':<11} wheel from")
+    for s in matrix.specs.values():
+        source = "PyPI" if s.index == "pypi" else f"PyTorch index/{s.cuda_variant}"
+        default = "  (default)" if s.tag == matrix.default else ""
+        print(f"{s.tag:<20} {s.torch:<8} {s.torchvision:<8} {s.cuda:<6} {s.cudnn or '?':<11} {s.nccl or '?':<8} "
+              f"{s.python:<7} {s.min_driver:<11} {source}{default}")
+    return 0
+
+
+def cmd_validate(matrix: Matrix, args) -> int:
+    specs = matrix.select(args.tag)
+    _say(f"{matrix.path.name}: {len(specs)} tag(s) valid" if len(specs) > 1 else f"{specs[0].tag}: valid")
+    return 0
+
+
+def cmd_render(matrix: Matrix, args) -> int:
+    specs = list(matrix.specs.values())
+    if args.check:
+        differ = [d for s in specs for d in render.diff(s)] + [f"{p.name} (not in matrix.yaml)" for p in render.stale(list(matrix.specs))]
+        if differ:
+            return _fail("images/ differs from a fresh render of matrix.yaml; run `make render` and commit:\n  "
+                         + "\n  ".join(differ), 1)
+        _say(f"images/ matches matrix.yaml ({len(specs)} tags)")
+        return 0
+    changed = [s.tag for s in specs if render.write(s)]
+    for path in render.stale(list(matrix.specs)):
+        shutil.rmtree(path)
+        _say(f"removed images/{path.name} (no longer in matrix.yaml)")
+    _say(f"rendered {len(specs)} tags into images/; changed: {', '.join(changed) or 'none'}")
+    return 0
+
+
+def cmd_base(matrix: Matrix, args) -> int:
+    client = build.connect()
+    for b in dict.fromkeys(s.base for s in matrix.select(args.tag)):
+        image_id = base.ensure(client, b, say=_say)
+        _say(f"base {b.image}: {image_id[:19]}")
+    return 0
+
+
+def cmd_build(matrix: Matrix, args) -> int:
+    specs = matrix.select(args.tag)
+    settings = network.host_settings()
+    for note in settings.ignored:
+        _say(f"note: not forwarding {note}")
+    if settings.ca_files:
+        _say("trusting the host's CA bundle(s) during the build: " + ", ".join(map(str, settings.ca_files)))
+    client = build.connect()
+    failed = []
+    for spec in specs:
+        if render.write(spec):
+            _say(f"rendered images/{spec.tag}/ from matrix.yaml")
+        base.ensure(client, spec.base, say=_say)
+        try:
+            build.build(client, spec, args.repo, settings, say=_say)
+        except build.BuildFailed as e:
+            _fail(str(e), 1)
+            failed.append(spec.tag)
+    if failed:
+        return _fail(f"{len(failed)} of {len(specs)} builds failed: {', '.join(failed)}", 1)
+    return 0
+
+
+def cmd_clean(matrix: Matrix, args) -> int:
+    client = build.connect()
+    removed = 0
+    for image in client.images.list(name=args.repo):
+        for tag in image.tags:
+            if tag.startswith(f"{args.repo}:"):
+                client.images.remove(tag)
+                removed += 1
+                _say(f"removed {tag}")
+    _say(f"removed {removed} {args.repo} image tag(s); the base images and the build cache stay")
+    return 0
+
+
+COMMANDS = {
+    "list": (cmd_list, "every tag in the matrix with its derived versions"),
+    "validate": (cmd_validate, "check matrix.yaml (and TAG) against the compatibility facts"),
+    "render": (cmd_render, "regenerate images/<tag>/ for every tag (--check: only compare)"),
+    "base": (cmd_base, "make or pull the base image(s) TAG needs"),
+    "build": (cmd_build, "validate, render and build TAG (default: the matrix's default; 'all': every tag)"),
+    "clean": (cmd_clean, "remove the <repo>:* images"),
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m builder", description="torchyard: build PyTorch GPU images from matrix.yaml")
+    p.add_argument("--matrix", type=Path, default=MATRIX, help="the version matrix (default: matrix.yaml)")
+    p.add_argument("--repo", default=os.environ.get("TORCHYARD_REPO", "torchyard"),
+                   help="local image repository name (default: $TORCHYARD_REPO or torchyard)")
+    sub = p.add_subparsers(dest="command", required=True)
+    for name, (_, help_) in COMMANDS.items():
+        c = sub.add_parser(name, help=help_, description=help_)
+        if name in ("validate", "base", "build"):
+            c.add_argument("--tag", default=None, help="a tag of the matrix, or 'all' (default: the matrix's default)")
+        if name == "render":
+            c.add_argument("--check", action="store_true", help="fail if images/ differs from a fresh render")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        matrix = load(args.matrix, compat.load())
+        return COMMANDS[args.command][0](matrix, args)
+    except MatrixError as e:
+        count = len(e.problems)
+        return _fail(f"refused: {count} problem{'s' if count > 1 else ''}; nothing was rendered or built.\n"
+                     + "\n".join(f"  {p}" for p in e.problems), INVALID)
+    except network.NetworkError as e:
+        return _fail(str(e), INVALID)
+    except (build.EngineError, base.BaseError) as e:
+        return _fail(str(e), 1)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)

@@ -1,0 +1,377 @@
+"""matrix.yaml -> validated ImageSpec per tag.
+
+Every problem is collected (file, line, tag, key: what is wrong and what would be right) before
+anything is rendered, pulled or built; MatrixError carries them all.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from builder import compat
+from builder.compat import Facts, cuda_of_variant, minor, version_key
+
+TAG_RE = re.compile(r"^v(?P<torch>\d+\.\d+)-(?P<cuda>cu\d{3})(?P<devel>-devel)?$")
+TOP_KEYS = ("default", "defaults", "images")
+ENTRY_KEYS = ("torch", "cuda", "python", "torchvision", "cudnn", "base", "extra_packages")
+DEFAULT_KEYS = ("base",)
+DIGEST_RE = re.compile(r"@sha256:[0-9a-f]{64}$")
+PYPI_INDEX = "pypi"
+
+
+@dataclass(frozen=True)
+class Problem:
+    where: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}"
+
+
+class MatrixError(Exception):
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+@dataclass(frozen=True)
+class Base:
+    """Where an image starts: a Debian suite made locally with mmdebstrap, or a registry image by digest."""
+
+    ref: str  # 'bookworm' or 'docker.io/library/debian:bookworm-slim@sha256:…'
+    suite: str
+
+    @property
+    def is_local(self) -> bool:
+        return self.ref == self.suite
+
+    @property
+    def image(self) -> str:
+        return f"torchyard-base:{self.suite}" if self.is_local else self.ref
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    tag: str
+    torch: str
+    torchvision: str
+    cuda_variant: str  # cu124
+    cuda: str  # 12.4
+    cuda_runtime: str  # 12.4.127
+    cudnn: str | None
+    nccl: str | None
+    archs: tuple[str, ...] | None
+    python: str
+    min_driver: str
+    toolkit_driver: str | None
+    base: Base
+    devel: bool
+    nvcc: compat.Nvcc | None
+    index: str  # 'pypi', or the CUDA variant whose PyTorch wheel index the torch wheel comes from
+    extra_packages: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Matrix:
+    path: Path
+    default: str
+    specs: dict[str, ImageSpec]
+
+    def select(self, tag: str | None, facts: Facts | None = None) -> list[ImageSpec]:
+        """The specs a TAG= asks for: none given -> the default tag, 'all' -> every tag."""
+        if tag in (None, ""):
+            return [self.specs[self.default]]
+        if tag == "all":
+            return list(self.specs.values())
+        if tag in self.specs:
+            return [self.specs[tag]]
+        raise MatrixError([Problem("TAG", unknown_tag_message(tag, self, facts or compat.load()))])
+
+
+# ---------------------------------------------------------------- YAML with line numbers
+
+
+class _Mapping(dict):
+    """A dict that remembers the line of each key (1-based)."""
+
+    lines: dict
+    line: int
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> _Mapping:
+    result = _Mapping()
+    result.lines = {}
+    result.line = node.start_mark.line + 1
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
+        if key in result:
+            raise yaml.constructor.ConstructorError(
+                None, None,
+                f"duplicate key {key!r} (first on line {result.lines[key]}); each tag and key may appear once",
+                key_node.start_mark,
+            )
+        result[key] = loader.construct_object(value_node, deep=True)
+        result.lines[key] = line
+    return result
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _read_yaml(path: Path):
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise MatrixError([Problem(str(path), f"cannot read the matrix: {e.strerror}")]) from None
+    try:
+        return yaml.load(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise MatrixError([Problem(where, f"malformed YAML: {e.problem or e.context}")]) from None
+
+
+# ---------------------------------------------------------------- validation
+
+
+def load(path: Path, facts: Facts | None = None) -> Matrix:
+    facts = facts or compat.load()
+    raw = _read_yaml(path)
+    problems: list[Problem] = []
+
+    def at(mapping: _Mapping | None, key: str | None, label: str) -> str:
+        line = getattr(mapping, "lines", {}).get(key) or getattr(mapping, "line", None)
+        return f"{path}:{line}: {label}" if line else f"{path}: {label}"
+
+    if not isinstance(raw, dict):
+        raise MatrixError([Problem(str(path), "expected a mapping with keys: " + ", ".join(TOP_KEYS))])
+    problems += _unknown_keys(raw, TOP_KEYS, lambda k: at(raw, k, k))
+    defaults = raw.get("defaults") or _Mapping()
+    problems += _unknown_keys(defaults, DEFAULT_KEYS, lambda k: at(defaults, k, f"defaults.{k}"))
+    images = raw.get("images")
+    if not isinstance(images, dict) or not images:
+        problems.append(Problem(at(raw, "images", "images"), "needs at least one tag, e.g. 'v2.6-cu124: {torch: \"2.6.0\"}'"))
+        raise MatrixError(problems)
+
+    specs: dict[str, ImageSpec] = {}
+    for tag, entry in images.items():
+        entry_problems: list[Problem] = []
+
+        def report(key: str | None, message: str, tag=tag, entry=entry) -> None:
+            label = f"images.{tag}" + (f".{key}" if key else "")
+            entry_problems.append(Problem(at(entry if key else images, key or tag, label), message))
+
+        spec = _validate_entry(str(tag), entry, defaults, facts, report)
+        problems += entry_problems
+        if spec and not entry_problems:
+            specs[spec.tag] = spec
+
+    default = raw.get("default")
+    if default is None:
+        problems.append(Problem(at(raw, None, "default"), "name the tag that plain `make build` uses, e.g. 'default: v2.6-cu124'"))
+    elif default not in images:
+        problems.append(Problem(at(raw, "default", "default"), f"{default!r} is not a tag under images{_nearest(str(default), list(images))}"))
+    if problems:
+        raise MatrixError(problems)
+    return Matrix(path=path, default=default, specs=specs)
+
+
+def _unknown_keys(mapping: dict, allowed: tuple[str, ...], where) -> list[Problem]:
+    problems = []
+    for key in mapping:
+        if key not in allowed:
+            hint = difflib.get_close_matches(str(key), allowed, n=1)
+            fix = f"did you mean {hint[0]!r}?" if hint else "allowed keys: " + ", ".join(allowed)
+            problems.append(Problem(where(key), f"unknown key {key!r}; {fix}"))
+    return problems
+
+
+def _nearest(word: str, candidates: list[str]) -> str:
+    near = difflib.get_close_matches(word, candidates, n=3, cutoff=0.5)
+    return f"; nearest: {', '.join(near)}" if near else ""
+
+
+def _version_string(value, key: str, report) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        report(key, f"write versions as quoted strings ({key}: \"{value}\"): YAML reads {value} as the number {value!r}")
+        return None
+    return value
+
+
+def _validate_entry(tag: str, entry, defaults: dict, facts: Facts, report) -> ImageSpec | None:
+    if not isinstance(entry, dict):
+        report(None, "expected a mapping, e.g. {torch: \"2.6.0\"}")
+        return None
+    for key in entry:
+        if key not in ENTRY_KEYS:
+            hint = difflib.get_close_matches(str(key), ENTRY_KEYS, n=1)
+            report(key, f"unknown key {key!r}; " + (f"did you mean {hint[0]!r}?" if hint else "allowed keys: " + ", ".join(ENTRY_KEYS)))
+
+    parsed = TAG_RE.match(tag)
+    if not parsed:
+        report(None, f"tag {tag!r} does not follow v<torch major.minor>-cu<CUDA digits>[-devel], e.g. v2.6-cu124 or v2.6-cu124-devel")
+        return None
+
+    torch_v = _version_string(entry.get("torch"), "torch", report)
+    if torch_v is None:
+        if "torch" not in entry:
+            report(None, f"names no torch version; add e.g. torch: \"{parsed['torch']}\"")
+        return None
+    release = facts.release(torch_v)
+    if release is None:
+        known = ", ".join(facts.releases)
+        report("torch", f"unknown torch version {torch_v!r}; known releases: {known}")
+        return None
+    if release.minor != parsed["torch"]:
+        report("torch", f"tag {tag} says torch {parsed['torch']} but the entry names {torch_v}; the tag and torch must agree")
+        return None
+
+    variant_name = entry.get("cuda", parsed["cuda"])
+    if variant_name != parsed["cuda"]:
+        report("cuda", f"tag {tag} says {parsed['cuda']} but the entry names {variant_name!r}; the tag and cuda must agree")
+        return None
+    variant = release.variants.get(variant_name)
+    if variant is None:
+        report("cuda", unpublished_variant_message(release, variant_name, None, facts))
+        return None
+
+    torchvision = _version_string(entry.get("torchvision"), "torchvision", report)
+    if torchvision is not None and not _same_release(torchvision, release.torchvision):
+        report("torchvision", f"torchvision {torchvision} does not match torch {release.version}; "
+                              f"torch {release.version} pairs with torchvision {release.torchvision} (its 'requires torch==' pin)")
+
+    cudnn = _version_string(entry.get("cudnn"), "cudnn", report)
+    if cudnn is not None:
+        if variant.cudnn is None:
+            report("cudnn", f"the cuDNN that torch {release.version}+{variant_name} bundles is not recorded in builder/compat.yaml; "
+                            "remove the cudnn key or add the fact with its source")
+        elif not _same_release(cudnn, variant.cudnn):
+            report("cudnn", f"torch {release.version}+{variant_name} bundles cuDNN {variant.cudnn}, not {cudnn}; "
+                            f"the wheel's cuDNN cannot be swapped: remove the key or write cudnn: \"{variant.cudnn}\"")
+
+    base = _validate_base(entry.get("base", defaults.get("base", "bookworm")), facts, report)
+    python = _version_string(entry.get("python"), "python", report)
+    if base is not None:
+        suite_python = facts.debian_python[base.suite]
+        if python is not None and python != suite_python:
+            others = ", ".join(f"{s} -> {p}" for s, p in facts.debian_python.items())
+            report("python", f"base {base.suite} ships Python {suite_python}, not {python}; pick the base whose Python you want ({others})")
+        python = suite_python
+        if python not in release.python:
+            report("python" if "python" in entry else "base",
+                   f"torch {release.version} has no wheels for Python {python} (it has {', '.join(release.python)}); "
+                   f"choose a base whose Python is among them")
+
+    devel = bool(parsed["devel"])
+    nvcc = facts.nvcc.get(variant.cuda) if devel else None
+    if devel and nvcc is None:
+        have = ", ".join(f"CUDA {c}" for c in facts.nvcc)
+        report(None, f"-devel needs the CUDA {variant.cuda} compiler as a PyPI wheel, which is not published with nvcc "
+                     f"(known: {have}); drop -devel or use a variant with a compiler wheel")
+
+    extra = entry.get("extra_packages", [])
+    if not isinstance(extra, list) or not all(isinstance(p, str) and p.strip() for p in extra):
+        report("extra_packages", "expected a list of pip requirement strings, e.g. [\"einops==0.8.1\"]")
+        extra = []
+
+    if base is None or (devel and nvcc is None):
+        return None
+    cuda = cuda_of_variant(variant_name)
+    return ImageSpec(
+        tag=tag,
+        torch=release.version,
+        torchvision=release.torchvision,
+        cuda_variant=variant_name,
+        cuda=cuda,
+        cuda_runtime=variant.cuda_runtime,
+        cudnn=variant.cudnn,
+        nccl=variant.nccl,
+        archs=variant.archs,
+        python=python,
+        min_driver=facts.min_driver(cuda),
+        toolkit_driver=facts.toolkit_driver.get(cuda),
+        base=base,
+        devel=devel,
+        nvcc=nvcc,
+        index=PYPI_INDEX if variant_name == release.pypi_variant else variant_name,
+        extra_packages=tuple(extra),
+    )
+
+
+def _same_release(given: str, actual: str) -> bool:
+    """'0.21' and '0.21.0' both name torchvision 0.21.0; '9.1' names cuDNN 9.1.0.70."""
+    return actual.split(".")[: len(given.split("."))] == given.split(".")
+
+
+def _validate_base(value, facts: Facts, report) -> Base | None:
+    suites = list(facts.debian_python)
+    if not isinstance(value, str):
+        report("base", f"expected a Debian suite ({', '.join(suites)}) or a registry image pinned by digest")
+        return None
+    if value in suites:
+        return Base(ref=value, suite=value)
+    if ":" not in value and "@" not in value and "/" not in value:
+        report("base", f"unknown Debian suite {value!r}; known: {', '.join(suites)}")
+        return None
+    if not DIGEST_RE.search(value):
+        report("base", f"registry base {value!r} is not pinned; write it as name:tag@sha256:<digest> "
+                       "(a floating tag is not reproducible)")
+        return None
+    named = [s for s in suites if s in value.split("@")[0]]
+    if len(named) != 1:
+        report("base", f"cannot tell the Debian suite of {value!r}; use an image whose tag names it (e.g. debian:bookworm-slim@sha256:…)")
+        return None
+    return Base(ref=value, suite=named[0])
+
+
+# ---------------------------------------------------------------- helpful refusals
+
+
+def unpublished_variant_message(release: compat.TorchRelease, variant: str, matrix: Matrix | None, facts: Facts) -> str:
+    """Why torch X has no build for this CUDA, and what to run instead."""
+    cuda = cuda_of_variant(variant)
+    published = sorted(release.variants, key=lambda v: version_key(cuda_of_variant(v)))
+    lines = [f"PyTorch {release.minor} was never published for CUDA {cuda} ({variant}); its CUDA variants are {', '.join(published)}."]
+    tags = matrix.specs if matrix else {}
+    same_major = [v for v in published if cuda_of_variant(v).split(".")[0] == cuda.split(".")[0]]
+    newer = [v for v in same_major if version_key(cuda_of_variant(v)) >= version_key(cuda)]
+    if newer:
+        runs = newer[0]
+        floor = facts.min_driver(cuda)
+        tag = f"v{release.minor}-{runs}"
+        listed = "" if (not matrix or tag in tags) else " (add it to matrix.yaml)"
+        lines.append(f"A host whose driver supports CUDA {cuda} runs {tag}{listed} through CUDA minor-version "
+                     f"compatibility (any CUDA {cuda.split('.')[0]}.x image runs on a driver >= {floor}).")
+    real = [r for r in facts.releases.values() if variant in r.variants]
+    if real:
+        newest = max(real, key=lambda r: version_key(r.version))
+        candidates = [s.tag for s in tags.values() if s.cuda_variant == variant and not s.devel]
+        tag = max(candidates, key=lambda t: version_key(TAG_RE.match(t)["torch"])) if candidates else f"v{newest.minor}-{variant}"
+        lines.append(f"For a true CUDA {cuda} build use {tag}.")
+    return " ".join(lines)
+
+
+def unknown_tag_message(tag: str, matrix: Matrix, facts: Facts) -> str:
+    message = f"{tag!r} is not a tag in {matrix.path.name}"
+    parsed = TAG_RE.match(tag)
+    release = facts.release_for_minor(parsed["torch"]) if parsed else None
+    if release and parsed["cuda"] not in release.variants:
+        return f"{message}. " + unpublished_variant_message(release, parsed["cuda"], matrix, facts)
+    near = difflib.get_close_matches(tag, list(matrix.specs), n=3, cutoff=0.5)
+    hint = f"; nearest: {', '.join(near)}" if near else ""
+    return f"{message}{hint} (all tags: `make list`)"
+
+
+__all__ = ["Base", "ImageSpec", "Matrix", "MatrixError", "Problem", "load", "minor"]

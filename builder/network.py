@@ -1,0 +1,115 @@
+"""The host's pip and TLS settings that a build must honour: CA bundles, indexes, mirrors.
+
+They become build-only inputs (a pip.conf and a CA bundle in the install stage's context) and never
+reach the final image. Local paths (find-links folders, file:// indexes) mean nothing inside a build,
+so they are left out and reported.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# pip's own names for the settings we forward; extra-index-url and trusted-host hold several values.
+FORWARDED = ("index-url", "extra-index-url", "trusted-host", "timeout", "retries")
+CA_VARIABLES = ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
+TORCH_INDEX = "https://download.pytorch.org/whl"
+
+
+class NetworkError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class NetworkSettings:
+    pip: dict[str, list[str]] = field(default_factory=dict)  # setting -> values, in pip's names
+    ca_files: tuple[Path, ...] = ()
+    torch_index: str = TORCH_INDEX  # the PyTorch wheel index or a mirror of it; /<cuXYZ> is appended
+    ignored: tuple[str, ...] = ()  # settings left out, with why
+
+    def ca_bundle(self) -> str:
+        """Every CA file the host names, concatenated (each in full, once)."""
+        return "".join(p.read_text().rstrip("\n") + "\n" for p in self.ca_files)
+
+    def pip_conf(self, ca_path: str) -> str:
+        """The pip.conf the install stage uses; `cert` points at the forwarded bundle when there is one."""
+        lines = ["[global]"]
+        if self.ca_files:
+            lines.append(f"cert = {ca_path}")
+        for key, values in self.pip.items():
+            lines.append(f"{key} = " + " ".join(values))
+        return "\n".join(lines) + "\n"
+
+
+def pip_config_files(env: dict[str, str], home: Path) -> list[Path]:
+    """pip's configuration files, lowest priority first (pip's documented order)."""
+    xdg_dirs = env.get("XDG_CONFIG_DIRS", "/etc/xdg").split(":")
+    files = [Path(d) / "pip" / "pip.conf" for d in reversed(xdg_dirs)]
+    files += [Path("/etc/pip.conf"), home / ".pip" / "pip.conf",
+              Path(env.get("XDG_CONFIG_HOME", home / ".config")) / "pip" / "pip.conf"]
+    if env.get("PIP_CONFIG_FILE") and env["PIP_CONFIG_FILE"] != os.devnull:
+        files.append(Path(env["PIP_CONFIG_FILE"]))
+    return files
+
+
+def read_pip_settings(env: dict[str, str], home: Path) -> dict[str, str]:
+    """pip's effective settings for `cert`, `find-links` and FORWARDED: files, then PIP_* variables."""
+    settings: dict[str, str] = {}
+    if env.get("PIP_CONFIG_FILE") == os.devnull:
+        files = []  # pip's documented switch for "no config files"
+    else:
+        files = pip_config_files(env, home)
+    for path in files:
+        parser = configparser.RawConfigParser()
+        try:
+            parser.read(path)
+        except configparser.Error as e:
+            raise NetworkError(f"{path}: cannot parse pip configuration: {e}") from None
+        for section in ("global", "install"):
+            if parser.has_section(section):
+                settings.update(parser.items(section))
+    for key in ("cert", "find-links", *FORWARDED):
+        value = env.get("PIP_" + key.upper().replace("-", "_"))
+        if value:
+            settings[key] = value
+    return settings
+
+
+def host_settings(env: dict[str, str] | None = None, home: Path | None = None) -> NetworkSettings:
+    env = dict(os.environ if env is None else env)
+    home = home or Path.home()
+    pip = read_pip_settings(env, home)
+    ignored: list[str] = []
+
+    forwarded: dict[str, list[str]] = {}
+    for key in FORWARDED:
+        values = pip.get(key, "").split()
+        usable = [v for v in values if not _is_local(v)]
+        ignored += [f"pip {key} {v} (a local path; not reachable inside a build)" for v in values if _is_local(v)]
+        if usable:
+            forwarded[key] = usable
+    if pip.get("find-links"):
+        ignored += [f"pip find-links {v} (a local folder; not reachable inside a build)" for v in pip["find-links"].split()]
+
+    ca_files: list[Path] = []
+    for name, value in [("pip cert", pip.get("cert"))] + [(v, env.get(v)) for v in CA_VARIABLES]:
+        if not value:
+            continue
+        path = Path(value)
+        if not path.is_file():
+            raise NetworkError(f"{name} names {value}, which is not a file; fix the setting or unset it")
+        if path.resolve() not in [p.resolve() for p in ca_files]:
+            ca_files.append(path)
+
+    return NetworkSettings(
+        pip=forwarded,
+        ca_files=tuple(ca_files),
+        torch_index=env.get("TORCHYARD_TORCH_INDEX", TORCH_INDEX).rstrip("/"),
+        ignored=tuple(ignored),
+    )
+
+
+def _is_local(value: str) -> bool:
+    return value.startswith(("file:", "/", ".", "~"))

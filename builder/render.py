@@ -1,0 +1,176 @@
+"""ImageSpec -> images/<tag>/ (the Dockerfile and every file its build context needs).
+
+Decisions live here; templates/Dockerfile.j2 only loops over what context() gives it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+
+import jinja2
+
+from builder.matrix import PYPI_INDEX, ImageSpec
+from builder.network import TORCH_INDEX
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATES = ROOT / "templates"
+IMAGES = ROOT / "images"
+VENV = "/opt/venv"
+SHARE = "/usr/share/torchyard"
+BUILD_INPUTS = "/etc/torchyard-build"  # exists in the install stage only
+TORCH_INDEX_ARG = "TORCH_INDEX_URL"
+LABEL_PREFIX = "io.torchyard"
+
+_env = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(TEMPLATES),
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=True,
+)
+
+
+def apt_packages(spec: ImageSpec) -> list[str]:
+    packages = ["ca-certificates", "python3", "python3-venv"]
+    if spec.devel:
+        packages += ["build-essential", "python3-dev"]  # nvcc's host compiler and Python headers
+    return packages
+
+
+def requirements(spec: ImageSpec) -> list[str]:
+    # Wheels on the PyTorch index carry the variant as a local version (2.6.0+cu118); PyPI's carry none.
+    local = "" if spec.index == PYPI_INDEX else f"+{spec.cuda_variant}"
+    reqs = [f"torch=={spec.torch}{local}", f"torchvision=={spec.torchvision}{local}"]
+    if spec.nvcc:
+        reqs.append(f"{spec.nvcc.package}=={spec.nvcc.version}")
+    return reqs + list(spec.extra_packages)
+
+
+def site_packages(spec: ImageSpec) -> str:
+    return f"{VENV}/lib/python{spec.python}/site-packages"
+
+
+def env(spec: ImageSpec) -> list[tuple[str, str]]:
+    path = f"{VENV}/bin:$PATH"
+    values = [("VIRTUAL_ENV", VENV)]
+    if spec.nvcc:
+        cuda_home = f"{site_packages(spec)}/{spec.nvcc.home}"
+        values.append(("CUDA_HOME", cuda_home))
+        path = f"{VENV}/bin:{cuda_home}/bin:$PATH"
+    return values + [
+        ("PATH", path),
+        ("PYTHONUNBUFFERED", "1"),
+        # Ask the NVIDIA container runtime for the driver's compute libraries and nvidia-smi.
+        ("NVIDIA_VISIBLE_DEVICES", "all"),
+        ("NVIDIA_DRIVER_CAPABILITIES", "compute,utility"),
+    ]
+
+
+def facts(spec: ImageSpec) -> dict:
+    """What the image claims (labels) and check_image.py verifies at build time."""
+    return {
+        "tag": spec.tag,
+        "torch": spec.torch,
+        "torchvision": spec.torchvision,
+        "cuda": spec.cuda,
+        "cuda_runtime": spec.cuda_runtime,
+        "cudnn": spec.cudnn,
+        "nccl": spec.nccl,
+        "python": spec.python,
+        "archs": list(spec.archs) if spec.archs else None,
+        "min_driver": spec.min_driver,
+        "toolkit_driver": spec.toolkit_driver,
+        "nvcc": asdict(spec.nvcc) if spec.nvcc else None,
+        "base": spec.base.ref,
+        "index": spec.index,
+    }
+
+
+def labels(spec: ImageSpec) -> list[tuple[str, str]]:
+    unknown = "not recorded"
+    return [
+        ("org.opencontainers.image.title", "torchyard"),
+        ("org.opencontainers.image.version", spec.tag),
+        ("org.opencontainers.image.description", f"PyTorch {spec.torch} with CUDA {spec.cuda}, Python {spec.python}"),
+        (f"{LABEL_PREFIX}.torch", spec.torch),
+        (f"{LABEL_PREFIX}.torchvision", spec.torchvision),
+        (f"{LABEL_PREFIX}.cuda", spec.cuda),
+        (f"{LABEL_PREFIX}.cudnn", spec.cudnn or unknown),
+        (f"{LABEL_PREFIX}.nccl", spec.nccl or unknown),
+        (f"{LABEL_PREFIX}.python", spec.python),
+        (f"{LABEL_PREFIX}.driver.min", spec.min_driver),
+        (f"{LABEL_PREFIX}.archs", " ".join(spec.archs) if spec.archs else unknown),
+        (f"{LABEL_PREFIX}.base", spec.base.ref),
+    ]
+
+
+def context(spec: ImageSpec) -> dict:
+    build_args, index = [], []
+    if spec.index != PYPI_INDEX:
+        build_args.append({"name": TORCH_INDEX_ARG, "default": f"{TORCH_INDEX}/{spec.cuda_variant}"})
+        index = ["--index-url", f'"${TORCH_INDEX_ARG}"']
+    index_note = "PyPI wheel" if spec.index == PYPI_INDEX else f"PyTorch wheel index, {spec.cuda_variant}"
+    base_note = f"Debian {spec.base.suite}" + ("" if spec.base.is_local else f" ({spec.base.ref})")
+    return {
+        "tag": spec.tag,
+        "torch": spec.torch,
+        "cuda": spec.cuda,
+        "python": spec.python,
+        "index_note": index_note,
+        "base_note": base_note,
+        "base_image": spec.base.image,
+        "apt_packages": apt_packages(spec),
+        "build_args": build_args,
+        "build_inputs_dir": BUILD_INPUTS,
+        "pip_install": [f"{VENV}/bin/pip", "install", "--no-cache-dir", "--disable-pip-version-check",
+                        *index, "-r", "/tmp/requirements.txt"],
+        "venv": VENV,
+        "env": env(spec),
+        "share_dir": SHARE,
+        "labels": labels(spec),
+    }
+
+
+def render(spec: ImageSpec) -> dict[str, str]:
+    """Relative path -> file content of the tag's build context."""
+    return {
+        "Dockerfile": _env.get_template("Dockerfile.j2").render(context(spec)),
+        "requirements.txt": "".join(f"{r}\n" for r in requirements(spec)),
+        "torchyard/spec.json": json.dumps(facts(spec), indent=2) + "\n",
+        "torchyard/check_image.py": (TEMPLATES / "check_image.py").read_text(),
+    }
+
+
+def write(spec: ImageSpec, images: Path = IMAGES) -> bool:
+    """Write images/<tag>/ exactly as rendered; True when anything changed."""
+    files = render(spec)
+    target = images / spec.tag
+    changed = diff(spec, images) != []
+    if changed:
+        if target.exists():
+            shutil.rmtree(target)
+        for rel, content in files.items():
+            path = target / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(content)
+    return changed
+
+
+def diff(spec: ImageSpec, images: Path = IMAGES) -> list[str]:
+    """Files of images/<tag>/ that differ from a fresh render (missing, changed or extra)."""
+    target = images / spec.tag
+    files = render(spec)
+    on_disk = {str(p.relative_to(target)) for p in target.rglob("*") if p.is_file()} if target.exists() else set()
+    problems = [f"{spec.tag}/{rel}" for rel, text in files.items()
+                if rel not in on_disk or (target / rel).read_text() != text]
+    return problems + [f"{spec.tag}/{rel} (not rendered)" for rel in sorted(on_disk - files.keys())]
+
+
+def stale(tags: list[str], images: Path = IMAGES) -> list[Path]:
+    """Folders under images/ for tags no longer in the matrix."""
+    if not images.exists():
+        return []
+    return sorted(p for p in images.iterdir() if p.is_dir() and p.name not in tags)

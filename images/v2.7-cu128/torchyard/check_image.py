@@ -1,0 +1,65 @@
+"""Build-time facts of a torchyard image that need no GPU; run by the Dockerfile, and by hand:
+
+    python /usr/share/torchyard/check_image.py /usr/share/torchyard/spec.json
+
+Exits 1 naming every fact that differs from the spec, so a wrong image fails its build.
+"""
+
+import json
+import platform
+import subprocess
+import sys
+
+import torch
+import torchvision
+
+
+def cudnn_number(version: str) -> int:
+    major, minor, patch = (int(p) for p in version.split(".")[:3])
+    return major * 10000 + minor * 100 + patch if major >= 9 else major * 1000 + minor * 100 + patch
+
+
+def release(version: str) -> str:
+    """'2.6.0+cu124' -> '2.6.0'."""
+    return version.split("+")[0]
+
+
+def observed(spec: dict) -> list[tuple[str, object, object]]:
+    """(fact, expected, found) for every checked fact."""
+    facts = [
+        ("python", spec["python"], ".".join(platform.python_version_tuple()[:2])),
+        ("torch", spec["torch"], release(torch.__version__)),
+        ("torchvision", spec["torchvision"], release(torchvision.__version__)),
+        ("torch compiled with CUDA", True, torch.cuda._is_compiled()),
+        ("CUDA", spec["cuda"], torch.version.cuda),
+    ]
+    if spec["cudnn"]:
+        facts.append(("cuDNN", cudnn_number(spec["cudnn"]), torch.backends.cudnn.version()))
+    if spec["nccl"]:
+        facts.append(("NCCL", spec["nccl"], ".".join(map(str, torch.cuda.nccl.version()))))
+    if spec["archs"]:
+        facts.append(("GPU archs", spec["archs"], torch._C._cuda_getArchFlags().split()))
+    if spec["nvcc"]:
+        out = subprocess.run(["nvcc", "--version"], capture_output=True, text=True, check=True).stdout
+        facts.append(("nvcc", f"release {spec['cuda']}", f"release {spec['cuda']}" if f"release {spec['cuda']}," in out else out.strip().splitlines()[-1]))
+    return facts
+
+
+def main(path: str) -> int:
+    with open(path) as f:
+        spec = json.load(f)
+    wrong = 0
+    for fact, expected, found in observed(spec):
+        ok = expected == found
+        wrong += not ok
+        print(f"{'ok   ' if ok else 'WRONG'} {fact:<26} {found}" + ("" if ok else f"   (expected {expected})"))
+    if wrong:
+        print(f"check_image: {wrong} fact(s) differ from the spec of {spec['tag']}; this image is not what matrix.yaml asked for",
+              file=sys.stderr)
+        return 1
+    print(f"check_image: {spec['tag']} matches its spec")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

@@ -1,0 +1,1 @@
+"""GPU smoke tests that run inside every torchyard image (and on any host with torch)."""
