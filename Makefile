@@ -30,7 +30,7 @@ render: $(VENV)/.installed ## regenerate images/<tag>/ from matrix.yaml for ever
 base: $(VENV)/.installed ## make the base image TAG=… needs (mmdebstrap + docker import, or pull by digest)
 	@$(BUILDER) base $(TAG_ARG)
 
-build: $(VENV)/.installed ## validate, render and build TAG=… as $(REPO):<tag> (log in reports/<tag>/build.log)
+build: $(VENV)/.installed ## validate, render and build TAG=… as torchyard:<tag> (log in reports/<tag>/build.log)
 	@$(BUILDER) build $(TAG_ARG)
 
 test: $(VENV)/.installed ## unit tests and docker tests (CI=true: a missing engine fails)
@@ -42,5 +42,5 @@ unit-test: $(VENV)/.installed ## unit tests only (no Docker engine needed)
 docker-test: $(VENV)/.installed ## docker tests only: build a real image and check it
 	$(PY) -m pytest -m docker
 
-clean: $(VENV)/.installed ## remove the $(REPO):* images (the base images and build cache stay)
+clean: $(VENV)/.installed ## remove the torchyard:* images (the base images and build cache stay)
 	@$(BUILDER) clean

@@ -1,0 +1,25 @@
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from builder import compat
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def facts() -> compat.Facts:
+    return compat.load()
+
+
+@pytest.fixture
+def write_matrix(tmp_path):
+    """Write a matrix.yaml into a temporary folder; returns its path."""
+
+    def write(text: str) -> Path:
+        path = tmp_path / "matrix.yaml"
+        path.write_text(textwrap.dedent(text).lstrip("\n"))
+        return path
+
+    return write

@@ -1,0 +1,118 @@
+"""Build a real image (v2.6-cu124, torch from PyPI) from the rendered context and check its facts.
+
+The images these tests create are removed; the base image and the build cache stay.
+"""
+
+import json
+
+import pytest
+
+from builder import base, build, matrix, network, render
+from tests.docker.conftest import TEST_REPO
+
+TAG = "v2.6-cu124"
+
+
+@pytest.fixture(scope="module")
+def spec():
+    return matrix.load(render.ROOT / "matrix.yaml").specs[TAG]
+
+
+@pytest.fixture(scope="module")
+def built(client, spec, tmp_path_factory):
+    reports = tmp_path_factory.mktemp("reports")
+    base.ensure(client, spec.base)
+    result = build.build(client, spec, TEST_REPO, network.host_settings(), reports=reports)
+    yield result
+    client.images.remove(result.image, force=True)
+
+
+def test_the_image_holds_exactly_the_spec(built, run):
+    out = run(built.image, "python", "-c",
+              "import torch, torchvision; print(torch.__version__, torchvision.__version__, torch.version.cuda, "
+              "torch.backends.cudnn.version(), torch.cuda.nccl.version())")
+    assert out.split(maxsplit=4) == ["2.6.0+cu124", "0.21.0+cu124", "12.4", "90100", "(2, 21, 5)\n"]
+
+
+def test_the_image_checks_itself_against_its_spec(built, run):
+    out = run(built.image, "python", "/usr/share/torchyard/check_image.py", "/usr/share/torchyard/spec.json")
+    assert "v2.6-cu124 matches its spec" in out
+
+
+def test_labels(client, built, spec):
+    labels = client.images.get(built.image).labels
+    assert labels["io.torchyard.torch"] == "2.6.0"
+    assert labels["io.torchyard.torchvision"] == "0.21.0"
+    assert labels["io.torchyard.cuda"] == "12.4"
+    assert labels["io.torchyard.cudnn"] == "9.1.0.70"
+    assert labels["io.torchyard.nccl"] == "2.21.5"
+    assert labels["io.torchyard.python"] == "3.11"
+    assert labels["io.torchyard.driver.min"] == "525.60.13"
+    assert labels["io.torchyard.archs"] == " ".join(spec.archs)
+    for key in ("title", "version", "revision", "created", "source"):
+        assert labels[f"org.opencontainers.image.{key}"], key
+    assert labels["org.opencontainers.image.version"] == TAG
+
+
+def test_build_inputs_do_not_reach_the_image(client, built, run):
+    out = run(built.image, "sh", "-c", f"ls {render.BUILD_INPUTS} 2>&1; env | grep -c '^PIP_' ; true")
+    assert "No such file or directory" in out
+    assert out.strip().endswith("0")
+    history = " ".join(layer["CreatedBy"] for layer in client.api.history(built.image))
+    assert "build-inputs" not in history
+
+
+def test_the_full_log_is_kept(built):
+    log = built.log.read_text()
+    assert "Successfully built" in log
+    assert "torch-2.6.0" in log
+
+
+def test_a_rebuild_with_nothing_changed_is_all_cache(client, built, spec, tmp_path):
+    again = build.build(client, spec, TEST_REPO, network.host_settings(), reports=tmp_path)
+    froms = render.render(spec)["Dockerfile"].count("\nFROM ")
+    assert again.image_id == built.image_id
+    assert again.cached == again.steps - froms  # every step but the FROM lines said "Using cache"
+
+
+def test_the_local_base_records_how_it_was_made(client, spec):
+    labels = client.images.get(spec.base.image).labels
+    assert labels["io.torchyard.base.suite"] == "bookworm"
+    assert labels["io.torchyard.base.source_date_epoch"] == base.SOURCE_DATE_EPOCH
+
+
+def test_a_failed_build_names_the_step_tags_nothing_and_leaves_no_containers(client, spec, tmp_path):
+    images = tmp_path / "images"
+    (images / TAG).mkdir(parents=True)
+    (images / TAG / "Dockerfile").write_text(
+        f"FROM {spec.base.image}\nRUN echo preparing\nRUN echo the-failure-text && false\nRUN echo never\n")
+    containers_before = {c.id for c in client.containers.list(all=True)}
+    repo = f"{TEST_REPO}-broken"
+    with pytest.raises(build.BuildFailed) as e:
+        build.build(client, spec, repo, network.NetworkSettings(), images=images, reports=tmp_path / "reports")
+    message = str(e.value)
+    assert "failed at step 3/3: RUN echo the-failure-text && false" in message
+    assert "the-failure-text" in message and "returned a non-zero code: 1" in message
+    assert client.images.list(name=repo) == []
+    assert {c.id for c in client.containers.list(all=True)} == containers_before
+    assert "the-failure-text" in (tmp_path / "reports" / TAG / "build.log").read_text()
+
+
+def test_the_ca_bundle_is_forwarded_to_the_install_stage_only(client, spec, tmp_path):
+    """The install stage sees the host's CA bundle and pip settings; the stage after it does not."""
+    images = tmp_path / "images"
+    (images / TAG).mkdir(parents=True)
+    (images / TAG / "Dockerfile").write_text(
+        f"FROM {spec.base.image} AS install\nCOPY build-inputs/ {render.BUILD_INPUTS}/\n"
+        f"RUN cat {render.BUILD_INPUTS}/pip.conf && grep -c 'BEGIN CERTIFICATE' {render.BUILD_INPUTS}/ca-bundle.crt\n"
+        f"FROM {spec.base.image}\nRUN test ! -e {render.BUILD_INPUTS}\n")
+    ca = tmp_path / "corp.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    settings = network.NetworkSettings(pip={"index-url": ["https://mirror.example/simple"]}, ca_files=(ca,))
+    result = build.build(client, spec, f"{TEST_REPO}-ca", settings, images=images, reports=tmp_path / "reports")
+    try:
+        log = result.log.read_text()
+        assert f"cert = {render.BUILD_INPUTS}/ca-bundle.crt" in log
+        assert "index-url = https://mirror.example/simple" in log
+    finally:
+        client.images.remove(result.image, force=True)

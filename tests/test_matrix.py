@@ -1,0 +1,266 @@
+"""Validation of matrix.yaml: every refusal says what, where (file:line, tag, key) and what is right."""
+
+import pytest
+
+from builder import matrix
+from builder.matrix import MatrixError
+
+
+def problems(path, facts) -> list[str]:
+    with pytest.raises(MatrixError) as e:
+        matrix.load(path, facts)
+    return [str(p) for p in e.value.problems]
+
+
+def one_problem(path, facts) -> str:
+    found = problems(path, facts)
+    assert len(found) == 1, found
+    return found[0]
+
+
+def test_the_shipped_matrix_is_valid(facts):
+    m = matrix.load(matrix.Path(__file__).parent.parent / "matrix.yaml", facts)
+    assert m.default in m.specs
+    assert "v2.6-cu124" in m.specs
+
+
+def test_a_valid_entry_derives_everything_from_the_facts(write_matrix, facts):
+    m = matrix.load(write_matrix("""
+        default: v2.6-cu124
+        images:
+          v2.6-cu124: {torch: "2.6.0"}
+          v2.6-cu118: {torch: "2.6"}
+    """), facts)
+    spec = m.specs["v2.6-cu124"]
+    assert (spec.torch, spec.torchvision, spec.cuda, spec.cudnn, spec.nccl) == ("2.6.0", "0.21.0", "12.4", "9.1.0.70", "2.21.5")
+    assert (spec.python, spec.min_driver, spec.index, spec.base.image) == ("3.11", "525.60.13", "pypi", "torchyard-base:bookworm")
+    assert m.specs["v2.6-cu118"].index == "cu118"
+    assert m.specs["v2.6-cu118"].min_driver == "450.80.02"
+
+
+def test_unknown_torch_version(write_matrix, facts):
+    message = one_problem(write_matrix("""
+        default: v2.6-cu124
+        images:
+          v2.6-cu124: {torch: "2.6.7"}
+    """), facts)
+    assert "matrix.yaml:3: images.v2.6-cu124.torch" in message
+    assert "unknown torch version '2.6.7'" in message and "2.6.0" in message
+
+
+def test_torchvision_not_matching_torch(write_matrix, facts):
+    message = one_problem(write_matrix("""
+        default: v2.6-cu124
+        images:
+          v2.6-cu124:
+            torch: "2.6.0"
+            torchvision: "0.20.1"
+    """), facts)
+    assert "matrix.yaml:5: images.v2.6-cu124.torchvision" in message
+    assert "torchvision 0.21.0" in message
+
+
+def test_cuda_variant_never_published(write_matrix, facts):
+    message = one_problem(write_matrix("""
+        default: v2.6-cu124
+        images:
+          v2.6-cu124: {torch: "2.6.0"}
+          v2.6-cu121: {torch: "2.6.0"}
+    """), facts)
+    assert "images.v2.6-cu121.cuda" in message
+    for name in ("cu118", "cu124", "cu126", "v2.6-cu124", "v2.5-cu121", "525.60.13"):
+        assert name in message
+
+
+def test_cudnn_the_wheel_does_not_bundle(write_matrix, facts):
+    message = one_problem(write_matrix("""
+        default: v2.6-cu124
+        images:
+          v2.6-cu124:
+            torch: "2.6.0"
+            cudnn: "8.9"
+    """), facts)
+    assert "matrix.yaml:5: images.v2.6-cu124.cudnn" in message
+    assert "bundles cuDNN 9.1.0.70, not 8.9" in message
+
+
+def test_cudnn_prefix_of_the_bundled_one_is_accepted(write_matrix, facts):
+    m = matrix.load(write_matrix("""
+        default: v2.6-cu124
+        images:
+          v2.6-cu124: {torch: "2.6.0", cudnn: "9.1"}
+    """), facts)
+    assert m.specs["v2.6-cu124"].cudnn == "9.1.0.70"
+
+
+def test_python_with_no_wheels_for_that_torch(write_matrix, facts):
+    message = one_problem(write_matrix("""
+        default: v2.4-cu121
+        images:
+          v2.4-cu121: {torch: "2.4.1", base: trixie}
+    """), facts)
+    assert "images.v2.4-cu121.base" in message
+    assert "no wheels for Python 3.13" in message and "3.12" in message
+
+
+def test_python_the_base_does_not_ship(write_matrix, facts):
+    message = one_problem(write_matrix("""
+        default: v2.6-cu124
+        images:
+          v2.6-cu124: {torch: "2.6.0", python: "3.12"}
+    """), facts)
+    assert "images.v2.6-cu124.python" in message
+    assert "bookworm ships Python 3.11, not 3.12" in message and "trixie -> 3.13" in message
+
+
+def test_unknown_key_is_a_typo_with_a_suggestion(write_matrix, facts):
+    message = one_problem(write_matrix("""
+        default: v2.6-cu124
+        images:
+          v2.6-cu124:
+            torch: "2.6.0"
+            torchvison: "0.21.0"
+    """), facts)
+    assert "matrix.yaml:5: images.v2.6-cu124.torchvison" in message
+    assert "did you mean 'torchvision'?" in message
+
+
+def test_unknown_top_level_key(write_matrix, facts):
+    message = one_problem(write_matrix("""
+        defualt: v2.6-cu124
+        default: v2.6-cu124
+        images:
+          v2.6-cu124: {torch: "2.6.0"}
+    """), facts)
+    assert "matrix.yaml:1: defualt" in message and "did you mean 'default'?" in message
+
+
+def test_duplicate_tags(write_matrix, facts):
+    message = one_problem(write_matrix("""
+        default: v2.6-cu124
+        images:
+          v2.6-cu124: {torch: "2.6.0"}
+          v2.6-cu118: {torch: "2.6.0"}
+          v2.6-cu124: {torch: "2.6.0"}
+    """), facts)
+    assert "matrix.yaml:5" in message
+    assert "duplicate key 'v2.6-cu124' (first on line 3)" in message
+
+
+def test_malformed_yaml_names_its_line(write_matrix, facts):
+    message = one_problem(write_matrix("""
+        default: v2.6-cu124
+        images:
+          v2.6-cu124: {torch: "2.6.0"
+          v2.6-cu118: {torch: "2.6.0"}
+    """), facts)
+    assert "malformed YAML" in message
+    assert "matrix.yaml:4:" in message
+
+
+def test_a_version_yaml_reads_as_a_number(write_matrix, facts):
+    message = one_problem(write_matrix("""
+        default: v2.10-cu128
+        images:
+          v2.10-cu128: {torch: 2.10}
+    """), facts)
+    assert "quoted strings" in message and "2.1" in message
+
+
+def test_tag_grammar(write_matrix, facts):
+    message = one_problem(write_matrix("""
+        default: torch26
+        images:
+          torch26: {torch: "2.6.0"}
+    """), facts)
+    assert "v<torch major.minor>-cu<CUDA digits>[-devel]" in message
+
+
+def test_tag_and_entry_must_agree(write_matrix, facts):
+    message = one_problem(write_matrix("""
+        default: v2.6-cu124
+        images:
+          v2.6-cu124: {torch: "2.5.1"}
+    """), facts)
+    assert "tag v2.6-cu124 says torch 2.6 but the entry names 2.5.1" in message
+
+
+def test_registry_base_must_be_pinned_by_digest(write_matrix, facts):
+    message = one_problem(write_matrix("""
+        default: v2.6-cu124
+        images:
+          v2.6-cu124: {torch: "2.6.0", base: "debian:bookworm-slim"}
+    """), facts)
+    assert "not pinned" in message and "@sha256:" in message
+
+
+def test_registry_base_pinned_by_digest_is_accepted(write_matrix, facts):
+    digest = "a" * 64
+    m = matrix.load(write_matrix(f"""
+        default: v2.6-cu124
+        images:
+          v2.6-cu124: {{torch: "2.6.0", base: "docker.io/library/debian:bookworm-slim@sha256:{digest}"}}
+    """), facts)
+    base = m.specs["v2.6-cu124"].base
+    assert (base.suite, base.is_local, base.image.endswith(digest)) == ("bookworm", False, True)
+
+
+def test_devel_needs_a_compiler_wheel(write_matrix, facts):
+    message = one_problem(write_matrix("""
+        default: v2.6-cu124
+        images:
+          v2.6-cu124-devel: {torch: "2.6.0"}
+          v2.6-cu124: {torch: "2.6.0"}
+    """), facts)
+    assert "images.v2.6-cu124-devel" in message and "nvcc" in message
+
+
+def test_all_problems_are_reported_together(write_matrix, facts):
+    found = problems(write_matrix("""
+        default: v2.6-cu124
+        images:
+          v2.6-cu124: {torch: "2.6.0", cudnn: "8.9"}
+          v2.6-cu121: {torch: "2.6.0"}
+    """), facts)
+    assert len(found) == 2
+
+
+def test_default_must_be_a_tag(write_matrix, facts):
+    message = one_problem(write_matrix("""
+        default: v2.6-cu125
+        images:
+          v2.6-cu124: {torch: "2.6.0"}
+    """), facts)
+    assert "'v2.6-cu125' is not a tag under images; nearest: v2.6-cu124" in message
+
+
+# ---------------------------------------------------------------- TAG selection
+
+
+@pytest.fixture
+def shipped(facts):
+    return matrix.load(matrix.Path(__file__).parent.parent / "matrix.yaml", facts)
+
+
+def test_no_tag_means_the_default(shipped):
+    assert [s.tag for s in shipped.select(None)] == [shipped.default]
+    assert [s.tag for s in shipped.select("")] == [shipped.default]
+
+
+def test_all_means_every_tag(shipped):
+    assert len(shipped.select("all")) == len(shipped.specs)
+
+
+def test_a_tag_not_in_the_matrix_names_the_nearest(shipped):
+    with pytest.raises(MatrixError) as e:
+        shipped.select("v2.6-cu12")
+    assert "nearest: v2.6-cu126, v2.6-cu124" in str(e.value)
+
+
+def test_v2_6_cu121_is_refused_truthfully(shipped):
+    with pytest.raises(MatrixError) as e:
+        shipped.select("v2.6-cu121")
+    message = str(e.value)
+    assert "PyTorch 2.6 was never published for CUDA 12.1" in message
+    for name in ("cu118, cu124, cu126", "v2.6-cu124", "525.60.13", "v2.5-cu121"):
+        assert name in message

@@ -1,0 +1,77 @@
+"""The host's pip and CA settings, read from real config files and variables in a temporary home."""
+
+import os
+
+import pytest
+
+from builder import network
+
+
+@pytest.fixture
+def home(tmp_path):
+    (tmp_path / ".config" / "pip").mkdir(parents=True)
+    return tmp_path
+
+
+def pip_conf(home, text):
+    (home / ".config" / "pip" / "pip.conf").write_text(text)
+
+
+def settings(home, **env):
+    # XDG_CONFIG_DIRS points into the temporary home so the machine's /etc/xdg is not read.
+    return network.host_settings({"XDG_CONFIG_DIRS": str(home / "xdg"), **env}, home)
+
+
+def test_nothing_configured_forwards_nothing(home):
+    s = settings(home, PIP_CONFIG_FILE=os.devnull)
+    assert (s.pip, s.ca_files, s.ignored) == ({}, (), ())
+    assert s.pip_conf("/x/ca.crt") == "[global]\n"
+
+
+def test_config_file_settings_are_forwarded(home, tmp_path):
+    ca = tmp_path / "corp.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\ncorp\n-----END CERTIFICATE-----\n")
+    pip_conf(home, f"[global]\nindex-url = https://mirror.example/simple\ncert = {ca}\n"
+                   "trusted-host = mirror.example\n")
+    s = settings(home)
+    assert s.pip == {"index-url": ["https://mirror.example/simple"], "trusted-host": ["mirror.example"]}
+    assert s.ca_files == (ca,)
+    assert s.pip_conf("/etc/torchyard-build/ca-bundle.crt") == (
+        "[global]\ncert = /etc/torchyard-build/ca-bundle.crt\n"
+        "index-url = https://mirror.example/simple\ntrusted-host = mirror.example\n")
+
+
+def test_variables_override_files(home):
+    pip_conf(home, "[global]\nindex-url = https://file.example/simple\n")
+    s = settings(home, PIP_INDEX_URL="https://env.example/simple",
+                 PIP_EXTRA_INDEX_URL="https://a.example/simple https://b.example/simple")
+    assert s.pip["index-url"] == ["https://env.example/simple"]
+    assert s.pip["extra-index-url"] == ["https://a.example/simple", "https://b.example/simple"]
+
+
+def test_local_paths_are_left_out_and_reported(home):
+    pip_conf(home, "[global]\nfind-links = /opt/wheels\n"
+                   "extra-index-url = file:///opt/pypi/simple https://extra.example/simple\n")
+    s = settings(home)
+    assert s.pip == {"extra-index-url": ["https://extra.example/simple"]}
+    assert any("file:///opt/pypi/simple" in note for note in s.ignored)
+    assert any("/opt/wheels" in note for note in s.ignored)
+
+
+def test_every_ca_source_is_trusted_once(home, tmp_path):
+    one, two = tmp_path / "one.pem", tmp_path / "two.pem"
+    one.write_text("ONE\n")
+    two.write_text("TWO")
+    s = settings(home, PIP_CERT=str(one), REQUESTS_CA_BUNDLE=str(two), SSL_CERT_FILE=str(one))
+    assert s.ca_files == (one, two)
+    assert s.ca_bundle() == "ONE\nTWO\n"
+
+
+def test_a_ca_setting_that_is_not_a_file_is_an_error(home, tmp_path):
+    with pytest.raises(network.NetworkError, match="REQUESTS_CA_BUNDLE names .*missing.pem, which is not a file"):
+        settings(home, REQUESTS_CA_BUNDLE=str(tmp_path / "missing.pem"))
+
+
+def test_the_torch_index_mirror_is_a_setting(home):
+    assert settings(home).torch_index == network.TORCH_INDEX
+    assert settings(home, TORCHYARD_TORCH_INDEX="https://mirror.example/whl/").torch_index == "https://mirror.example/whl"
