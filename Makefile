@@ -4,6 +4,7 @@ TAG ?=
 REPO ?= torchyard
 VENV := .venv
 PY := $(VENV)/bin/python
+NOCACHE ?=
 TAG_ARG := $(if $(TAG),--tag $(TAG))
 BUILDER := $(PY) -m builder --repo $(REPO)
 
@@ -30,8 +31,8 @@ render: $(VENV)/.installed ## regenerate images/<tag>/ from matrix.yaml for ever
 base: $(VENV)/.installed ## make the base image TAG=… needs (mmdebstrap + docker import, or pull by digest)
 	@$(BUILDER) base $(TAG_ARG)
 
-build: $(VENV)/.installed ## validate, render and build TAG=… as torchyard:<tag> (log in reports/<tag>/build.log)
-	@$(BUILDER) build $(TAG_ARG)
+build: $(VENV)/.installed ## validate, render and build TAG=… as torchyard:<tag> (NOCACHE=1: every step anew)
+	@$(BUILDER) build $(TAG_ARG) $(if $(NOCACHE),--no-cache)
 
 test: $(VENV)/.installed ## unit tests and docker tests (CI=true: a missing engine fails)
 	$(PY) -m pytest

@@ -27,6 +27,7 @@ from builder.network import NetworkSettings
 
 REPORTS = render.ROOT / "reports"
 STEP_RE = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
+LAYER_RE = re.compile(r"^---> ([0-9a-f]{12})$")
 HEARTBEAT_S = 30
 TAIL_LINES = 25
 
@@ -51,6 +52,7 @@ class BuildResult:
     steps: int
     cached: int
     log: Path
+    layers: tuple[str, ...]  # the image ID after each step, as the builder printed them
 
 
 def connect() -> docker.DockerClient:
@@ -109,6 +111,7 @@ class _Progress:
         self.started = time.monotonic()
         self.step, self.instruction, self.step_started = "0/0", "", self.started
         self.steps = self.cached = 0
+        self.layers: list[str] = []
         self.tail: list[str] = []
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -133,6 +136,9 @@ class _Progress:
         self.tail = (self.tail + [stripped])[-TAIL_LINES:]
         if stripped == "---> Using cache":
             self.cached += 1
+        layer = LAYER_RE.match(stripped)
+        if layer:
+            self.layers.append(layer[1])
         match = STEP_RE.match(stripped)
         if match:
             with self._lock:
@@ -151,7 +157,7 @@ class _Progress:
 
 
 def build(client: docker.DockerClient, spec: ImageSpec, repo: str, network: NetworkSettings,
-          say=print, images: Path = render.IMAGES, reports: Path = REPORTS) -> BuildResult:
+          say=print, images: Path = render.IMAGES, reports: Path = REPORTS, nocache: bool = False) -> BuildResult:
     image = f"{repo}:{spec.tag}"
     log_path = reports / spec.tag / "build.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -165,7 +171,7 @@ def build(client: docker.DockerClient, spec: ImageSpec, repo: str, network: Netw
         with _Progress(say, log) as progress:
             image_id = None
             try:
-                stream = client.api.build(path=str(context), tag=image, rm=True, forcerm=True, pull=False,
+                stream = client.api.build(path=str(context), tag=image, rm=True, forcerm=True, pull=False, nocache=nocache,
                                           decode=True, buildargs=buildargs, labels=provenance_labels(spec))
                 for chunk in stream:
                     for text in chunk.get("stream", "").splitlines():
@@ -182,4 +188,4 @@ def build(client: docker.DockerClient, spec: ImageSpec, repo: str, network: Netw
             seconds = time.monotonic() - progress.started
     image_id = image_id or client.images.get(image).id
     say(f"built {image} {image_id[:19]} in {seconds:.1f}s ({progress.cached}/{progress.steps} steps from cache)")
-    return BuildResult(image, image_id, seconds, progress.steps, progress.cached, log_path)
+    return BuildResult(image, image_id, seconds, progress.steps, progress.cached, log_path, tuple(progress.layers))

@@ -82,7 +82,7 @@ def cmd_build(matrix: Matrix, args) -> int:
             _say(f"rendered images/{spec.tag}/ from matrix.yaml")
         base.ensure(client, spec.base, say=_say)
         try:
-            build.build(client, spec, args.repo, settings, say=_say)
+            build.build(client, spec, args.repo, settings, say=_say, nocache=args.no_cache)
         except build.BuildFailed as e:
             _fail(str(e), 1)
             failed.append(spec.tag)
@@ -124,6 +124,8 @@ def parser() -> argparse.ArgumentParser:
         c = sub.add_parser(name, help=help_, description=help_)
         if name in ("validate", "base", "build"):
             c.add_argument("--tag", default=None, help="a tag of the matrix, or 'all' (default: the matrix's default)")
+        if name == "build":
+            c.add_argument("--no-cache", action="store_true", help="rebuild every step (the base stays)")
         if name == "render":
             c.add_argument("--check", action="store_true", help="fail if images/ differs from a fresh render")
     return p
