@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from builder import compat
-from builder.compat import Facts, cuda_of_variant, minor, version_key
+from builder.compat import Facts, cuda_of_variant, version_key
 
 TAG_RE = re.compile(r"^v(?P<torch>\d+\.\d+)-(?P<cuda>cu\d{3})(?P<devel>-devel)?$")
 TOP_KEYS = ("default", "defaults", "images")
@@ -186,14 +186,13 @@ def load(path: Path, facts: Facts | None = None) -> Matrix:
     return Matrix(path=path, default=default, specs=specs)
 
 
+def _unknown_key(key, allowed: tuple[str, ...]) -> str:
+    hint = difflib.get_close_matches(str(key), allowed, n=1)
+    return f"unknown key {key!r}; " + (f"did you mean {hint[0]!r}?" if hint else "allowed keys: " + ", ".join(allowed))
+
+
 def _unknown_keys(mapping: dict, allowed: tuple[str, ...], where) -> list[Problem]:
-    problems = []
-    for key in mapping:
-        if key not in allowed:
-            hint = difflib.get_close_matches(str(key), allowed, n=1)
-            fix = f"did you mean {hint[0]!r}?" if hint else "allowed keys: " + ", ".join(allowed)
-            problems.append(Problem(where(key), f"unknown key {key!r}; {fix}"))
-    return problems
+    return [Problem(where(key), _unknown_key(key, allowed)) for key in mapping if key not in allowed]
 
 
 def _nearest(word: str, candidates: list[str]) -> str:
@@ -216,8 +215,7 @@ def _validate_entry(tag: str, entry, defaults: dict, facts: Facts, report) -> Im
         return None
     for key in entry:
         if key not in ENTRY_KEYS:
-            hint = difflib.get_close_matches(str(key), ENTRY_KEYS, n=1)
-            report(key, f"unknown key {key!r}; " + (f"did you mean {hint[0]!r}?" if hint else "allowed keys: " + ", ".join(ENTRY_KEYS)))
+            report(key, _unknown_key(key, ENTRY_KEYS))
 
     parsed = TAG_RE.match(tag)
     if not parsed:
@@ -374,4 +372,3 @@ def unknown_tag_message(tag: str, matrix: Matrix, facts: Facts) -> str:
     return f"{message}{hint} (all tags: `make list`)"
 
 
-__all__ = ["Base", "ImageSpec", "Matrix", "MatrixError", "Problem", "load", "minor"]

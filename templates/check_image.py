@@ -7,6 +7,7 @@ Exits 1 naming every fact that differs from the spec, so a wrong image fails its
 
 import json
 import platform
+import re
 import subprocess
 import sys
 
@@ -41,7 +42,8 @@ def observed(spec: dict) -> list[tuple[str, object, object]]:
         facts.append(("GPU archs", spec["archs"], torch._C._cuda_getArchFlags().split()))
     if spec["nvcc"]:
         out = subprocess.run(["nvcc", "--version"], capture_output=True, text=True, check=True).stdout
-        facts.append(("nvcc", f"release {spec['cuda']}", f"release {spec['cuda']}" if f"release {spec['cuda']}," in out else out.strip().splitlines()[-1]))
+        found = re.search(r"release (\d+\.\d+)", out)
+        facts.append(("nvcc", spec["cuda"], found[1] if found else out.strip()))
     return facts
 
 
