@@ -54,8 +54,8 @@ def main(tag: str) -> None:
     print("| --- | --- | --- | --- |")
     print(f"| torchyard | {cold.seconds:.0f} s | {noop.seconds:.1f} s | {size_gb(client, cold.image):.2f} GB |")
     print(f"| plain pip install | {plain.seconds:.0f} s | | {plain_size:.2f} GB |")
-    for result in (cold, plain):
-        client.images.remove(result.image, force=True)
+    for result in (noop, cold, plain):
+        build.remove(client, result)
 
 
 if __name__ == "__main__":

@@ -189,3 +189,12 @@ def build(client: docker.DockerClient, spec: ImageSpec, repo: str, network: Netw
     image_id = image_id or client.images.get(image).id
     say(f"built {image} {image_id[:19]} in {seconds:.1f}s ({progress.cached}/{progress.steps} steps from cache)")
     return BuildResult(image, image_id, seconds, progress.steps, progress.cached, log_path, tuple(progress.layers))
+
+
+def remove(client: docker.DockerClient, result: BuildResult) -> None:
+    """Remove a built image: its tag and the step images its build made (shared ones stay)."""
+    for ref in (result.image, result.image_id, *reversed(result.layers)):
+        try:
+            client.images.remove(ref)
+        except docker.errors.APIError:
+            pass  # gone with its child, or still used by another image or tag

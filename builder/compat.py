@@ -62,9 +62,8 @@ class TorchRelease:
 
 @dataclass(frozen=True)
 class Nvcc:
-    package: str
-    version: str
     home: str  # the toolkit root inside site-packages
+    packages: tuple[tuple[str, str], ...]  # (wheel, version): the compiler, pinned as one release
 
 
 @dataclass(frozen=True)
@@ -116,6 +115,6 @@ def load(path: Path = FACTS_FILE) -> Facts:
         debian_python={suite: d["python"] for suite, d in raw["debian"].items()},
         minor_compat_floor=raw["driver"]["minor_compat_floor"],
         toolkit_driver=raw["driver"]["toolkit"],
-        nvcc={cuda: Nvcc(**n) for cuda, n in raw["nvcc"].items()},
+        nvcc={cuda: Nvcc(home=n["home"], packages=tuple(n["packages"].items())) for cuda, n in raw["nvcc"].items()},
         releases=dict(sorted(releases.items(), key=lambda kv: version_key(kv[0]))),
     )

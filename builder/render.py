@@ -45,7 +45,7 @@ def requirements(spec: ImageSpec) -> list[str]:
     local = "" if spec.index == PYPI_INDEX else f"+{spec.cuda_variant}"
     reqs = [f"torch=={spec.torch}{local}", f"torchvision=={spec.torchvision}{local}"]
     if spec.nvcc:
-        reqs.append(f"{spec.nvcc.package}=={spec.nvcc.version}")
+        reqs += [f"{package}=={version}" for package, version in spec.nvcc.packages]
     return reqs + list(spec.extra_packages)
 
 

@@ -70,7 +70,8 @@ def test_labels_carry_the_spec(specs):
 def test_devel_adds_the_compiler_and_cuda_home(specs):
     spec = specs["v2.15-cu132-devel"]
     files = render.render(spec)
-    assert "nvidia-cuda-nvcc==13.2.86" in files["requirements.txt"]
+    for package in ("nvidia-cuda-nvcc", "nvidia-nvvm", "nvidia-cuda-crt"):
+        assert f"{package}==13.2.86\n" in files["requirements.txt"]
     assert "build-essential" in files["Dockerfile"]
     assert "CUDA_HOME=/opt/venv/lib/python3.11/site-packages/nvidia/cu13" in files["Dockerfile"]
     assert "build-essential" not in render.render(specs["v2.15-cu132"])["Dockerfile"]

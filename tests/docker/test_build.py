@@ -1,11 +1,10 @@
 """Build a real image (v2.6-cu124, torch from PyPI) from the rendered context and check its facts.
 
-The images these tests create are removed; the base image and the build cache stay.
+The images these tests create, their step images included, are removed; the base image stays.
 """
 
 import re
 
-import docker.errors
 import pytest
 
 from builder import base, build, matrix, network, render
@@ -19,16 +18,6 @@ def spec():
     return matrix.load(render.ROOT / "matrix.yaml").specs[TAG]
 
 
-def remove_built(client, result) -> None:
-    """Remove the tag and the step images this build made (the base image stays)."""
-    client.images.remove(result.image, force=True)
-    for layer in reversed(result.layers):
-        try:
-            client.images.remove(layer)
-        except docker.errors.APIError:
-            pass  # still used by another image, or already gone with its child
-
-
 @pytest.fixture(scope="module")
 def built(client, spec, tmp_path_factory):
     """v2.6-cu124 built from scratch: every step runs, pip downloads torch from PyPI."""
@@ -36,7 +25,7 @@ def built(client, spec, tmp_path_factory):
     base.ensure(client, spec.base)
     result = build.build(client, spec, TEST_REPO, network.host_settings(), reports=reports, nocache=True)
     yield result
-    remove_built(client, result)
+    build.remove(client, result)
 
 
 def test_the_image_holds_exactly_the_spec(built, run):
@@ -130,4 +119,4 @@ def test_the_ca_bundle_is_forwarded_to_the_install_stage_only(client, spec, tmp_
         assert f"cert = {render.BUILD_INPUTS}/ca-bundle.crt" in log
         assert "index-url = https://mirror.example/simple" in log
     finally:
-        remove_built(client, result)
+        build.remove(client, result)
