@@ -12,6 +12,7 @@ from pathlib import Path
 
 import jinja2
 
+from builder.compat import cudnn_number
 from builder.matrix import PYPI_INDEX, ImageSpec
 from builder.network import TORCH_INDEX
 
@@ -78,6 +79,7 @@ def facts(spec: ImageSpec) -> dict:
         "cuda": spec.cuda,
         "cuda_runtime": spec.cuda_runtime,
         "cudnn": spec.cudnn,
+        "cudnn_number": cudnn_number(spec.cudnn) if spec.cudnn else None,  # as torch.backends.cudnn.version() says it
         "nccl": spec.nccl,
         "python": spec.python,
         "archs": list(spec.archs) if spec.archs else None,

@@ -17,11 +17,6 @@ import torch
 import torchvision
 
 
-def cudnn_number(version: str) -> int:
-    major, minor, patch = (int(p) for p in version.split(".")[:3])
-    return major * 10000 + minor * 100 + patch if major >= 9 else major * 1000 + minor * 100 + patch
-
-
 def release(version: str) -> str:
     """'2.6.0+cu124' -> '2.6.0'."""
     return version.split("+")[0]
@@ -47,7 +42,7 @@ def observed(spec: dict) -> list[tuple[str, object, object]]:
         ("torch compiled with CUDA", True, torch.cuda._is_compiled()),
         ("CUDA", spec["cuda"], torch.version.cuda),
     ]
-    facts.append(("cuDNN", spec["cudnn"] and cudnn_number(spec["cudnn"]), torch.backends.cudnn.version()))
+    facts.append(("cuDNN", spec["cudnn_number"], torch.backends.cudnn.version()))
     facts.append(("NCCL", spec["nccl"], ".".join(map(str, torch.cuda.nccl.version()))))
     # Unrecorded facts are printed, not checked, so a build tells what to record.
     facts.append(("GPU archs", spec["archs"], torch._C._cuda_getArchFlags().split()))
