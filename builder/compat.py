@@ -36,7 +36,7 @@ def cudnn_number(version: str) -> int:
 @dataclass(frozen=True)
 class Variant:
     name: str  # cu124
-    cuda_runtime: str  # 12.4.127, the nvidia-cuda-runtime the wheel pins
+    cuda_runtime: str | None  # 12.4.127, the nvidia-cuda-runtime the wheel pins; None: not recorded
     cudnn: str | None
     nccl: str | None
     archs: tuple[str, ...] | None  # None: not recorded

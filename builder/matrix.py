@@ -62,7 +62,7 @@ class ImageSpec:
     torchvision: str
     cuda_variant: str  # cu124
     cuda: str  # 12.4
-    cuda_runtime: str  # 12.4.127
+    cuda_runtime: str | None  # 12.4.127; None: not recorded
     cudnn: str | None
     nccl: str | None
     archs: tuple[str, ...] | None

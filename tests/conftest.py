@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from builder import compat
+from builder import compat, matrix
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -11,6 +11,12 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="session")
 def facts() -> compat.Facts:
     return compat.load()
+
+
+@pytest.fixture(scope="session")
+def shipped(facts) -> matrix.Matrix:
+    """The matrix.yaml this repository ships."""
+    return matrix.load(ROOT / "matrix.yaml", facts)
 
 
 @pytest.fixture

@@ -11,7 +11,8 @@ def test_every_release_publishes_its_pypi_variant(facts):
 def test_variant_runtime_matches_its_name(facts):
     for release in facts.releases.values():
         for v in release.variants.values():
-            assert v.cuda_runtime.startswith(v.cuda + "."), (release.version, v.name, v.cuda_runtime)
+            if v.cuda_runtime is not None:
+                assert v.cuda_runtime.startswith(v.cuda + "."), (release.version, v.name, v.cuda_runtime)
 
 
 def test_every_cuda_has_a_driver_floor(facts):
@@ -38,3 +39,17 @@ def test_releases_sort_as_numbers(facts):
     versions = list(facts.releases)
     assert versions.index("2.9.1") < versions.index("2.10.0")
     assert facts.release("2.6").version == "2.6.0"
+
+
+def test_the_pypi_variant_is_fully_recorded(facts):
+    """The PyPI wheel's pins are read from its metadata, so nothing about it may be unknown."""
+    for release in facts.releases.values():
+        v = release.variants[release.pypi_variant]
+        assert v.cuda_runtime and v.cudnn and v.nccl, release.version
+
+
+def test_the_matrix_ships_every_published_variant(facts, shipped):
+    tags = {(spec.torch, spec.cuda_variant) for spec in shipped.specs.values()}
+    for release in facts.releases.values():
+        for name in release.variants:
+            assert (release.version, name) in tags, f"v{release.minor}-{name}"

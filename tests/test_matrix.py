@@ -237,11 +237,6 @@ def test_default_must_be_a_tag(write_matrix, facts):
 # ---------------------------------------------------------------- TAG selection
 
 
-@pytest.fixture
-def shipped(facts):
-    return matrix.load(matrix.Path(__file__).parent.parent / "matrix.yaml", facts)
-
-
 def test_no_tag_means_the_default(shipped):
     assert [s.tag for s in shipped.select(None)] == [shipped.default]
     assert [s.tag for s in shipped.select("")] == [shipped.default]
