@@ -3,12 +3,12 @@
 import jinja2
 import pytest
 
-from builder import matrix, render
+from builder import render
 
 
 @pytest.fixture(scope="module")
-def specs():
-    return matrix.load(render.ROOT / "matrix.yaml").specs
+def specs(shipped):
+    return shipped.specs
 
 
 def final_stage(dockerfile: str) -> str:

@@ -7,15 +7,15 @@ import re
 
 import pytest
 
-from builder import base, build, matrix, network, render
+from builder import base, build, network, render
 from tests.docker.conftest import TEST_REPO
 
 TAG = "v2.6-cu124"
 
 
 @pytest.fixture(scope="module")
-def spec():
-    return matrix.load(render.ROOT / "matrix.yaml").specs[TAG]
+def spec(shipped):
+    return shipped.specs[TAG]
 
 
 @pytest.fixture(scope="module")
