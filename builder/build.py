@@ -93,9 +93,10 @@ def provenance_labels(spec: ImageSpec) -> dict[str, str]:
 
 
 def prepare_context(spec: ImageSpec, network: NetworkSettings, into: Path, images: Path = render.IMAGES) -> Path:
-    """A copy of images/<tag>/ plus the build-only inputs (pip.conf, CA bundle) that are never committed."""
+    """A copy of images/<tag>/ plus the smoke suite and the build-only inputs (pip.conf, CA bundle), never committed."""
     context = into / spec.tag
     shutil.copytree(images / spec.tag, context)
+    shutil.copytree(render.SMOKE_TESTS, context / "smoke_tests", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     inputs = context / "build-inputs"
     inputs.mkdir()
     (inputs / "ca-bundle.crt").write_text(network.ca_bundle())

@@ -24,6 +24,9 @@ SHARE = "/usr/share/torchyard"
 BUILD_INPUTS = "/etc/torchyard-build"  # exists in the install stage only
 TORCH_INDEX_ARG = "TORCH_INDEX_URL"
 LABEL_PREFIX = "io.torchyard"
+SMOKE_TESTS = ROOT / "smoke_tests"  # shipped in every image; build.prepare_context adds it to the context
+# What the smoke suite needs beside torch: NVML, to read the driver version even where CUDA cannot start.
+SMOKE_REQUIREMENTS = ["nvidia-ml-py==13.615.71"]
 
 _env = jinja2.Environment(
     loader=jinja2.FileSystemLoader(TEMPLATES),
@@ -47,7 +50,7 @@ def requirements(spec: ImageSpec) -> list[str]:
     reqs = [f"torch=={spec.torch}{local}", f"torchvision=={spec.torchvision}{local}"]
     if spec.nvcc:
         reqs += [f"{package}=={version}" for package, version in spec.nvcc.packages]
-    return reqs + list(spec.extra_packages)
+    return reqs + SMOKE_REQUIREMENTS + list(spec.extra_packages)
 
 
 def site_packages(spec: ImageSpec) -> str:
@@ -132,6 +135,7 @@ def context(spec: ImageSpec) -> dict:
         "venv": VENV,
         "env": env(spec),
         "share_dir": SHARE,
+        "smoke_tests_dir": f"{site_packages(spec)}/smoke_tests",
         "labels": labels(spec),
     }
 

@@ -6,7 +6,8 @@ import pytest
 
 from builder import build
 
-TEST_REPO = "torchyard-test"  # never touches the user's torchyard:* images
+# Never touches the user's torchyard:* images; TORCHYARD_TEST_REPO keeps parallel checkouts apart.
+TEST_REPO = os.environ.get("TORCHYARD_TEST_REPO", "torchyard-test")
 
 
 def pytest_collection_modifyitems(items):
