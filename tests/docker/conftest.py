@@ -4,10 +4,11 @@ import os
 
 import pytest
 
-from builder import build
+from builder import base, build, network
 
 # Never touches the user's torchyard:* images; TORCHYARD_TEST_REPO keeps parallel checkouts apart.
 TEST_REPO = os.environ.get("TORCHYARD_TEST_REPO", "torchyard-test")
+TAG = "v2.6-cu124"  # the default tag; its torch wheel comes from PyPI, so it builds here
 
 
 def pytest_collection_modifyitems(items):
@@ -37,3 +38,21 @@ def run(client):
         return out.decode()
 
     return run
+
+
+@pytest.fixture(scope="session")
+def spec(shipped):
+    return shipped.specs[TAG]
+
+
+@pytest.fixture(scope="session")
+def built(client, spec, tmp_path_factory):
+    """v2.6-cu124 built from scratch once per session (every step runs, pip downloads torch from PyPI).
+
+    Every docker test module shares it; the image and its step images are removed at the end, the base stays.
+    """
+    reports = tmp_path_factory.mktemp("reports")
+    base.ensure(client, spec.base)
+    result = build.build(client, spec, TEST_REPO, network.host_settings(), reports=reports, nocache=True)
+    yield result
+    build.remove(client, result)

@@ -1,31 +1,11 @@
-"""Build a real image (v2.6-cu124, torch from PyPI) from the rendered context and check its facts.
-
-The images these tests create, their step images included, are removed; the base image stays.
-"""
+"""The real image (v2.6-cu124, torch from PyPI, built once per session by the `built` fixture) and its facts."""
 
 import re
 
 import pytest
 
 from builder import base, build, network, render
-from tests.docker.conftest import TEST_REPO
-
-TAG = "v2.6-cu124"
-
-
-@pytest.fixture(scope="module")
-def spec(shipped):
-    return shipped.specs[TAG]
-
-
-@pytest.fixture(scope="module")
-def built(client, spec, tmp_path_factory):
-    """v2.6-cu124 built from scratch: every step runs, pip downloads torch from PyPI."""
-    reports = tmp_path_factory.mktemp("reports")
-    base.ensure(client, spec.base)
-    result = build.build(client, spec, TEST_REPO, network.host_settings(), reports=reports, nocache=True)
-    yield result
-    build.remove(client, result)
+from tests.docker.conftest import TAG, TEST_REPO
 
 
 def test_the_image_holds_exactly_the_spec(built, run):
