@@ -1,0 +1,52 @@
+"""How a container gets the host's GPUs and enough shared memory; one place for `make smoke` and `make run`.
+
+GPUs come through the NVIDIA container toolkit (`docker run --gpus all`). The engine does not say whether
+the toolkit is installed, so we look for what `--gpus` needs: an `nvidia` runtime registered with the
+engine, or the toolkit's hook on the engine's host. TORCHYARD_GPUS=all|none overrides the guess.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import docker
+import docker.types
+
+# Docker's default /dev/shm is 64 MB: DataLoader workers and NCCL's shared-memory transport run out of it.
+# A tmpfs limit reserves nothing; only the pages used count against the container's memory.
+SHM_SIZE = "8g"
+HOOKS = ("nvidia-container-runtime-hook", "nvidia-container-toolkit", "nvidia-ctk")
+
+
+class GpuSettingError(ValueError):
+    pass
+
+
+def host_has_gpus(client: docker.DockerClient) -> bool:
+    wanted = os.environ.get("TORCHYARD_GPUS", "").strip().lower()
+    if wanted in ("all", "none"):
+        return wanted == "all"
+    if wanted:
+        raise GpuSettingError(f"TORCHYARD_GPUS={wanted!r}: use 'all' (pass every GPU) or 'none' (run on the CPU)")
+    runtimes = client.info().get("Runtimes") or {}
+    return "nvidia" in runtimes or any(shutil.which(hook) for hook in HOOKS)
+
+
+def run_options(client: docker.DockerClient) -> dict:
+    """Keyword arguments for containers.run/create: all GPUs when the host has them, shm and memlock sized."""
+    options: dict = {
+        "shm_size": SHM_SIZE,
+        "ulimits": [docker.types.Ulimit(name="memlock", soft=-1, hard=-1)],  # NCCL pins host memory
+    }
+    if host_has_gpus(client):
+        options["device_requests"] = [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])]
+    return options
+
+
+def docker_run_flags(options: dict) -> list[str]:
+    """The `docker run` flags equivalent to run_options(), for reproducers a person can paste."""
+    flags = ["--shm-size", options["shm_size"], "--ulimit", "memlock=-1:-1"]
+    if "device_requests" in options:
+        flags[:0] = ["--gpus", "all"]
+    return flags
