@@ -1,0 +1,51 @@
+"""python -m smoke_tests [--json PATH] [--require-gpu] [--only CHECK ...] [--data DIR]
+
+Prints a table (PASS / FAIL / SKIPPED with the reason for each check); exit status 1 on any FAIL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from smoke_tests import environment
+from smoke_tests.report import table, write_json
+from smoke_tests.suite import CHECKS, Options, run
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m smoke_tests", description=__doc__.split("\n\n")[1])
+    p.add_argument("--json", type=Path, metavar="PATH", help="write every figure to this JSON file")
+    p.add_argument("--require-gpu", action="store_true",
+                   help="a GPU check that would be SKIPPED (no GPU) FAILs instead: for release runs on GPU hosts")
+    p.add_argument("--only", nargs="+", choices=list(CHECKS), metavar="CHECK",
+                   help=f"run only these checks ({', '.join(CHECKS)})")
+    p.add_argument("--data", type=Path, metavar="DIR", help="fine-tune on this ImageFolder instead of synthetic data")
+    p.add_argument("--steps", type=int, help="fine-tune steps (default: 40 on a GPU, 30 on the CPU)")
+    p.add_argument("--spec", type=Path, help=f"the image facts to check against (default: {environment.SPEC})")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.data and not args.data.is_dir():
+        print(f"smoke_tests: --data {args.data}: not a folder; give an ImageFolder (one sub-folder of images per class)",
+              file=sys.stderr)
+        return 2
+    if args.steps is not None and args.steps < 10:
+        print(f"smoke_tests: --steps {args.steps}: at least 10 are needed to judge whether the loss falls", file=sys.stderr)
+        return 2
+    options = Options(environment.image_facts(args.spec), args.require_gpu, args.data, args.steps)
+    results, context = run(options, args.only, say=lambda text: print(text, file=sys.stderr, flush=True))
+    print(table(results))
+    print(f"\n{context['status']} in {context['seconds']:.0f}s"
+          + (f" ({sum(r.status == 'FAIL' for r in results)} failed)" if context["status"] == "FAIL" else ""))
+    if args.json:
+        write_json(args.json, results, context)
+        print(f"figures: {args.json}")
+    return 1 if context["status"] == "FAIL" else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

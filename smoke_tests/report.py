@@ -1,0 +1,79 @@
+"""A check's result, the table a person reads, and the JSON that keeps every figure."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+PASS, FAIL, SKIPPED = "PASS", "FAIL", "SKIPPED"
+
+
+@dataclass
+class Result:
+    name: str
+    status: str
+    reason: str
+    figures: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    gpu: bool = False  # a GPU check: --require-gpu turns its SKIPPED into FAIL
+
+
+def passed(name: str, reason: str, **figures) -> Result:
+    return Result(name, PASS, reason, figures)
+
+
+def failed(name: str, reason: str, **figures) -> Result:
+    return Result(name, FAIL, reason, figures)
+
+
+def skipped(name: str, reason: str, **figures) -> Result:
+    return Result(name, SKIPPED, reason, figures)
+
+
+def gpu(result: Result) -> Result:
+    """Mark a result as a GPU check's."""
+    result.gpu = True
+    return result
+
+
+def timed(name: str, check, *args, **kwargs) -> Result:
+    """Run a check; an exception inside it is that check's FAIL, never the suite's crash."""
+    started = time.monotonic()
+    try:
+        result = check(*args, **kwargs)
+    except Exception as e:  # noqa: BLE001 - a check that raises has failed, and says how
+        result = failed(name, f"{e.__class__.__name__}: {e}")
+    result.seconds = round(time.monotonic() - started, 2)
+    return result
+
+
+def require_gpu(result: Result) -> Result:
+    if result.gpu and result.status == SKIPPED:
+        result.status = FAIL
+        result.reason = f"--require-gpu: {result.reason}"
+    return result
+
+
+def overall(results: list[Result]) -> str:
+    return FAIL if any(r.status == FAIL for r in results) else PASS
+
+
+def table(results: list[Result], width: int = 100) -> str:
+    name_w = max(len(r.name) for r in results)
+    lines = [f"{'check':<{name_w}}  {'status':<7}  {'time':>6}  result", "-" * width]
+    for r in results:
+        lines.append(f"{r.name:<{name_w}}  {r.status:<7}  {r.seconds:>5.1f}s  {r.reason}")
+        lines += [f"{'':<{name_w}}  {'WARN':<7}  {'':>6}  {w}" for w in r.warnings]
+    return "\n".join(lines)
+
+
+def write_json(path: Path, results: list[Result], context: dict) -> None:
+    """Write the whole report; a temporary file then a rename, so a reader never sees half of it."""
+    document = {**context, "status": overall(results), "checks": [asdict(r) for r in results]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(document, indent=2) + "\n")
+    partial.replace(path)

@@ -1,0 +1,68 @@
+"""The checks in the order they run, and one run of the whole suite."""
+
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from smoke_tests import allreduce, cudnn, environment, finetune
+from smoke_tests.report import Result, gpu, overall, require_gpu, skipped, timed
+
+
+@dataclass(frozen=True)
+class Options:
+    facts: dict
+    require_gpu: bool = False
+    data: Path | None = None
+    steps: int | None = None  # fine-tune steps, to override the default for the device
+
+
+def finetune_check(name: str):
+    def check(options: Options) -> Result:
+        import torch
+
+        if options.require_gpu and not torch.cuda.is_available():
+            # A release run wants the GPU figures; a CPU fine-tune would only spend minutes.
+            return gpu(skipped(f"{name} amp", f"no GPU: {environment.no_gpu_reason()}"))
+        return finetune.check(name, options.data, options.steps)
+
+    return check
+
+
+# --only key: (the name a report shows, the check)
+CHECKS = {
+    "environment": ("environment", lambda o: environment.check_environment(o.facts)),
+    "cuda": ("cuda", lambda o: environment.check_cuda(o.facts)),
+    "cudnn": ("cudnn conv", lambda o: cudnn.check_cudnn(o.facts)),
+    "nccl": ("nccl all-reduce", lambda o: allreduce.check_nccl(o.facts)),
+    "gloo": ("gloo all-reduce", lambda o: allreduce.check_gloo(o.facts)),
+    "resnet50": ("resnet50 amp", finetune_check("resnet50")),
+    "deit-s": ("deit-s amp", finetune_check("deit-s")),
+}
+
+
+def run(options: Options, only: list[str] | None = None, say=print) -> tuple[list[Result], dict]:
+    """Run the checks (all, or those named); returns the results and the report's context."""
+    started = time.monotonic()
+    context = {
+        "suite": "torchyard smoke_tests",
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "host": platform.node(),
+        "image": options.facts.get("tag"),
+        "require_gpu": options.require_gpu,
+    }
+    results = []
+    for key in only or CHECKS:
+        name, check = CHECKS[key]
+        say(f"running {name} ...")
+        result = timed(name, check, options)
+        if options.require_gpu:
+            require_gpu(result)
+        say(f"  {result.status} {result.name} ({result.seconds:.1f}s)")
+        results.append(result)
+    context["seconds"] = round(time.monotonic() - started, 1)
+    context["status"] = overall(results)
+    return results, context

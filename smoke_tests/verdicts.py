@@ -1,0 +1,151 @@
+"""The judgements the smoke suite makes, as plain functions of plain values (no torch, no GPU).
+
+Each returns a Verdict: ok or not, and a sentence a person can act on. The checks gather the values
+(NVML, torch, statvfs, a training loop); these functions decide. Unit tests feed them real inputs.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+GIB = 1024**3
+SHM_FLOOR = 1 * GIB  # below this DataLoader workers and NCCL's shm transport fail ("Bus error", "unable to allocate")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ok: bool
+    reason: str
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    """'525.60.13' -> (525, 60, 13); '12.4' -> (12, 4)."""
+    return tuple(int(part) for part in re.findall(r"\d+", version))
+
+
+def driver(driver_version: str, min_driver: str | None, cuda: str, driver_cuda: str | None = None) -> Verdict:
+    """Is the host driver new enough for the image's CUDA runtime?
+
+    min_driver is the image's recorded floor (CUDA minor-version compatibility: any driver of the CUDA
+    major's first release runs every later minor). Without a record (a host run outside an image), the
+    CUDA version the driver itself reports (NVML) must be of the same major or newer.
+    """
+    if min_driver is not None:
+        if version_tuple(driver_version) >= version_tuple(min_driver):
+            return Verdict(True, f"driver {driver_version} >= {min_driver}, the minimum for CUDA {cuda}")
+        return Verdict(False, f"driver {driver_version} is older than {min_driver}, the minimum for CUDA {cuda}: "
+                              f"CUDA calls fail with 'the NVIDIA driver on your system is too old'. Upgrade the "
+                              f"host driver to {min_driver} or newer, or use an image built for an older CUDA"
+                              + (f" (this driver supports CUDA up to {driver_cuda})" if driver_cuda else ""))
+    if driver_cuda is None:
+        return Verdict(False, f"driver {driver_version}: neither a recorded minimum nor the driver's CUDA version is "
+                              "known, so the driver cannot be judged")
+    if version_tuple(driver_cuda)[:1] >= version_tuple(cuda)[:1]:
+        return Verdict(True, f"driver {driver_version} supports CUDA {driver_cuda}; torch's CUDA {cuda} runs on it "
+                             "(same major or newer: minor-version compatibility)")
+    return Verdict(False, f"driver {driver_version} supports CUDA up to {driver_cuda}, older than the major of torch's "
+                          f"CUDA {cuda}: upgrade the host driver, or use an image built for CUDA {driver_cuda} or older")
+
+
+def _arch_number(arch: str) -> int | None:
+    """'sm_90' -> 90, 'compute_90' -> 90; arch-specific 'sm_90a' -> None (runs only on exactly sm_90)."""
+    match = re.fullmatch(r"(?:sm|compute)_(\d+)", arch)
+    return int(match[1]) if match else None
+
+
+def arch(capability: tuple[int, int], arch_list: list[str], covering_tags: list[str] | None = None) -> Verdict:
+    """Can this torch run kernels on a GPU of this compute capability?
+
+    Cubins run on the GPU they were built for and on later GPUs of the same major (sm_80 runs on sm_86);
+    PTX (compute_XY) is compiled by the driver for any GPU of capability >= XY, slowly at first use.
+    """
+    major, minor = capability
+    gpu = major * 10 + minor
+    sm = f"sm_{gpu}"
+    numbers = [(a, _arch_number(a)) for a in arch_list]
+    if sm in arch_list or f"{sm}a" in arch_list:
+        return Verdict(True, f"{sm} is in torch's arch list")
+    same_major = [a for a, n in numbers if a.startswith("sm_") and n is not None and n // 10 == major and n <= gpu]
+    if same_major:
+        return Verdict(True, f"{sm} runs the {same_major[-1]} kernels (same major, binary compatible)")
+    ptx = [a for a, n in numbers if a.startswith("compute_") and n is not None and n <= gpu]
+    if ptx:
+        return Verdict(True, f"{sm} runs through PTX ({ptx[-1]}), JIT-compiled by the driver at first use (slow start)")
+    tags = f" Tags in the matrix that cover {sm}: {', '.join(covering_tags)}." if covering_tags else ""
+    return Verdict(False, f"this GPU is {sm}, and this torch has kernels for {' '.join(arch_list) or 'no arch'} only: "
+                          f"every CUDA op fails with 'no kernel image is available for execution on the device'. "
+                          f"Use an image whose torch was built for {sm}.{tags}")
+
+
+def shm(size_bytes: int) -> Verdict:
+    if size_bytes >= SHM_FLOOR:
+        return Verdict(True, f"/dev/shm is {size_bytes / GIB:.1f} GiB")
+    return Verdict(False, f"/dev/shm is only {size_bytes / 2**20:.0f} MiB (Docker's default is 64 MB): DataLoader "
+                          "workers and NCCL run out of shared memory ('Bus error', 'unable to allocate shared memory'). "
+                          "Start the container with --shm-size=8g, or --ipc=host")
+
+
+def cudnn_name(number: int) -> str:
+    """torch.backends.cudnn.version()'s number as a release: 90100 -> 9.1.0 (cuDNN 9), 8902 -> 8.9.2 (cuDNN 8)."""
+    if number >= 90000:
+        return f"{number // 10000}.{number % 10000 // 100}.{number % 100}"
+    return f"{number // 1000}.{number % 1000 // 100}.{number % 100}"
+
+
+def cudnn_version(actual: int, expected: int | None) -> Verdict:
+    if expected is None:
+        return Verdict(True, f"cuDNN {cudnn_name(actual)} (no recorded version to compare with)")
+    if actual == expected:
+        return Verdict(True, f"cuDNN {cudnn_name(actual)} as the image records")
+    return Verdict(False, f"cuDNN {cudnn_name(actual)} is loaded but the image records {cudnn_name(expected)}: another "
+                          "libcudnn is ahead on the library path (LD_LIBRARY_PATH, a mounted CUDA install)")
+
+
+# A ResNet-50 conv set on tensor cores reaches roughly 0.3-0.7 of a large bf16 GEMM on the same GPU (its small
+# 7x7 and 14x14 layers cannot fill the GPU as well as an 8192^3 GEMM). Kernels that miss the tensor cores (an
+# NCHW fallback, fp32 CUDA-core math) reach at most ~0.07 (fp32 FMA throughput / bf16 tensor throughput on
+# A100 and H100). 0.15 sits between the two: under it, cuDNN did not use the tensor cores.
+CONV_RATIO_FLOOR = 0.15
+
+
+def conv_speed(conv_tflops: float, matmul_tflops: float) -> Verdict:
+    ratio = conv_tflops / matmul_tflops
+    if ratio >= CONV_RATIO_FLOOR:
+        return Verdict(True, f"conv {conv_tflops:.1f} TFLOP/s = {ratio:.2f} of bf16 matmul ({matmul_tflops:.1f})")
+    return Verdict(False, f"conv {conv_tflops:.1f} TFLOP/s is only {ratio:.2f} of the bf16 matmul's {matmul_tflops:.1f} "
+                          f"(floor {CONV_RATIO_FLOOR}): cuDNN is not using tensor-core kernels")
+
+
+def close_to_reference(max_error: float, tolerance: float, what: str) -> Verdict:
+    if math.isfinite(max_error) and max_error <= tolerance:
+        return Verdict(True, f"{what} matches the fp32 reference (relative error {max_error:.2e} <= {tolerance:.0e})")
+    return Verdict(False, f"{what} differs from the fp32 reference: relative error {max_error:.2e} > {tolerance:.0e}")
+
+
+def exact_sum(got: float, expected: float, size: str) -> Verdict:
+    if got == expected:
+        return Verdict(True, f"{size}: every element is {expected:g}")
+    return Verdict(False, f"{size}: all-reduce gave {got:g} where the exact sum is {expected:g}")
+
+
+# Mean of the last steps against the first ones: at least this share of the starting loss must be gone.
+LOSS_DROP = 0.25
+WINDOW = 5
+
+
+def loss_falls(losses: list[float], drop: float = LOSS_DROP, window: int = WINDOW) -> Verdict:
+    for step, loss in enumerate(losses):
+        if not math.isfinite(loss):
+            return Verdict(False, f"loss is {loss} at step {step}: training diverged (check the AMP dtype, the "
+                                  "GradScaler, the learning rate)")
+    if len(losses) < 2 * window:
+        return Verdict(False, f"only {len(losses)} steps ran; {2 * window} are needed to judge the loss")
+    first = sum(losses[:window]) / window
+    last = sum(losses[-window:]) / window
+    if last <= first * (1 - drop):
+        return Verdict(True, f"loss fell from {first:.3f} to {last:.3f} ({1 - last / first:.0%} down, "
+                             f"{drop:.0%} required)")
+    return Verdict(False, f"loss went from {first:.3f} to {last:.3f} ({1 - last / first:.0%} down); at least "
+                          f"{drop:.0%} is required: the model is not learning")
