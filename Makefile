@@ -5,11 +5,13 @@ REPO ?= torchyard
 VENV := .venv
 PY := $(VENV)/bin/python
 NOCACHE ?=
+REQUIRE_GPU ?=
+DATA ?=
 TAG_ARG := $(if $(TAG),--tag $(TAG))
 BUILDER := $(PY) -m builder --repo $(REPO)
 
 .DEFAULT_GOAL := help
-.PHONY: help list validate render base build test unit-test docker-test clean
+.PHONY: help list validate render base build smoke test unit-test docker-test clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -33,6 +35,9 @@ base: $(VENV)/.installed ## make the base image TAG=… needs (mmdebstrap + dock
 
 build: $(VENV)/.installed ## validate, render and build TAG=… as torchyard:<tag> (NOCACHE=1: every step anew)
 	@$(BUILDER) build $(TAG_ARG) $(if $(NOCACHE),--no-cache)
+
+smoke: $(VENV)/.installed ## run the smoke suite in torchyard:<tag> (GPUs when present); reports/<tag>/smoke.json
+	@$(BUILDER) smoke $(TAG_ARG) $(if $(REQUIRE_GPU),--require-gpu) $(if $(DATA),--data $(DATA))
 
 test: $(VENV)/.installed ## unit tests and docker tests (CI=true: a missing engine fails)
 	$(PY) -m pytest

@@ -11,7 +11,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from builder import base, build, compat, network, render
+from builder import base, build, compat, gpu, network, render, smoke
 from builder.matrix import Matrix, MatrixError, load
 
 MATRIX = render.ROOT / "matrix.yaml"
@@ -76,18 +76,49 @@ def cmd_build(matrix: Matrix, args) -> int:
     if settings.ca_files:
         _say("trusting the host's CA bundle(s) during the build: " + ", ".join(map(str, settings.ca_files)))
     client = build.connect()
-    failed = []
-    for spec in specs:
-        if render.write(spec):
-            _say(f"rendered images/{spec.tag}/ from matrix.yaml")
-        base.ensure(client, spec.base, say=_say)
-        try:
-            build.build(client, spec, args.repo, settings, say=_say, nocache=args.no_cache)
-        except build.BuildFailed as e:
-            _fail(str(e), 1)
-            failed.append(spec.tag)
+    failed = [spec.tag for spec in specs if not _build(client, spec, args.repo, settings, args.no_cache)]
     if failed:
         return _fail(f"{len(failed)} of {len(specs)} builds failed: {', '.join(failed)}", 1)
+    return 0
+
+
+def _build(client, spec, repo: str, settings: network.NetworkSettings, no_cache: bool = False) -> bool:
+    if render.write(spec):
+        _say(f"rendered images/{spec.tag}/ from matrix.yaml")
+    base.ensure(client, spec.base, say=_say)
+    try:
+        build.build(client, spec, repo, settings, say=_say, nocache=no_cache)
+        return True
+    except build.BuildFailed as e:
+        _fail(str(e), 1)
+        return False
+
+
+def cmd_smoke(matrix: Matrix, args) -> int:
+    specs = matrix.select(args.tag)
+    if args.data and not args.data.is_dir():
+        return _fail(f"DATA={args.data}: not a folder; give an ImageFolder (one sub-folder of images per class)", INVALID)
+    client = build.connect()
+    outcomes = {}
+    for spec in specs:
+        image = f"{args.repo}:{spec.tag}"
+        if not client.images.list(name=image):
+            _say(f"{image} is not built yet: building it first")
+            if not _build(client, spec, args.repo, network.host_settings()):
+                outcomes[spec.tag] = "not built"
+                continue
+        try:
+            result = smoke.run(client, spec, args.repo, matrix, say=_say, reports=args.reports,
+                               require_gpu=args.require_gpu, data=args.data)
+        except smoke.SmokeError as e:
+            _fail(str(e), 1)
+            outcomes[spec.tag] = "no report"
+            continue
+        outcomes[spec.tag] = result.status
+        _say(f"{image}: {result.status} in {result.seconds:.0f}s; report {result.report}, reproduce with {result.command}")
+    failed = [tag for tag, outcome in outcomes.items() if outcome != "PASS"]
+    if failed:
+        return _fail(f"smoke tests did not pass for {', '.join(f'{t} ({outcomes[t]})' for t in failed)}", 1)
     return 0
 
 
@@ -110,6 +141,7 @@ COMMANDS = {
     "render": (cmd_render, "regenerate images/<tag>/ for every tag (--check: only compare)"),
     "base": (cmd_base, "make or pull the base image(s) TAG needs"),
     "build": (cmd_build, "validate, render and build TAG (default: the matrix's default; 'all': every tag)"),
+    "smoke": (cmd_smoke, "run the smoke suite inside <repo>:TAG (built first when missing); report in reports/<tag>/"),
     "clean": (cmd_clean, "remove the <repo>:* images"),
 }
 
@@ -122,10 +154,15 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     for name, (_, help_) in COMMANDS.items():
         c = sub.add_parser(name, help=help_, description=help_)
-        if name in ("validate", "base", "build"):
+        if name in ("validate", "base", "build", "smoke"):
             c.add_argument("--tag", default=None, help="a tag of the matrix, or 'all' (default: the matrix's default)")
         if name == "build":
             c.add_argument("--no-cache", action="store_true", help="rebuild every step (the base stays)")
+        if name == "smoke":
+            c.add_argument("--require-gpu", action="store_true", help="a GPU check that would be SKIPPED fails instead")
+            c.add_argument("--data", type=Path, help="an ImageFolder to fine-tune on (mounted read-only)")
+            c.add_argument("--reports", type=Path, default=Path(os.environ.get("TORCHYARD_REPORTS", build.REPORTS)),
+                           help="where reports/<tag>/smoke.* go (default: $TORCHYARD_REPORTS or reports/)")
         if name == "render":
             c.add_argument("--check", action="store_true", help="fail if images/ differs from a fresh render")
     return p
@@ -141,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"refused: {count} problem{'s' if count > 1 else ''}; nothing was rendered or built.\n"
                      + "\n".join(f"  {p}" for p in e.problems), INVALID)
     except network.NetworkError as e:
+        return _fail(str(e), INVALID)
+    except gpu.GpuSettingError as e:
         return _fail(str(e), INVALID)
     except (build.EngineError, base.BaseError) as e:
         return _fail(str(e), 1)

@@ -1,0 +1,139 @@
+"""`make smoke`: run the smoke suite inside <repo>:<tag> through the Docker SDK.
+
+All GPUs when the host has the NVIDIA toolkit, else the CPU; shared memory sized (builder/gpu.py).
+reports/<tag>/ gets smoke.json (every figure), smoke.log (what the container printed) and smoke.cmd
+(the equivalent `docker run` line, to reproduce the run by hand).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shlex
+import tarfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+import docker.errors
+
+from builder import gpu
+from builder.build import REPORTS
+from builder.matrix import ImageSpec, Matrix
+from smoke_tests import verdicts
+
+CONTAINER_JSON = "/tmp/torchyard-smoke.json"
+DATA_MOUNT = "/data"
+TIMEOUT_S = 1800  # the CPU suite takes ~3 minutes, a GPU run ~2
+
+
+class SmokeError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class SmokeRun:
+    tag: str
+    status: str  # PASS or FAIL, as the suite judged
+    exit_code: int
+    seconds: float
+    report: Path
+    log: Path
+    command: Path
+    checks: list[dict]
+
+
+def suite_args(require_gpu: bool, data: Path | None) -> list[str]:
+    args = ["python", "-m", "smoke_tests", "--json", CONTAINER_JSON]
+    if require_gpu:
+        args.append("--require-gpu")
+    if data:
+        args += ["--data", DATA_MOUNT]
+    return args
+
+
+def reproducer(image: str, options: dict, args: list[str], data: Path | None) -> str:
+    mount = ["-v", f"{data.resolve()}:{DATA_MOUNT}:ro"] if data else []
+    return shlex.join(["docker", "run", "--rm", *gpu.docker_run_flags(options), *mount, image, *args])
+
+
+def covering_tags(matrix: Matrix, capability: str) -> list[str]:
+    """Tags of the matrix whose torch has kernels (or PTX) for a GPU of this compute capability."""
+    major, minor = (int(part) for part in capability.split("."))
+    return [s.tag for s in matrix.specs.values() if s.archs and verdicts.arch((major, minor), list(s.archs)).ok]
+
+
+def explain_arch(report: dict, matrix: Matrix) -> None:
+    """An uncovered GPU: the image cannot know the rest of the matrix, so name the tags that cover it here."""
+    for check in report["checks"]:
+        if check["name"] != "cuda" or check["status"] != "FAIL":
+            continue
+        reasons = []
+        for device in check["figures"].get("devices", []):
+            capability = tuple(int(p) for p in device["capability"].split("."))
+            verdict = verdicts.arch(capability, check["figures"]["arch_list"], covering_tags(matrix, device["capability"]))
+            if not verdict.ok:
+                reasons.append(f"GPU {device['index']} ({device['name']}): {verdict.reason}")
+        if reasons:
+            check["reason"] = "; ".join(reasons)
+
+
+def _read_file(container, path: str) -> bytes | None:
+    try:
+        stream, _ = container.get_archive(path)
+    except docker.errors.NotFound:
+        return None
+    with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+        member = tar.extractfile(tar.getmembers()[0])
+        return member.read() if member else None
+
+
+def run(client: docker.DockerClient, spec: ImageSpec, repo: str, matrix: Matrix, say=print,
+        reports: Path = REPORTS, require_gpu: bool = False, data: Path | None = None) -> SmokeRun:
+    image = f"{repo}:{spec.tag}"
+    out = reports / spec.tag
+    out.mkdir(parents=True, exist_ok=True)
+    options = gpu.run_options(client)
+    args = suite_args(require_gpu, data)
+    volumes = {str(data.resolve()): {"bind": DATA_MOUNT, "mode": "ro"}} if data else {}
+    command_path, log_path, report_path = out / "smoke.cmd", out / "smoke.log", out / "smoke.json"
+    command_path.write_text(reproducer(image, options, args, data) + "\n")
+    report_path.unlink(missing_ok=True)  # never leave an older run's report beside this run's log
+    say(f"smoke-testing {image} on {'all GPUs' if 'device_requests' in options else 'the CPU (no NVIDIA toolkit)'}"
+        f" (log: {log_path})")
+    started = time.monotonic()
+    container = client.containers.run(image, args, detach=True, volumes=volumes, **options)
+    killed = threading.Event()
+
+    def kill() -> None:  # a hung collective must not hang make
+        killed.set()
+        container.kill()
+
+    watchdog = threading.Timer(TIMEOUT_S, kill)
+    try:
+        watchdog.start()
+        with log_path.open("w") as log:
+            log.write(f"$ {command_path.read_text()}")
+            for chunk in container.logs(stream=True, follow=True):
+                text = chunk.decode(errors="replace")
+                log.write(text)
+                say(text.rstrip("\n"))
+        exit_code = container.wait()["StatusCode"]
+        if killed.is_set():
+            raise SmokeError(f"the smoke suite in {image} did not finish in {TIMEOUT_S}s and was killed; log: {log_path}")
+        raw = _read_file(container, CONTAINER_JSON)
+    finally:
+        watchdog.cancel()
+        container.remove(force=True)
+    seconds = time.monotonic() - started
+    if raw is None:
+        raise SmokeError(f"the smoke suite in {image} exited with {exit_code} and wrote no report; log: {log_path}")
+    report = json.loads(raw)
+    explain_arch(report, matrix)
+    report.update(image=image, image_id=client.images.get(image).id, reproducer=command_path.read_text().strip())
+    partial = report_path.with_name("smoke.json.partial")
+    partial.write_text(json.dumps(report, indent=2) + "\n")
+    partial.replace(report_path)
+    return SmokeRun(spec.tag, report["status"], exit_code, seconds, report_path, log_path, command_path, report["checks"])

@@ -1,0 +1,93 @@
+"""`make smoke` on the v2.6-cu124 image built from scratch, on this CPU machine: the GPU checks say why they
+are SKIPPED, gloo and both CPU fine-tunes PASS, and reports/<tag>/ holds the figures and a reproducer."""
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from builder import render
+from tests.docker.conftest import TAG, TEST_REPO
+
+SUITE_BUDGET_S = 300  # the issue's limit for the whole suite on a 2-core machine
+
+
+@pytest.fixture(scope="module")
+def smoke_run(built, tmp_path_factory):
+    reports = tmp_path_factory.mktemp("reports")
+    env = {**os.environ, "TORCHYARD_REPORTS": str(reports), "TORCHYARD_GPUS": "none"}
+    done = subprocess.run(["make", "smoke", f"TAG={TAG}", f"REPO={TEST_REPO}"], cwd=render.ROOT, env=env,
+                          capture_output=True, text=True, timeout=900)
+    return done, reports / TAG
+
+
+@pytest.fixture(scope="module")
+def report(smoke_run):
+    done, folder = smoke_run
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return json.loads((folder / "smoke.json").read_text())
+
+
+def checks(report) -> dict:
+    return {c["name"]: c for c in report["checks"]}
+
+
+def test_gpu_checks_are_skipped_with_their_reasons(report):
+    by_name = checks(report)
+    for name in ("cuda", "cudnn conv", "nccl all-reduce"):
+        assert by_name[name]["status"] == "SKIPPED", by_name[name]
+        assert by_name[name]["reason"].startswith("no GPU: "), by_name[name]
+    assert "--gpus all" in by_name["cuda"]["reason"]  # NVML found no driver: the fix is named
+
+
+def test_gloo_all_reduce_runs_across_two_processes_with_exact_sums(report):
+    gloo = checks(report)["gloo all-reduce"]
+    assert gloo["status"] == "PASS", gloo["reason"]
+    sizes = gloo["figures"]["sizes"]
+    assert gloo["figures"]["world_size"] == 2
+    assert [row["size_mib"] for row in sizes] == [1, 4, 16, 64, 256]
+    assert all(row["got"] == row["expected"] == 3 for row in sizes)
+    assert all(row["busbw_gbs"] == pytest.approx(row["algbw_gbs"], abs=0.011) for row in sizes)  # 2(n-1)/n = 1
+
+
+@pytest.mark.parametrize("model", ["resnet50", "deit-s"])
+def test_cpu_fine_tunes_learn(report, model):
+    result = checks(report)[f"{model} amp"]
+    assert result["status"] == "PASS", result["reason"]
+    figures = result["figures"]
+    losses = figures["losses"]
+    assert len(losses) == figures["steps"] >= 20
+    assert sum(losses[-5:]) < 0.75 * sum(losses[:5])
+    assert figures["device"] == "cpu" and figures["dtype"] == "bfloat16" and figures["workers"] >= 1
+    assert figures["images_per_s"] > 0 and figures["peak_rss_gib"] > 0
+    assert "from scratch" in figures["weights"]
+
+
+def test_the_report_has_the_image_the_log_and_a_reproducer(report, smoke_run, built):
+    done, folder = smoke_run
+    assert report["image"] == built.image and report["image_id"] == built.image_id
+    assert report["status"] == "PASS" and report["seconds"] <= SUITE_BUDGET_S
+    command = (folder / "smoke.cmd").read_text().strip()
+    assert command == report["reproducer"]
+    assert command.startswith("docker run --rm --shm-size 8g --ulimit memlock=-1:-1 ")
+    assert f"{built.image} python -m smoke_tests" in command and "--gpus" not in command
+    log = (folder / "smoke.log").read_text()
+    assert log.startswith(f"$ {command}") and "deit-s amp" in log
+    assert f"{built.image}: PASS" in done.stdout
+
+
+def test_dockers_default_shm_is_warned_about(built, run):
+    out = run(built.image, "python", "-m", "smoke_tests", "--only", "environment")
+    assert "WARN" in out and "only 64 MiB" in out and "--shm-size=8g" in out
+
+
+def test_require_gpu_fails_on_a_cpu_host(client, built):
+    container = client.containers.run(built.image, ["python", "-m", "smoke_tests", "--require-gpu", "--only", "cuda",
+                                                    "cudnn", "nccl"], detach=True)
+    try:
+        assert container.wait(timeout=300)["StatusCode"] == 1
+        out = container.logs().decode()
+    finally:
+        container.remove(force=True)
+    assert out.count("--require-gpu: no GPU") == 3 and "FAIL in" in out
