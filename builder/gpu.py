@@ -34,19 +34,19 @@ def host_has_gpus(client: docker.DockerClient) -> bool:
 
 
 def run_options(client: docker.DockerClient) -> dict:
-    """Keyword arguments for containers.run/create: all GPUs when the host has them, shm and memlock sized."""
-    options: dict = {
-        "shm_size": SHM_SIZE,
-        "ulimits": [docker.types.Ulimit(name="memlock", soft=-1, hard=-1)],  # NCCL pins host memory
-    }
+    """Keyword arguments for containers.run/create: all GPUs when the host has them, shared memory sized."""
+    options: dict = {"shm_size": SHM_SIZE}
     if host_has_gpus(client):
         options["device_requests"] = [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])]
+        # NCCL registers host memory; NVIDIA's containers ask for unlimited memlock. Only with GPUs: an engine
+        # in a restricted sandbox may refuse to raise the limit, and the CPU path does not need it.
+        options["ulimits"] = [docker.types.Ulimit(name="memlock", soft=-1, hard=-1)]
     return options
 
 
 def docker_run_flags(options: dict) -> list[str]:
     """The `docker run` flags equivalent to run_options(), for reproducers a person can paste."""
-    flags = ["--shm-size", options["shm_size"], "--ulimit", "memlock=-1:-1"]
+    flags = ["--shm-size", options["shm_size"]]
     if "device_requests" in options:
-        flags[:0] = ["--gpus", "all"]
+        flags = ["--gpus", "all", *flags, "--ulimit", "memlock=-1:-1"]
     return flags

@@ -104,7 +104,11 @@ def run(client: docker.DockerClient, spec: ImageSpec, repo: str, matrix: Matrix,
     say(f"smoke-testing {image} on {'all GPUs' if 'device_requests' in options else 'the CPU (no NVIDIA toolkit)'}"
         f" (log: {log_path})")
     started = time.monotonic()
-    container = client.containers.run(image, args, detach=True, volumes=volumes, **options)
+    try:
+        container = client.containers.run(image, args, detach=True, volumes=volumes, **options)
+    except docker.errors.APIError as e:
+        raise SmokeError(f"the engine refused to start {image}: {e.explanation or e}\n  the same run by hand: "
+                         f"{command_path.read_text().strip()}") from None
     killed = threading.Event()
 
     def kill() -> None:  # a hung collective must not hang make

@@ -70,7 +70,7 @@ def test_the_report_has_the_image_the_log_and_a_reproducer(report, smoke_run, bu
     assert report["status"] == "PASS" and report["seconds"] <= SUITE_BUDGET_S
     command = (folder / "smoke.cmd").read_text().strip()
     assert command == report["reproducer"]
-    assert command.startswith("docker run --rm --shm-size 8g --ulimit memlock=-1:-1 ")
+    assert command.startswith("docker run --rm --shm-size 8g ")
     assert f"{built.image} python -m smoke_tests" in command and "--gpus" not in command
     log = (folder / "smoke.log").read_text()
     assert log.startswith(f"$ {command}") and "deit-s amp" in log
