@@ -105,10 +105,9 @@ def run(client: docker.DockerClient, spec: ImageSpec, repo: str, matrix: Matrix,
         f" (log: {log_path})")
     started = time.monotonic()
     try:
-        container = client.containers.run(image, args, detach=True, volumes=volumes, **options)
+        container = client.containers.create(image, args, volumes=volumes, **options)
     except docker.errors.APIError as e:
-        raise SmokeError(f"the engine refused to start {image}: {e.explanation or e}\n  the same run by hand: "
-                         f"{command_path.read_text().strip()}") from None
+        raise SmokeError(f"the engine refused to create a container of {image}: {e.explanation or e}") from None
     killed = threading.Event()
 
     def kill() -> None:  # a hung collective must not hang make
@@ -117,6 +116,11 @@ def run(client: docker.DockerClient, spec: ImageSpec, repo: str, matrix: Matrix,
 
     watchdog = threading.Timer(TIMEOUT_S, kill)
     try:
+        try:
+            container.start()
+        except docker.errors.APIError as e:
+            raise SmokeError(f"the engine refused to start {image}: {e.explanation or e}\n  the same run by hand: "
+                             f"{command_path.read_text().strip()}") from None
         watchdog.start()
         with log_path.open("w") as log:
             log.write(f"$ {command_path.read_text()}")

@@ -20,6 +20,7 @@ from smoke_tests.report import Result, failed, passed
 CLASSES = 10
 SEED = 0
 NOISE = 1.0
+NOISE_BANK = 64  # fixed noise images (38 MB at 224 pixels)
 DEIT_S = {"patch_size": 16, "hidden_dim": 384, "num_layers": 12, "num_heads": 6, "mlp_dim": 1536}
 DEIT_S_CHECKPOINT = "deit_small_patch16_224-cd65a155.pth"  # facebookresearch/deit's release file, timm key names
 
@@ -46,20 +47,25 @@ def synthetic_dataset(size: int, length: int, classes: int = CLASSES, seed: int 
     from torch.utils.data import Dataset
 
     class SyntheticImages(Dataset):
-        """Sample i: class i % classes, its smooth fixed pattern plus Gaussian noise; deterministic per index."""
+        """Sample i: class i % classes, its smooth fixed pattern plus one of NOISE_BANK fixed noise images.
+
+        The noise is drawn once: drawing 150k Gaussians per 224-pixel sample would make the DataLoader, not
+        the GPU, set the images/s. Deterministic per index, so every run sees the same data.
+        """
 
         def __init__(self):
             g = torch.Generator().manual_seed(seed)
             coarse = torch.randn(classes, 3, 4, 4, generator=g)
             self.patterns = F.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False)
+            self.noise = NOISE * torch.randn(NOISE_BANK, 3, size, size, generator=g)
 
         def __len__(self):
             return length
 
         def __getitem__(self, i):
-            g = torch.Generator().manual_seed(seed * 1_000_003 + i)
             label = i % classes
-            return self.patterns[label] + NOISE * torch.randn(3, size, size, generator=g), label
+            # 7919 is prime to NOISE_BANK: each noise image comes with several labels, so noise is no cue.
+            return self.patterns[label] + self.noise[(i * 7919) % NOISE_BANK], label
 
     return SyntheticImages()
 
