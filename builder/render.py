@@ -27,6 +27,30 @@ LABEL_PREFIX = "io.torchyard"
 SMOKE_TESTS = ROOT / "smoke_tests"  # shipped in every image; build.prepare_context adds it to the context
 # What the smoke suite needs beside torch: NVML, to read the driver version even where CUDA cannot start.
 SMOKE_REQUIREMENTS = ["nvidia-ml-py==13.615.71"]
+# The workspace: JupyterLab with a kernel and the common scientific libraries, from the configured index
+# (PyPI or the user's mirror), never from the PyTorch wheel index. Installed in a step after torch's, so
+# changing them reuses the cached torch step. Every pin has a cp311 manylinux x86_64 wheel; numpy 2.x is
+# what torch >= 2.3 is built against (torchvision pulls numpy anyway: pinning it here makes it one version).
+WORKSPACE_REQUIREMENTS = [
+    "jupyterlab==4.6.6",
+    "ipykernel==7.4.0",
+    "numpy==2.4.6",
+    "pandas==3.1.1",
+    "matplotlib==3.11.2",
+]
+# tini: PID 1 that forwards signals and reaps; openssh-server: key-only SSH (host keys made at first start).
+WORKSPACE_APT_PACKAGES = ["tini", "openssh-server"]
+USER, UID, GID = "torchyard", 1000, 1000  # the default non-root user; NB_UID/NB_GID change the ids at start
+HOME = f"/home/{USER}"
+WORKSPACE = "/workspace"
+JUPYTER_PORT, SSH_PORT = 8888, 22
+# Files the image carries: template file -> path in the image.
+WORKSPACE_FILES = {
+    "entrypoint.py": "/usr/local/bin/torchyard-entrypoint",
+    "healthcheck.py": "/usr/local/bin/torchyard-healthcheck",
+    "sshd_config": "/etc/ssh/sshd_config.d/torchyard.conf",
+    "jupyter_server_config.py": "/etc/jupyter/jupyter_server_config.py",
+}
 
 _env = jinja2.Environment(
     loader=jinja2.FileSystemLoader(TEMPLATES),
@@ -53,6 +77,10 @@ def requirements(spec: ImageSpec) -> list[str]:
     return reqs + SMOKE_REQUIREMENTS + list(spec.extra_packages)
 
 
+def workspace_requirements(spec: ImageSpec) -> list[str]:
+    return list(WORKSPACE_REQUIREMENTS)
+
+
 def site_packages(spec: ImageSpec) -> str:
     return f"{VENV}/lib/python{spec.python}/site-packages"
 
@@ -67,6 +95,9 @@ def env(spec: ImageSpec) -> list[tuple[str, str]]:
     return values + [
         ("PATH", path),
         ("PYTHONUNBUFFERED", "1"),
+        # Downloaded weights land in the workspace volume, so they outlive the container.
+        ("TORCH_HOME", f"{WORKSPACE}/.cache/torch"),
+        ("HF_HOME", f"{WORKSPACE}/.cache/huggingface"),
         # Ask the NVIDIA container runtime for the driver's compute libraries and nvidia-smi.
         ("NVIDIA_VISIBLE_DEVICES", "all"),
         ("NVIDIA_DRIVER_CAPABILITIES", "compute,utility"),
@@ -117,6 +148,7 @@ def context(spec: ImageSpec) -> dict:
     if spec.index != PYPI_INDEX:
         build_args.append({"name": TORCH_INDEX_ARG, "default": f"{TORCH_INDEX}/{spec.cuda_variant}"})
         index = ["--index-url", f'"${TORCH_INDEX_ARG}"']
+    pip = [f"{VENV}/bin/pip", "install", "--no-cache-dir", "--disable-pip-version-check"]
     index_note = "PyPI wheel" if spec.index == PYPI_INDEX else f"PyTorch wheel index, {spec.cuda_variant}"
     base_note = f"Debian {spec.base.suite}" + ("" if spec.base.is_local else f" ({spec.base.ref})")
     return {
@@ -130,8 +162,21 @@ def context(spec: ImageSpec) -> dict:
         "apt_packages": apt_packages(spec),
         "build_args": build_args,
         "build_inputs_dir": BUILD_INPUTS,
-        "pip_install": [f"{VENV}/bin/pip", "install", "--no-cache-dir", "--disable-pip-version-check",
-                        *index, "-r", "/tmp/requirements.txt"],
+        "pip_install": [*pip, *index, "-r", "/tmp/requirements.txt"],
+        "workspace_pip_install": [*pip, "-r", "/tmp/requirements-workspace.txt"],
+        "workspace_apt_packages": list(WORKSPACE_APT_PACKAGES),
+        # Made at first start by the entrypoint, so no two containers share one and no layer holds one.
+        "ssh_host_keys": "/etc/ssh/ssh_host_*",
+        "user": USER, "uid": UID, "gid": GID, "home": HOME,
+        "workspace": WORKSPACE,
+        "workspace_files": [{"source": f"workspace/{name}", "target": target} for name, target in WORKSPACE_FILES.items()],
+        "executables": [WORKSPACE_FILES["entrypoint.py"], WORKSPACE_FILES["healthcheck.py"]],
+        "ports": [JUPYTER_PORT, SSH_PORT],
+        "healthcheck": ["--interval=5s", "--timeout=3s", "--start-period=60s", "--retries=3"],
+        "healthcheck_command": [WORKSPACE_FILES["healthcheck.py"]],
+        # tini -g: a signal goes to the whole process group (Jupyter and the sshd the entrypoint started).
+        "entrypoint": ["tini", "-g", "--", WORKSPACE_FILES["entrypoint.py"]],
+        "command": ["jupyter", "lab"],
         "venv": VENV,
         "env": env(spec),
         "share_dir": SHARE,
@@ -145,6 +190,8 @@ def render(spec: ImageSpec) -> dict[str, str]:
     return {
         "Dockerfile": _env.get_template("Dockerfile.j2").render(context(spec)),
         "requirements.txt": "".join(f"{r}\n" for r in requirements(spec)),
+        "requirements-workspace.txt": "".join(f"{r}\n" for r in workspace_requirements(spec)),
+        **{f"workspace/{name}": (TEMPLATES / name).read_text() for name in WORKSPACE_FILES},
         "torchyard/spec.json": json.dumps(facts(spec), indent=2) + "\n",
         "torchyard/check_image.py": (TEMPLATES / "check_image.py").read_text(),
     }

@@ -33,6 +33,17 @@ def compiles() -> str:
         return "yes" if result.returncode == 0 else (result.stderr or result.stdout).strip()
 
 
+def numpy_interop() -> str:
+    """torch and the pinned numpy agree both ways (a numpy built for another ABI fails here)."""
+    import numpy
+
+    try:
+        back = torch.from_numpy(numpy.arange(6, dtype=numpy.float32)).mul(2).numpy()
+        return "yes" if back.tolist() == [0.0, 2.0, 4.0, 6.0, 8.0, 10.0] else f"wrong values: {back}"
+    except Exception as e:  # the message is the fact to report
+        return f"{type(e).__name__}: {e} (numpy {numpy.__version__})"
+
+
 def observed(spec: dict) -> list[tuple[str, object, object]]:
     """(fact, expected, found) for every checked fact."""
     facts = [
@@ -41,6 +52,7 @@ def observed(spec: dict) -> list[tuple[str, object, object]]:
         ("torchvision", spec["torchvision"], release(torchvision.__version__)),
         ("torch compiled with CUDA", True, torch.cuda._is_compiled()),
         ("CUDA", spec["cuda"], torch.version.cuda),
+        ("torch <-> numpy", "yes", numpy_interop()),
     ]
     facts.append(("cuDNN", spec["cudnn_number"], torch.backends.cudnn.version()))
     facts.append(("NCCL", spec["nccl"], ".".join(map(str, torch.cuda.nccl.version()))))
