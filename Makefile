@@ -7,11 +7,15 @@ PY := $(VENV)/bin/python
 NOCACHE ?=
 REQUIRE_GPU ?=
 DATA ?=
+WORKSPACE ?= workspace
+BIND ?= 127.0.0.1
+JUPYTER_PORT ?= 8888
+SSH_PORT ?= 2222
 TAG_ARG := $(if $(TAG),--tag $(TAG))
 BUILDER := $(PY) -m builder --repo $(REPO)
 
 .DEFAULT_GOAL := help
-.PHONY: help list validate render base build smoke test unit-test docker-test clean
+.PHONY: help list validate render base build smoke run test unit-test docker-test clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -38,6 +42,9 @@ build: $(VENV)/.installed ## validate, render and build TAG=… as torchyard:<ta
 
 smoke: $(VENV)/.installed ## run the smoke suite in torchyard:<tag> (GPUs when present); reports/<tag>/smoke.json
 	@$(BUILDER) smoke $(TAG_ARG) $(if $(REQUIRE_GPU),--require-gpu) $(if $(DATA),--data $(DATA))
+
+run: $(VENV)/.installed ## start TAG=…'s workspace: JupyterLab (URL with token printed), SSH with your key, ./workspace mounted
+	@$(BUILDER) run $(TAG_ARG) --workspace $(WORKSPACE) --bind $(BIND) --jupyter-port $(JUPYTER_PORT) --ssh-port $(SSH_PORT)
 
 test: $(VENV)/.installed ## unit tests and docker tests (CI=true: a missing engine fails)
 	$(PY) -m pytest

@@ -11,7 +11,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from builder import base, build, compat, gpu, network, render, smoke
+from builder import base, build, compat, gpu, network, render, smoke, workspace
 from builder.matrix import Matrix, MatrixError, load
 
 MATRIX = render.ROOT / "matrix.yaml"
@@ -135,6 +135,21 @@ def cmd_clean(matrix: Matrix, args) -> int:
     return 0
 
 
+def cmd_run(matrix: Matrix, args) -> int:
+    spec = matrix.select(args.tag)
+    if len(spec) != 1:
+        return _fail("run starts one workspace: give one TAG, not 'all'", INVALID)
+    try:
+        ws = workspace.plan(f"{args.repo}:{spec[0].tag}", spec[0].tag, args.workspace, args.bind,
+                            args.jupyter_port, args.ssh_port)
+        workspace.start(build.connect(), ws, say=_say)
+    except gpu.GpuSettingError as e:
+        return _fail(str(e), INVALID)
+    except workspace.WorkspaceError as e:
+        return _fail(str(e), 1)
+    return 0
+
+
 COMMANDS = {
     "list": (cmd_list, "every tag in the matrix with its derived versions"),
     "validate": (cmd_validate, "check matrix.yaml (and TAG) against the compatibility facts"),
@@ -142,6 +157,7 @@ COMMANDS = {
     "base": (cmd_base, "make or pull the base image(s) TAG needs"),
     "build": (cmd_build, "validate, render and build TAG (default: the matrix's default; 'all': every tag)"),
     "smoke": (cmd_smoke, "run the smoke suite inside <repo>:TAG (built first when missing); report in reports/<tag>/"),
+    "run": (cmd_run, "start TAG's workspace: JupyterLab on 8888, SSH on 2222 with your key, ./workspace mounted"),
     "clean": (cmd_clean, "remove the <repo>:* images"),
 }
 
@@ -154,7 +170,7 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     for name, (_, help_) in COMMANDS.items():
         c = sub.add_parser(name, help=help_, description=help_)
-        if name in ("validate", "base", "build", "smoke"):
+        if name in ("validate", "base", "build", "smoke", "run"):
             c.add_argument("--tag", default=None, help="a tag of the matrix, or 'all' (default: the matrix's default)")
         if name == "build":
             c.add_argument("--no-cache", action="store_true", help="rebuild every step (the base stays)")
@@ -163,6 +179,11 @@ def parser() -> argparse.ArgumentParser:
             c.add_argument("--data", type=Path, help="an ImageFolder to fine-tune on (mounted read-only)")
             c.add_argument("--reports", type=Path, default=Path(os.environ.get("TORCHYARD_REPORTS", build.REPORTS)),
                            help="where reports/<tag>/smoke.* go (default: $TORCHYARD_REPORTS or reports/)")
+        if name == "run":
+            c.add_argument("--workspace", type=Path, default=Path("workspace"), help="folder mounted at /workspace (default: ./workspace)")
+            c.add_argument("--bind", default="127.0.0.1", help="host address the ports are published on (default: 127.0.0.1)")
+            c.add_argument("--jupyter-port", type=int, default=8888, help="host port for JupyterLab (default: 8888)")
+            c.add_argument("--ssh-port", type=int, default=2222, help="host port for SSH (default: 2222)")
         if name == "render":
             c.add_argument("--check", action="store_true", help="fail if images/ differs from a fresh render")
     return p
