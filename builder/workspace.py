@@ -149,17 +149,15 @@ def wait_for_jupyter(container, ws: Workspace, timeout_s: float = READY_TIMEOUT_
 
 def _run(client: docker.DockerClient, ws: Workspace, options: dict, say: Callable[[str], None]):
     line = docker_run_line(ws, options)
-    if "ulimits" not in options:
-        line = line.replace(" --ulimit memlock=-1:-1", "")
     say(f"starting {ws.name}: {line}")
     try:
         return client.containers.run(ws.image, **run_kwargs(ws, options))
-    except docker.errors.APIError:
+    except docker.errors.APIError as e:
         try:  # a container that was created but could not start would block the name
             client.containers.get(ws.name).remove(force=True)
         except docker.errors.NotFound:
             pass
-        raise
+        raise WorkspaceError(f"docker could not start {ws.name}: {e.explanation or e}\n  the same start by hand: {line}") from None
 
 
 def start(client: docker.DockerClient, ws: Workspace, say: Callable[[str], None]) -> str:
@@ -178,19 +176,7 @@ def start(client: docker.DockerClient, ws: Workspace, say: Callable[[str], None]
     options = gpu.run_options(client)
     if "device_requests" not in options:
         say("no NVIDIA container toolkit found: the workspace runs on the CPU (TORCHYARD_GPUS=all to insist)")
-    try:
-        container = _run(client, ws, options, say)
-    except docker.errors.APIError as e:
-        if "ulimits" not in options or "rlimit" not in str(e):
-            raise WorkspaceError(f"docker could not start {ws.name}: {e.explanation or e}") from None
-        # Engines in a sandbox (a dockerd without CAP_SYS_RESOURCE) cannot lift memlock; the workspace still works.
-        say("this engine cannot lift the memlock limit; starting without --ulimit memlock=-1:-1 "
-            "(NCCL's pinned host memory stays at the engine's limit)")
-        options = {k: v for k, v in options.items() if k != "ulimits"}
-        try:
-            container = _run(client, ws, options, say)
-        except docker.errors.APIError as e:
-            raise WorkspaceError(f"docker could not start {ws.name}: {e.explanation or e}") from None
+    container = _run(client, ws, options, say)
     token = wait_for_jupyter(container, ws)
     host = "127.0.0.1" if ws.bind in ("0.0.0.0", "") else ws.bind
     url = f"http://{host}:{ws.jupyter_port}/lab?token={token}"
