@@ -7,6 +7,7 @@ containers behind (forcerm) and never moves the tag.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -21,13 +22,17 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from builder import render
+from builder import lock, render
 from builder.matrix import PYPI_INDEX, ImageSpec
 from builder.network import NetworkSettings
 
 REPORTS = render.ROOT / "reports"
 STEP_RE = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 LAYER_RE = re.compile(r"^---> ([0-9a-f]{12})$")
+# pip's report of an artifact whose sha256 differs from the lock: "<name>==<version> from <url> (from -r …):",
+# then "Expected sha256 <hex>" and "Got <hex>".
+HASH_MISMATCH_RE = re.compile(r"^(\S+==\S+) from (\S+)( \(from .*\))?:$")
+HASH_VALUE_RE = re.compile(r"^(Expected sha256|Got)\s+([0-9a-f]+)$")
 HEARTBEAT_S = 30
 TAIL_LINES = 25
 
@@ -92,6 +97,24 @@ def provenance_labels(spec: ImageSpec) -> dict[str, str]:
     }
 
 
+def base_id(client: docker.DockerClient, spec: ImageSpec) -> str:
+    try:
+        return client.images.get(spec.base.image).id
+    except docker.errors.ImageNotFound:
+        return ""  # the build itself then says the base is missing
+
+
+def lock_labels(spec: ImageSpec, images: Path, buildargs: dict[str, str]) -> dict[str, str]:
+    """The manifest's summary: the lock's hash and size, the base's ID (the manifest has the full lists)."""
+    path = images / spec.tag / lock.LOCK_FILE
+    return {
+        f"{render.LABEL_PREFIX}.lock.sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        f"{render.LABEL_PREFIX}.lock.packages": str(len(lock.packages(path))),
+        f"{render.LABEL_PREFIX}.base.id": buildargs[render.BASE_ID_ARG] or "not recorded",
+        f"{render.LABEL_PREFIX}.manifest": f"{render.SHARE}/manifest.json",
+    }
+
+
 def prepare_context(spec: ImageSpec, network: NetworkSettings, into: Path, images: Path = render.IMAGES) -> Path:
     """A copy of images/<tag>/ plus the smoke suite and the build-only inputs (pip.conf, CA bundle), never committed."""
     context = into / spec.tag
@@ -114,6 +137,7 @@ class _Progress:
         self.steps = self.cached = 0
         self.layers: list[str] = []
         self.tail: list[str] = []
+        self.mismatches: list[list[str]] = []  # [package, expected, got] per artifact pip refused
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._heartbeat, daemon=True)
@@ -137,6 +161,12 @@ class _Progress:
         self.tail = (self.tail + [stripped])[-TAIL_LINES:]
         if stripped == "---> Using cache":
             self.cached += 1
+        mismatch = HASH_MISMATCH_RE.match(stripped)
+        if mismatch:
+            self.mismatches.append([mismatch[1], "?", "?"])
+        value = HASH_VALUE_RE.match(stripped)
+        if value and self.mismatches:
+            self.mismatches[-1][1 if value[1].startswith("Expected") else 2] = value[2]
         layer = LAYER_RE.match(stripped)
         if layer:
             self.layers.append(layer[1])
@@ -160,9 +190,13 @@ class _Progress:
 def build(client: docker.DockerClient, spec: ImageSpec, repo: str, network: NetworkSettings,
           say=print, images: Path = render.IMAGES, reports: Path = REPORTS, nocache: bool = False) -> BuildResult:
     image = f"{repo}:{spec.tag}"
+    needs_lock = lock.LOCK_FILE in (images / spec.tag / "Dockerfile").read_text()  # every rendered one does
+    problem = lock.problem(spec, images) if needs_lock else None
+    if problem:
+        raise lock.LockError(f"not building {image}: {problem}")
     log_path = reports / spec.tag / "build.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    buildargs = {}
+    buildargs = {render.BASE_ID_ARG: base_id(client, spec)}
     if spec.index != PYPI_INDEX:
         buildargs[render.TORCH_INDEX_ARG] = f"{network.torch_index}/{spec.cuda_variant}"
     say(f"building {image} (full log: {log_path})")
@@ -173,14 +207,22 @@ def build(client: docker.DockerClient, spec: ImageSpec, repo: str, network: Netw
             image_id = None
             try:
                 stream = client.api.build(path=str(context), tag=image, rm=True, forcerm=True, pull=False, nocache=nocache,
-                                          decode=True, buildargs=buildargs, labels=provenance_labels(spec))
+                                          decode=True, buildargs=buildargs,
+                                          labels={**provenance_labels(spec),
+                                                  **(lock_labels(spec, images, buildargs) if needs_lock else {})})
                 for chunk in stream:
                     for text in chunk.get("stream", "").splitlines():
                         progress.line(text)
                     if "error" in chunk:
                         progress.line(chunk["error"])
-                        raise BuildFailed(spec.tag, progress.step, progress.instruction, chunk["error"].strip(),
-                                          progress.tail, log_path)
+                        error = chunk["error"].strip()
+                        if progress.mismatches:
+                            error = (f"the sha256 of {len(progress.mismatches)} artifact(s) differs from "
+                                     f"images/{spec.tag}/{lock.LOCK_FILE}: "
+                                     + "; ".join(f"{p} (locked {e}, downloaded {g})" for p, e, g in progress.mismatches)
+                                     + ". Either the lock was edited or the index serves other files; "
+                                       f"`make lock TAG={spec.tag}` re-resolves after review.\n  " + error)
+                        raise BuildFailed(spec.tag, progress.step, progress.instruction, error, progress.tail, log_path)
                     if "aux" in chunk and "ID" in chunk["aux"]:
                         image_id = chunk["aux"]["ID"]
             except docker.errors.APIError as e:
@@ -190,6 +232,17 @@ def build(client: docker.DockerClient, spec: ImageSpec, repo: str, network: Netw
     image_id = image_id or client.images.get(image).id
     say(f"built {image} {image_id[:19]} in {seconds:.1f}s ({progress.cached}/{progress.steps} steps from cache)")
     return BuildResult(image, image_id, seconds, progress.steps, progress.cached, log_path, tuple(progress.layers))
+
+
+def drop_stages(client: docker.DockerClient, result: BuildResult) -> None:
+    """Remove the step images only earlier stages needed (the install stage's copy of the venv, ~6 GB):
+    those without children; the final image's own chain is kept (its images have children, so rmi refuses)."""
+    for ref in reversed(result.layers):
+        if ref != result.image_id[7:19]:
+            try:
+                client.images.remove(ref, noprune=True)
+            except docker.errors.APIError:
+                pass  # a parent of the final image, or shared
 
 
 def remove(client: docker.DockerClient, result: BuildResult) -> None:

@@ -6,7 +6,6 @@ Decisions live here; templates/Dockerfile.j2 only loops over what context() give
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import asdict
 from pathlib import Path
 
@@ -23,8 +22,12 @@ VENV = "/opt/venv"
 SHARE = "/usr/share/torchyard"
 BUILD_INPUTS = "/etc/torchyard-build"  # exists in the install stage only
 TORCH_INDEX_ARG = "TORCH_INDEX_URL"
+BASE_ID_ARG = "TORCHYARD_BASE_ID"  # the base image's ID, for the manifest; builder/build.py passes it
 LABEL_PREFIX = "io.torchyard"
 SMOKE_TESTS = ROOT / "smoke_tests"  # shipped in every image; build.prepare_context adds it to the context
+# Written by `make lock` (builder/lock.py) and `make push`, not by render: render leaves them alone.
+LOCK_FILE, WORKSPACE_LOCK_FILE = "requirements.lock", "requirements-workspace.lock"
+NOT_RENDERED = (LOCK_FILE, WORKSPACE_LOCK_FILE)
 # What the smoke suite needs beside torch: NVML, to read the driver version even where CUDA cannot start.
 SMOKE_REQUIREMENTS = ["nvidia-ml-py==13.615.71"]
 # The workspace: JupyterLab with a kernel and the common scientific libraries, from the configured index
@@ -79,6 +82,12 @@ def requirements(spec: ImageSpec) -> list[str]:
 
 def workspace_requirements(spec: ImageSpec) -> list[str]:
     return list(WORKSPACE_REQUIREMENTS)
+
+
+# What apt and dpkg leave behind that differs from one build to the next (logs with times, backups of
+# the status file, ldconfig's cache of file times) or is useless in an image (package lists).
+APT_LEFTOVERS = ["/var/lib/apt/lists/*", "/var/cache/apt/*.bin", "/var/log/apt", "/var/log/dpkg.log", "/var/log/alternatives.log",
+                 "/var/cache/ldconfig/aux-cache", "/var/cache/debconf/*-old", "/var/lib/dpkg/*-old"]
 
 
 def site_packages(spec: ImageSpec) -> str:
@@ -149,6 +158,7 @@ def context(spec: ImageSpec) -> dict:
         build_args.append({"name": TORCH_INDEX_ARG, "default": f"{TORCH_INDEX}/{spec.cuda_variant}"})
         index = ["--index-url", f'"${TORCH_INDEX_ARG}"']
     pip = [f"{VENV}/bin/pip", "install", "--no-cache-dir", "--disable-pip-version-check"]
+    locked = ["--no-compile", "--require-hashes", "--no-deps", "--only-binary=:all:"]
     index_note = "PyPI wheel" if spec.index == PYPI_INDEX else f"PyTorch wheel index, {spec.cuda_variant}"
     base_note = f"Debian {spec.base.suite}" + ("" if spec.base.is_local else f" ({spec.base.ref})")
     return {
@@ -160,10 +170,17 @@ def context(spec: ImageSpec) -> dict:
         "base_note": base_note,
         "base_image": spec.base.image,
         "apt_packages": apt_packages(spec),
+        "apt_leftovers": APT_LEFTOVERS,
         "build_args": build_args,
         "build_inputs_dir": BUILD_INPUTS,
-        "pip_install": [*pip, *index, "-r", "/tmp/requirements.txt"],
-        "workspace_pip_install": [*pip, "-r", "/tmp/requirements-workspace.txt"],
+        # Both steps install exactly their lock (images/<tag>/requirements*.lock, made by `make lock`), each
+        # artifact's sha256 checked. --no-compile, then compileall once after the second step with hash-based
+        # .pyc: pip's .pyc embed each source's mtime (the time of extraction), so two builds would differ in
+        # every .pyc; unchecked-hash ones do not, and a fixed hash seed keeps set constants in one order.
+        "pip_install": [*pip, *locked, *index, "-r", f"/tmp/{LOCK_FILE}"],
+        "workspace_pip_install": [*pip, *locked, "-r", f"/tmp/{WORKSPACE_LOCK_FILE}"],
+        "compile": ["PYTHONHASHSEED=0", f"{VENV}/bin/python", "-m", "compileall", "-q", "-f", "-j", "0",
+                    "--invalidation-mode", "unchecked-hash", f"{VENV}/lib"],
         "workspace_apt_packages": list(WORKSPACE_APT_PACKAGES),
         # Made at first start by the entrypoint, so no two containers share one and no layer holds one.
         "ssh_host_keys": "/etc/ssh/ssh_host_*",
@@ -180,6 +197,7 @@ def context(spec: ImageSpec) -> dict:
         "venv": VENV,
         "env": env(spec),
         "share_dir": SHARE,
+        "base_id_arg": BASE_ID_ARG,
         "smoke_tests_dir": f"{site_packages(spec)}/smoke_tests",
         "labels": labels(spec),
     }
@@ -194,6 +212,7 @@ def render(spec: ImageSpec) -> dict[str, str]:
         **{f"workspace/{name}": (TEMPLATES / name).read_text() for name in WORKSPACE_FILES},
         "torchyard/spec.json": json.dumps(facts(spec), indent=2) + "\n",
         "torchyard/check_image.py": (TEMPLATES / "check_image.py").read_text(),
+        "torchyard/manifest.py": (TEMPLATES / "manifest.py").read_text(),
     }
 
 
@@ -203,8 +222,12 @@ def write(spec: ImageSpec, images: Path = IMAGES) -> bool:
     target = images / spec.tag
     changed = diff(spec, images) != []
     if changed:
-        if target.exists():
-            shutil.rmtree(target)
+        for path in sorted(target.rglob("*"), reverse=True) if target.exists() else []:
+            rel = str(path.relative_to(target))
+            if path.is_file() and rel not in files and rel not in NOT_RENDERED:
+                path.unlink()
+            elif path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
         for rel, content in files.items():
             path = target / rel
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -217,6 +240,7 @@ def diff(spec: ImageSpec, images: Path = IMAGES) -> list[str]:
     target = images / spec.tag
     files = render(spec)
     on_disk = {str(p.relative_to(target)) for p in target.rglob("*") if p.is_file()} if target.exists() else set()
+    on_disk -= set(NOT_RENDERED)
     problems = [f"{spec.tag}/{rel}" for rel, text in files.items()
                 if rel not in on_disk or (target / rel).read_text() != text]
     return problems + [f"{spec.tag}/{rel} (not rendered)" for rel in sorted(on_disk - files.keys())]

@@ -1,0 +1,69 @@
+"""The image installs exactly its lock, says so in its manifest, and a tampered lock fails the build."""
+
+import json
+import re
+
+import pytest
+
+from builder import build, lock, network, render
+from tests.conftest import ROOT
+from tests.docker.conftest import TAG, TEST_REPO
+
+
+@pytest.fixture(scope="module")
+def manifest(built, run_module):
+    return json.loads(run_module(built.image, "cat", f"{render.SHARE}/manifest.json"))
+
+
+@pytest.fixture(scope="module")
+def run_module(client):
+    def run(image: str, *command: str) -> str:
+        return client.containers.run(image, list(command), remove=True, stdout=True, stderr=True).decode()
+    return run
+
+
+def test_the_manifest_lists_exactly_the_locked_python_packages(manifest):
+    locked = lock.packages(ROOT / "images" / TAG / lock.LOCK_FILE)
+    assert manifest["python_packages"] == dict(sorted(locked.items()))
+    assert manifest["lock"]["packages"] == len(locked)
+    assert set(manifest["venv_bootstrap"]) == {"pip", "setuptools"}
+
+
+def test_the_manifest_records_debian_packages_and_the_base(client, manifest, spec):
+    debian = manifest["debian_packages"]
+    assert re.match(r"^3\.11\.", debian["python3.11"]) and "ca-certificates" in debian and "dpkg" in debian
+    assert manifest["base"] == {"ref": "bookworm", "image_id": client.images.get(spec.base.image).id}
+    assert manifest["tag"] == TAG and manifest["spec"]["torch"] == "2.6.0"
+
+
+def test_labels_summarise_the_manifest(client, built, manifest):
+    labels = client.images.get(built.image).labels
+    assert labels["io.torchyard.lock.sha256"] == manifest["lock"]["sha256"]
+    assert labels["io.torchyard.lock.packages"] == str(manifest["lock"]["packages"])
+    assert labels["io.torchyard.base.id"] == manifest["base"]["image_id"]
+    assert labels["io.torchyard.manifest"] == f"{render.SHARE}/manifest.json"
+
+
+def test_a_tampered_hash_fails_the_build_and_names_the_package(client, built, spec, tmp_path):
+    """The tag's real build context, with the lock cut down to one small package whose hash was changed
+    (so pip downloads 100 kB, not torch, before it refuses); the system stage comes from the cache."""
+    images = tmp_path / "images"
+    render.write(spec, images)
+    real = (ROOT / "images" / TAG / lock.LOCK_FILE).read_text()
+    header = [line for line in real.splitlines() if line.startswith("# ") and "==" not in line and "://" not in line]
+    entry = next(line for line in real.splitlines() if line.startswith("nvidia-ml-py=="))
+    tampered = re.sub(r"sha256:[0-9a-f]{64}", "sha256:" + "0" * 64, entry)
+    (images / TAG / lock.LOCK_FILE).write_text("\n".join(header + [tampered]) + "\n")
+    repo = f"{TEST_REPO}-tampered"
+    with pytest.raises(build.BuildFailed) as failed:
+        build.build(client, spec, repo, network.host_settings(), images=images, reports=tmp_path / "reports")
+    message = str(failed.value)
+    assert "nvidia-ml-py==13.615.71 (locked " + "0" * 64 in message
+    assert f"differs from images/{TAG}/requirements.lock" in message
+    assert client.images.list(name=repo) == []
+
+
+def test_a_tag_without_a_lock_is_refused_before_any_work(client, shipped, tmp_path):
+    variant = shipped.specs["v2.6-cu118"]  # its torch index is not reachable here, so it has no lock
+    with pytest.raises(lock.LockError, match="requirements.lock is missing.*download.pytorch.org"):
+        build.build(client, variant, f"{TEST_REPO}-unlocked", network.host_settings(), reports=tmp_path)

@@ -1,0 +1,139 @@
+"""Locks: pip's resolution for the image's platform, isolated from this machine; staleness; the committed locks."""
+
+import os
+
+import pytest
+
+from builder import lock, network, render
+from tests.conftest import ROOT
+
+SHA = "a" * 64
+
+
+def report(*packages):
+    return {"install": [{"metadata": {"name": name, "version": version},
+                         "download_info": {"url": f"https://files.example/{name}-{version}-py3-none-any.whl",
+                                           "archive_info": {"hashes": {"sha256": sha}}}}
+                        for name, version, sha in packages]}
+
+
+@pytest.fixture
+def spec(shipped):
+    return shipped.specs["v2.6-cu124"]
+
+
+def test_a_lock_lists_every_package_sorted_with_its_hash_and_artifact(spec):
+    made = lock.from_report(spec, report(("torch", "2.6.0", SHA), ("Jinja2", "3.1.6", "b" * 64)), "c" * 64, [lock.PYPI_SIMPLE])
+    text = made.text()
+    assert "# input: requirements.txt sha256=" + "c" * 64 in text
+    assert text.index("jinja2==3.1.6 --hash=sha256:" + "b" * 64) < text.index("torch==2.6.0 --hash=sha256:" + SHA)
+    assert "# https://files.example/torch-2.6.0-py3-none-any.whl\ntorch==2.6.0" in text
+    assert "Debian bookworm (glibc 2.36)" in text and "CPython 3.11" in text
+
+
+def test_an_artifact_without_sha256_is_refused(spec):
+    bad = report(("torch", "2.6.0", SHA))
+    bad["install"][0]["download_info"]["archive_info"]["hashes"] = {"md5": "x"}
+    with pytest.raises(lock.LockError, match="no sha256 for torch 2.6.0"):
+        lock.from_report(spec, bad, SHA, [lock.PYPI_SIMPLE])
+
+
+def test_pip_sees_only_the_build_index_and_the_image_platform(spec, tmp_path):
+    settings = network.NetworkSettings(ca_files=(tmp_path / "ca.crt",))
+    command = lock.pip_command(spec, tmp_path / "r.txt", tmp_path / "rep.json", tmp_path / "t", settings, tmp_path / "ca.crt")
+    assert "--isolated" in command and "--dry-run" in command and "--only-binary=:all:" in command
+    assert command[command.index("--index-url") + 1] == "https://pypi.org/simple"
+    assert "--extra-index-url" not in command and "--find-links" not in " ".join(command)
+    assert command[command.index("--python-version") + 1] == "3.11" and command[command.index("--abi") + 1] == "cp311"
+    platforms = [command[i + 1] for i, word in enumerate(command) if word == "--platform"]
+    assert platforms[0] == "manylinux_2_36_x86_64" and "manylinux2014_x86_64" in platforms  # bookworm's glibc first
+    assert command[command.index("--cert") + 1] == str(tmp_path / "ca.crt")
+    env = lock.clean_environment({"PIP_FIND_LINKS": "/opt/wheels", "PIP_CONSTRAINT": "/c.txt", "HOME": "/root"})
+    assert env == {"PIP_CONFIG_FILE": os.devnull, "HOME": "/root"}
+
+
+def test_a_forwarded_mirror_is_what_the_lock_resolves_against(spec, shipped):
+    mirror = network.NetworkSettings(pip={"index-url": ["https://mirror.example/simple"],
+                                          "extra-index-url": ["https://more.example/simple"]})
+    assert lock.indexes(spec, mirror) == ["https://mirror.example/simple", "https://more.example/simple"]
+    # An index variant reads only the PyTorch wheel index, as its Dockerfile's --index-url says.
+    assert lock.indexes(shipped.specs["v2.6-cu118"], mirror) == [f"{network.TORCH_INDEX}/cu118"]
+
+
+def test_missing_and_stale_locks_say_what_to_run(spec, shipped, tmp_path):
+    render.write(spec, tmp_path)
+    assert "is missing" in lock.problem(spec, tmp_path) and "make lock TAG=v2.6-cu124" in lock.problem(spec, tmp_path)
+    requirements = (tmp_path / spec.tag / "requirements.txt").read_text()
+    made = lock.from_report(spec, report(("torch", "2.6.0", SHA)), lock.sha256_text(requirements), [lock.PYPI_SIMPLE])
+    assert lock.write(made, tmp_path) is True and lock.write(made, tmp_path) is False
+    assert lock.problem(spec, tmp_path) is None
+    (tmp_path / spec.tag / "requirements.txt").write_text(requirements + "einops==0.8.1\n")
+    assert "is stale" in lock.problem(spec, tmp_path)
+    variant = shipped.specs["v2.6-cu118"]
+    render.write(variant, tmp_path)
+    assert "download.pytorch.org" in lock.problem(variant, tmp_path)
+
+
+def test_render_leaves_the_lock_alone(spec, tmp_path):
+    render.write(spec, tmp_path)
+    (tmp_path / spec.tag / lock.LOCK_FILE).write_text("# a lock\n")
+    (tmp_path / spec.tag / "Dockerfile").write_text("FROM scratch\n")
+    assert render.diff(spec, tmp_path) == [f"{spec.tag}/Dockerfile"]
+    assert render.write(spec, tmp_path) is True
+    assert (tmp_path / spec.tag / lock.LOCK_FILE).read_text() == "# a lock\n"
+
+
+def test_every_pypi_tag_has_a_current_lock_and_index_variants_say_why_not(shipped):
+    for spec in shipped.specs.values():
+        problem = lock.problem(spec)
+        if spec.index == "pypi":
+            assert problem is None, problem
+            locked = lock.packages(ROOT / "images" / spec.tag / lock.LOCK_FILE)
+            assert locked["torch"] == spec.torch and locked["torchvision"] == spec.torchvision
+        else:
+            assert "is missing" in problem and "download.pytorch.org" in problem
+
+
+def test_a_real_resolution_ignores_the_machines_pip_settings(spec, tmp_path):
+    """pip against the real index; a constraint and a local wheel folder in this process's environment
+    (as on a machine with pip settings of its own) must not reach the lock."""
+    render.write(spec, tmp_path)
+    (tmp_path / spec.tag / "requirements.txt").write_text("nvidia-ml-py==13.615.71\nfilelock\n")
+    constraint = tmp_path / "constraints.txt"
+    constraint.write_text("filelock<3\n")
+    settings = network.host_settings()
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("PIP_CONSTRAINT", str(constraint))
+        env.setenv("PIP_FIND_LINKS", str(tmp_path))
+        made = lock.resolve(spec, settings, tmp_path)
+    versions = {p.name: p.version for p in made.packages}
+    assert versions["nvidia-ml-py"] == "13.615.71" and int(versions["filelock"].split(".")[0]) >= 3
+    assert all(p.url.startswith("https://") and len(p.sha256) == 64 for p in made.packages)
+
+
+def test_an_unreachable_index_is_said_fast(shipped, tmp_path):
+    variant = shipped.specs["v2.6-cu118"]
+    settings = network.NetworkSettings(torch_index="https://torch-index.invalid/whl")
+    said = []
+    assert lock.lock_all([variant], settings, say=said.append, images=tmp_path) == ["v2.6-cu118"]
+    assert "https://torch-index.invalid/whl/cu118 cannot be reached" in said[0]
+    assert not (tmp_path / "v2.6-cu118").exists() or not (tmp_path / "v2.6-cu118" / lock.LOCK_FILE).exists()
+
+
+
+def test_the_build_names_each_package_whose_hash_pip_refused():
+    """pip's own words, as a build log carries them, become the build failure's message."""
+    from builder import build
+
+    lines = []
+    progress = build._Progress(lambda _: None, type("Log", (), {"write": lambda self, text: lines.append(text)})())
+    for line in [
+        "\x1b[91mERROR: THESE PACKAGES DO NOT MATCH THE HASHES FROM THE REQUIREMENTS FILE. If you have updated ...",
+        "    nvidia-ml-py==13.615.71 from https://files.pythonhosted.org/packages/53/a1/x/nvidia_ml_py-13.615.71-py3-none-any.whl"
+        " (from -r /tmp/requirements.lock (line 5)):",
+        "        Expected sha256 " + "0" * 64,
+        "             Got        959bf4adf6fe1308e4bd739e722236b0d1ec8392e2cefad33ff70c311380b9b6",
+    ]:
+        progress.line(line)
+    assert progress.mismatches == [["nvidia-ml-py==13.615.71", "0" * 64,
+                                    "959bf4adf6fe1308e4bd739e722236b0d1ec8392e2cefad33ff70c311380b9b6"]]
