@@ -15,11 +15,12 @@ import yaml
 
 from builder import compat
 from builder.compat import Facts, cuda_of_variant, version_key
+from builder.units import parse_size
 
 TAG_RE = re.compile(r"^v(?P<torch>\d+\.\d+)-(?P<cuda>cu\d{3})(?P<devel>-devel)?$")
 TOP_KEYS = ("default", "defaults", "images")
-ENTRY_KEYS = ("torch", "cuda", "python", "torchvision", "cudnn", "base", "extra_packages")
-DEFAULT_KEYS = ("base",)
+ENTRY_KEYS = ("torch", "cuda", "python", "torchvision", "cudnn", "base", "extra_packages", "size_budget")
+DEFAULT_KEYS = ("base", "size_budget")
 DIGEST_RE = re.compile(r"@sha256:[0-9a-f]{64}$")
 PYPI_INDEX = "pypi"
 
@@ -74,6 +75,7 @@ class ImageSpec:
     nvcc: compat.Nvcc | None
     index: str  # 'pypi', or the CUDA variant whose PyTorch wheel index the torch wheel comes from
     extra_packages: tuple[str, ...]
+    size_budget: int | None = None  # bytes; `make build`/`make size` fail more than 10% over it
 
 
 @dataclass(frozen=True)
@@ -158,6 +160,11 @@ def load(path: Path, facts: Facts | None = None) -> Matrix:
     problems += _unknown_keys(raw, TOP_KEYS, lambda k: at(raw, k, k))
     defaults = raw.get("defaults") or _Mapping()
     problems += _unknown_keys(defaults, DEFAULT_KEYS, lambda k: at(defaults, k, f"defaults.{k}"))
+    if "size_budget" in defaults:
+        try:
+            parse_size(defaults["size_budget"])
+        except ValueError as e:
+            problems.append(Problem(at(defaults, "size_budget", "defaults.size_budget"), str(e)))
     images = raw.get("images")
     if not isinstance(images, dict) or not images:
         problems.append(Problem(at(raw, "images", "images"), "needs at least one tag, e.g. 'v2.6-cu124: {torch: \"2.6.0\"}'"))
@@ -284,6 +291,15 @@ def _validate_entry(tag: str, entry, defaults: dict, facts: Facts, report) -> Im
         report("extra_packages", "expected a list of pip requirement strings, e.g. [\"einops==0.8.1\"]")
         extra = []
 
+    size_budget = None
+    if "size_budget" in entry:
+        try:
+            size_budget = parse_size(entry["size_budget"])
+        except ValueError as e:
+            report("size_budget", str(e))
+    elif "size_budget" in defaults:
+        size_budget = _default_budget(defaults)
+
     if base is None or (devel and nvcc is None):
         return None
     cuda = cuda_of_variant(variant_name)
@@ -305,7 +321,15 @@ def _validate_entry(tag: str, entry, defaults: dict, facts: Facts, report) -> Im
         nvcc=nvcc,
         index=PYPI_INDEX if variant_name == release.pypi_variant else variant_name,
         extra_packages=tuple(extra),
+        size_budget=size_budget,
     )
+
+
+def _default_budget(defaults) -> int | None:
+    try:
+        return parse_size(defaults["size_budget"])
+    except ValueError:
+        return None  # load() reports it once, at defaults.size_budget
 
 
 def _same_release(given: str, actual: str) -> bool:

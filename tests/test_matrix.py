@@ -258,3 +258,32 @@ def test_v2_6_cu121_is_refused_truthfully(shipped):
     assert "PyTorch 2.6 was never published for CUDA 12.1" in message
     for name in ("cu118, cu124, cu126", "v2.6-cu124", "525.60.13", "v2.5-cu121"):
         assert name in message
+
+
+def test_size_budget_is_parsed_per_tag_and_from_defaults(write_matrix, facts):
+    loaded = matrix.load(write_matrix("""
+        default: v2.6-cu124
+        defaults: {size_budget: 8GB}
+        images:
+          v2.6-cu124: {torch: "2.6.0", size_budget: "6.5 GB"}
+          v2.5-cu124: {torch: "2.5.1"}
+    """), facts)
+    assert loaded.specs["v2.6-cu124"].size_budget == 6_500_000_000
+    assert loaded.specs["v2.5-cu124"].size_budget == 8_000_000_000
+
+
+def test_a_size_budget_that_is_no_size_names_its_line(write_matrix, facts):
+    message = one_problem(write_matrix("""
+        default: v2.6-cu124
+        images:
+          v2.6-cu124:
+            torch: "2.6.0"
+            size_budget: 7 gigs
+    """), facts)
+    assert "matrix.yaml:5: images.v2.6-cu124.size_budget" in message and '"7GB"' in message
+    assert "matrix.yaml:2: defaults.size_budget" in one_problem(write_matrix("""
+        default: v2.6-cu124
+        defaults: {size_budget: lots}
+        images:
+          v2.6-cu124: {torch: "2.6.0"}
+    """), facts)

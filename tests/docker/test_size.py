@@ -1,0 +1,47 @@
+"""The size report of the real image, and a build over its budget failing with the attribution."""
+
+import json
+import re
+import subprocess
+import sys
+
+from builder import size
+from tests.conftest import ROOT
+from tests.docker.conftest import TAG, TEST_REPO
+
+
+def test_the_size_report_accounts_for_the_image(client, built, tmp_path):
+    report = size.check(client, built.image, TAG, None, say=lambda _: None, reports=tmp_path)
+    assert report.total == client.images.get(built.image).attrs["Size"]
+    assert abs(sum(layer.size for layer in report.layers) - report.total) < 1e6
+    largest = max(report.layers, key=lambda layer: layer.size)
+    assert "COPY dir:" in largest.instruction and "/opt/venv" in largest.instruction and largest.size > 4e9
+    names = [name for name, _ in report.packages[:5]]
+    assert "torch" in names and "nvidia-cudnn-cu12" in names
+    assert json.loads((tmp_path / TAG / "size.json").read_text())["total"] == report.total
+    assert "| torch |" in (tmp_path / TAG / "size.md").read_text()
+
+
+def test_a_build_over_its_budget_fails_naming_layer_and_packages(built, tmp_path):
+    """`build` through the command line with a matrix that gives the tag a 2 GB budget: the steps come from
+    the cache (the image is the session's), the size check fails it."""
+    matrix = tmp_path / "matrix.yaml"
+    matrix.write_text(re.sub(rf"^  {TAG}: .*$", f'  {TAG}: {{torch: "2.6.0", size_budget: 2GB}}',
+                             (ROOT / "matrix.yaml").read_text(), flags=re.M))
+    assert "size_budget: 2GB" in matrix.read_text()
+    reports = tmp_path / "reports"
+    (reports / TAG).mkdir(parents=True)
+    (reports / TAG / "size.baseline.json").write_text(size.SizeReport(
+        TAG, built.image, "sha256:before", 2_000_000_000, (), (("torch", 1_000_000_000),)).to_json())
+    result = subprocess.run([sys.executable, "-m", "builder", "--matrix", str(matrix), "--repo", TEST_REPO,
+                             "--reports", str(reports), "build", "--tag", TAG],
+                            cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 1, result.stdout + result.stderr
+    cached, steps = map(int, re.search(r"\((\d+)/(\d+) steps from cache\)", result.stdout).groups())
+    assert cached == steps - 3  # every step but the three FROM lines came from the cache
+    error = result.stderr
+    assert f"build of {TAG} is over its size budget" in error and "over its size budget of 2.00 GB" in error
+    assert "from `COPY dir:" in error and "/opt/venv" in error
+    assert re.search(r"Against the previous report \(2\.00 GB\): .*torch \+[\d.]+ MB;", error)
+    assert "nvidia-cudnn-cu12 +1.02 GB (new)" in error or "nvidia-cudnn-cu12 +" in error
+    assert "nvidia-cudnn-cu12" in error
