@@ -15,6 +15,9 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if "tests/docker/" in str(item.fspath):
             item.add_marker(pytest.mark.docker)
+    # Tests that remove the session's image (and restore it by pulling) go last: after them the build cache
+    # of its final stage is gone. sort is stable, so the order within each group stays.
+    items.sort(key=lambda item: item.get_closest_marker("removes_the_built_image") is not None)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,188 @@
+"""A real registry on loopback (Debian's docker-registry, htpasswd auth over HTTP, which Docker allows for
+127.0.0.0/8): push, remove the local image, pull it back verified, run it; refusals that say why.
+
+The module removes the session's built image and restores it from the pull (same image ID), so it runs
+last (tests/docker/conftest.py orders it): the build cache of the final stage is gone afterwards.
+"""
+
+import base64
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+
+import docker
+import pytest
+
+from builder import registry
+from tests.docker.conftest import TAG
+
+pytestmark = pytest.mark.removes_the_built_image
+
+USER, PASSWORD = "torchyard", "test-only-password"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def bcrypt_line(user: str, password: str) -> str:
+    try:
+        import crypt  # libxcrypt's bcrypt ($2b$), which the registry's htpasswd accepts; gone in Python 3.13
+        return f"{user}:{crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH))}"
+    except ImportError:
+        return subprocess.run(["htpasswd", "-nbB", user, password], capture_output=True, text=True,
+                              check=True).stdout.strip()  # apache2-utils
+
+
+@pytest.fixture(scope="module")
+def server(client, tmp_path_factory):
+    """docker-registry on a free loopback port with its own storage; always stopped, and the local tags
+    of its images removed."""
+    binary = shutil.which("docker-registry") or "/usr/bin/docker-registry"
+    if not os.path.exists(binary):
+        pytest.fail("needs Debian's docker-registry (apt-get install docker-registry; .ci/run installs it)")
+    root = tmp_path_factory.mktemp("registry")
+    (root / "htpasswd").write_text(bcrypt_line(USER, PASSWORD) + "\n")
+    port = free_port()
+    (root / "config.yml").write_text(f"""version: 0.1
+log: {{level: warn}}
+storage: {{filesystem: {{rootdirectory: {root / 'data'}}}, delete: {{enabled: true}}}}
+http: {{addr: "127.0.0.1:{port}", secret: test-only}}
+auth: {{htpasswd: {{realm: torchyard-test, path: {root / 'htpasswd'}}}}}
+""")
+    log = (root / "registry.log").open("w")
+    process = subprocess.Popen([binary, "serve", str(root / "config.yml")], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1)
+            except urllib.error.HTTPError:
+                break  # 401: it answers
+            except OSError:
+                time.sleep(0.1)
+        else:
+            pytest.fail(f"docker-registry did not answer: {(root / 'registry.log').read_text()[-2000:]}")
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+        for image in client.images.list():
+            for ref in image.tags:
+                if ref.startswith(f"127.0.0.1:{port}/"):
+                    client.images.remove(ref)
+
+
+def client_with_config(config_dir) -> docker.DockerClient:
+    """A client whose credentials come from the Docker config in config_dir (the SDK reads DOCKER_CONFIG)."""
+    before = os.environ.get("DOCKER_CONFIG")
+    os.environ["DOCKER_CONFIG"] = str(config_dir)
+    try:
+        return docker.from_env(timeout=600)
+    finally:
+        if before is None:
+            del os.environ["DOCKER_CONFIG"]
+        else:
+            os.environ["DOCKER_CONFIG"] = before
+
+
+@pytest.fixture(scope="module")
+def logged_in(server, tmp_path_factory):
+    """`docker login`, as a user would, into a config of its own; a client that reads it."""
+    config = tmp_path_factory.mktemp("docker-config")
+    subprocess.run(["docker", "--config", str(config), "login", "--username", USER, "--password-stdin", server],
+                   input=PASSWORD, capture_output=True, text=True, check=True)
+    assert server in json.loads((config / "config.json").read_text())["auths"]
+    client = client_with_config(config)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def digests(tmp_path_factory):
+    return tmp_path_factory.mktemp("digests")
+
+
+@pytest.fixture(scope="module")
+def pushed(logged_in, built, server, digests):
+    said = []
+    shipped = registry.push(logged_in, built.image, server, TAG, say=said.append, digests=digests)
+    print("\n".join(said[-2:]))
+    return shipped
+
+
+def test_a_push_records_the_registrys_digest(logged_in, pushed, server, digests):
+    entry = json.loads((digests / f"{TAG}.json").read_text())[f"{server}/torchyard:{TAG}"]
+    assert entry["digest"] == pushed.digest == registry.remote_digest(logged_in, pushed.reference)
+    assert entry["image_id"] == pushed.image_id
+    assert pushed.bytes > 1e9  # the layers really went over the wire
+
+
+def test_remove_pull_run_gives_the_recorded_digest(client, logged_in, built, pushed, server, digests):
+    for ref in (pushed.reference, built.image):
+        client.images.remove(ref)
+    with pytest.raises(docker.errors.ImageNotFound):
+        client.images.get(pushed.image_id)
+    said = []
+    pulled = registry.pull(logged_in, server, TAG, say=said.append, digests=digests)
+    print("\n".join(said[-1:]))
+    client.images.get(pulled.reference).tag(*built.image.split(":"))  # later tests use the session's image again
+    assert pulled.digest == pushed.digest and pulled.image_id == pushed.image_id
+    assert pulled.bytes > 1e9
+    assert f"{pushed.reference.rsplit(':', 1)[0]}@{pushed.digest}" in client.images.get(pulled.reference).attrs["RepoDigests"]
+    out = client.containers.run(pulled.reference, ["python", "-c", "import torch; print(torch.__version__)"], remove=True)
+    assert out.decode().strip() == "2.6.0+cu124"
+
+
+def test_a_pull_whose_digest_differs_from_the_record_is_refused(client, logged_in, pushed, server, digests, tmp_path, spec):
+    """Someone pushes another image over the tag: the recorded digest no longer matches, nothing is pulled."""
+    (tmp_path / "Dockerfile").write_text(f"FROM {spec.base.image}\nLABEL io.torchyard.test=pushed-over\n")
+    other, _ = client.images.build(path=str(tmp_path), tag=f"{server}/torchyard:other", rm=True)
+    try:
+        registry.push(logged_in, other.id, server, TAG, say=lambda _: None, digests=tmp_path / "elsewhere")
+        local_before = client.images.get(pushed.reference).id
+        with pytest.raises(registry.RegistryError, match="refused: the registry's .* records sha256:.*Nothing was pulled"):
+            registry.pull(logged_in, server, TAG, say=lambda _: None, digests=digests)
+        assert client.images.get(pushed.reference).id == local_before
+    finally:
+        client.images.remove(other.id, force=True)
+
+
+def test_refused_credentials_say_docker_login(built, server, tmp_path, digests):
+    wrong = tmp_path / "wrong"
+    wrong.mkdir()
+    token = base64.b64encode(f"{USER}:not-the-password".encode()).decode()
+    (wrong / "config.json").write_text(json.dumps({"auths": {server: {"auth": token}}}))
+    for config in (wrong, tmp_path / "none"):
+        client = client_with_config(config)
+        with pytest.raises(registry.RegistryError, match=f"refused the credentials.*docker login {server}"):
+            registry.push(client, built.image, server, TAG, say=lambda _: None, digests=tmp_path / "d")
+        with pytest.raises(registry.RegistryError, match="refused the credentials"):
+            registry.pull(client, server, TAG, say=lambda _: None, digests=digests)
+        client.close()
+
+
+def test_an_unreachable_registry_is_named(client, built, tmp_path):
+    nowhere = f"127.0.0.1:{free_port()}"
+    with pytest.raises(registry.RegistryError, match=f"the registry {nowhere} cannot be reached"):
+        registry.push(client, built.image, nowhere, TAG, say=lambda _: None, digests=tmp_path)
+    assert f"{nowhere}/torchyard:{TAG}" not in client.images.get(built.image).tags  # a failed push leaves no tag
+    assert not (tmp_path / f"{TAG}.json").exists()
+
+
+def test_a_missing_tag_and_a_missing_record_are_named(logged_in, server, digests):
+    registry.record("v2.6-cu118", registry.Shipped(f"{server}/torchyard:v2.6-cu118", "sha256:" + "1" * 64, "x", 0, 0), digests)
+    with pytest.raises(registry.RegistryError, match=f"has no {server}/torchyard:v2.6-cu118"):
+        registry.pull(logged_in, server, "v2.6-cu118", say=lambda _: None, digests=digests)
+    with pytest.raises(registry.RegistryError, match="no recorded digest"):
+        registry.pull(logged_in, server, "v2.7-cu126", say=lambda _: None, digests=digests)
+
+
+def test_the_session_image_is_back_under_its_name(client, built, pushed):
+    assert client.images.get(built.image).id == pushed.image_id
