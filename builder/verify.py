@@ -1,0 +1,154 @@
+"""Is a rebuild the same image? Rebuild a tag without cache under another name and compare it with the
+existing image: the package sets of both manifests, and every file's content (sha256 of the bytes, link
+targets, modes and owners; timestamps are ignored), naming each package and file that differs.
+
+Files are read from `docker export` of a created (never started) container of each image, streamed
+through tarfile, so nothing is unpacked to disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import docker
+
+from builder import render
+
+# Written by the engine into every container's filesystem, whatever the image holds.
+ENGINE_FILES = {".dockerenv", "etc/hostname", "etc/hosts", "etc/resolv.conf", "etc/mtab"}
+
+
+class VerifyError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Comparison:
+    first: str
+    second: str
+    same_image_id: bool
+    same_layers: int  # layers (diff IDs) in common, from the bottom
+    layers: tuple[int, int]
+    packages: tuple[str, ...]  # 'python foo: 1.0 vs 1.1', 'debian bar: only in first'
+    files: tuple[str, ...]  # 'path: content differs', 'path: only in second'
+    file_count: int
+
+    @property
+    def identical_contents(self) -> bool:
+        return not self.packages and not self.files
+
+    def summary(self, limit: int = 40) -> str:
+        lines = [f"{self.first} vs {self.second}: "
+                 + ("identical package sets and file contents" if self.identical_contents else "they differ")
+                 + f" ({self.file_count} paths compared; image ID {'identical' if self.same_image_id else 'differs'}; "
+                 f"{self.same_layers} of {max(self.layers)} layers identical)"]
+        for title, items in (("packages", self.packages), ("files", self.files)):
+            if items:
+                lines.append(f"  {len(items)} {title} differ:")
+                lines += [f"    {item}" for item in items[:limit]]
+                if len(items) > limit:
+                    lines.append(f"    ... and {len(items) - limit} more (all in the JSON report)")
+        return "\n".join(lines)
+
+
+class _StreamReader(io.RawIOBase):
+    """A file object over the engine's chunked export stream, for tarfile's streaming mode."""
+
+    def __init__(self, chunks):
+        self.chunks, self.buffer = iter(chunks), b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target) -> int:
+        while not self.buffer:
+            try:
+                self.buffer = next(self.chunks)
+            except StopIteration:
+                return 0
+        n = min(len(target), len(self.buffer))
+        target[:n], self.buffer = self.buffer[:n], self.buffer[n:]
+        return n
+
+
+def file_hashes(client: docker.DockerClient, image: str) -> dict[str, str]:
+    """path -> 'type mode uid:gid sha256-or-link-target' for every path of the image's filesystem."""
+    container = client.containers.create(image)  # never started: export reads its filesystem
+    entries: dict[str, str] = {}
+    try:
+        stream = io.BufferedReader(_StreamReader(client.api.export(container.id, chunk_size=1 << 20)), 1 << 20)
+        with tarfile.open(fileobj=stream, mode="r|") as tar:
+            for member in tar:
+                path = member.name.rstrip("/")
+                if path in ENGINE_FILES or not path:
+                    continue
+                if member.isfile():
+                    digest = hashlib.sha256()
+                    handle = tar.extractfile(member)
+                    for block in iter(lambda: handle.read(1 << 20), b""):
+                        digest.update(block)
+                    content = digest.hexdigest()
+                elif member.issym() or member.islnk():
+                    content = "-> " + member.linkname
+                else:
+                    content = ""
+                entries[path] = f"{member.type.decode()} {member.mode:o} {member.uid}:{member.gid} {content}"
+    finally:
+        container.remove(force=True)
+    return entries
+
+
+def manifest(client: docker.DockerClient, image: str) -> dict:
+    out = client.containers.run(image, ["cat", f"{render.SHARE}/manifest.json"], remove=True)
+    return json.loads(out)
+
+
+def diff_packages(first: dict, second: dict) -> list[str]:
+    problems = []
+    for kind in ("python_packages", "venv_bootstrap", "debian_packages"):
+        a, b = first.get(kind, {}), second.get(kind, {})
+        label = kind.split("_")[0]
+        for name in sorted(a.keys() | b.keys()):
+            if name not in b:
+                problems.append(f"{label} {name} {a[name]}: only in the first")
+            elif name not in a:
+                problems.append(f"{label} {name} {b[name]}: only in the second")
+            elif a[name] != b[name]:
+                problems.append(f"{label} {name}: {a[name]} vs {b[name]}")
+    return problems
+
+
+def diff_files(first: dict[str, str], second: dict[str, str]) -> list[str]:
+    problems = []
+    for path in sorted(first.keys() | second.keys()):
+        if path not in second:
+            problems.append(f"/{path}: only in the first")
+        elif path not in first:
+            problems.append(f"/{path}: only in the second")
+        elif first[path] != second[path]:
+            a, b = first[path].split(" ", 3), second[path].split(" ", 3)
+            what = [name for name, x, y in zip(("type", "mode", "owner", "content"), a, b) if x != y]
+            problems.append(f"/{path}: {', '.join(what)} differ{'s' if len(what) == 1 else ''}")
+    return problems
+
+
+def compare(client: docker.DockerClient, first: str, second: str, with_manifest: bool = True) -> Comparison:
+    a, b = client.images.get(first), client.images.get(second)
+    layers_a, layers_b = a.attrs["RootFS"]["Layers"], b.attrs["RootFS"]["Layers"]
+    common = next((i for i, (x, y) in enumerate(zip(layers_a, layers_b)) if x != y), min(len(layers_a), len(layers_b)))
+    packages = diff_packages(manifest(client, first), manifest(client, second)) if with_manifest else []
+    files_a, files_b = file_hashes(client, first), file_hashes(client, second)
+    return Comparison(first, second, a.id == b.id, common, (len(layers_a), len(layers_b)), tuple(packages),
+                      tuple(diff_files(files_a, files_b)), len(files_a.keys() | files_b.keys()))
+
+
+def write(comparison: Comparison, tag: str, reports: Path) -> Path:
+    path = reports / tag / "verify.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**asdict(comparison), "identical_contents": comparison.identical_contents}, indent=2) + "\n")
+    return path
