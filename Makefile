@@ -12,10 +12,12 @@ BIND ?= 127.0.0.1
 JUPYTER_PORT ?= 8888
 SSH_PORT ?= 2222
 TAG_ARG := $(if $(TAG),--tag $(TAG))
+REGISTRY ?=
+REGISTRY_ARG := $(if $(REGISTRY),--registry $(REGISTRY))
 BUILDER := $(PY) -m builder --repo $(REPO)
 
 .DEFAULT_GOAL := help
-.PHONY: help list validate render base build smoke run test unit-test docker-test clean
+.PHONY: help list validate render lock base build smoke run size verify push pull test unit-test docker-test clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -34,6 +36,9 @@ validate: $(VENV)/.installed ## check matrix.yaml (or TAG=…) against the compa
 render: $(VENV)/.installed ## regenerate images/<tag>/ from matrix.yaml for every tag
 	@$(BUILDER) render
 
+lock: $(VENV)/.installed ## resolve TAG=… (or all) to images/<tag>/requirements.lock: every package's version and sha256
+	@$(BUILDER) lock $(TAG_ARG)
+
 base: $(VENV)/.installed ## make the base image TAG=… needs (mmdebstrap + docker import, or pull by digest)
 	@$(BUILDER) base $(TAG_ARG)
 
@@ -45,6 +50,18 @@ smoke: $(VENV)/.installed ## run the smoke suite in torchyard:<tag> (GPUs when p
 
 run: $(VENV)/.installed ## start TAG=…'s workspace: JupyterLab (URL with token printed), SSH with your key, ./workspace mounted
 	@$(BUILDER) run $(TAG_ARG) --workspace $(WORKSPACE) --bind $(BIND) --jupyter-port $(JUPYTER_PORT) --ssh-port $(SSH_PORT)
+
+size: $(VENV)/.installed ## size report of TAG=… (total, layers, largest packages) into reports/<tag>/; checks size_budget
+	@$(BUILDER) size $(TAG_ARG)
+
+verify: $(VENV)/.installed ## rebuild TAG=… without cache; compare package sets and file contents, name what differs
+	@$(BUILDER) verify $(TAG_ARG)
+
+push: $(VENV)/.installed ## push TAG=… to REGISTRY=host[:port]/ns as <REGISTRY>/torchyard:<tag>; record the digest in digests/<tag>.json
+	@$(BUILDER) push $(TAG_ARG) $(REGISTRY_ARG)
+
+pull: $(VENV)/.installed ## pull <REGISTRY>/torchyard:<tag>, refused unless its digest is the recorded one
+	@$(BUILDER) pull $(TAG_ARG) $(REGISTRY_ARG)
 
 test: $(VENV)/.installed ## unit tests and docker tests (CI=true: a missing engine fails)
 	$(PY) -m pytest

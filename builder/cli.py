@@ -9,9 +9,10 @@ import argparse
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 
-from builder import base, build, compat, gpu, network, render, smoke, workspace
+from builder import base, build, compat, gpu, lock, network, registry, render, size, smoke, verify, workspace
 from builder.matrix import Matrix, MatrixError, load
 
 MATRIX = render.ROOT / "matrix.yaml"
@@ -60,6 +61,20 @@ def cmd_render(matrix: Matrix, args) -> int:
     return 0
 
 
+def cmd_lock(matrix: Matrix, args) -> int:
+    specs = matrix.select(args.tag)
+    settings = network.host_settings()
+    for spec in specs:
+        if render.write(spec):
+            _say(f"rendered images/{spec.tag}/ from matrix.yaml")
+    started = time.monotonic()
+    failed = lock.lock_all(specs, settings, say=_say)
+    _say(f"locked {len(specs) - len(failed)} of {len(specs)} tag(s) in {time.monotonic() - started:.1f}s")
+    if failed:
+        return _fail(f"{len(failed)} tag(s) not locked: {', '.join(failed)}", 1)
+    return 0
+
+
 def cmd_base(matrix: Matrix, args) -> int:
     client = build.connect()
     for b in dict.fromkeys(s.base for s in matrix.select(args.tag)):
@@ -76,20 +91,25 @@ def cmd_build(matrix: Matrix, args) -> int:
     if settings.ca_files:
         _say("trusting the host's CA bundle(s) during the build: " + ", ".join(map(str, settings.ca_files)))
     client = build.connect()
-    failed = [spec.tag for spec in specs if not _build(client, spec, args.repo, settings, args.no_cache)]
+    failed = [spec.tag for spec in specs if not _build(client, spec, args.repo, settings, args.no_cache, args.reports)]
     if failed:
         return _fail(f"{len(failed)} of {len(specs)} builds failed: {', '.join(failed)}", 1)
     return 0
 
 
-def _build(client, spec, repo: str, settings: network.NetworkSettings, no_cache: bool = False) -> bool:
+def _build(client, spec, repo: str, settings: network.NetworkSettings, no_cache: bool = False,
+           reports: Path = build.REPORTS) -> bool:
     if render.write(spec):
         _say(f"rendered images/{spec.tag}/ from matrix.yaml")
     base.ensure(client, spec.base, say=_say)
     try:
-        build.build(client, spec, repo, settings, say=_say, nocache=no_cache)
+        result = build.build(client, spec, repo, settings, say=_say, nocache=no_cache, reports=reports)
+        size.check(client, result.image, spec.tag, spec.size_budget, say=_say, reports=reports)
         return True
-    except build.BuildFailed as e:
+    except size.SizeError as e:
+        _fail(f"build of {spec.tag} is over its size budget (the image is kept for inspection):\n  {e}", 1)
+        return False
+    except (build.BuildFailed, lock.LockError) as e:
         _fail(str(e), 1)
         return False
 
@@ -119,6 +139,67 @@ def cmd_smoke(matrix: Matrix, args) -> int:
     failed = [tag for tag, outcome in outcomes.items() if outcome != "PASS"]
     if failed:
         return _fail(f"smoke tests did not pass for {', '.join(f'{t} ({outcomes[t]})' for t in failed)}", 1)
+    return 0
+
+
+def cmd_size(matrix: Matrix, args) -> int:
+    client = build.connect()
+    over = []
+    for spec in matrix.select(args.tag):
+        image = f"{args.repo}:{spec.tag}"
+        try:
+            client.images.get(image)
+        except build.docker.errors.ImageNotFound:
+            return _fail(f"no local image {image}; build it first: make build TAG={spec.tag}", 1)
+        try:
+            size.check(client, image, spec.tag, spec.size_budget, say=_say, reports=args.reports)
+        except size.SizeError as e:
+            _fail(f"{spec.tag} is over its size budget:\n  {e}", 1)
+            over.append(spec.tag)
+    return 1 if over else 0
+
+
+def cmd_verify(matrix: Matrix, args) -> int:
+    client = build.connect()
+    settings = network.host_settings()
+    differ = []
+    for spec in matrix.select(args.tag):
+        image = f"{args.repo}:{spec.tag}"
+        try:
+            client.images.get(image)
+        except build.docker.errors.ImageNotFound:
+            return _fail(f"no local image {image} to verify; build it first: make build TAG={spec.tag}", 1)
+        _say(f"verify {image}: rebuilding {spec.tag} without cache as {args.repo}-verify:{spec.tag}")
+        try:
+            again = build.build(client, spec, f"{args.repo}-verify", settings, say=_say, nocache=True, reports=args.reports)
+        except (build.BuildFailed, lock.LockError) as e:
+            return _fail(str(e), 1)
+        if not args.keep:
+            build.drop_stages(client, again)  # the install stage's copy of the venv is not compared; free its space
+        try:
+            comparison = verify.compare(client, image, again.image)
+        finally:
+            if not args.keep:
+                build.remove(client, again)
+        path = verify.write(comparison, spec.tag, args.reports)
+        _say(comparison.summary())
+        _say(f"full comparison: {path}")
+        if not comparison.identical_contents:
+            differ.append(spec.tag)
+    return 1 if differ else 0
+
+
+def cmd_push(matrix: Matrix, args) -> int:
+    client = build.connect()
+    for spec in matrix.select(args.tag):
+        registry.push(client, f"{args.repo}:{spec.tag}", args.registry, spec.tag, say=_say)
+    return 0
+
+
+def cmd_pull(matrix: Matrix, args) -> int:
+    client = build.connect()
+    for spec in matrix.select(args.tag):
+        registry.pull(client, args.registry, spec.tag, say=_say)
     return 0
 
 
@@ -158,6 +239,11 @@ COMMANDS = {
     "build": (cmd_build, "validate, render and build TAG (default: the matrix's default; 'all': every tag)"),
     "smoke": (cmd_smoke, "run the smoke suite inside <repo>:TAG (built first when missing); report in reports/<tag>/"),
     "run": (cmd_run, "start TAG's workspace: JupyterLab on 8888, SSH on 2222 with your key, ./workspace mounted"),
+    "lock": (cmd_lock, "resolve TAG's Python packages to images/<tag>/requirements.lock (versions and sha256)"),
+    "size": (cmd_size, "size report of <repo>:TAG (total, layers, largest packages) in reports/<tag>/; checks size_budget"),
+    "verify": (cmd_verify, "rebuild TAG without cache and compare package sets and file contents with <repo>:TAG"),
+    "push": (cmd_push, "push <repo>:TAG to REGISTRY as <REGISTRY>/torchyard:TAG; record its digest in digests/<tag>.json"),
+    "pull": (cmd_pull, "pull <REGISTRY>/torchyard:TAG when its digest is the one digests/<tag>.json records"),
     "clean": (cmd_clean, "remove the <repo>:* images"),
 }
 
@@ -170,20 +256,26 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     for name, (_, help_) in COMMANDS.items():
         c = sub.add_parser(name, help=help_, description=help_)
-        if name in ("validate", "base", "build", "smoke", "run"):
+        if name in ("validate", "lock", "base", "build", "smoke", "run", "size", "verify", "push", "pull"):
             c.add_argument("--tag", default=None, help="a tag of the matrix, or 'all' (default: the matrix's default)")
         if name == "build":
             c.add_argument("--no-cache", action="store_true", help="rebuild every step (the base stays)")
         if name == "smoke":
             c.add_argument("--require-gpu", action="store_true", help="a GPU check that would be SKIPPED fails instead")
             c.add_argument("--data", type=Path, help="an ImageFolder to fine-tune on (mounted read-only)")
+        if name in ("build", "smoke", "size", "verify"):
             c.add_argument("--reports", type=Path, default=Path(os.environ.get("TORCHYARD_REPORTS", build.REPORTS)),
-                           help="where reports/<tag>/smoke.* go (default: $TORCHYARD_REPORTS or reports/)")
+                           help="where reports/<tag>/ go (default: $TORCHYARD_REPORTS or reports/)")
         if name == "run":
             c.add_argument("--workspace", type=Path, default=Path("workspace"), help="folder mounted at /workspace (default: ./workspace)")
             c.add_argument("--bind", default="127.0.0.1", help="host address the ports are published on (default: 127.0.0.1)")
             c.add_argument("--jupyter-port", type=int, default=8888, help="host port for JupyterLab (default: 8888)")
             c.add_argument("--ssh-port", type=int, default=2222, help="host port for SSH (default: 2222)")
+        if name == "verify":
+            c.add_argument("--keep", action="store_true", help="keep the rebuilt image (<repo>-verify:<tag>)")
+        if name in ("push", "pull"):
+            c.add_argument("--registry", default=os.environ.get("TORCHYARD_REGISTRY"), required=not os.environ.get("TORCHYARD_REGISTRY"),
+                           help="host[:port][/namespace] (default: $TORCHYARD_REGISTRY)")
         if name == "render":
             c.add_argument("--check", action="store_true", help="fail if images/ differs from a fresh render")
     return p
@@ -200,6 +292,8 @@ def main(argv: list[str] | None = None) -> int:
                      + "\n".join(f"  {p}" for p in e.problems), INVALID)
     except network.NetworkError as e:
         return _fail(str(e), INVALID)
+    except registry.RegistryError as e:
+        return _fail(str(e), 1)
     except gpu.GpuSettingError as e:
         return _fail(str(e), INVALID)
     except (build.EngineError, base.BaseError) as e:

@@ -34,7 +34,7 @@ def test_a_build_over_its_budget_fails_naming_layer_and_packages(built, tmp_path
     (reports / TAG / "size.baseline.json").write_text(size.SizeReport(
         TAG, built.image, "sha256:before", 2_000_000_000, (), (("torch", 1_000_000_000),)).to_json())
     result = subprocess.run([sys.executable, "-m", "builder", "--matrix", str(matrix), "--repo", TEST_REPO,
-                             "--reports", str(reports), "build", "--tag", TAG],
+                             "build", "--tag", TAG, "--reports", str(reports)],
                             cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert result.returncode == 1, result.stdout + result.stderr
     cached, steps = map(int, re.search(r"\((\d+)/(\d+) steps from cache\)", result.stdout).groups())
