@@ -40,7 +40,7 @@ class Shipped:
     digest: str  # the manifest digest, sha256:…
     image_id: str
     seconds: float
-    bytes: int  # bytes moved (compressed layers pushed or pulled; 0 for layers already there)
+    bytes: int  # layer bytes the engine reported moving (0 for layers the other side already had)
 
 
 def check_registry(value: str) -> str:
@@ -171,7 +171,7 @@ def push(client: docker.DockerClient, image: str, registry: str, tag: str, say=p
         raise RegistryError(f"{ref}: the engine reported no digest for the push")
     shipped = Shipped(ref, aux["Digest"], local.id, time.monotonic() - progress.started, progress.bytes)
     path = record(tag, shipped, digests)
-    say(f"pushed {ref}@{shipped.digest} in {shipped.seconds:.1f}s ({shipped.bytes / 1e9:.2f} GB sent); "
+    say(f"pushed {ref}@{shipped.digest} in {shipped.seconds:.1f}s ({shipped.bytes / 1e9:.2f} GB of layers moved); "
         f"recorded in {path.relative_to(path.parent.parent)}")
     return shipped
 
@@ -204,5 +204,5 @@ def pull(client: docker.DockerClient, registry: str, tag: str, say=print, digest
     if image.id != entry["image_id"]:
         raise RegistryError(f"{ref}@{found} unpacked to image {image.id}, not the recorded {entry['image_id']}")
     shipped = Shipped(ref, found, image.id, time.monotonic() - progress.started, progress.bytes)
-    say(f"pulled {ref}@{found} in {shipped.seconds:.1f}s ({shipped.bytes / 1e9:.2f} GB received); digest verified")
+    say(f"pulled {ref}@{found} in {shipped.seconds:.1f}s ({shipped.bytes / 1e9:.2f} GB of layers moved); digest verified")
     return shipped
