@@ -105,11 +105,11 @@ def base_id(client: docker.DockerClient, spec: ImageSpec) -> str:
 
 
 def lock_labels(spec: ImageSpec, images: Path, buildargs: dict[str, str]) -> dict[str, str]:
-    """The manifest's summary: the lock's hash and size, the base's ID (the manifest has the full lists)."""
-    path = images / spec.tag / lock.LOCK_FILE
+    """The manifest's summary: the locks' hash (both files, in install order) and size, the base's ID."""
+    paths = [images / spec.tag / lock.LOCK_FILE, images / spec.tag / lock.WORKSPACE_LOCK_FILE]
     return {
-        f"{render.LABEL_PREFIX}.lock.sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-        f"{render.LABEL_PREFIX}.lock.packages": str(len(lock.packages(path))),
+        f"{render.LABEL_PREFIX}.lock.sha256": hashlib.sha256(b"".join(p.read_bytes() for p in paths)).hexdigest(),
+        f"{render.LABEL_PREFIX}.lock.packages": str(sum(len(lock.packages(p)) for p in paths)),
         f"{render.LABEL_PREFIX}.base.id": buildargs[render.BASE_ID_ARG] or "not recorded",
         f"{render.LABEL_PREFIX}.manifest": f"{render.SHARE}/manifest.json",
     }
@@ -137,7 +137,7 @@ class _Progress:
         self.steps = self.cached = 0
         self.layers: list[str] = []
         self.tail: list[str] = []
-        self.mismatches: list[list[str]] = []  # [package, expected, got] per artifact pip refused
+        self.mismatches: list[list[str]] = []  # [package, expected, got, lock file] per artifact pip refused
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._heartbeat, daemon=True)
@@ -163,7 +163,8 @@ class _Progress:
             self.cached += 1
         mismatch = HASH_MISMATCH_RE.match(stripped)
         if mismatch:
-            self.mismatches.append([mismatch[1], "?", "?"])
+            source = re.search(r"-r /tmp/([^ )]+)", mismatch[3] or "")
+            self.mismatches.append([mismatch[1], "?", "?", source[1] if source else "the lock"])
         value = HASH_VALUE_RE.match(stripped)
         if value and self.mismatches:
             self.mismatches[-1][1 if value[1].startswith("Expected") else 2] = value[2]
@@ -217,9 +218,9 @@ def build(client: docker.DockerClient, spec: ImageSpec, repo: str, network: Netw
                         progress.line(chunk["error"])
                         error = chunk["error"].strip()
                         if progress.mismatches:
-                            error = (f"the sha256 of {len(progress.mismatches)} artifact(s) differs from "
-                                     f"images/{spec.tag}/{lock.LOCK_FILE}: "
-                                     + "; ".join(f"{p} (locked {e}, downloaded {g})" for p, e, g in progress.mismatches)
+                            error = (f"the sha256 of {len(progress.mismatches)} artifact(s) differs from the lock: "
+                                     + "; ".join(f"{p} (images/{spec.tag}/{f} says {e}, the download is {g})"
+                                                 for p, e, g, f in progress.mismatches)
                                      + ". Either the lock was edited or the index serves other files; "
                                        f"`make lock TAG={spec.tag}` re-resolves after review.\n  " + error)
                         raise BuildFailed(spec.tag, progress.step, progress.instruction, error, progress.tail, log_path)

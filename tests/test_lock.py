@@ -66,7 +66,16 @@ def test_missing_and_stale_locks_say_what_to_run(spec, shipped, tmp_path):
     requirements = (tmp_path / spec.tag / "requirements.txt").read_text()
     made = lock.from_report(spec, report(("torch", "2.6.0", SHA)), lock.sha256_text(requirements), [lock.PYPI_SIMPLE])
     assert lock.write(made, tmp_path) is True and lock.write(made, tmp_path) is False
+    assert "requirements-workspace.lock is missing" in lock.problem(spec, tmp_path)
+    workspace = (tmp_path / spec.tag / "requirements-workspace.txt").read_text()
+    second = lock.from_report(spec, report(("jupyterlab", "4.6.6", SHA)), lock.sha256_text(workspace + made.text()),
+                              [lock.PYPI_SIMPLE])
+    lock.write(lock.dataclasses.replace(second, file=lock.WORKSPACE_LOCK_FILE), tmp_path)
     assert lock.problem(spec, tmp_path) is None
+    lock.write(lock.from_report(spec, report(("torch", "2.6.1", SHA)), lock.sha256_text(requirements),
+                                [lock.PYPI_SIMPLE]), tmp_path)  # torch's lock changed: the workspace's is stale
+    assert "requirements-workspace.lock is stale" in lock.problem(spec, tmp_path)
+    lock.write(made, tmp_path)
     (tmp_path / spec.tag / "requirements.txt").write_text(requirements + "einops==0.8.1\n")
     assert "is stale" in lock.problem(spec, tmp_path)
     variant = shipped.specs["v2.6-cu118"]
@@ -99,16 +108,19 @@ def test_a_real_resolution_ignores_the_machines_pip_settings(spec, tmp_path):
     (as on a machine with pip settings of its own) must not reach the lock."""
     render.write(spec, tmp_path)
     (tmp_path / spec.tag / "requirements.txt").write_text("nvidia-ml-py==13.615.71\nfilelock\n")
+    (tmp_path / spec.tag / "requirements-workspace.txt").write_text("filelock\nsix\n")
     constraint = tmp_path / "constraints.txt"
     constraint.write_text("filelock<3\n")
     settings = network.host_settings()
     with pytest.MonkeyPatch.context() as env:
         env.setenv("PIP_CONSTRAINT", str(constraint))
         env.setenv("PIP_FIND_LINKS", str(tmp_path))
-        made = lock.resolve(spec, settings, tmp_path)
+        made, workspace = lock.resolve(spec, settings, tmp_path)
     versions = {p.name: p.version for p in made.packages}
     assert versions["nvidia-ml-py"] == "13.615.71" and int(versions["filelock"].split(".")[0]) >= 3
-    assert all(p.url.startswith("https://") and len(p.sha256) == 64 for p in made.packages)
+    assert all(p.url.startswith("https://") and len(p.sha256) == 64 for p in made.packages + workspace.packages)
+    # The workspace step holds only what torch's step does not: filelock is already there.
+    assert [p.name for p in workspace.packages] == ["six"] and workspace.file == "requirements-workspace.lock"
 
 
 def test_an_unreachable_index_is_said_fast(shipped, tmp_path):
@@ -136,4 +148,4 @@ def test_the_build_names_each_package_whose_hash_pip_refused():
     ]:
         progress.line(line)
     assert progress.mismatches == [["nvidia-ml-py==13.615.71", "0" * 64,
-                                    "959bf4adf6fe1308e4bd739e722236b0d1ec8392e2cefad33ff70c311380b9b6"]]
+                                    "959bf4adf6fe1308e4bd739e722236b0d1ec8392e2cefad33ff70c311380b9b6", "requirements.lock"]]

@@ -23,7 +23,9 @@ def run_module(client):
 
 
 def test_the_manifest_lists_exactly_the_locked_python_packages(manifest):
-    locked = lock.packages(ROOT / "images" / TAG / lock.LOCK_FILE)
+    locked = {**lock.packages(ROOT / "images" / TAG / lock.LOCK_FILE),
+              **lock.packages(ROOT / "images" / TAG / lock.WORKSPACE_LOCK_FILE)}
+    assert "torch" in locked and "jupyterlab" in locked
     assert manifest["python_packages"] == dict(sorted(locked.items()))
     assert manifest["lock"]["packages"] == len(locked)
     assert set(manifest["venv_bootstrap"]) == {"pip", "setuptools"}
@@ -45,21 +47,21 @@ def test_labels_summarise_the_manifest(client, built, manifest):
 
 
 def test_a_tampered_hash_fails_the_build_and_names_the_package(client, built, spec, tmp_path):
-    """The tag's real build context, with the lock cut down to one small package whose hash was changed
-    (so pip downloads 100 kB, not torch, before it refuses); the system stage comes from the cache."""
+    """The tag's real build context with one hash of the workspace lock changed: torch's step comes from
+    the cache, the workspace step downloads its wheels and pip refuses the changed one."""
     images = tmp_path / "images"
     render.write(spec, images)
-    real = (ROOT / "images" / TAG / lock.LOCK_FILE).read_text()
-    header = [line for line in real.splitlines() if line.startswith("# ") and "==" not in line and "://" not in line]
-    entry = next(line for line in real.splitlines() if line.startswith("nvidia-ml-py=="))
-    tampered = re.sub(r"sha256:[0-9a-f]{64}", "sha256:" + "0" * 64, entry)
-    (images / TAG / lock.LOCK_FILE).write_text("\n".join(header + [tampered]) + "\n")
+    for name in (lock.LOCK_FILE, lock.WORKSPACE_LOCK_FILE):
+        (images / TAG / name).write_text((ROOT / "images" / TAG / name).read_text())
+    real = (images / TAG / lock.WORKSPACE_LOCK_FILE).read_text()
+    entry = next(line for line in real.splitlines() if line.startswith("ipykernel=="))
+    (images / TAG / lock.WORKSPACE_LOCK_FILE).write_text(
+        real.replace(entry, re.sub(r"sha256:[0-9a-f]{64}", "sha256:" + "0" * 64, entry)))
     repo = f"{TEST_REPO}-tampered"
     with pytest.raises(build.BuildFailed) as failed:
         build.build(client, spec, repo, network.host_settings(), images=images, reports=tmp_path / "reports")
     message = str(failed.value)
-    assert "nvidia-ml-py==13.615.71 (locked " + "0" * 64 in message
-    assert f"differs from images/{TAG}/requirements.lock" in message
+    assert f"ipykernel==7.4.0 (images/{TAG}/requirements-workspace.lock says " + "0" * 64 in message
     assert client.images.list(name=repo) == []
 
 

@@ -2,7 +2,7 @@
 
     python /usr/share/torchyard/manifest.py /usr/share/torchyard
 
-tag and spec, the lock's sha256, every installed Python package (importlib.metadata) and Debian package
+tag and spec, the locks' sha256, every installed Python package (importlib.metadata) and Debian package
 (dpkg-query) with its version, and the base. Exits 1, failing the build, when the Python packages
 installed differ from the lock (pip and setuptools, which `python3 -m venv` brings, are listed apart).
 Everything is sorted and carries no time, so the same inputs give the same file.
@@ -17,6 +17,7 @@ import subprocess
 import sys
 
 VENV_BOOTSTRAP = ("pip", "setuptools")  # from Debian's python3-venv, not from the lock
+LOCK_FILES = ("requirements.lock", "requirements-workspace.lock")  # torch's pip step, then the workspace's
 LOCK_ENTRY = re.compile(r"^([A-Za-z0-9._-]+)==(\S+) --hash=sha256:", re.M)
 
 
@@ -35,8 +36,11 @@ def debian_packages() -> dict:
 def main(share: str) -> int:
     with open(os.path.join(share, "spec.json")) as f:
         spec = json.load(f)
-    with open(os.path.join(share, "requirements.lock"), "rb") as f:
-        lock = f.read()
+    locks = {}
+    for name in LOCK_FILES:
+        with open(os.path.join(share, name), "rb") as f:
+            locks[name] = f.read()
+    lock = b"".join(locks.values())
     locked = {canonical(name): version for name, version in LOCK_ENTRY.findall(lock.decode())}
     installed = {canonical(d.metadata["Name"]): d.version for d in importlib.metadata.distributions()}
     python = dict(sorted((n, v) for n, v in installed.items() if n not in VENV_BOOTSTRAP))
@@ -48,7 +52,9 @@ def main(share: str) -> int:
     manifest = {
         "tag": spec["tag"],
         "spec": spec,
-        "lock": {"file": "requirements.lock", "sha256": hashlib.sha256(lock).hexdigest(), "packages": len(locked)},
+        # sha256 of both files in install order (the io.torchyard.lock.sha256 label), and of each
+        "lock": {"sha256": hashlib.sha256(lock).hexdigest(), "packages": len(locked),
+                 "files": {name: hashlib.sha256(data).hexdigest() for name, data in locks.items()}},
         "python_packages": python,
         "venv_bootstrap": {n: installed[n] for n in VENV_BOOTSTRAP if n in installed},
         "debian_packages": debian_packages(),
