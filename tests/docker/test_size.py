@@ -15,7 +15,7 @@ def test_the_size_report_accounts_for_the_image(client, built, tmp_path):
     assert report.total == client.images.get(built.image).attrs["Size"]
     assert abs(sum(layer.size for layer in report.layers) - report.total) < 1e6
     largest = max(report.layers, key=lambda layer: layer.size)
-    assert "COPY dir:" in largest.instruction and "/opt/venv" in largest.instruction and largest.size > 4e9
+    assert largest.instruction.startswith("COPY ") and "in /opt/venv" in largest.instruction and largest.size > 4e9
     names = [name for name, _ in report.packages[:5]]
     assert "torch" in names and "nvidia-cudnn-cu12" in names
     assert json.loads((tmp_path / TAG / "size.json").read_text())["total"] == report.total
@@ -41,7 +41,7 @@ def test_a_build_over_its_budget_fails_naming_layer_and_packages(built, tmp_path
     assert cached == steps - 3  # every step but the three FROM lines came from the cache
     error = result.stderr
     assert f"build of {TAG} is over its size budget" in error and "over its size budget of 2.00 GB" in error
-    assert "from `COPY dir:" in error and "/opt/venv" in error
+    assert re.search(r"from `COPY [^`]* in /opt/venv`", error)
     assert re.search(r"Against the previous report \(2\.00 GB\): .*torch \+[\d.]+ MB;", error)
     assert "nvidia-cudnn-cu12 +1.02 GB (new)" in error or "nvidia-cudnn-cu12 +" in error
     assert "nvidia-cudnn-cu12" in error
