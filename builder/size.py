@@ -79,6 +79,10 @@ def _short(text: str, width: int) -> str:
     text = " ".join(text.split())
     text = re.sub(r"^\|\d+ (\S+=\S* )*", "", text)  # RUN with build args: '|1 DEBIAN_FRONTEND=… /bin/sh -c …'
     text = re.sub(r"^/bin/sh -c (#\(nop\) +)?", "", text) or "(the base image's filesystem)"
+    # COPY's source is a content hash, 'dir:<64 hex>'; 12 digits identify it (as image IDs are shown), and
+    # the classic builder glues '--chown=…' to it ('--chown=1000:1000dir:…').
+    text = re.sub(r"(--chown=\S*?)?(file|dir):([0-9a-f]{12})[0-9a-f]{52}", lambda m: (f"{m[1]} " if m[1] else "")
+                  + f"{m[2]}:{m[3]}", text)
     return text if len(text) <= width else text[: width - 3] + "..."
 
 

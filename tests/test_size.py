@@ -53,3 +53,10 @@ def test_the_baseline_is_the_last_report_within_budget(tmp_path):
     assert size.baseline("v2.6-cu124", tmp_path) == NOW
     assert size.SizeReport.from_json((tmp_path / "v2.6-cu124" / "size.json").read_text()) == bigger
     assert "| 4.00 GB | torch |" in (tmp_path / "v2.6-cu124" / "size.md").read_text()
+
+
+def test_layer_instructions_read_as_written_with_short_content_hashes():
+    venv = "/bin/sh -c #(nop) COPY --chown=1000:1000dir:" + "3f" * 32 + " in /opt/venv "  # docker history's words
+    assert size._short(venv, 90) == "COPY --chown=1000:1000 dir:3f3f3f3f3f3f in /opt/venv"
+    run = "|1 PYTHONHASHSEED=0 /bin/sh -c apt-get update  && apt-get install -y tini"
+    assert size._short(run, 90) == "apt-get update && apt-get install -y tini"
