@@ -23,6 +23,7 @@ import docker
 import docker.errors
 
 from builder import lock, render
+from builder.heartbeat import Heartbeat
 from builder.matrix import PYPI_INDEX, ImageSpec
 from builder.network import NetworkSettings
 
@@ -127,31 +128,21 @@ def prepare_context(spec: ImageSpec, network: NetworkSettings, into: Path, image
     return context
 
 
-class _Progress:
+class _Progress(Heartbeat):
     """Prints each step as it starts, and a heartbeat while one runs long."""
 
     def __init__(self, say, log):
+        super().__init__(HEARTBEAT_S)
         self.say, self.log = say, log
-        self.started = time.monotonic()
         self.step, self.instruction, self.step_started = "0/0", "", self.started
         self.steps = self.cached = 0
         self.layers: list[str] = []
         self.tail: list[str] = []
         self.mismatches: list[list[str]] = []  # [package, expected, got, lock file] per artifact pip refused
-        self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._heartbeat, daemon=True)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
 
     def elapsed(self) -> str:
-        return f"[{time.monotonic() - self.started:7.1f}s]"
+        return f"[{self.seconds():7.1f}s]"
 
     def line(self, text: str) -> None:
         self.log.write(text + "\n")
@@ -179,13 +170,12 @@ class _Progress:
             shown = self.instruction if len(self.instruction) <= 100 else self.instruction[:97] + "..."
             self.say(f"{self.elapsed()} step {self.step:>5}  {shown}")
 
-    def _heartbeat(self) -> None:
-        while not self._stop.wait(HEARTBEAT_S):
-            with self._lock:
-                running = time.monotonic() - self.step_started
-                step = self.step
-            if running >= HEARTBEAT_S:
-                self.say(f"{self.elapsed()}   ... step {step} still running ({running:.0f}s)")
+    def beat(self) -> None:
+        with self._lock:
+            running = time.monotonic() - self.step_started
+            step = self.step
+        if running >= HEARTBEAT_S:
+            self.say(f"{self.elapsed()}   ... step {step} still running ({running:.0f}s)")
 
 
 def build(client: docker.DockerClient, spec: ImageSpec, repo: str, network: NetworkSettings,

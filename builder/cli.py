@@ -114,6 +114,10 @@ def _build(client, spec, repo: str, settings: network.NetworkSettings, no_cache:
         return False
 
 
+def _built(client, image: str) -> bool:
+    return bool(client.images.list(name=image))
+
+
 def cmd_smoke(matrix: Matrix, args) -> int:
     specs = matrix.select(args.tag)
     if args.data and not args.data.is_dir():
@@ -122,7 +126,7 @@ def cmd_smoke(matrix: Matrix, args) -> int:
     outcomes = {}
     for spec in specs:
         image = f"{args.repo}:{spec.tag}"
-        if not client.images.list(name=image):
+        if not _built(client, image):
             _say(f"{image} is not built yet: building it first")
             if not _build(client, spec, args.repo, network.host_settings()):
                 outcomes[spec.tag] = "not built"
@@ -147,9 +151,7 @@ def cmd_size(matrix: Matrix, args) -> int:
     over = []
     for spec in matrix.select(args.tag):
         image = f"{args.repo}:{spec.tag}"
-        try:
-            client.images.get(image)
-        except build.docker.errors.ImageNotFound:
+        if not _built(client, image):
             return _fail(f"no local image {image}; build it first: make build TAG={spec.tag}", 1)
         try:
             size.check(client, image, spec.tag, spec.size_budget, say=_say, reports=args.reports)
@@ -165,9 +167,7 @@ def cmd_verify(matrix: Matrix, args) -> int:
     differ = []
     for spec in matrix.select(args.tag):
         image = f"{args.repo}:{spec.tag}"
-        try:
-            client.images.get(image)
-        except build.docker.errors.ImageNotFound:
+        if not _built(client, image):
             return _fail(f"no local image {image} to verify; build it first: make build TAG={spec.tag}", 1)
         _say(f"verify {image}: rebuilding {spec.tag} without cache as {args.repo}-verify:{spec.tag}")
         try:

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +21,7 @@ import docker
 import docker.errors
 
 from builder import render
+from builder.heartbeat import Heartbeat
 
 DIGESTS = render.ROOT / "digests"
 NAME = "torchyard"  # the repository name in every registry: <REGISTRY>/torchyard:<tag>
@@ -98,24 +97,14 @@ def explain(error: str, ref: str) -> str:
     return f"{ref}: {error.strip()}"
 
 
-class _Progress:
+class _Progress(Heartbeat):
     """One line per layer as it finishes, and a byte count every HEARTBEAT_S seconds meanwhile."""
 
     def __init__(self, say, verb: str):
+        super().__init__(HEARTBEAT_S)
         self.say, self.verb = say, verb
-        self.started = time.monotonic()
         self.current: dict[str, int] = {}
         self.done: dict[str, int] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._heartbeat, daemon=True)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
 
     @property
     def bytes(self) -> int:
@@ -128,11 +117,10 @@ class _Progress:
             self.current[layer] = max(self.current.get(layer, 0), int(detail["current"]))
         if layer and status in ("Pushed", "Pull complete", "Layer already exists", "Already exists", "Mounted from"):
             self.done[layer] = self.current.get(layer, 0) if status in ("Pushed", "Pull complete") else 0
-            self.say(f"[{time.monotonic() - self.started:6.1f}s] {layer}: {status.lower()}")
+            self.say(f"[{self.seconds():6.1f}s] {layer}: {status.lower()}")
 
-    def _heartbeat(self) -> None:
-        while not self._stop.wait(HEARTBEAT_S):
-            self.say(f"[{time.monotonic() - self.started:6.1f}s] ... {self.verb} {self.bytes / 1e9:.2f} GB so far")
+    def beat(self) -> None:
+        self.say(f"[{self.seconds():6.1f}s] ... {self.verb} {self.bytes / 1e9:.2f} GB so far")
 
 
 def _stream(stream, ref: str, progress: _Progress) -> dict:
@@ -169,7 +157,7 @@ def push(client: docker.DockerClient, image: str, registry: str, tag: str, say=p
         raise
     if "Digest" not in aux:
         raise RegistryError(f"{ref}: the engine reported no digest for the push")
-    shipped = Shipped(ref, aux["Digest"], local.id, time.monotonic() - progress.started, progress.bytes)
+    shipped = Shipped(ref, aux["Digest"], local.id, progress.seconds(), progress.bytes)
     path = record(tag, shipped, digests)
     say(f"pushed {ref}@{shipped.digest} in {shipped.seconds:.1f}s ({shipped.bytes / 1e9:.2f} GB of layers moved); "
         f"recorded in {path.relative_to(path.parent.parent)}")
@@ -203,6 +191,6 @@ def pull(client: docker.DockerClient, registry: str, tag: str, say=print, digest
     image.tag(repository, tag)
     if image.id != entry["image_id"]:
         raise RegistryError(f"{ref}@{found} unpacked to image {image.id}, not the recorded {entry['image_id']}")
-    shipped = Shipped(ref, found, image.id, time.monotonic() - progress.started, progress.bytes)
+    shipped = Shipped(ref, found, image.id, progress.seconds(), progress.bytes)
     say(f"pulled {ref}@{found} in {shipped.seconds:.1f}s ({shipped.bytes / 1e9:.2f} GB of layers moved); digest verified")
     return shipped
