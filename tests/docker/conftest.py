@@ -53,9 +53,13 @@ def built(client, spec, tmp_path_factory):
     """v2.6-cu124 built from scratch once per session (every step runs, pip downloads torch from PyPI).
 
     Every docker test module shares it; the image and its step images are removed at the end, the base stays.
+    TORCHYARD_TEST_KEEP=1 (for working on the tests, never in CI) builds with the cache and keeps the image,
+    so a second run starts in seconds.
     """
+    keep = os.environ.get("TORCHYARD_TEST_KEEP") == "1"
     reports = tmp_path_factory.mktemp("reports")
     base.ensure(client, spec.base)
-    result = build.build(client, spec, TEST_REPO, network.host_settings(), reports=reports, nocache=True)
+    result = build.build(client, spec, TEST_REPO, network.host_settings(), reports=reports, nocache=not keep)
     yield result
-    build.remove(client, result)
+    if not keep:
+        build.remove(client, result)
