@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
-from smoke_tests import verdicts
+from smoke_tests import nvml, verdicts
 from smoke_tests.report import Result, failed, gpu, passed, skipped
 
 SPEC = Path("/usr/share/torchyard/spec.json")  # written by `make render`, present in every torchyard image
@@ -17,34 +16,6 @@ def image_facts(path: Path | None = None) -> dict:
     """The image's spec.json; {} on a host outside an image (then only torch's own claims are checked)."""
     path = path or Path(os.environ.get("TORCHYARD_SPEC", SPEC))
     return json.loads(path.read_text()) if path.is_file() else {}
-
-
-@dataclass(frozen=True)
-class Driver:
-    version: str | None
-    cuda: str | None  # the newest CUDA this driver supports, as NVML says
-    gpus: int
-    problem: str | None  # why NVML could not answer
-
-
-def nvml_driver() -> Driver:
-    """The driver through NVML: it answers even when CUDA cannot start (a driver too old for the runtime)."""
-    try:
-        import pynvml
-    except ImportError:
-        return Driver(None, None, 0, "nvidia-ml-py is not installed, so the driver cannot be read")
-    try:
-        pynvml.nvmlInit()
-    except pynvml.NVMLError as e:
-        return Driver(None, None, 0, f"NVML cannot start ({e}): no NVIDIA driver is visible in this container. "
-                                     "Start it with `--gpus all` on a host with the NVIDIA container toolkit")
-    try:
-        version = pynvml.nvmlSystemGetDriverVersion()
-        version = version.decode() if isinstance(version, bytes) else version
-        cuda = pynvml.nvmlSystemGetCudaDriverVersion_v2()
-        return Driver(version, f"{cuda // 1000}.{cuda % 1000 // 10}", pynvml.nvmlDeviceGetCount(), None)
-    finally:
-        pynvml.nvmlShutdown()
 
 
 def shm_bytes(path: str = "/dev/shm") -> int:
@@ -86,24 +57,24 @@ def no_gpu_reason() -> str:
         return "this torch is a CPU-only build"
     if os.environ.get("CUDA_VISIBLE_DEVICES", None) == "":
         return "CUDA_VISIBLE_DEVICES is empty"
-    driver = nvml_driver()
+    driver = nvml.read()
     if driver.problem:
-        return driver.problem
-    if driver.gpus == 0:
-        return f"driver {driver.version} is loaded but sees no GPU (NVIDIA_VISIBLE_DEVICES={os.environ.get('NVIDIA_VISIBLE_DEVICES')})"
-    return f"torch.cuda.is_available() is False although NVML sees {driver.gpus} GPU(s) with driver {driver.version}"
+        return f"{driver.problem}. Start the container with `--gpus all` on a host with the NVIDIA container toolkit"
+    if not driver.gpus:
+        return f"driver {driver.driver} is loaded but sees no GPU (NVIDIA_VISIBLE_DEVICES={os.environ.get('NVIDIA_VISIBLE_DEVICES')})"
+    return f"torch.cuda.is_available() is False although NVML sees {len(driver.gpus)} GPU(s) with driver {driver.driver}"
 
 
 def check_cuda(facts: dict) -> Result:
     import torch
 
     cuda = torch.version.cuda or "none"
-    driver = nvml_driver()
-    figures = {"torch_cuda": torch.version.cuda, "driver": driver.version, "driver_cuda": driver.cuda,
+    driver = nvml.read()
+    figures = {"torch_cuda": torch.version.cuda, "driver": driver.driver, "driver_cuda": driver.cuda,
                "min_driver": facts.get("min_driver")}
-    if driver.version and driver.gpus and torch.version.cuda:
+    if driver.driver and driver.gpus and torch.version.cuda:
         # Judge the driver first: a driver that is too old is the commonest reason is_available() is False.
-        verdict = verdicts.driver(driver.version, facts.get("min_driver"), cuda, driver.cuda)
+        verdict = verdicts.driver(driver.driver, facts.get("min_driver"), cuda, driver.cuda)
         if not verdict.ok:
             return gpu(failed("cuda", verdict.reason, **figures))
     if not torch.cuda.is_available():
@@ -128,7 +99,7 @@ def check_cuda(facts: dict) -> Result:
     if value != 12.0:
         return gpu(failed("cuda", f"a 4-element kernel returned {value}, not 12", **figures))
     names = ", ".join(sorted({d["name"] for d in devices}))
-    driver_note = verdicts.driver(driver.version, facts.get("min_driver"), cuda, driver.cuda).reason if driver.version else driver.problem
+    driver_note = verdicts.driver(driver.driver, facts.get("min_driver"), cuda, driver.cuda).reason if driver.driver else driver.problem
     return gpu(passed("cuda", f"{len(devices)} x {names} (sm_{devices[0]['capability'].replace('.', '')}), "
                                f"CUDA {cuda}; {driver_note}", **figures))
 
