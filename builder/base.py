@@ -36,10 +36,11 @@ class BaseError(Exception):
     pass
 
 
-def mmdebstrap_command(suite: str, tarball: Path, mirror: str) -> list[str]:
-    command = ["mmdebstrap", "--variant=minbase", "--quiet", '--aptopt=Acquire::Retries "3"']
+def mmdebstrap_command(base: Base, tarball: Path, mirror: str) -> list[str]:
+    command = ["mmdebstrap", "--variant=minbase", "--quiet", '--aptopt=Acquire::Retries "3"',
+               f"--components={','.join(base.components)}"]
     command += [f"--dpkgopt={option}" for option in SLIM_DPKG_OPTIONS]
-    return command + [suite, str(tarball), mirror]
+    return command + [base.suite, str(tarball), mirror]
 
 
 def ensure(client: docker.DockerClient, base: Base, say=print) -> str:
@@ -49,7 +50,7 @@ def ensure(client: docker.DockerClient, base: Base, say=print) -> str:
     except docker.errors.ImageNotFound:
         pass
     if base.is_local:
-        return make_local(client, base.suite, say)
+        return make_local(client, base, say)
     say(f"pulling base {base.ref}")
     try:
         return client.images.pull(base.ref).id
@@ -57,25 +58,28 @@ def ensure(client: docker.DockerClient, base: Base, say=print) -> str:
         raise BaseError(f"cannot pull base {base.ref}: {e.explanation or e}") from None
 
 
-def make_local(client: docker.DockerClient, suite: str, say=print) -> str:
+def make_local(client: docker.DockerClient, base: Base, say=print) -> str:
     if shutil.which("mmdebstrap") is None:
         raise BaseError("making a local Debian base needs mmdebstrap (Debian: apt-get install mmdebstrap), "
                         "or set base: to a registry image pinned by digest in matrix.yaml")
     mirror = os.environ.get("TORCHYARD_DEBIAN_MIRROR", DEBIAN_MIRROR)
-    image = f"torchyard-base:{suite}"
+    suite, components = base.suite, ",".join(base.components)
+    repository, tag = base.image.split(":")
     with tempfile.TemporaryDirectory(prefix="torchyard-base-") as tmp:
-        tarball = Path(tmp) / f"{suite}.tar"
-        say(f"making base {image} with mmdebstrap ({suite} from {mirror}, SOURCE_DATE_EPOCH={SOURCE_DATE_EPOCH})")
+        tarball = Path(tmp) / f"{tag}.tar"
+        say(f"making base {base.image} with mmdebstrap ({suite} {components} from {mirror}, "
+            f"SOURCE_DATE_EPOCH={SOURCE_DATE_EPOCH})")
         started = time.monotonic()
-        result = subprocess.run(mmdebstrap_command(suite, tarball, mirror), capture_output=True, text=True,
+        result = subprocess.run(mmdebstrap_command(base, tarball, mirror), capture_output=True, text=True,
                                 env={**os.environ, "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH})
         if result.returncode != 0:
             tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-15:])
             raise BaseError(f"mmdebstrap failed for {suite} (exit {result.returncode}):\n{tail}")
         client.api.import_image_from_file(
-            str(tarball), repository="torchyard-base", tag=suite,
-            changes=[f"LABEL io.torchyard.base.suite={suite} io.torchyard.base.source_date_epoch={SOURCE_DATE_EPOCH}",
+            str(tarball), repository=repository, tag=tag,
+            changes=[f"LABEL io.torchyard.base.suite={suite} io.torchyard.base.components={components} "
+                     f"io.torchyard.base.source_date_epoch={SOURCE_DATE_EPOCH}",
                      'CMD ["bash"]'],
         )
-        say(f"made base {image} in {time.monotonic() - started:.0f}s")
-    return client.images.get(image).id
+        say(f"made base {base.image} in {time.monotonic() - started:.0f}s")
+    return client.images.get(base.image).id

@@ -60,10 +60,23 @@ class TorchRelease:
         return minor(self.version)
 
 
+NVCC_SOURCES = ("pypi", "debian")
+
+
 @dataclass(frozen=True)
 class Nvcc:
-    home: str  # the toolkit root inside site-packages
-    packages: tuple[tuple[str, str], ...]  # (wheel, version): the compiler, pinned as one release
+    """Where a -devel image's CUDA compiler comes from: PyPI wheels in the venv, or a Debian package."""
+
+    source: str  # one of NVCC_SOURCES
+    home: str  # CUDA_HOME: inside site-packages for pypi, an absolute path for debian
+    packages: tuple[tuple[str, str], ...]  # (wheel or Debian package, version): the compiler, pinned as one release
+    suite: str | None = None  # debian: the suite whose package it is
+    component: str | None = None  # debian: its archive area (non-free), which the base must carry
+    host_driver_provides: tuple[str, ...] = ()  # debian: driver libraries the host mounts at run time
+
+    @property
+    def version(self) -> str:
+        return self.packages[0][1]
 
 
 @dataclass(frozen=True)
@@ -86,6 +99,14 @@ class Facts:
     def min_driver(self, cuda: str) -> str:
         """The oldest driver that runs an image built for this CUDA (minor-version compatibility)."""
         return self.minor_compat_floor[cuda.split(".")[0]]
+
+
+def _nvcc(raw: dict) -> Nvcc:
+    if raw["source"] not in NVCC_SOURCES:
+        raise ValueError(f"compat.yaml: nvcc source {raw['source']!r} is not one of {', '.join(NVCC_SOURCES)}")
+    return Nvcc(source=raw["source"], home=raw["home"], packages=tuple(raw["packages"].items()),
+                suite=raw.get("suite"), component=raw.get("component"),
+                host_driver_provides=tuple(raw.get("host_driver_provides", ())))
 
 
 @cache
@@ -115,6 +136,6 @@ def load(path: Path = FACTS_FILE) -> Facts:
         debian_python={suite: d["python"] for suite, d in raw["debian"].items()},
         minor_compat_floor=raw["driver"]["minor_compat_floor"],
         toolkit_driver=raw["driver"]["toolkit"],
-        nvcc={cuda: Nvcc(home=n["home"], packages=tuple(n["packages"].items())) for cuda, n in raw["nvcc"].items()},
+        nvcc={cuda: _nvcc(n) for cuda, n in raw["nvcc"].items()},
         releases=dict(sorted(releases.items(), key=lambda kv: version_key(kv[0]))),
     )

@@ -6,6 +6,7 @@ anything is rendered, pulled or built; MatrixError carries them all.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import re
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ class Base:
 
     ref: str  # 'bookworm' or 'docker.io/library/debian:bookworm-slim@sha256:…'
     suite: str
+    components: tuple[str, ...] = ("main",)  # Debian archive areas apt sees; a local base is made with them
 
     @property
     def is_local(self) -> bool:
@@ -53,7 +55,10 @@ class Base:
 
     @property
     def image(self) -> str:
-        return f"torchyard-base:{self.suite}" if self.is_local else self.ref
+        if not self.is_local:
+            return self.ref
+        extra = "".join(f"-{c}" for c in self.components if c != "main")  # another sources list, another image
+        return f"torchyard-base:{self.suite}{extra}"
 
 
 @dataclass(frozen=True)
@@ -266,7 +271,13 @@ def _validate_entry(tag: str, entry, defaults: dict, facts: Facts, report) -> Im
             report("cudnn", f"torch {release.version}+{variant_name} bundles cuDNN {variant.cudnn}, not {cudnn}; "
                             f"the wheel's cuDNN cannot be swapped: remove the key or write cudnn: \"{variant.cudnn}\"")
 
-    base = _validate_base(entry.get("base", defaults.get("base", "bookworm")), facts, report)
+    devel = bool(parsed["devel"])
+    nvcc = facts.nvcc.get(variant.cuda) if devel else None
+    # A compiler from a Debian package decides the suite, unless the entry names its own base (then checked).
+    compiler_suite = nvcc.suite if nvcc and nvcc.source == "debian" else None
+    base = _validate_base(entry.get("base", compiler_suite or defaults.get("base", "bookworm")), facts, report)
+    if base is not None and compiler_suite:
+        base = _compiler_base(base, nvcc, variant.cuda, report)
     python = _version_string(entry.get("python"), "python", report)
     if base is not None:
         suite_python = facts.debian_python[base.suite]
@@ -279,12 +290,11 @@ def _validate_entry(tag: str, entry, defaults: dict, facts: Facts, report) -> Im
                    f"torch {release.version} has no wheels for Python {python} (it has {', '.join(release.python)}); "
                    f"choose a base whose Python is among them")
 
-    devel = bool(parsed["devel"])
-    nvcc = facts.nvcc.get(variant.cuda) if devel else None
     if devel and nvcc is None:
-        have = ", ".join(f"CUDA {c}" for c in facts.nvcc)
-        report(None, f"-devel needs the CUDA {variant.cuda} compiler as a PyPI wheel, which is not published with nvcc "
-                     f"(known: {have}); drop -devel or use a variant with a compiler wheel")
+        have = ", ".join(f"CUDA {c} ({n.source})" for c, n in facts.nvcc.items())
+        report(None, f"-devel needs a CUDA {variant.cuda} compiler, and builder/compat.yaml knows no source of one: "
+                     f"no PyPI wheel carries nvcc {variant.cuda} and no Debian suite packages it (known: {have}); "
+                     "drop -devel, or use a CUDA variant with a known compiler")
 
     extra = entry.get("extra_packages", [])
     if not isinstance(extra, list) or not all(isinstance(p, str) and p.strip() for p in extra):
@@ -330,6 +340,21 @@ def _default_budget(defaults) -> int | None:
         return parse_size(defaults["size_budget"])
     except ValueError:
         return None  # load() reports it once, at defaults.size_budget
+
+
+def _compiler_base(base: Base, nvcc: compat.Nvcc, cuda: str, report) -> Base | None:
+    """The base a Debian-packaged compiler needs: its suite, made locally with its archive area."""
+    package, version = nvcc.packages[0]
+    where = f"CUDA {cuda}'s nvcc comes from Debian {nvcc.suite}'s {nvcc.component} {package} ({version})"
+    if base.suite != nvcc.suite:
+        report("base", f"{where}; base {base.suite} does not have it. Remove the base key (the {nvcc.suite} base is "
+                       f"then used) or write base: {nvcc.suite}")
+        return None
+    if not base.is_local:
+        report("base", f"{where}, and a registry base ({base.ref}) does not carry that archive area; write "
+                       f"base: {nvcc.suite} (made locally with {nvcc.component})")
+        return None
+    return dataclasses.replace(base, components=("main", nvcc.component))
 
 
 def _same_release(given: str, actual: str) -> bool:

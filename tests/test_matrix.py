@@ -204,14 +204,45 @@ def test_registry_base_pinned_by_digest_is_accepted(write_matrix, facts):
     assert (base.suite, base.is_local, base.image.endswith(digest)) == ("bookworm", False, True)
 
 
-def test_devel_needs_a_compiler_wheel(write_matrix, facts):
+def test_devel_needs_a_known_compiler_source(write_matrix, facts):
     message = one_problem(write_matrix("""
+        default: v2.6-cu126
+        images:
+          v2.6-cu126-devel: {torch: "2.6.0"}
+          v2.6-cu126: {torch: "2.6.0"}
+    """), facts)
+    assert "images.v2.6-cu126-devel" in message and "CUDA 12.6 compiler" in message
+    assert "CUDA 12.4 (debian)" in message and "CUDA 13.0 (pypi)" in message  # what is known, to choose from
+
+
+@pytest.mark.parametrize("torch", ["2.6.0", "2.5.1"])
+def test_cuda_12_4_devel_takes_nvcc_from_trixie_non_free(write_matrix, facts, torch):
+    minor = torch.rsplit(".", 1)[0]
+    spec = matrix.load(write_matrix(f"""
+        default: v{minor}-cu124-devel
+        defaults: {{base: bookworm}}
+        images:
+          v{minor}-cu124-devel: {{torch: "{torch}"}}
+    """), facts).specs[f"v{minor}-cu124-devel"]
+    assert (spec.nvcc.source, spec.nvcc.version, spec.nvcc.home) == ("debian", "12.4.131", "/usr")
+    assert (spec.base.suite, spec.base.components, spec.base.image) == ("trixie", ("main", "non-free"),
+                                                                        "torchyard-base:trixie-non-free")
+    assert spec.python == "3.13"  # trixie's, and torch publishes cp313 wheels
+
+
+def test_a_debian_compiler_refuses_another_suite_or_a_registry_base(write_matrix, facts):
+    digest = "sha256:" + "a" * 64
+    found = problems(write_matrix(f"""
         default: v2.6-cu124
         images:
-          v2.6-cu124-devel: {torch: "2.6.0"}
-          v2.6-cu124: {torch: "2.6.0"}
+          v2.6-cu124: {{torch: "2.6.0"}}
+          v2.6-cu124-devel: {{torch: "2.6.0", base: bookworm}}
+          v2.5-cu124-devel: {{torch: "2.5.1", base: "docker.io/library/debian:trixie-slim@{digest}"}}
     """), facts)
-    assert "images.v2.6-cu124-devel" in message and "nvcc" in message
+    assert len(found) == 2
+    assert "images.v2.6-cu124-devel.base" in found[0] and "Debian trixie's non-free nvidia-cuda-toolkit" in found[0]
+    assert "base bookworm does not have it" in found[0] and "base: trixie" in found[0]
+    assert "images.v2.5-cu124-devel.base" in found[1] and "registry base" in found[1]
 
 
 def test_all_problems_are_reported_together(write_matrix, facts):
