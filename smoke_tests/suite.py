@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from smoke_tests import allreduce, cudnn, environment, finetune
+from smoke_tests import allreduce, cudnn, environment, extension, finetune
+from smoke_tests import compile as compile_check
 from smoke_tests.report import Result, gpu, overall, require_gpu, skipped, timed
 
 
@@ -39,6 +40,8 @@ CHECKS = {
     "cudnn": ("cudnn conv", lambda o: cudnn.check_cudnn(o.facts)),
     "nccl": ("nccl all-reduce", lambda o: allreduce.check_nccl(o.facts)),
     "gloo": ("gloo all-reduce", lambda o: allreduce.check_gloo(o.facts)),
+    "compile": ("compile", lambda o: compile_check.check_compile(o.facts)),
+    "extension": ("extension", lambda o: extension.check_extension(o.facts)),
     "resnet50": ("resnet50 amp", finetune_check("resnet50")),
     "deit-s": ("deit-s amp", finetune_check("deit-s")),
 }

@@ -149,3 +149,62 @@ def loss_falls(losses: list[float], drop: float = LOSS_DROP, window: int = WINDO
                              f"{drop:.0%} required)")
     return Verdict(False, f"loss went from {first:.3f} to {last:.3f} ({1 - last / first:.0%} down); at least "
                           f"{drop:.0%} is required: the model is not learning")
+
+
+# torch.compile against eager, both in true fp32 (TF32 off): Inductor fuses ops and reorders their sums, which moves
+# each result by a few ulps (fp32: 6e-8 relative); over the dozen ops of a model forward and backward that adds up to
+# ~1e-6 of the tensor's norm. A wrong kernel (a dropped term, a wrong index or stride) is off by 1e-2 or more. 1e-4
+# leaves a factor of ~100 on either side.
+COMPILE_TOLERANCE = 1e-4
+
+
+def matches_eager(max_error: float, worst: str, tolerance: float = COMPILE_TOLERANCE) -> Verdict:
+    if math.isfinite(max_error) and max_error <= tolerance:
+        return Verdict(True, f"compiled matches eager (worst: {worst}, relative error {max_error:.1e} <= {tolerance:.0e})")
+    return Verdict(False, f"compiled differs from eager: {worst} has relative error {max_error:.2e} > {tolerance:.0e} "
+                          "(both in fp32, same weights and inputs): Inductor generated a wrong kernel")
+
+
+KERNEL_KIND = {"cpu": "cpp", "cuda": "triton"}
+
+
+def generated_kernels(device: str, kernels: dict[str, int], graphs: int) -> Verdict:
+    """Did Inductor compile kernels of the device's kind (C++ on the CPU, Triton on a GPU)?"""
+    kind = KERNEL_KIND[device]
+    if graphs == 0:
+        return Verdict(False, "Inductor compiled no graph (torch.compile ran eager: a cached or disabled compile, "
+                              "e.g. TORCH_COMPILE_DISABLE or a non-Inductor backend)")
+    if kernels.get(kind, 0) > 0:
+        return Verdict(True, f"Inductor generated {kernels[kind]} {kind} kernel(s) in {graphs} graph(s)")
+    return Verdict(False, f"Inductor compiled {graphs} graph(s) on {device} without a single {kind} kernel "
+                          f"(found {kernels}): the generated code calls only library kernels, so compilation "
+                          "was not proven")
+
+
+# What a torch.compile failure says when the image lacks what Inductor and Triton compile with, and the fix.
+_COMPILER_PROBLEMS = [
+    (re.compile(r"InvalidCxxCompiler|No working C\+\+ compiler|g\+\+: not found|No such file or directory: 'g\+\+'"),
+     "no working C++ compiler: Inductor compiles its CPU kernels with g++ (torch._inductor.config.cpp.cxx, or $CXX)"),
+    (re.compile(r"Python\.h: No such file|Can't find Python\.h"),
+     "no Python headers: Inductor's CPU kernels and Triton's GPU launcher include Python.h"),
+    (re.compile(r"omp\.h: No such file|cannot find -lgomp"),
+     "no OpenMP: Inductor's CPU kernels are built with -fopenmp (libgomp comes with gcc)"),
+    (re.compile(r"Failed to find C compiler|gcc: not found"),
+     "no C compiler: Triton compiles its GPU kernel launcher with gcc (or $CC)"),
+    (re.compile(r"cannot find -lcuda|libcuda\.so.*(?:not found|cannot)"),
+     "the driver's libcuda.so is not visible: Triton links its launcher with -lcuda"),
+]
+COMPILER_FIX = ("torchyard images carry g++, libc6-dev and libpython3-dev for this; an image built without them "
+                "(or a derived one that removed them) needs `apt-get install g++ libpython3-dev` as root in its Dockerfile")
+LIBCUDA_FIX = ("start the container with `--gpus all` on a host with the NVIDIA container toolkit, which mounts "
+               "libcuda.so; or point TRITON_LIBCUDA_PATH at the folder that holds it")
+
+
+def compiler_problem(error: str, device: str) -> str | None:
+    """The explanation and fix of a torch.compile failure caused by a missing compiler part; None for other failures."""
+    for pattern, what in _COMPILER_PROBLEMS:
+        said = next((line.strip() for line in error.splitlines() if pattern.search(line)), None)
+        if said:
+            fix = LIBCUDA_FIX if "libcuda" in what else COMPILER_FIX
+            return f"torch.compile cannot work on {device}: {what}. Fix: {fix}. (torch said: {said[:300]})"
+    return None

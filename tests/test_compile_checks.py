@@ -1,0 +1,78 @@
+"""The compile and extension smoke checks' judgements, fed what torch, Inductor and Triton really say (no torch here)."""
+
+import pytest
+
+from smoke_tests import verdicts
+from smoke_tests.compile import kernel_counts
+from smoke_tests.extension import arch_list
+
+# Inductor's wrapper code as torch 2.6 writes it (abridged): the kernels it compiled, and a library call.
+CPU_WRAPPER = """
+cpp_fused_native_batch_norm_backward_relu_threshold_backward_0 = async_compile.cpp_pybinding(['float*', 'const float*'], '''
+#include "/tmp/torchinductor_torchyard/2r/c2rx.h"
+extern "C"  void kernel(float* in_out_ptr0, const float* in_ptr0)
+''')
+cpp_fused_convolution_backward_1 = async_compile.cpp_pybinding(['const float*', 'float*'], '''...''')
+async_compile.wait(globals())
+buf0 = extern_kernels.convolution(primals_2, primals_1, stride=(1, 1), padding=(1, 1))
+"""
+GPU_WRAPPER = """
+triton_per_fused__native_batch_norm_legit_functional_0 = async_compile.triton('triton_per_fused_0', '''
+import triton
+@triton.jit
+def triton_per_fused_0(in_out_ptr0, xnumel, rnumel, XBLOCK : tl.constexpr):
+''', device_str='cuda')
+extern_kernels.mm(buf3, permute_1, out=buf4)
+"""
+
+
+def test_kernels_are_counted_by_how_the_wrapper_loads_them():
+    assert kernel_counts([CPU_WRAPPER]) == {"cpp": 2, "triton": 0}
+    assert kernel_counts([GPU_WRAPPER, CPU_WRAPPER]) == {"cpp": 2, "triton": 1}
+    assert kernel_counts(["buf0 = extern_kernels.convolution(x, w)"]) == {"cpp": 0, "triton": 0}
+
+
+def test_c_plus_plus_kernels_prove_the_cpu_path_and_triton_kernels_the_gpu_path():
+    assert verdicts.generated_kernels("cpu", {"cpp": 5, "triton": 0}, graphs=2).ok
+    assert verdicts.generated_kernels("cuda", {"cpp": 0, "triton": 7}, graphs=2).ok
+    on_gpu_without_triton = verdicts.generated_kernels("cuda", {"cpp": 5, "triton": 0}, graphs=2)
+    assert not on_gpu_without_triton.ok and "without a single triton kernel" in on_gpu_without_triton.reason
+    eager = verdicts.generated_kernels("cpu", {"cpp": 0, "triton": 0}, graphs=0)
+    assert not eager.ok and "ran eager" in eager.reason
+
+
+def test_compiled_must_match_eager_within_the_stated_tolerance():
+    assert verdicts.matches_eager(3.1e-7, "grad 0.weight").ok
+    assert verdicts.matches_eager(verdicts.COMPILE_TOLERANCE, "output").ok
+    wrong = verdicts.matches_eager(2.5e-2, "grad 3.weight")
+    assert not wrong.ok and "grad 3.weight has relative error 2.50e-02 > 1e-04" in wrong.reason
+    assert not verdicts.matches_eager(float("nan"), "output").ok
+
+
+@pytest.mark.parametrize("error, device, what", [
+    # the failure this check exists for (the issue's report on torchyard:v2.6-cu124 before compilers were added)
+    ("BackendCompilerFailed: backend='inductor' raised:\nInvalidCxxCompiler: No working C++ compiler found in "
+     "torch._inductor.config.cpp.cxx: (None, 'g++')", "cpu", "no working C++ compiler"),
+    # g++ present, libpython3-dev missing (probed in the same image with only g++ and libc6-dev added)
+    ("BackendCompilerFailed: backend='inductor' raised:\nCppCompileError: C++ compile error\n\nOutput:\n"
+     "/tmp/torchinductor_root/pi/cpi.cpp:1:10: fatal error: Python.h: No such file or directory", "cpu",
+     "no Python headers"),
+    ("BackendCompilerFailed: backend='inductor' raised:\nRuntimeError: Failed to find C compiler. Please specify via "
+     "CC environment variable.", "cuda", "no C compiler"),
+    ("CalledProcessError: ... /usr/bin/ld: cannot find -lcuda: No such file or directory", "cuda", "the driver's libcuda.so is not visible"),
+])
+def test_a_missing_compiler_part_fails_with_the_explanation_and_the_fix(error, device, what):
+    explanation = verdicts.compiler_problem(error, device)
+    assert explanation.startswith(f"torch.compile cannot work on {device}: {what}")
+    assert "Fix:" in explanation
+    assert f"(torch said: {error.splitlines()[-1]})" in explanation  # the line that names the cause
+    assert ("--gpus all" in explanation) if "libcuda" in what else ("apt-get install g++ libpython3-dev" in explanation)
+
+
+def test_other_compile_failures_are_not_blamed_on_the_compiler():
+    assert verdicts.compiler_problem("Unsupported: torch.* op returned non-Tensor", "cpu") is None
+
+
+def test_the_extension_is_built_for_torchs_own_archs():
+    assert arch_list("sm_50 sm_60 sm_70 sm_75 sm_80 sm_86 sm_90") == "5.0;6.0;7.0;7.5;8.0;8.6;9.0"
+    assert arch_list("sm_75 sm_80 sm_90 sm_100 sm_120 compute_120") == "7.5;8.0;9.0;10.0;12.0+PTX"
