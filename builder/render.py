@@ -6,7 +6,7 @@ Decisions live here; templates/Dockerfile.j2 only loops over what context() give
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import jinja2
@@ -47,13 +47,21 @@ USER, UID, GID = "torchyard", 1000, 1000  # the default non-root user; NB_UID/NB
 HOME = f"/home/{USER}"
 WORKSPACE = "/workspace"
 JUPYTER_PORT, SSH_PORT = 8888, 22
+# The pip constraints made at build time from the locks (templates/constraints.py), and pip's explanation of them.
+CONSTRAINTS = f"{SHARE}/constraints.txt"
+PIP_GUARD = "pip_guard.py"  # template file; installed in site-packages as torchyard_pip_guard.py, loaded by a .pth
+# JupyterLab's settings overrides: defaults a user's own settings still change (docker-stacks ships the same file).
+JUPYTERLAB_OVERRIDES = "jupyterlab_overrides.json"
 # Files the image carries: template file -> path in the image.
 WORKSPACE_FILES = {
     "entrypoint.py": "/usr/local/bin/torchyard-entrypoint",
     "healthcheck.py": "/usr/local/bin/torchyard-healthcheck",
     "sshd_config": "/etc/ssh/sshd_config.d/torchyard.conf",
     "jupyter_server_config.py": "/etc/jupyter/jupyter_server_config.py",
+    JUPYTERLAB_OVERRIDES: f"{VENV}/share/jupyter/lab/settings/overrides.json",
 }
+# Build-time scripts in /usr/share/torchyard (run by the Dockerfile, and by hand).
+SHARED_SCRIPTS = ("check_image.py", "manifest.py", "constraints.py")
 
 _env = jinja2.Environment(
     loader=jinja2.FileSystemLoader(TEMPLATES),
@@ -65,19 +73,94 @@ _env = jinja2.Environment(
 
 
 def apt_packages(spec: ImageSpec) -> list[str]:
-    packages = ["ca-certificates", "python3", "python3-venv"]
-    if spec.devel:
-        packages += ["build-essential", "python3-dev"]  # nvcc's host compiler and Python headers
-    return packages
+    return ["ca-certificates", "python3", "python3-venv"]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One RUN of the final stage, after the files it needs are copied in; `why` becomes its comment."""
+
+    why: str
+    commands: tuple[str, ...]
+    copies: tuple[tuple[str, str], ...] = ()  # (build context path, image path)
+
+
+def apt_install(packages: list[str], *then: str) -> tuple[str, ...]:
+    return ("apt-get update", f"apt-get install -y --no-install-recommends {' '.join(packages)}", *then,
+            f"rm -rf {' '.join(APT_LEFTOVERS)}")
+
+
+# torch.compile: Inductor's CPU kernels are C++ built with g++ -fopenmp (libgomp comes with gcc) and include Python.h;
+# Triton's GPU kernel launcher is C built with gcc against Python.h. libpython3-dev is the headers of the base's
+# Python whatever its version (python3-dev would add python3.X-dev's config scripts and docs). libc6-dev comes with
+# g++; it is named because Inductor needs the C library headers too.
+COMPILE_APT_PACKAGES = ["g++", "libc6-dev", "libpython3-dev"]
+# -devel: make and friends, and ninja, which torch.utils.cpp_extension needs for load()/load_inline() and uses to
+# build setup.py extensions in parallel.
+DEVEL_APT_PACKAGES = ["build-essential", "ninja-build"]
+HOST_DRIVER_PACKAGE = "torchyard-host-driver"  # the placeholder for the driver libraries the host mounts
+# Debian's CUDA toolkit ships the static CUDA libraries (~2 GB: cuBLAS, cuFFT, cuSPARSE, NPP, …), which extensions
+# never link (torch.utils.cpp_extension links the shared ones). dpkg leaves them out; nvcc's default -cudart static
+# needs libcudart_static.a, which stays (as does libcudadevrt.a, for -rdc device linking: not matched).
+CUDA_STATIC_EXCLUDES = ["path-exclude=/usr/lib/x86_64-linux-gnu/lib*_static*.a",
+                        "path-include=/usr/lib/x86_64-linux-gnu/libcudart_static.a"]
+DPKG_EXCLUDES = "/etc/dpkg/dpkg.cfg.d/torchyard-cuda-static"
+
+
+def host_driver_control(spec: ImageSpec) -> str:
+    """A Debian package that only Provides the driver libraries Debian's CUDA packages depend on (libcuda,
+    libnvidia-ml): the NVIDIA container toolkit mounts the host's at run time, and a driver in the image would
+    shadow it. The versions are the toolkit's own driver floor."""
+    floor = spec.toolkit_driver or spec.min_driver
+    provides = [name if name.startswith("libcuda-") else f"{name} (= {floor})" for name in spec.nvcc.host_driver_provides]
+    return (f"Package: {HOST_DRIVER_PACKAGE}\nVersion: 1\nArchitecture: amd64\nMaintainer: torchyard\n"
+            f"Provides: {', '.join(provides)}\n"
+            "Description: the host's NVIDIA driver libraries, mounted at run time by the NVIDIA container toolkit\n")
+
+
+def toolchain_steps(spec: ImageSpec) -> list[Step]:
+    steps = [Step("torch.compile: a C/C++ compiler with OpenMP and the C and Python headers (Inductor on the CPU, "
+                  "Triton on a GPU)", apt_install(COMPILE_APT_PACKAGES))]
+    if not spec.nvcc:
+        return steps
+    if spec.nvcc.source == "pypi":
+        return steps + [Step("-devel: build tools for CUDA extensions (nvcc is in the venv, from the "
+                             f"{spec.nvcc.packages[0][0]} wheel)", apt_install(DEVEL_APT_PACKAGES))]
+    package, version = spec.nvcc.packages[0]
+    deb = f"/tmp/{HOST_DRIVER_PACKAGE}.deb"
+    return steps + [Step(
+        f"-devel: nvcc {version} from Debian {spec.nvcc.suite}'s {spec.nvcc.component} {package}, without its static "
+        "libraries, and the placeholder for the driver libraries the host mounts",
+        (f"dpkg-deb --build /tmp/{HOST_DRIVER_PACKAGE} {deb}",
+         *apt_install([*DEVEL_APT_PACKAGES, deb, package], f"rm -rf /tmp/{HOST_DRIVER_PACKAGE} {deb}")),
+        copies=((f"devel/{HOST_DRIVER_PACKAGE}/", f"/tmp/{HOST_DRIVER_PACKAGE}/"),
+                ("devel/dpkg-cuda-static", DPKG_EXCLUDES)))]
+
+
+def devel_files(spec: ImageSpec) -> dict[str, str]:
+    if not spec.nvcc or spec.nvcc.source != "debian":
+        return {}
+    return {f"devel/{HOST_DRIVER_PACKAGE}/DEBIAN/control": host_driver_control(spec),
+            "devel/dpkg-cuda-static": "# torchyard: the static CUDA libraries are left out (see the Dockerfile)\n"
+                                      + "".join(f"{line}\n" for line in CUDA_STATIC_EXCLUDES)}
 
 
 def requirements(spec: ImageSpec) -> list[str]:
     # Wheels on the PyTorch index carry the variant as a local version (2.6.0+cu118); PyPI's carry none.
     local = "" if spec.index == PYPI_INDEX else f"+{spec.cuda_variant}"
     reqs = [f"torch=={spec.torch}{local}", f"torchvision=={spec.torchvision}{local}"]
-    if spec.nvcc:
+    if spec.nvcc and spec.nvcc.source == "pypi":
         reqs += [f"{package}=={version}" for package, version in spec.nvcc.packages]
     return reqs + SMOKE_REQUIREMENTS + list(spec.extra_packages)
+
+
+def constrained(spec: ImageSpec) -> list[str]:
+    """The roots of the pip constraints: what the torch stack is. templates/constraints.py adds, transitively,
+    every package these pin with == (triton, the nvidia-* CUDA wheels, sympy) at the locked versions."""
+    roots = ["torch", "torchvision"]
+    if spec.nvcc and spec.nvcc.source == "pypi":
+        roots += [package for package, _ in spec.nvcc.packages]
+    return roots
 
 
 def workspace_requirements(spec: ImageSpec) -> list[str]:
@@ -97,12 +180,17 @@ def site_packages(spec: ImageSpec) -> str:
 def env(spec: ImageSpec) -> list[tuple[str, str]]:
     path = f"{VENV}/bin:$PATH"
     values = [("VIRTUAL_ENV", VENV)]
-    if spec.nvcc:
+    if spec.nvcc and spec.nvcc.source == "pypi":
         cuda_home = f"{site_packages(spec)}/{spec.nvcc.home}"
         values.append(("CUDA_HOME", cuda_home))
         path = f"{VENV}/bin:{cuda_home}/bin:$PATH"
+    elif spec.nvcc:
+        values.append(("CUDA_HOME", spec.nvcc.home))  # nvcc is /usr/bin/nvcc, already on PATH
     return values + [
         ("PATH", path),
+        # pip (and uv) keep the torch stack as locked; see templates/constraints.py and pip_guard.py.
+        ("PIP_CONSTRAINT", CONSTRAINTS),
+        ("UV_CONSTRAINT", CONSTRAINTS),
         ("PYTHONUNBUFFERED", "1"),
         # Downloaded weights land in the workspace volume, so they outlive the container.
         ("TORCH_HOME", f"{WORKSPACE}/.cache/torch"),
@@ -129,6 +217,7 @@ def facts(spec: ImageSpec) -> dict:
         "min_driver": spec.min_driver,
         "toolkit_driver": spec.toolkit_driver,
         "nvcc": asdict(spec.nvcc) if spec.nvcc else None,
+        "constrained": constrained(spec),
         "base": spec.base.ref,
         "index": spec.index,
     }
@@ -182,6 +271,7 @@ def context(spec: ImageSpec) -> dict:
         "compile": ["PYTHONHASHSEED=0", f"{VENV}/bin/python", "-m", "compileall", "-q", "-f", "-j", "0",
                     "--invalidation-mode", "unchecked-hash", f"{VENV}/lib"],
         "workspace_apt_packages": list(WORKSPACE_APT_PACKAGES),
+        "toolchain": toolchain_steps(spec),
         # Made at first start by the entrypoint, so no two containers share one and no layer holds one.
         "ssh_host_keys": "/etc/ssh/ssh_host_*",
         "user": USER, "uid": UID, "gid": GID, "home": HOME,
@@ -199,6 +289,8 @@ def context(spec: ImageSpec) -> dict:
         "share_dir": SHARE,
         "base_id_arg": BASE_ID_ARG,
         "smoke_tests_dir": f"{site_packages(spec)}/smoke_tests",
+        "site_packages": site_packages(spec),
+        "constraints": CONSTRAINTS,
         "labels": labels(spec),
     }
 
@@ -211,8 +303,10 @@ def render(spec: ImageSpec) -> dict[str, str]:
         "requirements-workspace.txt": "".join(f"{r}\n" for r in workspace_requirements(spec)),
         **{f"workspace/{name}": (TEMPLATES / name).read_text() for name in WORKSPACE_FILES},
         "torchyard/spec.json": json.dumps(facts(spec), indent=2) + "\n",
-        "torchyard/check_image.py": (TEMPLATES / "check_image.py").read_text(),
-        "torchyard/manifest.py": (TEMPLATES / "manifest.py").read_text(),
+        **{f"torchyard/{name}": (TEMPLATES / name).read_text() for name in SHARED_SCRIPTS},
+        "python/torchyard_pip_guard.py": (TEMPLATES / PIP_GUARD).read_text(),
+        "python/torchyard-pip-guard.pth": "import torchyard_pip_guard\n",
+        **devel_files(spec),
     }
 
 

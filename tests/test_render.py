@@ -1,5 +1,7 @@
 """Rendering: committed images/ equal a fresh render; decisions are Python's, build inputs stay out."""
 
+import json
+
 import jinja2
 import pytest
 
@@ -82,3 +84,48 @@ def test_every_image_carries_its_check_and_spec(specs):
     files = render.render(specs["v2.6-cu124"])
     assert files["torchyard/check_image.py"] == (render.TEMPLATES / "check_image.py").read_text()
     assert '"cudnn": "9.1.0.70"' in files["torchyard/spec.json"]
+
+
+def test_every_image_carries_what_torch_compile_needs_in_a_layer_of_its_own(specs):
+    for tag in ("v2.6-cu124", "v2.6-cu118", "v2.15-cu132", "v2.6-cu124-devel"):
+        dockerfile = render.render(specs[tag])["Dockerfile"]
+        install = f"apt-get install -y --no-install-recommends {' '.join(render.COMPILE_APT_PACKAGES)} \\\n"
+        assert dockerfile.count(install) == 1 and install in final_stage(dockerfile), tag  # not in the venv's stages
+        assert "# torch.compile:" in dockerfile
+
+
+def test_pip_and_uv_are_held_to_the_images_constraints(specs):
+    files = render.render(specs["v2.6-cu124"])
+    assert f"PIP_CONSTRAINT={render.CONSTRAINTS} \\" in files["Dockerfile"]
+    assert f"UV_CONSTRAINT={render.CONSTRAINTS} \\" in files["Dockerfile"]
+    assert f"python {render.SHARE}/constraints.py {render.SHARE}" in files["Dockerfile"]
+    assert '"constrained": [\n    "torch",\n    "torchvision"\n  ]' in files["torchyard/spec.json"]
+    assert files["python/torchyard-pip-guard.pth"] == "import torchyard_pip_guard\n"
+    assert files["python/torchyard_pip_guard.py"] == (render.TEMPLATES / "pip_guard.py").read_text()
+    assert "COPY python/ /opt/venv/lib/python3.11/site-packages/" in files["Dockerfile"]
+    assert render.constrained(specs["v2.15-cu132-devel"])[2:] == ["nvidia-cuda-nvcc", "nvidia-nvvm", "nvidia-cuda-crt"]
+
+
+def test_jupyterlab_gets_the_overrides_that_silence_the_news_prompt(specs):
+    files = render.render(specs["v2.6-cu124"])
+    assert "COPY workspace/jupyterlab_overrides.json /opt/venv/share/jupyter/lab/settings/overrides.json" in files["Dockerfile"]
+    overrides = json.loads(files["workspace/jupyterlab_overrides.json"])
+    assert overrides["@jupyterlab/apputils-extension:notification"] == {"checkForUpdates": False, "fetchNews": "false"}
+
+
+def test_cuda_12_4_devel_installs_debians_toolkit_on_trixie_without_a_driver(specs):
+    spec = specs["v2.6-cu124-devel"]
+    files = render.render(spec)
+    dockerfile = files["Dockerfile"]
+    assert dockerfile.startswith("# Generated") and "FROM torchyard-base:trixie-non-free AS system" in dockerfile
+    assert "COPY smoke_tests/ /opt/venv/lib/python3.13/site-packages/smoke_tests/" in dockerfile
+    final = final_stage(dockerfile)
+    assert ("apt-get install -y --no-install-recommends build-essential ninja-build /tmp/torchyard-host-driver.deb "
+            "nvidia-cuda-toolkit") in final
+    assert "CUDA_HOME=/usr \\" in final and "PATH=/opt/venv/bin:$PATH \\" in final
+    assert "nvidia-cuda-nvcc" not in files["requirements.txt"]  # the compiler is Debian's, not a wheel
+    control = files["devel/torchyard-host-driver/DEBIAN/control"]
+    assert "Provides: libcuda-12.4-1, libcuda.so.1 (= 550.54.14), libnvidia-ml.so.1 (= 550.54.14)\n" in control
+    assert files["devel/dpkg-cuda-static"].splitlines()[1:] == render.CUDA_STATIC_EXCLUDES
+    assert f"COPY devel/dpkg-cuda-static {render.DPKG_EXCLUDES}" in final
+    assert json.loads(files["torchyard/spec.json"])["nvcc"]["source"] == "debian"

@@ -18,6 +18,9 @@ c.ServerApp.open_browser = False
 c.ServerApp.allow_root = False
 # Another port than the published one (Jupyter's default is to try 50 more) would be unreachable: fail instead.
 c.ServerApp.port_retries = 0
+# Terminals run bash (Jupyter's default is $SHELL, which the entrypoint's setpriv does not set, then sh); not a login
+# shell, whose /etc/profile would reset PATH and lose the venv. They start in the server's root, /workspace.
+c.ServerApp.terminado_settings = {"shell_command": ["/bin/bash"]}
 
 
 def _refuse(text: str) -> None:

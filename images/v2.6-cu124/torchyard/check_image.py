@@ -33,6 +33,18 @@ def compiles() -> str:
         return "yes" if result.returncode == 0 else (result.stderr or result.stdout).strip()
 
 
+def extension_builds() -> str:
+    """Build and import a PyTorch CUDA extension for torch's GPU archs (the smoke check `extension` runs it on a GPU):
+    'yes', or the build's complaint. Its compile commands are in the build log."""
+    from smoke_tests import extension
+
+    try:
+        module = extension.build(extension.BUILT)
+    except Exception as e:  # the message is the fact to report
+        return f"{type(e).__name__}: {e}"
+    return "yes" if hasattr(module, "axpb") else f"{module} has no axpb"
+
+
 def numpy_interop() -> str:
     """torch and the pinned numpy agree both ways (a numpy built for another ABI fails here)."""
     import numpy
@@ -63,6 +75,7 @@ def observed(spec: dict) -> list[tuple[str, object, object]]:
         found = re.search(r"release (\d+\.\d+)", out)
         facts.append(("nvcc", spec["cuda"], found[1] if found else out.strip()))
         facts.append(("nvcc compiles a kernel", "yes", compiles()))
+        facts.append(("a CUDA extension builds", "yes", extension_builds()))
     return facts
 
 
