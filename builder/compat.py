@@ -51,13 +51,23 @@ class TorchRelease:
     version: str
     torchvision: str
     torchaudio: str | None
-    python: tuple[str, ...]
+    python: tuple[str, ...]  # CPython versions torch has wheels for
     pypi_variant: str
     variants: dict[str, Variant]
+    torchvision_python: tuple[str, ...] | None = None  # where torchvision's wheels cover fewer than torch's
 
     @property
     def minor(self) -> str:
         return minor(self.version)
+
+    def missing_wheels(self, python: str) -> str | None:
+        """Which of torch and torchvision publishes no wheel for this Python, with the versions each has; None: both do."""
+        if python not in self.python:
+            return f"torch {self.version} has no wheels for Python {python} (it has {', '.join(self.python)})"
+        if self.torchvision_python and python not in self.torchvision_python:
+            return (f"torchvision {self.torchvision} (the one torch {self.version} pairs with) has no wheels for Python "
+                    f"{python} (it has {', '.join(self.torchvision_python)}, torch has {', '.join(self.python)})")
+        return None
 
 
 NVCC_SOURCES = ("pypi", "debian")
@@ -129,6 +139,7 @@ def load(path: Path = FACTS_FILE) -> Facts:
             torchvision=r["torchvision"],
             torchaudio=r["torchaudio"],
             python=tuple(r["python"]),
+            torchvision_python=tuple(r["torchvision_python"]) if "torchvision_python" in r else None,
             pypi_variant=r["pypi"],
             variants=variants,
         )

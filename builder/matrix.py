@@ -285,10 +285,10 @@ def _validate_entry(tag: str, entry, defaults: dict, facts: Facts, report) -> Im
             others = ", ".join(f"{s} -> {p}" for s, p in facts.debian_python.items())
             report("python", f"base {base.suite} ships Python {suite_python}, not {python}; pick the base whose Python you want ({others})")
         python = suite_python
-        if python not in release.python:
-            report("python" if "python" in entry else "base",
-                   f"torch {release.version} has no wheels for Python {python} (it has {', '.join(release.python)}); "
-                   f"choose a base whose Python is among them")
+        missing = release.missing_wheels(python)
+        if missing:
+            report("python" if "python" in entry else "base", f"{missing}; choose a base whose Python is among them"
+                   + (f" (this -devel tag's compiler needs Debian {nvcc.suite})" if compiler_suite else ""))
 
     if devel and nvcc is None:
         have = ", ".join(f"CUDA {c} ({n.source})" for c, n in facts.nvcc.items())

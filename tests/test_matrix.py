@@ -215,34 +215,44 @@ def test_devel_needs_a_known_compiler_source(write_matrix, facts):
     assert "CUDA 12.4 (debian)" in message and "CUDA 13.0 (pypi)" in message  # what is known, to choose from
 
 
-@pytest.mark.parametrize("torch", ["2.6.0", "2.5.1"])
-def test_cuda_12_4_devel_takes_nvcc_from_trixie_non_free(write_matrix, facts, torch):
-    minor = torch.rsplit(".", 1)[0]
-    spec = matrix.load(write_matrix(f"""
-        default: v{minor}-cu124-devel
-        defaults: {{base: bookworm}}
+def test_cuda_12_4_devel_takes_nvcc_from_trixie_non_free(write_matrix, facts):
+    spec = matrix.load(write_matrix("""
+        default: v2.6-cu124-devel
+        defaults: {base: bookworm}
         images:
-          v{minor}-cu124-devel: {{torch: "{torch}"}}
-    """), facts).specs[f"v{minor}-cu124-devel"]
+          v2.6-cu124-devel: {torch: "2.6.0"}
+    """), facts).specs["v2.6-cu124-devel"]
     assert (spec.nvcc.source, spec.nvcc.version, spec.nvcc.home) == ("debian", "12.4.131", "/usr")
     assert (spec.base.suite, spec.base.components, spec.base.image) == ("trixie", ("main", "non-free"),
                                                                         "torchyard-base:trixie-non-free")
-    assert spec.python == "3.13"  # trixie's, and torch publishes cp313 wheels
+    assert spec.python == "3.13"  # trixie's, and torch 2.6.0 and torchvision 0.21.0 publish cp313 wheels
 
 
-def test_a_debian_compiler_refuses_another_suite_or_a_registry_base(write_matrix, facts):
-    digest = "sha256:" + "a" * 64
-    found = problems(write_matrix(f"""
+def test_torch_2_5_has_no_cuda_12_4_devel_because_its_torchvision_skips_python_3_13(write_matrix, facts):
+    message = one_problem(write_matrix("""
+        default: v2.5-cu124-devel
+        images:
+          v2.5-cu124-devel: {torch: "2.5.1"}
+    """), facts)
+    assert "images.v2.5-cu124-devel" in message
+    assert "torchvision 0.20.1 (the one torch 2.5.1 pairs with) has no wheels for Python 3.13" in message
+    assert "this -devel tag's compiler needs Debian trixie" in message
+
+
+@pytest.mark.parametrize("base, says", [
+    ("bookworm", "base bookworm does not have it. Remove the base key (the trixie base is then used) or write base: trixie"),
+    (f"docker.io/library/debian:trixie-slim@sha256:{'a' * 64}", "a registry base (docker.io/library/debian:trixie-slim"),
+])
+def test_a_debian_compiler_refuses_another_suite_or_a_registry_base(write_matrix, facts, base, says):
+    message = one_problem(write_matrix(f"""
         default: v2.6-cu124
         images:
           v2.6-cu124: {{torch: "2.6.0"}}
-          v2.6-cu124-devel: {{torch: "2.6.0", base: bookworm}}
-          v2.5-cu124-devel: {{torch: "2.5.1", base: "docker.io/library/debian:trixie-slim@{digest}"}}
+          v2.6-cu124-devel: {{torch: "2.6.0", base: "{base}"}}
     """), facts)
-    assert len(found) == 2
-    assert "images.v2.6-cu124-devel.base" in found[0] and "Debian trixie's non-free nvidia-cuda-toolkit" in found[0]
-    assert "base bookworm does not have it" in found[0] and "base: trixie" in found[0]
-    assert "images.v2.5-cu124-devel.base" in found[1] and "registry base" in found[1]
+    assert "images.v2.6-cu124-devel.base" in message
+    assert "CUDA 12.4's nvcc comes from Debian trixie's non-free nvidia-cuda-toolkit (12.4.131)" in message
+    assert says in message
 
 
 def test_all_problems_are_reported_together(write_matrix, facts):
