@@ -11,7 +11,7 @@ from pathlib import Path
 
 import jinja2
 
-from builder.compat import cudnn_number
+from builder.compat import cudnn_number, version_key
 from builder.matrix import PYPI_INDEX, ImageSpec
 from builder.network import TORCH_INDEX
 
@@ -145,12 +145,20 @@ def devel_files(spec: ImageSpec) -> dict[str, str]:
                                       + "".join(f"{line}\n" for line in CUDA_STATIC_EXCLUDES)}
 
 
+# -devel builds extensions (setup.py, torch.utils.cpp_extension), which need setuptools. `python -m venv` brings it up
+# to Python 3.11 only (ensurepip dropped it in 3.12), and the lock's resolver evaluates torch's own
+# `setuptools; python_version >= "3.12"` with the host's Python, so newer venvs get it named here.
+DEVEL_REQUIREMENTS = ["setuptools==84.2.1"]
+
+
 def requirements(spec: ImageSpec) -> list[str]:
     # Wheels on the PyTorch index carry the variant as a local version (2.6.0+cu118); PyPI's carry none.
     local = "" if spec.index == PYPI_INDEX else f"+{spec.cuda_variant}"
     reqs = [f"torch=={spec.torch}{local}", f"torchvision=={spec.torchvision}{local}"]
     if spec.nvcc and spec.nvcc.source == "pypi":
         reqs += [f"{package}=={version}" for package, version in spec.nvcc.packages]
+    if spec.devel and version_key(spec.python) >= (3, 12):
+        reqs += DEVEL_REQUIREMENTS
     return reqs + SMOKE_REQUIREMENTS + list(spec.extra_packages)
 
 

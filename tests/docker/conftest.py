@@ -1,6 +1,7 @@
 """Docker tests talk to a real engine. Without one they skip, except under CI=true, where they fail."""
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -9,6 +10,9 @@ from builder import base, build, network
 # Never touches the user's torchyard:* images; TORCHYARD_TEST_REPO keeps parallel checkouts apart.
 TEST_REPO = os.environ.get("TORCHYARD_TEST_REPO", "torchyard-test")
 TAG = "v2.6-cu124"  # the default tag; its torch wheel comes from PyPI, so it builds here
+# The CA bundle this machine's network needs (a TLS-inspecting proxy): a container gets it at run time, as a user would.
+HOST_CA = Path(os.environ.get("PIP_CERT") or os.environ.get("SSL_CERT_FILE") or "/etc/ssl/certs/ca-certificates.crt")
+CA_IN_CONTAINER = "/etc/ssl/certs/host-ca-bundle.crt"
 
 
 def pytest_collection_modifyitems(items):
@@ -63,3 +67,11 @@ def built(client, spec, tmp_path_factory):
     yield result
     if not keep:
         build.remove(client, result)
+
+
+@pytest.fixture(scope="session")
+def behind_the_proxy() -> dict:
+    """docker run options for pip against the real index: the host's CA bundle, read-only, named by PIP_CERT."""
+    if not HOST_CA.is_file():
+        pytest.fail(f"no CA bundle at {HOST_CA}: set PIP_CERT to the one this machine's network needs")
+    return {"volumes": {str(HOST_CA): {"bind": CA_IN_CONTAINER, "mode": "ro"}}, "environment": {"PIP_CERT": CA_IN_CONTAINER}}

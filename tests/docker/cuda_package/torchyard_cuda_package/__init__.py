@@ -1,0 +1,1 @@
+from torchyard_cuda_package._scale import scale  # noqa: F401

@@ -1,0 +1,111 @@
+"""JupyterLab as a person meets it in the real image (v2.6-cu124, the session's `built`): no news prompt (the
+settings overrides reach the settings API), a Terminal that is bash as the user in /workspace, and a notebook's
+`%pip install` that works under the image's pip constraints (real PyPI, the host's CA bundle passed at run time)."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+import urllib.request
+import uuid
+
+import pytest
+import websocket
+
+from builder import render
+from tests.docker.test_workspace import Containers, wait_for_jupyter
+
+NOTIFICATION = "@jupyterlab/apputils-extension:notification"
+
+
+@pytest.fixture(scope="module")
+def lab(client, built, behind_the_proxy):
+    containers = Containers(client, built.image)
+    token = secrets.token_hex(24)
+    running = containers.start(environment={"JUPYTER_TOKEN": token, **behind_the_proxy["environment"]},
+                               volumes=behind_the_proxy["volumes"])
+    try:
+        wait_for_jupyter(running)
+        yield running, token
+    finally:
+        containers.remove_all()
+
+
+def api(running, token: str, path: str, method: str = "GET", body: dict | None = None) -> dict:
+    request = urllib.request.Request(f"{running.jupyter}{path}", method=method,
+                                     data=json.dumps(body).encode() if body is not None else None,
+                                     headers={"Authorization": f"token {token}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.load(response)
+
+
+def test_the_news_prompt_is_answered_by_the_images_settings(lab):
+    running, token = lab
+    settings = api(running, token, f"/lab/api/settings/{NOTIFICATION}")
+    defaults = {name: prop.get("default") for name, prop in settings["schema"]["properties"].items()}
+    # JupyterLab asks "Would you like to get notified about official Jupyter news?" while fetchNews is "none".
+    assert defaults["fetchNews"] == "false" and defaults["checkForUpdates"] is False
+    assert settings["raw"] in ("{}", "")  # the user's own settings are untouched: they can still turn it on
+
+
+def test_a_terminal_is_bash_as_the_user_in_the_workspace(lab):
+    running, token = lab
+    terminal = api(running, token, "/api/terminals", method="POST", body={})
+    ws = websocket.create_connection(f"ws://127.0.0.1:{running.jupyter_port}/terminals/websocket/{terminal['name']}",
+                                     header=[f"Authorization: token {token}"], timeout=30)
+    try:
+        ws.send(json.dumps(["stdin", 'echo "marker $(id -un) $(pwd) $0 $BASH_VERSION"\r']))
+        out, deadline = "", time.monotonic() + 30
+        while "marker torchyard" not in out.replace("\r", "") and time.monotonic() < deadline:
+            message = json.loads(ws.recv())
+            if message[0] == "stdout":
+                out += message[1]
+    finally:
+        ws.close()
+    line = next(line for line in out.replace("\r", "").splitlines() if line.startswith("marker "))
+    name, cwd, shell, version = line.split()[1:5]
+    assert (name, cwd) == (render.USER, render.WORKSPACE)
+    assert shell.endswith("bash") and version  # bash, not sh
+
+
+def execute(running, token: str, code: str, timeout: float = 300) -> tuple[str, dict]:
+    """Run code in a new kernel over its websocket; its output (stream and errors) and the execute_reply."""
+    kernel = api(running, token, "/api/kernels", method="POST", body={})
+    ws = websocket.create_connection(f"ws://127.0.0.1:{running.jupyter_port}/api/kernels/{kernel['id']}/channels",
+                                     header=[f"Authorization: token {token}"], timeout=timeout)
+    try:
+        msg_id = uuid.uuid4().hex
+        ws.send(json.dumps({
+            "header": {"msg_id": msg_id, "session": uuid.uuid4().hex, "username": "test", "msg_type": "execute_request",
+                       "version": "5.3"},
+            "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
+            "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
+                        "allow_stdin": False, "stop_on_error": True},
+        }))
+        out, reply = "", None
+        while reply is None:
+            msg = json.loads(ws.recv())
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            if msg["msg_type"] == "stream":
+                out += msg["content"]["text"]
+            elif msg["msg_type"] == "error":
+                out += "\n".join(msg["content"]["traceback"])
+            elif msg["msg_type"] == "execute_reply":
+                reply = msg["content"]
+    finally:
+        ws.close()
+    return out, reply
+
+
+def test_pip_in_a_notebook_installs_under_the_constraints_and_explains_a_refusal(lab):
+    running, token = lab
+    out, reply = execute(running, token, "%pip install --no-cache-dir einops\nimport einops; print('einops', einops.__version__)")
+    assert reply["status"] == "ok", out
+    assert "Successfully installed einops" in out and "einops 0." in out
+    out, reply = execute(running, token, "%pip install --no-cache-dir torch==2.7.1\nimport torch; print('torch', torch.__version__)")
+    assert "(constraint) torch===2.6.0" in out, out
+    assert "torchyard: this image (v2.6-cu124) is built around torch 2.6.0" in out
+    assert "%env PIP_CONSTRAINT=" in out
+    assert "torch 2.6.0+cu124" in out  # the kernel's torch is still the image's
