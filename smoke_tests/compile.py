@@ -1,5 +1,5 @@
 """torch.compile (default Inductor backend, fullgraph) of a small conv net and a transformer block, forward and
-backward, against eager on the same weights and inputs.
+backward, against eager on the same weights and inputs, both measured against an fp64 eager run.
 
 On the CPU Inductor writes C++ kernels (g++, OpenMP, Python.h); on a GPU, Triton kernels (whose launcher gcc
 compiles against Python.h and links with the driver's libcuda). The check reads the code Inductor generated, so a
@@ -36,13 +36,16 @@ GPU_SIZES = Sizes(batch=32, image=64, channels=64, tokens=256, width=256, heads=
 
 
 def conv_net(sizes: Sizes):
+    """Conv, BatchNorm, ReLU, a strided conv and a linear head on the whole map. No global average pool: its uniform
+    gradient through a BatchNorm makes the BatchNorm's gradients sums of nearly cancelling terms, which any change
+    of summation order (Inductor's) moves by 1e-3 of their size: a test of rounding, not of the kernels."""
     import torch.nn as nn
 
-    c = sizes.channels
+    c, side = sizes.channels, sizes.image // 2
     return nn.Sequential(
         nn.Conv2d(3, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(),
-        nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, 10),
+        nn.Conv2d(c, c, 3, stride=2, padding=1), nn.ReLU(),
+        nn.Flatten(), nn.Linear(c * side * side, 10),
     )
 
 
@@ -119,7 +122,7 @@ def _ms_per_step(model, x, device) -> float:
 
 
 def compile_one(name: str, device_name: str) -> dict:
-    """Compile one model on one device; its figures: errors against eager, kernels generated, times."""
+    """Compile one model on one device; its figures: errors against fp64, kernels generated, times."""
     import torch
     from torch._inductor.utils import run_and_get_code
 
@@ -127,7 +130,7 @@ def compile_one(name: str, device_name: str) -> dict:
     sizes = GPU_SIZES if device.type == "cuda" else CPU_SIZES
     torch.manual_seed(0)
     eager = MODELS[name](sizes).to(device).train()
-    model = copy.deepcopy(eager)
+    model, exact = copy.deepcopy(eager), copy.deepcopy(eager).double()
     x = inputs(name, sizes, device)
     compiled = torch.compile(model, fullgraph=True)  # the default backend: Inductor
     _synchronize(device)
@@ -136,18 +139,17 @@ def compile_one(name: str, device_name: str) -> dict:
     got, codes = run_and_get_code(step, compiled, x)
     _synchronize(device)
     compile_s = time.perf_counter() - started
-    expected = step(eager, x)
+    expected, reference = step(eager, x), step(exact, x.double())
     names = ["output", *(f"grad {n}" for n, _ in eager.named_parameters()), "grad input"]
-    errors = {n: relative_error(g, e) for n, g, e in zip(names, got, expected)}
-    worst = max(errors, key=errors.get)
+    errors = {n: (relative_error(g, r), relative_error(e, r), r.numel())
+              for n, g, e, r in zip(names, got, expected, reference)}
     eager_ms, compiled_ms = _ms_per_step(eager, x, device), _ms_per_step(compiled, x, device)
     return {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "sizes": {k: getattr(sizes, k) for k in SHAPE[name]},
         "graphs": len(codes),
         "kernels": kernel_counts(codes),
-        "max_relative_error": errors[worst],
-        "worst_tensor": worst,
+        "errors_vs_fp64": {n: {"compiled": c, "eager": e, "numel": k} for n, (c, e, k) in errors.items()},
         "compile_s": round(compile_s, 2),
         "eager_ms": round(eager_ms, 3),
         "compiled_ms": round(compiled_ms, 3),
@@ -155,11 +157,12 @@ def compile_one(name: str, device_name: str) -> dict:
     }
 
 
-def _judge(device_type: str, name: str, figures: dict) -> verdicts.Verdict:
+def _judge(device_type: str, figures: dict) -> verdicts.Verdict:
     made = verdicts.generated_kernels(device_type, figures["kernels"], figures["graphs"])
     if not made.ok:
         return made
-    return verdicts.matches_eager(figures["max_relative_error"], figures["worst_tensor"])
+    errors = {n: (e["compiled"], e["eager"], e["numel"]) for n, e in figures["errors_vs_fp64"].items()}
+    return verdicts.matches_eager(errors)
 
 
 def check_compile(facts: dict) -> Result:
@@ -168,7 +171,7 @@ def check_compile(facts: dict) -> Result:
     import torch._inductor.config as inductor_config
 
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    figures: dict = {"torch": torch.__version__, "tolerance": verdicts.COMPILE_TOLERANCE}
+    figures: dict = {"torch": torch.__version__, "tolerance_floor": verdicts.COMPILE_TOLERANCE}
     settings = {"fx_graph_cache": False}  # compile for real: a cached graph generates no code to inspect
     previous = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch._dynamo.config.suppress_errors)
     # Both sides in true fp32, so the tolerance speaks of kernel order only; a failure must raise, not run eager.
@@ -186,7 +189,7 @@ def check_compile(facts: dict) -> Result:
                         text = f"{type(e).__name__}: {e}"
                         return failed("compile", f"{key}: " + (verdicts.compiler_problem(text, device) or text[:2000]),
                                       **figures)
-                    verdict = _judge(device, name, figures[key])
+                    verdict = _judge(device, figures[key])
                     if not verdict.ok:
                         return failed("compile", f"{key}: {verdict.reason}", **figures)
                     f = figures[key]
@@ -195,5 +198,5 @@ def check_compile(facts: dict) -> Result:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch._dynamo.config.suppress_errors = previous
         torch._dynamo.reset()
     code = "C++ and Triton" if "cuda" in devices else "C++"
-    return passed("compile", f"Inductor generated {code} kernels; forward and backward match eager "
-                             f"(<= {verdicts.COMPILE_TOLERANCE:.0e}); " + "; ".join(summary), **figures)
+    return passed("compile", f"Inductor generated {code} kernels; forward and backward as close to an fp64 run as "
+                             "eager; " + "; ".join(summary), **figures)

@@ -151,18 +151,33 @@ def loss_falls(losses: list[float], drop: float = LOSS_DROP, window: int = WINDO
                           f"{drop:.0%} is required: the model is not learning")
 
 
-# torch.compile against eager, both in true fp32 (TF32 off): Inductor fuses ops and reorders their sums, which moves
-# each result by a few ulps (fp32: 6e-8 relative); over the dozen ops of a model forward and backward that adds up to
-# ~1e-6 of the tensor's norm. A wrong kernel (a dropped term, a wrong index or stride) is off by 1e-2 or more. 1e-4
-# leaves a factor of ~100 on either side.
-COMPILE_TOLERANCE = 1e-4
+# torch.compile against eager, both in fp32 (TF32 off), each measured against the same model run eagerly in fp64.
+# Inductor fuses ops and reorders their sums, so it does not reproduce eager's rounding; what is stable is each one's
+# distance from the fp64 result. Compiled passes when its error is at most a small multiple of eager's (the rule
+# torch's own accuracy checks apply to compiled models, torch._dynamo.utils.same with an fp64 reference: 2x, more
+# for tiny tensors, whose errors are noisier) plus a floor: eager's CPU reductions sum pairwise (error ~log2(N)
+# ulps) where Inductor's generated loops sum in sequence (~sqrt(N) ulps typical, N ulps at worst: 5e-4 for the
+# 8192-element sums of a BatchNorm here). 1e-4 of the tensor's norm is above the typical sequential error and far
+# below what a wrong kernel (a dropped term, a wrong index or stride) gives: O(1).
+COMPILE_TOLERANCE = 1e-4  # the floor, relative to the fp64 result's norm
 
 
-def matches_eager(max_error: float, worst: str, tolerance: float = COMPILE_TOLERANCE) -> Verdict:
-    if math.isfinite(max_error) and max_error <= tolerance:
-        return Verdict(True, f"compiled matches eager (worst: {worst}, relative error {max_error:.1e} <= {tolerance:.0e})")
-    return Verdict(False, f"compiled differs from eager: {worst} has relative error {max_error:.2e} > {tolerance:.0e} "
-                          "(both in fp32, same weights and inputs): Inductor generated a wrong kernel")
+def compile_multiplier(numel: int) -> float:
+    return 10.0 if numel <= 10 else 5.0 if numel <= 500 else 2.0
+
+
+def matches_eager(errors: dict[str, tuple[float, float, int]], floor: float = COMPILE_TOLERANCE) -> Verdict:
+    """errors: tensor name -> (compiled's and eager's error relative to fp64, number of elements)."""
+    worst, ratio = None, 0.0
+    for name, (compiled, eager, numel) in errors.items():
+        allowed = compile_multiplier(numel) * eager + floor
+        if not math.isfinite(compiled) or compiled > allowed:
+            return Verdict(False, f"compiled differs from eager: {name} is {compiled:.2e} from the fp64 result where "
+                                  f"eager is {eager:.2e} (allowed {allowed:.2e}): Inductor generated a wrong kernel")
+        if compiled / allowed >= ratio:
+            worst, ratio = name, compiled / allowed
+    return Verdict(True, f"compiled is as close to fp64 as eager ({len(errors)} tensors; closest to the limit: {worst}, "
+                         f"{ratio:.0%} of it)")
 
 
 KERNEL_KIND = {"cpu": "cpp", "cuda": "triton"}

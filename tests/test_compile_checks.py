@@ -41,12 +41,23 @@ def test_c_plus_plus_kernels_prove_the_cpu_path_and_triton_kernels_the_gpu_path(
     assert not eager.ok and "ran eager" in eager.reason
 
 
-def test_compiled_must_match_eager_within_the_stated_tolerance():
-    assert verdicts.matches_eager(3.1e-7, "grad 0.weight").ok
-    assert verdicts.matches_eager(verdicts.COMPILE_TOLERANCE, "output").ok
-    wrong = verdicts.matches_eager(2.5e-2, "grad 3.weight")
-    assert not wrong.ok and "grad 3.weight has relative error 2.50e-02 > 1e-04" in wrong.reason
-    assert not verdicts.matches_eager(float("nan"), "output").ok
+def test_compiled_must_be_as_close_to_fp64_as_eager_is():
+    # (compiled, eager, elements), relative to an fp64 run: what the CPU check measured for the conv net
+    measured = {"output": (8.81e-07, 4.54e-07, 80), "grad 1.bias": (1.39e-06, 3.07e-07, 16),
+                "grad 3.weight": (1.13e-06, 4.43e-07, 2304), "grad input": (1.21e-06, 5.17e-07, 24576)}
+    verdict = verdicts.matches_eager(measured)
+    assert verdict.ok and "4 tensors" in verdict.reason
+    # a sum of nearly cancelling terms that Inductor orders differently: worse than eager, still within the floor
+    assert verdicts.matches_eager({"grad bn.bias": (9e-5, 2e-7, 16)}).ok
+    wrong = verdicts.matches_eager({**measured, "grad 3.weight": (2.5e-2, 4.43e-07, 2304)})
+    assert not wrong.ok and "grad 3.weight is 2.50e-02 from the fp64 result where eager is 4.43e-07" in wrong.reason
+    assert not verdicts.matches_eager({"output": (float("nan"), 1e-7, 80)}).ok
+
+
+def test_the_allowance_is_torchs_own_multiplier_larger_for_tiny_tensors():
+    assert [verdicts.compile_multiplier(n) for n in (10, 11, 500, 501)] == [10.0, 5.0, 5.0, 2.0]
+    assert verdicts.matches_eager({"big": (2.9e-4, 1e-4, 4096)}).ok  # 2 x 1e-4 + 1e-4
+    assert not verdicts.matches_eager({"big": (3.1e-4, 1e-4, 4096)}).ok
 
 
 @pytest.mark.parametrize("error, device, what", [

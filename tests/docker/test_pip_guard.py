@@ -48,7 +48,7 @@ def test_pip_installs_an_ordinary_package_and_refuses_another_torch_leaving_ever
         echo "=== einops"; pip install --no-cache-dir einops 2>&1; echo "exit $?"
         pip list --format=freeze > /tmp/with-einops
         echo "=== torch"; pip install --no-cache-dir torch==2.7.1 2>&1; echo "exit $?"
-        echo "=== torchvision"; python -m pip install --no-cache-dir torchvision==0.22.1 2>&1; echo "exit $?"
+        echo "=== torchaudio"; python -m pip install --no-cache-dir torchaudio==2.7.1 2>&1; echo "exit $?"
         echo "=== cudnn"; pip install --no-cache-dir nvidia-cudnn-cu12==9.5.1.17 2>&1; echo "exit $?"
         echo "=== unchanged"; pip list --format=freeze | diff /tmp/with-einops - && echo same
         echo "=== einops-added"; diff /tmp/before /tmp/with-einops | grep '^>'
@@ -58,7 +58,8 @@ def test_pip_installs_an_ordinary_package_and_refuses_another_torch_leaving_ever
     assert part["whoami"].strip() == render.USER
     assert part["einops"].rstrip().endswith("exit 0") and "Successfully installed einops" in part["einops"], out
     assert part["einops-added"].startswith("> einops==")
-    for request, wanted in (("torch", "torch==2.7.1"), ("torchvision", "torch==2.7.1"), ("cudnn", "nvidia-cudnn-cu12==9.5.1.17")):
+    # torchaudio 2.7.1 requires torch==2.7.1: a package that needs another torch
+    for request, wanted in (("torch", "torch==2.7.1"), ("torchaudio", "torch==2.7.1"), ("cudnn", "nvidia-cudnn-cu12==9.5.1.17")):
         text = part[request]
         assert text.rstrip().endswith("exit 1"), text
         assert "(constraint)" in text  # pip's own conflict message comes first
