@@ -64,6 +64,13 @@ def test_cpu_fine_tunes_learn(report, model):
     assert "from scratch" in figures["weights"]
 
 
+def test_torch_compile_passes_on_the_cpu_path(report):
+    result = checks(report)["compile"]
+    assert result["status"] == "PASS", result["reason"]
+    assert all(result["figures"][f"cpu {model}"]["kernels"]["cpp"] > 0 for model in ("conv net", "transformer block"))
+    assert checks(report)["extension"]["status"] == "SKIPPED"  # not a -devel image
+
+
 def test_the_report_has_the_image_the_log_and_a_reproducer(report, smoke_run, built):
     done, folder = smoke_run
     assert report["image"] == built.image and report["image_id"] == built.image_id
