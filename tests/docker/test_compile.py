@@ -21,6 +21,12 @@ def test_torch_compile_of_a_small_model_forward_and_backward_works_as_the_user(b
     assert "compiled loss" in out and "grad (8, 3, 3, 3)" in out, out
 
 
+def test_torch_compile_works_for_a_user_id_without_a_passwd_entry(built, run):
+    # --user 2345: getpass.getuser(), which names Inductor's cache folder, finds no passwd entry for this id
+    out = run(built.image, "python", "-c", FIRST_COMPILE, user="2345:2346")
+    assert "compiled loss" in out, out
+
+
 def smoke(client, image: str, *checks: str, **kwargs) -> tuple[int, str, dict | None]:
     """python -m smoke_tests --only CHECKS in a container: its exit status, its output and its JSON report."""
     script = f"python -m smoke_tests --only {' '.join(checks)} --json /tmp/smoke.json; status=$?; echo '=== json'; " \

@@ -155,6 +155,11 @@ def as_user(command: list[str]) -> list[str]:
         home = f"/tmp/home-{uid}"
         os.makedirs(home, mode=0o700, exist_ok=True)
         os.environ["HOME"] = home
+    try:
+        pwd.getpwuid(uid)
+    except KeyError:  # no passwd entry: getpass.getuser() (torch.compile's cache folder, among others) reads these
+        for name in ("USER", "LOGNAME"):
+            os.environ.setdefault(name, f"uid-{uid}")
     return command
 
 
