@@ -1,5 +1,6 @@
 """torch.compile in the real image (v2.6-cu124, the session's `built`), on this CPU machine: Inductor's C++ path
-works as the default user, and without a compiler the smoke check says what is missing and how to fix it."""
+works as the default user and as an id without a passwd entry, and without a compiler the smoke check says what is
+missing and how to fix it. (The check's PASS and figures: tests/docker/test_smoke.py, from `make smoke`.)"""
 
 import json
 
@@ -39,22 +40,6 @@ def smoke(client, image: str, *checks: str, **kwargs) -> tuple[int, str, dict | 
         container.remove(force=True)
     text, _, document = out.partition("=== json\n")
     return status, text, json.loads(document) if document.strip() else None
-
-
-def test_the_compile_check_passes_with_cpp_kernels_and_says_its_figures(client, built):
-    status, out, report = smoke(client, built.image, "compile", "extension")
-    assert status == 0, out
-    compile_, extension = report["checks"]
-    assert compile_["status"] == "PASS", compile_["reason"]
-    assert compile_["reason"].startswith("Inductor generated C++ kernels; forward and backward as close to an fp64 run")
-    for model in ("conv net", "transformer block"):
-        figures = compile_["figures"][f"cpu {model}"]
-        assert figures["kernels"]["cpp"] > 0 and figures["kernels"]["triton"] == 0 and figures["graphs"] == 2
-        errors = figures["errors_vs_fp64"]
-        assert "output" in errors and "grad input" in errors and len(errors) > 5  # every parameter's gradient
-        assert all(e["compiled"] <= 1e-4 for e in errors.values())
-        assert figures["compile_s"] > 0 and figures["compiled_over_eager"] > 0
-    assert extension["status"] == "SKIPPED" and "not a -devel image" in extension["reason"]
 
 
 def test_without_a_compiler_the_check_fails_with_the_explanation_and_the_fix(client, built):

@@ -64,11 +64,19 @@ def test_cpu_fine_tunes_learn(report, model):
     assert "from scratch" in figures["weights"]
 
 
-def test_torch_compile_passes_on_the_cpu_path(report):
+def test_torch_compile_passes_on_the_cpu_path_with_cpp_kernels_and_its_figures(report):
     result = checks(report)["compile"]
     assert result["status"] == "PASS", result["reason"]
-    assert all(result["figures"][f"cpu {model}"]["kernels"]["cpp"] > 0 for model in ("conv net", "transformer block"))
-    assert checks(report)["extension"]["status"] == "SKIPPED"  # not a -devel image
+    assert result["reason"].startswith("Inductor generated C++ kernels; forward and backward as close to an fp64 run")
+    for model in ("conv net", "transformer block"):
+        figures = result["figures"][f"cpu {model}"]
+        assert figures["kernels"]["cpp"] > 0 and figures["kernels"]["triton"] == 0 and figures["graphs"] == 2
+        errors = figures["errors_vs_fp64"]
+        assert "output" in errors and "grad input" in errors and len(errors) > 5  # every parameter's gradient
+        assert all(e["compiled"] <= 1e-4 for e in errors.values())
+        assert figures["compile_s"] > 0 and figures["compiled_over_eager"] > 0
+    extension = checks(report)["extension"]
+    assert extension["status"] == "SKIPPED" and "not a -devel image" in extension["reason"]
 
 
 def test_the_report_has_the_image_the_log_and_a_reproducer(report, smoke_run, built):
