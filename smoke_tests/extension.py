@@ -1,5 +1,5 @@
-"""A real PyTorch CUDA extension: a __global__ kernel built with torch.utils.cpp_extension against torch's headers,
-for the GPU architectures torch itself was built for.
+"""A real PyTorch CUDA extension: a __global__ kernel and its torch binding built with torch.utils.cpp_extension
+(torch's compiler flags, headers and libraries), for the GPU architectures torch itself was built for.
 
 -devel images build it at build time (templates/check_image.py calls build(), which needs no GPU) into BUILT and
 import it there; on a GPU the smoke check `extension` runs that build and compares its kernel with torch.
@@ -16,27 +16,38 @@ from smoke_tests.report import Result, failed, gpu, passed, skipped
 
 NAME = "torchyard_extension"
 BUILT = Path("/usr/share/torchyard/extension")  # root-owned, written by the image's build
-CPP_SOURCE = "torch::Tensor axpb(torch::Tensor x, double a, double b);"
-CUDA_SOURCE = r"""
+# The binding (g++, torch's headers) and the kernel (nvcc, CUDA's headers only: nvcc parses its file once per GPU
+# arch, and torch's headers would make that minutes), as an extension with a kernel of its own is usually laid out.
+CPP_SOURCE = r"""
 #include <torch/extension.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAException.h>
+
+void axpb_launch(const float* x, float* y, float a, float b, int64_t n, cudaStream_t stream);
+
+torch::Tensor axpb(torch::Tensor x, double a, double b) {
+  TORCH_CHECK(x.is_cuda() && x.scalar_type() == torch::kFloat && x.is_contiguous(), "axpb: a contiguous float32 CUDA tensor");
+  auto y = torch::empty_like(x);
+  axpb_launch(x.data_ptr<float>(), y.data_ptr<float>(), static_cast<float>(a), static_cast<float>(b), x.numel(),
+              at::cuda::getCurrentCUDAStream());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return y;
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) { m.def("axpb", &axpb, "y = a * x + b, by a CUDA kernel"); }
+"""
+CUDA_SOURCE = r"""
+#include <cstdint>
+#include <cuda_runtime.h>
 
 __global__ void axpb_kernel(const float* x, float* y, float a, float b, int64_t n) {
   int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i < n) y[i] = a * x[i] + b;
 }
 
-torch::Tensor axpb(torch::Tensor x, double a, double b) {
-  TORCH_CHECK(x.is_cuda() && x.scalar_type() == torch::kFloat && x.is_contiguous(), "axpb: a contiguous float32 CUDA tensor");
-  auto y = torch::empty_like(x);
-  const int64_t n = x.numel();
+void axpb_launch(const float* x, float* y, float a, float b, int64_t n, cudaStream_t stream) {
   const int threads = 256;
-  const int64_t blocks = (n + threads - 1) / threads;
-  axpb_kernel<<<blocks, threads, 0, at::cuda::getCurrentCUDAStream()>>>(
-      x.data_ptr<float>(), y.data_ptr<float>(), static_cast<float>(a), static_cast<float>(b), n);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-  return y;
+  axpb_kernel<<<static_cast<unsigned>((n + threads - 1) / threads), threads, 0, stream>>>(x, y, a, b, n);
 }
 """
 # a*x+b in one kernel may be a fused multiply-add (one rounding) where torch rounds twice: 1 ulp apart at most.
@@ -55,12 +66,15 @@ def build(directory: Path, verbose: bool = True):
     import os
 
     import torch
-    from torch.utils.cpp_extension import load_inline
+    from torch.utils.cpp_extension import load
 
     directory.mkdir(parents=True, exist_ok=True)
+    sources = [directory / "axpb.cpp", directory / "axpb_kernel.cu"]
+    for path, text in zip(sources, (CPP_SOURCE, CUDA_SOURCE)):
+        path.write_text(text)
     os.environ["TORCH_CUDA_ARCH_LIST"] = arch_list(torch._C._cuda_getArchFlags())
-    return load_inline(name=NAME, cpp_sources=CPP_SOURCE, cuda_sources=CUDA_SOURCE, functions=["axpb"],
-                       build_directory=str(directory), extra_cuda_cflags=["-O2"], verbose=verbose)
+    return load(name=NAME, sources=[str(p) for p in sources], build_directory=str(directory),
+                extra_cuda_cflags=["-O2"], verbose=verbose)
 
 
 def load(directory: Path = BUILT):
