@@ -43,7 +43,9 @@ def test_nvcc_is_release_12_4_on_path_and_cuda_home_is_set(devel, run):
 
 def test_the_build_compiled_and_imported_a_pytorch_cuda_extension(devel):
     log = devel.log.read_text()
-    assert re.search(r"nvcc .*--compiler-bindir=.*-c .*cuda\.cu -o cuda\.cuda\.o", log) or "cuda.cuda.o" in log, log[-3000:]
+    assert re.search(r"\[1/3\] /usr/bin/nvcc .* -c /usr/share/torchyard/extension/axpb_kernel\.cu -o axpb_kernel\.cuda\.o",
+                     log), log[-3000:]
+    assert "-ltorch_cuda" in log and "-o torchyard_extension.so" in log  # linked against torch's libraries
     assert "-gencode=arch=compute_90,code=sm_90" in log and "-gencode=arch=compute_50,code=sm_50" in log  # torch's archs
     assert re.search(r"ok\s+a CUDA extension builds\s+yes", log)
     assert re.search(r"ok\s+nvcc\s+12\.4", log) and f"check_image: {DEVEL_TAG} matches its spec" in log
