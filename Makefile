@@ -1,20 +1,23 @@
 # torchyard: every target is a thin call into `python -m builder`.
 # TAG defaults to the tag matrix.yaml names as default; TAG=all means every tag.
-TAG ?=
-REPO ?= torchyard
+#
+# Settings reach the CLI as environment variables it reads (TAG= becomes TORCHYARD_TAG), never pasted into
+# a recipe's shell line, and $(value ...) hands them over unexpanded: a value is data, which the CLI checks
+# by its grammar (exit 2), so `make validate TAG='v2.6-cu124;touch /tmp/x'` runs nothing.
 VENV := .venv
 PY := $(VENV)/bin/python
-NOCACHE ?=
-REQUIRE_GPU ?=
-DATA ?=
-WORKSPACE ?= workspace
-BIND ?= 127.0.0.1
-JUPYTER_PORT ?= 8888
-SSH_PORT ?= 2222
-TAG_ARG := $(if $(TAG),--tag $(TAG))
-REGISTRY ?=
-REGISTRY_ARG := $(if $(REGISTRY),--registry $(REGISTRY))
-BUILDER := $(PY) -m builder --repo $(REPO)
+BUILDER := $(PY) -m builder
+SETTINGS := TAG REPO REGISTRY NOCACHE REQUIRE_GPU DATA WORKSPACE BIND JUPYTER_PORT SSH_PORT PRUNE
+
+# export TORCHYARD_<NAME> = NAME's value, unexpanded, when NAME is given (so TORCHYARD_REPO=… alone still counts)
+define pass-setting
+ifneq ($$(origin $(1)),undefined)
+export TORCHYARD_$(1) = $$(value $(1))
+endif
+endef
+$(foreach name,$(SETTINGS),$(eval $(call pass-setting,$(name))))
+# ...and not NAME itself: make would expand a command-line value to put it in the environment
+unexport $(SETTINGS)
 
 .DEFAULT_GOAL := help
 .PHONY: help list validate render lock base build smoke run size verify push pull test unit-test docker-test clean
@@ -31,37 +34,37 @@ list: $(VENV)/.installed ## every tag with its torch, torchvision, CUDA, cuDNN, 
 	@$(BUILDER) list
 
 validate: $(VENV)/.installed ## check matrix.yaml (or TAG=…) against the compatibility facts
-	@$(BUILDER) validate $(TAG_ARG)
+	@$(BUILDER) validate
 
-render: $(VENV)/.installed ## regenerate images/<tag>/ from matrix.yaml for every tag
+render: $(VENV)/.installed ## regenerate images/<tag>/ from matrix.yaml for every tag (PRUNE=1: remove folders of other tags)
 	@$(BUILDER) render
 
 lock: $(VENV)/.installed ## resolve TAG=… (or all) to images/<tag>/requirements.lock: every package's version and sha256
-	@$(BUILDER) lock $(TAG_ARG)
+	@$(BUILDER) lock
 
 base: $(VENV)/.installed ## make the base image TAG=… needs (mmdebstrap + docker import, or pull by digest)
-	@$(BUILDER) base $(TAG_ARG)
+	@$(BUILDER) base
 
 build: $(VENV)/.installed ## validate, render and build TAG=… as torchyard:<tag> (NOCACHE=1: every step anew)
-	@$(BUILDER) build $(TAG_ARG) $(if $(NOCACHE),--no-cache)
+	@$(BUILDER) build
 
 smoke: $(VENV)/.installed ## run the smoke suite in torchyard:<tag> (GPUs when present); reports/<tag>/smoke.json
-	@$(BUILDER) smoke $(TAG_ARG) $(if $(REQUIRE_GPU),--require-gpu) $(if $(DATA),--data $(DATA))
+	@$(BUILDER) smoke
 
 run: $(VENV)/.installed ## start TAG=…'s workspace: JupyterLab (URL with token printed), SSH with your key, ./workspace mounted
-	@$(BUILDER) run $(TAG_ARG) --workspace $(WORKSPACE) --bind $(BIND) --jupyter-port $(JUPYTER_PORT) --ssh-port $(SSH_PORT)
+	@$(BUILDER) run
 
 size: $(VENV)/.installed ## size report of TAG=… (total, layers, largest packages) into reports/<tag>/; checks size_budget
-	@$(BUILDER) size $(TAG_ARG)
+	@$(BUILDER) size
 
 verify: $(VENV)/.installed ## rebuild TAG=… without cache; compare package sets and file contents, name what differs
-	@$(BUILDER) verify $(TAG_ARG)
+	@$(BUILDER) verify
 
 push: $(VENV)/.installed ## push TAG=… to REGISTRY=host[:port]/ns as <REGISTRY>/torchyard:<tag>; record the digest in digests/<tag>.json
-	@$(BUILDER) push $(TAG_ARG) $(REGISTRY_ARG)
+	@$(BUILDER) push
 
 pull: $(VENV)/.installed ## pull <REGISTRY>/torchyard:<tag>, refused unless its digest is the recorded one
-	@$(BUILDER) pull $(TAG_ARG) $(REGISTRY_ARG)
+	@$(BUILDER) pull
 
 test: $(VENV)/.installed ## unit tests and docker tests (CI=true: a missing engine fails)
 	$(PY) -m pytest

@@ -19,6 +19,7 @@ import docker
 import docker.errors
 
 from builder.matrix import Base
+from builder.urls import redact
 
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 SOURCE_DATE_EPOCH = "1735689600"  # 2025-01-01T00:00:00Z: fixed, so the same packages give the same tarball
@@ -67,13 +68,13 @@ def make_local(client: docker.DockerClient, base: Base, say=print) -> str:
     repository, tag = base.image.split(":")
     with tempfile.TemporaryDirectory(prefix="torchyard-base-") as tmp:
         tarball = Path(tmp) / f"{tag}.tar"
-        say(f"making base {base.image} with mmdebstrap ({suite} {components} from {mirror}, "
+        say(f"making base {base.image} with mmdebstrap ({suite} {components} from {redact(mirror)}, "
             f"SOURCE_DATE_EPOCH={SOURCE_DATE_EPOCH})")
         started = time.monotonic()
         result = subprocess.run(mmdebstrap_command(base, tarball, mirror), capture_output=True, text=True,
                                 env={**os.environ, "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH})
         if result.returncode != 0:
-            tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-15:])
+            tail = redact("\n".join((result.stderr or result.stdout).strip().splitlines()[-15:]))
             raise BaseError(f"mmdebstrap failed for {suite} (exit {result.returncode}):\n{tail}")
         client.api.import_image_from_file(
             str(tarball), repository=repository, tag=tag,

@@ -23,6 +23,7 @@ import docker
 import docker.errors
 
 from builder import lock, render
+from builder.urls import redact
 from builder.heartbeat import Heartbeat
 from builder.matrix import PYPI_INDEX, ImageSpec
 from builder.network import NetworkSettings
@@ -94,7 +95,8 @@ def provenance_labels(spec: ImageSpec) -> dict[str, str]:
     return {
         "org.opencontainers.image.created": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "org.opencontainers.image.revision": revision,
-        "org.opencontainers.image.source": _git("remote", "get-url", "origin") or render.ROOT.as_uri(),
+        # an origin may carry a token (https://user:TOKEN@host/…): the label names the place, not the key
+        "org.opencontainers.image.source": redact(_git("remote", "get-url", "origin") or render.ROOT.as_uri()),
     }
 
 
@@ -145,6 +147,7 @@ class _Progress(Heartbeat):
         return f"[{self.seconds():7.1f}s]"
 
     def line(self, text: str) -> None:
+        text = redact(text)  # pip redacts its index's password, not every URL it prints
         self.log.write(text + "\n")
         stripped = text.strip()
         if not stripped:
@@ -206,7 +209,7 @@ def build(client: docker.DockerClient, spec: ImageSpec, repo: str, network: Netw
                         progress.line(text)
                     if "error" in chunk:
                         progress.line(chunk["error"])
-                        error = chunk["error"].strip()
+                        error = redact(chunk["error"].strip())
                         if progress.mismatches:
                             error = (f"the sha256 of {len(progress.mismatches)} artifact(s) differs from the lock: "
                                      + "; ".join(f"{p} (images/{spec.tag}/{f} says {e}, the download is {g})"
@@ -217,7 +220,7 @@ def build(client: docker.DockerClient, spec: ImageSpec, repo: str, network: Netw
                     if "aux" in chunk and "ID" in chunk["aux"]:
                         image_id = chunk["aux"]["ID"]
             except docker.errors.APIError as e:
-                raise BuildFailed(spec.tag, progress.step, progress.instruction, str(e.explanation or e),
+                raise BuildFailed(spec.tag, progress.step, progress.instruction, redact(str(e.explanation or e)),
                                   progress.tail, log_path) from None
             seconds = time.monotonic() - progress.started
     image_id = image_id or client.images.get(image).id

@@ -1,30 +1,56 @@
 """`python -m builder <command>`: what every Make target calls.
 
-Exit status: 0 done, 1 a build or engine failure, 2 an invalid request (nothing was written).
+Exit status: 0 done; 1 a build, engine or registry failure; 2 an invalid request: a malformed matrix, option,
+setting or record, refused before any work (before the engine is contacted), with nothing written.
+
+Every option can also come from the environment: the Makefile hands its variables over that way (TAG= becomes
+TORCHYARD_TAG), as data that no shell reads. Messages name the Makefile's variable.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import sys
 import time
 from pathlib import Path
 
-from builder import base, build, compat, gpu, lock, network, registry, render, size, smoke, verify, workspace
+from builder import base, build, compat, gpu, inputs, lock, network, reference, registry, render, size, smoke, verify, \
+    workspace
+from builder.inputs import InputError, shown
 from builder.matrix import Matrix, MatrixError, load
+from builder.urls import redact
 
 MATRIX = render.ROOT / "matrix.yaml"
 INVALID = 2
+# Option -> (the Makefile's variable, the environment variable the Makefile sets, the default).
+SETTINGS = {
+    "tag": ("TAG", "TORCHYARD_TAG", ""),
+    "repo": ("REPO", "TORCHYARD_REPO", "torchyard"),
+    "registry": ("REGISTRY", "TORCHYARD_REGISTRY", ""),
+    "no_cache": ("NOCACHE", "TORCHYARD_NOCACHE", ""),
+    "require_gpu": ("REQUIRE_GPU", "TORCHYARD_REQUIRE_GPU", ""),
+    "data": ("DATA", "TORCHYARD_DATA", ""),
+    "reports": ("REPORTS", "TORCHYARD_REPORTS", str(build.REPORTS)),
+    "digests": ("DIGESTS", "TORCHYARD_DIGESTS", str(registry.DIGESTS)),
+    "workspace": ("WORKSPACE", "TORCHYARD_WORKSPACE", "workspace"),
+    "bind": ("BIND", "TORCHYARD_BIND", "127.0.0.1"),
+    "jupyter_port": ("JUPYTER_PORT", "TORCHYARD_JUPYTER_PORT", "8888"),
+    "ssh_port": ("SSH_PORT", "TORCHYARD_SSH_PORT", "2222"),
+    "prune": ("PRUNE", "TORCHYARD_PRUNE", ""),
+}
+PUBLIC_KEY_RE = re.compile(r"(?:ssh-(?:ed25519|rsa|dss)|ecdsa-sha2-nistp(?:256|384|521)|sk-(?:ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com)"
+                           r" [A-Za-z0-9+/]+={0,3}(?: [^\x00-\x1f\x7f]*)?", re.ASCII)
 
 
 def _say(text: str) -> None:
-    print(text, flush=True)
+    print(redact(text), flush=True)
 
 
 def _fail(text: str, status: int) -> int:
-    print(f"torchyard: {text}", file=sys.stderr, flush=True)
+    print(f"torchyard: {redact(text)}", file=sys.stderr, flush=True)
     return status
 
 
@@ -46,24 +72,36 @@ def cmd_validate(matrix: Matrix, args) -> int:
 
 def cmd_render(matrix: Matrix, args) -> int:
     specs = list(matrix.specs.values())
+    stale = render.stale(list(matrix.specs))
     if args.check:
-        differ = [d for s in specs for d in render.diff(s)] + [f"{p.name} (not in matrix.yaml)" for p in render.stale(list(matrix.specs))]
+        differ = [d for s in specs for d in render.diff(s)] + [f"{p.name} (not in {matrix.path.name})" for p in stale]
         if differ:
-            return _fail("images/ differs from a fresh render of matrix.yaml; run `make render` and commit:\n  "
+            return _fail(f"images/ differs from a fresh render of {matrix.path.name}; run `make render` and commit:\n  "
                          + "\n  ".join(differ), 1)
-        _say(f"images/ matches matrix.yaml ({len(specs)} tags)")
+        _say(f"images/ matches {matrix.path.name} ({len(specs)} tags)")
         return 0
     changed = [s.tag for s in specs if render.write(s)]
-    for path in render.stale(list(matrix.specs)):
-        shutil.rmtree(path)
-        _say(f"removed images/{path.name} (no longer in matrix.yaml)")
     _say(f"rendered {len(specs)} tags into images/; changed: {', '.join(changed) or 'none'}")
+    if stale and args.prune:
+        for path in stale:
+            shutil.rmtree(path)
+            _say(f"removed images/{path.name} (not in {matrix.path.name})")
+    elif stale:
+        _say(f"kept {len(stale)} folder(s) of tags not in {matrix.path.name} (render deletes nothing unless told to):")
+        for path in stale[:50]:
+            held = [f.name for f in sorted(path.glob("*.lock"))]
+            if registry.record_path(path.name, args.digests).is_file():
+                held.append(f"digests/{path.name}.json")
+            _say(f"  images/{path.name}" + (f" (holds {', '.join(held)})" if held else ""))
+        if len(stale) > 50:
+            _say(f"  ... and {len(stale) - 50} more")
+        _say("  remove them with `make render PRUNE=1` (python -m builder render --prune), or one with `git rm -r images/<tag>`")
     return 0
 
 
 def cmd_lock(matrix: Matrix, args) -> int:
     specs = matrix.select(args.tag)
-    settings = network.host_settings()
+    settings = args.network
     for spec in specs:
         if render.write(spec):
             _say(f"rendered images/{spec.tag}/ from matrix.yaml")
@@ -85,7 +123,7 @@ def cmd_base(matrix: Matrix, args) -> int:
 
 def cmd_build(matrix: Matrix, args) -> int:
     specs = matrix.select(args.tag)
-    settings = network.host_settings()
+    settings = args.network
     for note in settings.ignored:
         _say(f"note: not forwarding {note}")
     if settings.ca_files:
@@ -120,15 +158,13 @@ def _built(client, image: str) -> bool:
 
 def cmd_smoke(matrix: Matrix, args) -> int:
     specs = matrix.select(args.tag)
-    if args.data and not args.data.is_dir():
-        return _fail(f"DATA={args.data}: not a folder; give an ImageFolder (one sub-folder of images per class)", INVALID)
     client = build.connect()
     outcomes = {}
     for spec in specs:
         image = f"{args.repo}:{spec.tag}"
         if not _built(client, image):
             _say(f"{image} is not built yet: building it first")
-            if not _build(client, spec, args.repo, network.host_settings()):
+            if not _build(client, spec, args.repo, args.network):
                 outcomes[spec.tag] = "not built"
                 continue
         try:
@@ -163,7 +199,7 @@ def cmd_size(matrix: Matrix, args) -> int:
 
 def cmd_verify(matrix: Matrix, args) -> int:
     client = build.connect()
-    settings = network.host_settings()
+    settings = args.network
     differ = []
     for spec in matrix.select(args.tag):
         image = f"{args.repo}:{spec.tag}"
@@ -190,16 +226,22 @@ def cmd_verify(matrix: Matrix, args) -> int:
 
 
 def cmd_push(matrix: Matrix, args) -> int:
+    specs = matrix.select(args.tag)
+    for spec in specs:
+        registry.records(spec.tag, args.digests)  # a malformed record refuses before anything moves
     client = build.connect()
-    for spec in matrix.select(args.tag):
-        registry.push(client, f"{args.repo}:{spec.tag}", args.registry, spec.tag, say=_say)
+    for spec in specs:
+        registry.push(client, f"{args.repo}:{spec.tag}", args.registry, spec.tag, say=_say, digests=args.digests)
     return 0
 
 
 def cmd_pull(matrix: Matrix, args) -> int:
+    specs = matrix.select(args.tag)
+    for spec in specs:
+        registry.records(spec.tag, args.digests)
     client = build.connect()
-    for spec in matrix.select(args.tag):
-        registry.pull(client, args.registry, spec.tag, say=_say)
+    for spec in specs:
+        registry.pull(client, args.registry, spec.tag, say=_say, digests=args.digests)
     return 0
 
 
@@ -224,8 +266,6 @@ def cmd_run(matrix: Matrix, args) -> int:
         ws = workspace.plan(f"{args.repo}:{spec[0].tag}", spec[0].tag, args.workspace, args.bind,
                             args.jupyter_port, args.ssh_port)
         workspace.start(build.connect(), ws, say=_say)
-    except gpu.GpuSettingError as e:
-        return _fail(str(e), INVALID)
     except workspace.WorkspaceError as e:
         return _fail(str(e), 1)
     return 0
@@ -249,53 +289,128 @@ COMMANDS = {
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m builder", description="torchyard: build PyTorch GPU images from matrix.yaml")
+    p = argparse.ArgumentParser(prog="python -m builder", description="torchyard: build PyTorch GPU images from matrix.yaml",
+                                epilog="Every option also reads an environment variable: TORCHYARD_TAG, TORCHYARD_REPO, "
+                                       "TORCHYARD_REGISTRY, ... (the Makefile's variables, prefixed).")
     p.add_argument("--matrix", type=Path, default=MATRIX, help="the version matrix (default: matrix.yaml)")
-    p.add_argument("--repo", default=os.environ.get("TORCHYARD_REPO", "torchyard"),
-                   help="local image repository name (default: $TORCHYARD_REPO or torchyard)")
+    p.add_argument("--repo", help="local image repository name (default: $TORCHYARD_REPO or torchyard)")
     sub = p.add_subparsers(dest="command", required=True)
     for name, (_, help_) in COMMANDS.items():
         c = sub.add_parser(name, help=help_, description=help_)
         if name in ("validate", "lock", "base", "build", "smoke", "run", "size", "verify", "push", "pull"):
-            c.add_argument("--tag", default=None, help="a tag of the matrix, or 'all' (default: the matrix's default)")
+            c.add_argument("--tag", help="a tag of the matrix, or 'all' (default: the matrix's default)")
         if name == "build":
-            c.add_argument("--no-cache", action="store_true", help="rebuild every step (the base stays)")
+            c.add_argument("--no-cache", action="store_const", const="1", help="rebuild every step (the base stays)")
         if name == "smoke":
-            c.add_argument("--require-gpu", action="store_true", help="a GPU check that would be SKIPPED fails instead")
-            c.add_argument("--data", type=Path, help="an ImageFolder to fine-tune on (mounted read-only)")
+            c.add_argument("--require-gpu", action="store_const", const="1", help="a GPU check that would be SKIPPED fails instead")
+            c.add_argument("--data", help="an ImageFolder to fine-tune on (mounted read-only)")
         if name in ("build", "smoke", "size", "verify"):
-            c.add_argument("--reports", type=Path, default=Path(os.environ.get("TORCHYARD_REPORTS", build.REPORTS)),
-                           help="where reports/<tag>/ go (default: $TORCHYARD_REPORTS or reports/)")
+            c.add_argument("--reports", help="where reports/<tag>/ go (default: $TORCHYARD_REPORTS or reports/)")
+        if name in ("render", "push", "pull"):
+            c.add_argument("--digests", help="where digests/<tag>.json live (default: $TORCHYARD_DIGESTS or digests/)")
         if name == "run":
-            c.add_argument("--workspace", type=Path, default=Path("workspace"), help="folder mounted at /workspace (default: ./workspace)")
-            c.add_argument("--bind", default="127.0.0.1", help="host address the ports are published on (default: 127.0.0.1)")
-            c.add_argument("--jupyter-port", type=int, default=8888, help="host port for JupyterLab (default: 8888)")
-            c.add_argument("--ssh-port", type=int, default=2222, help="host port for SSH (default: 2222)")
+            c.add_argument("--workspace", help="folder mounted at /workspace (default: ./workspace)")
+            c.add_argument("--bind", help="host address the ports are published on (default: 127.0.0.1)")
+            c.add_argument("--jupyter-port", help="host port for JupyterLab (default: 8888)")
+            c.add_argument("--ssh-port", help="host port for SSH (default: 2222)")
         if name == "verify":
             c.add_argument("--keep", action="store_true", help="keep the rebuilt image (<repo>-verify:<tag>)")
         if name in ("push", "pull"):
-            c.add_argument("--registry", default=os.environ.get("TORCHYARD_REGISTRY"), required=not os.environ.get("TORCHYARD_REGISTRY"),
-                           help="host[:port][/namespace] (default: $TORCHYARD_REGISTRY)")
+            c.add_argument("--registry", help="host[:port][/namespace] (default: $TORCHYARD_REGISTRY)")
         if name == "render":
             c.add_argument("--check", action="store_true", help="fail if images/ differs from a fresh render")
+            c.add_argument("--prune", action="store_const", const="1",
+                           help="also remove images/<tag>/ folders of tags not in the matrix (their locks with them)")
     return p
+
+
+def settings(args: argparse.Namespace, environ=os.environ) -> argparse.Namespace:
+    """Each option the command has, from the command line or else the environment, checked by its grammar
+    before any work: an InputError names the Makefile's variable and what would be right."""
+    raw = {dest: getattr(args, dest) if getattr(args, dest, None) is not None else environ.get(variable, default)
+           for dest, (_, variable, default) in SETTINGS.items() if hasattr(args, dest)}
+
+    def name(dest: str) -> str:
+        return SETTINGS[dest][0]
+
+    checked = dict(raw)
+    checked["repo"] = reference.repository(raw["repo"], name("repo"))
+    if "registry" in raw:
+        if not raw["registry"]:
+            raise InputError("name the registry: REGISTRY=host[:port][/namespace] (or TORCHYARD_REGISTRY), "
+                             "e.g. REGISTRY=registry.example.com/ml")
+        checked["registry"] = reference.registry(raw["registry"], name("registry"))
+    for dest in ("no_cache", "require_gpu", "prune"):
+        if dest in raw:
+            checked[dest] = inputs.flag(raw[dest], name(dest))
+    if raw.get("data"):
+        checked["data"] = Path(inputs.mountable(raw["data"], name("data")))
+        if not checked["data"].is_dir():
+            raise InputError(f"DATA={shown(raw['data'])}: not a folder; give an ImageFolder (one sub-folder of images per class)")
+    elif "data" in raw:
+        checked["data"] = None
+    for dest in ("reports", "digests"):
+        if dest in raw:
+            checked[dest] = inputs.folder(raw[dest], name(dest))
+    if "workspace" in raw:
+        checked["workspace"] = inputs.folder(inputs.mountable(raw["workspace"], name("workspace")), name("workspace"))
+        checked["bind"] = inputs.address(raw["bind"], name("bind"))
+        checked["jupyter_port"] = inputs.port(raw["jupyter_port"], name("jupyter_port"))
+        checked["ssh_port"] = inputs.port(raw["ssh_port"], name("ssh_port"))
+        _check_public_key(environ)
+    return argparse.Namespace(**{**vars(args), **checked})
+
+
+def _check_public_key(environ) -> None:
+    """The key `make run` would pass as PUBLIC_KEY: public key lines only (never a private key in a container's
+    environment, where `docker inspect` shows it)."""
+    try:
+        found = workspace.find_public_key(environ, Path.home())
+    except workspace.WorkspaceError as e:
+        raise InputError(str(e)) from None
+    if found is None:
+        return
+    try:
+        text = found.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"PUBLIC_KEY_FILE={shown(str(found))}: cannot be read as text ({e.__class__.__name__})") from None
+    if "PRIVATE KEY" in text:
+        raise InputError(f"PUBLIC_KEY_FILE={shown(str(found))} is a private key; name its public half (the .pub file)")
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines or not all(PUBLIC_KEY_RE.fullmatch(line.strip()) for line in lines):
+        raise InputError(f"PUBLIC_KEY_FILE={shown(str(found))} does not hold OpenSSH public keys "
+                         "(lines like 'ssh-ed25519 AAAA… comment', as ssh-keygen writes them to a .pub file)")
+
+
+def _environment_checks(command: str, args: argparse.Namespace, environ=os.environ) -> None:
+    """Settings read from the environment by the steps a command runs, checked before the first of them."""
+    if command in ("lock", "build", "smoke", "verify"):
+        args.network = network.host_settings(dict(environ))
+    if command in ("base", "build", "smoke", "verify") and environ.get("TORCHYARD_DEBIAN_MIRROR"):
+        inputs.url(environ["TORCHYARD_DEBIAN_MIRROR"], "TORCHYARD_DEBIAN_MIRROR", ("http", "https", "file"))
+    if command in ("build", "smoke", "verify") and environ.get("SOURCE_DATE_EPOCH", "") != "" \
+            and not re.fullmatch(r"[0-9]{1,12}", environ["SOURCE_DATE_EPOCH"], re.ASCII):
+        raise InputError(f"SOURCE_DATE_EPOCH={shown(environ['SOURCE_DATE_EPOCH'])}: give seconds since 1970 "
+                         "(e.g. $(git log -1 --format=%ct)), or unset it")
+    if command in ("smoke", "run"):
+        gpu.requested(environ)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         matrix = load(args.matrix, compat.load())
+        args = settings(args)
+        _environment_checks(args.command, args)
         return COMMANDS[args.command][0](matrix, args)
     except MatrixError as e:
         count = len(e.problems)
         return _fail(f"refused: {count} problem{'s' if count > 1 else ''}; nothing was rendered or built.\n"
-                     + "\n".join(f"  {p}" for p in e.problems), INVALID)
-    except network.NetworkError as e:
-        return _fail(str(e), INVALID)
+                     + "\n".join(f"  {line}" for line in e.lines()), INVALID)
+    except (InputError, gpu.GpuSettingError) as e:
+        return _fail(f"refused: {e}; nothing was done.", INVALID)
     except registry.RegistryError as e:
         return _fail(str(e), 1)
-    except gpu.GpuSettingError as e:
-        return _fail(str(e), INVALID)
     except (build.EngineError, base.BaseError) as e:
         return _fail(str(e), 1)
     except KeyboardInterrupt:

@@ -23,12 +23,20 @@ class GpuSettingError(ValueError):
     pass
 
 
-def host_has_gpus(client: docker.DockerClient) -> bool:
-    wanted = os.environ.get("TORCHYARD_GPUS", "").strip().lower()
+def requested(environ=os.environ) -> bool | None:
+    """TORCHYARD_GPUS: True for all, False for none, None when unset (then the host decides)."""
+    wanted = environ.get("TORCHYARD_GPUS", "").strip().lower()
     if wanted in ("all", "none"):
         return wanted == "all"
     if wanted:
-        raise GpuSettingError(f"TORCHYARD_GPUS={wanted!r}: use 'all' (pass every GPU) or 'none' (run on the CPU)")
+        raise GpuSettingError(f"TORCHYARD_GPUS={wanted[:40]!r}: use 'all' (pass every GPU) or 'none' (run on the CPU)")
+    return None
+
+
+def host_has_gpus(client: docker.DockerClient) -> bool:
+    wanted = requested()
+    if wanted is not None:
+        return wanted
     runtimes = client.info().get("Runtimes") or {}
     return "nvidia" in runtimes or any(shutil.which(hook) for hook in HOOKS)
 

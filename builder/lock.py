@@ -23,12 +23,13 @@ import tempfile
 import ssl
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder import render
+from builder import render, urls
 from builder.matrix import PYPI_INDEX, ImageSpec
 from builder.network import NetworkSettings
 
@@ -153,11 +154,11 @@ def from_report(spec: ImageSpec, report: dict, input_sha256: str, index: list[st
         if "sha256" not in hashes:
             raise LockError(f"{spec.tag}: the index gave no sha256 for {meta['name']} {meta['version']} ({info['url']}); "
                             "a lock needs one for every artifact")
-        packages.append(Locked(canonical(meta["name"]), meta["version"], hashes["sha256"], info["url"]))
+        packages.append(Locked(canonical(meta["name"]), meta["version"], hashes["sha256"], urls.redact(info["url"])))
     packages.sort(key=lambda p: p.name)
     where = (f"CPython {spec.python}, linux/amd64, Debian {spec.base.suite} "
              f"(glibc 2.{GLIBC_MINOR[spec.base.suite]}), wheels only")
-    return Lock(spec.tag, input_sha256, tuple(index), where, tuple(packages))
+    return Lock(spec.tag, input_sha256, tuple(urls.redact(i) for i in index), where, tuple(packages))
 
 
 def _run_pip(spec: ImageSpec, requirements: Path, index: list[str], network: NetworkSettings,
@@ -168,19 +169,40 @@ def _run_pip(spec: ImageSpec, requirements: Path, index: list[str], network: Net
             ca = Path(tmp) / "ca-bundle.crt"
             ca.write_text(network.ca_bundle())
         report = Path(tmp) / "report.json"
+        env = {**clean_environment(dict(os.environ)), **_netrc(index, Path(tmp))}
+        shown = " ".join(urls.redact(i) for i in index)
+        index = [urls.redact(i) for i in index]  # the credentials went to the netrc
         command = pip_command(spec, requirements, report, Path(tmp) / "unused-target", network, ca, index)
         if constraints is not None:
             (Path(tmp) / "constraints.txt").write_text(constraints)
             command += ["-c", str(Path(tmp) / "constraints.txt")]
         try:
-            result = subprocess.run(command, capture_output=True, text=True, timeout=PIP_TIMEOUT_S,
-                                    env=clean_environment(dict(os.environ)), cwd=tmp)
+            result = subprocess.run(command, capture_output=True, text=True, timeout=PIP_TIMEOUT_S, env=env, cwd=tmp)
         except subprocess.TimeoutExpired:
-            raise LockError(f"{spec.tag}: pip did not finish resolving within {PIP_TIMEOUT_S}s against {' '.join(index)}") from None
+            raise LockError(f"{spec.tag}: pip did not finish resolving within {PIP_TIMEOUT_S}s against {shown}") from None
         if result.returncode != 0:
-            raise LockError(f"{spec.tag}: cannot resolve {requirements.name} against {' '.join(index)}:\n"
-                            + _pip_complaint(result.stderr, spec))
+            raise LockError(f"{spec.tag}: cannot resolve {requirements.name} against {shown}:\n"
+                            + urls.redact(_pip_complaint(result.stderr, spec)))
         return json.loads(report.read_text())
+
+
+def _netrc(index: list[str], folder: Path) -> dict[str, str]:
+    """The index URLs' credentials in a netrc that only this user can read, for pip (its requests reads the
+    file NETRC names): they stay off pip's command line, which every user of the machine can see."""
+    entries = []
+    for url in index:
+        if urls.credentials(url):
+            _, user, password = urls.credentials(url)
+            host = urllib.parse.urlsplit(url).hostname  # a netrc names machines without their port
+            if any(c.isspace() or c in "\"'#" for c in user + password):
+                raise LockError(f"the credentials for {host} hold a space, quote or '#', which a netrc cannot carry")
+            entries.append(f"machine {host} login {user} password {password}\n")
+    if not entries:
+        return {}
+    path = folder / "netrc"
+    path.touch(mode=0o600)
+    path.write_text("".join(entries))
+    return {"NETRC": str(path)}
 
 
 def resolve(spec: ImageSpec, network: NetworkSettings, images: Path = render.IMAGES) -> tuple[Lock, Lock]:
@@ -257,14 +279,18 @@ def packages(path: Path) -> dict[str, str]:
 
 
 def unreachable(url: str, network: NetworkSettings, timeout: float = 10) -> str | None:
-    """Why an index cannot be reached (a fast check before pip's retries), or None."""
+    """Why an index cannot be reached or refuses its credentials (a fast check before pip's retries), or None.
+    urllib takes no credentials from a URL: they go in an Authorization header."""
     context = ssl.create_default_context()
     for ca in network.ca_files:
         context.load_verify_locations(cafile=str(ca))
+    request = urllib.request.Request(urls.redact(url).rstrip("/") + "/", method="HEAD", headers=urls.basic_auth(url))
     try:
-        urllib.request.urlopen(urllib.request.Request(url.rstrip("/") + "/", method="HEAD"), timeout=timeout,
-                               context=context).close()
-    except urllib.error.HTTPError:
+        urllib.request.urlopen(request, timeout=timeout, context=context).close()
+    except urllib.error.HTTPError as e:
+        if e.code in (401, 403):
+            given = "refused the credentials in its URL" if urls.credentials(url) else "wants credentials"
+            return f"it {given} (HTTP {e.code}); give user:password@ in the index URL of your pip configuration"
         return None  # it answered
     except (urllib.error.URLError, OSError) as e:
         return str(getattr(e, "reason", e))
@@ -282,7 +308,7 @@ def lock_all(specs: list[ImageSpec], network: NetworkSettings, say=print, images
     def one(spec: ImageSpec) -> str | None:
         index = indexes(spec, network)[0]
         if down[index]:
-            return (f"not locked: {spec.tag}: its index {index} cannot be reached ({down[index]})"
+            return (f"not locked: {spec.tag}: its index {urls.redact(index)} cannot be used: {down[index]}"
                     + (". Lock it where the PyTorch wheel index (or a mirror named by TORCHYARD_TORCH_INDEX) answers; "
                        "until then building it is refused" if spec.index != PYPI_INDEX else ""))
         started = time.monotonic()

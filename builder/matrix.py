@@ -13,17 +13,31 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from packaging.requirements import InvalidRequirement, Requirement
 
 from builder import compat
+from builder import reference as references
 from builder.compat import Facts, cuda_of_variant, version_key
+from builder.inputs import shown
 from builder.units import parse_size
 
-TAG_RE = re.compile(r"^v(?P<torch>\d+\.\d+)-(?P<cuda>cu\d{3})(?P<devel>-devel)?$")
+# Matched whole (fullmatch: `$` would let a trailing newline through); ASCII digits only.
+TAG_RE = re.compile(r"v(?P<torch>[0-9]+\.[0-9]+)-(?P<cuda>cu[0-9]{3})(?P<devel>-devel)?", re.ASCII)
 TOP_KEYS = ("default", "defaults", "images")
-ENTRY_KEYS = ("torch", "cuda", "python", "torchvision", "cudnn", "base", "extra_packages", "size_budget")
+ENTRY_KEYS = ("torch", "cuda", "python", "torchvision", "cudnn", "base", "extra_packages", "allow_direct_urls",
+              "size_budget")
 DEFAULT_KEYS = ("base", "size_budget")
-DIGEST_RE = re.compile(r"@sha256:[0-9a-f]{64}$")
 PYPI_INDEX = "pypi"
+# A matrix of a thousand tags is about 40 KB; past this size a file is not a matrix, and reading it would
+# cost seconds and hundreds of MB (YAML nodes) before the first refusal.
+MAX_BYTES = 256 * 1024
+SHOWN_PROBLEMS = 50  # a refusal lists the first ones and counts the rest
+# What pip reads in a requirements file besides a requirement: an option (a word starting with '-', even
+# inside a marker's quoted string, as pip splits the line on spaces), a comment, a line continuation, and
+# ${VARIABLE} (expanded from the environment of `make lock`).
+PIP_SYNTAX_RE = re.compile(r"(^|\s)[-#]|\\|\$")
+# Control characters in the file itself (YAML allows tab, newline and carriage return).
+CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f]")
 
 
 @dataclass(frozen=True)
@@ -38,7 +52,13 @@ class Problem:
 class MatrixError(Exception):
     def __init__(self, problems: list[Problem]):
         self.problems = problems
-        super().__init__("\n".join(str(p) for p in problems))
+        super().__init__("\n".join(self.lines()))
+
+    def lines(self, limit: int = SHOWN_PROBLEMS) -> list[str]:
+        """The first `limit` problems, and how many more there are."""
+        shown_problems = [str(p) for p in self.problems[:limit]]
+        rest = len(self.problems) - limit
+        return shown_problems + ([f"... and {rest} more problem{'s' if rest > 1 else ''}"] if rest > 0 else [])
 
 
 @dataclass(frozen=True)
@@ -110,8 +130,16 @@ class _Mapping(dict):
     line: int
 
 
-class _Loader(yaml.SafeLoader):
-    pass
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's parser when PyYAML has it
+    """Plain data only: string keys, no aliases (the matrix needs none, and an alias bomb expands a few
+    lines into gigabytes), safe types."""
+
+    def construct_object(self, node, deep=False):
+        if node in self.constructed_objects or node in self.recursive_objects:
+            raise yaml.constructor.ConstructorError(
+                None, None, "a YAML alias (*name) of the anchor here: aliases are not allowed in a matrix; "
+                            "write the value out", node.start_mark)
+        return super().construct_object(node, deep)
 
 
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> _Mapping:
@@ -119,6 +147,8 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> _Mapping:
     result.lines = {}
     result.line = node.start_mark.line + 1
     for key_node, value_node in node.value:
+        if not (isinstance(key_node, yaml.ScalarNode) and key_node.tag == "tag:yaml.org,2002:str"):
+            raise yaml.constructor.ConstructorError(None, None, _not_a_string_key(key_node), key_node.start_mark)
         key = loader.construct_object(key_node, deep=True)
         line = key_node.start_mark.line + 1
         if key in result:
@@ -135,17 +165,47 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> _Mapping:
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
+def _not_a_string_key(node) -> str:
+    if not isinstance(node, yaml.ScalarNode):
+        return "a key must be a string; this one is a list or a mapping"
+    kind = node.tag.rsplit(":", 1)[-1]  # YAML reads yes/no/on/off as bool, 2.6 as float, ~ as null
+    return f"a key must be a string; YAML reads {node.value[:60]!r} as a {kind}: quote it (\"{node.value[:60]}\")"
+
+
+def _line_of(data: bytes | str, offset: int) -> int:
+    return data[:offset].count(b"\n" if isinstance(data, bytes) else "\n") + 1
+
+
 def _read_yaml(path: Path):
     try:
-        text = path.read_text()
+        size = path.stat().st_size
+        if path.is_dir():
+            raise MatrixError([Problem(str(path), "is a folder; name the matrix file, e.g. --matrix matrix.yaml")])
+        if size > MAX_BYTES:
+            raise MatrixError([Problem(str(path), f"is {size:,} bytes; a matrix is at most {MAX_BYTES // 1024} KiB "
+                                                  "(a thousand tags take about 40 KB)")])
+        data = path.read_bytes()
     except OSError as e:
         raise MatrixError([Problem(str(path), f"cannot read the matrix: {e.strerror}")]) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise MatrixError([Problem(f"{path}:{_line_of(data, e.start)}",
+                                   f"byte 0x{data[e.start]:02x} is not UTF-8; save the matrix as UTF-8")]) from None
+    control = CONTROL_RE.search(text)
+    if control:
+        raise MatrixError([Problem(f"{path}:{_line_of(text, control.start())}",
+                                   f"control character {control[0]!r}; a matrix holds printable text only")])
     try:
         return yaml.load(text, Loader=_Loader)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
         raise MatrixError([Problem(where, f"malformed YAML: {e.problem or e.context}")]) from None
+    except yaml.YAMLError as e:  # a reader error: the text has what YAML refuses
+        raise MatrixError([Problem(str(path), f"malformed YAML: {e}")]) from None
+    except RecursionError:
+        raise MatrixError([Problem(str(path), "malformed YAML: nested too deep; a matrix is a few levels deep")]) from None
 
 
 # ---------------------------------------------------------------- validation
@@ -162,12 +222,18 @@ def load(path: Path, facts: Facts | None = None) -> Matrix:
 
     if not isinstance(raw, dict):
         raise MatrixError([Problem(str(path), "expected a mapping with keys: " + ", ".join(TOP_KEYS))])
-    problems += _unknown_keys(raw, TOP_KEYS, lambda k: at(raw, k, k))
-    defaults = raw.get("defaults") or _Mapping()
-    problems += _unknown_keys(defaults, DEFAULT_KEYS, lambda k: at(defaults, k, f"defaults.{k}"))
+    problems += _unknown_keys(raw, TOP_KEYS, lambda k: at(raw, k, _label(k)))
+    defaults = raw.get("defaults")
+    if defaults is None:
+        defaults = _Mapping()
+    elif not isinstance(defaults, dict):
+        problems.append(Problem(at(raw, "defaults", "defaults"), f"expected a mapping of {', '.join(DEFAULT_KEYS)} "
+                                                                 f"(e.g. 'defaults: {{base: bookworm}}'), not {shown(defaults)}"))
+        defaults = _Mapping()
+    problems += _unknown_keys(defaults, DEFAULT_KEYS, lambda k: at(defaults, k, _label("defaults", k)))
     if "size_budget" in defaults:
         try:
-            parse_size(defaults["size_budget"])
+            _size_budget(defaults["size_budget"])
         except ValueError as e:
             problems.append(Problem(at(defaults, "size_budget", "defaults.size_budget"), str(e)))
     images = raw.get("images")
@@ -180,10 +246,10 @@ def load(path: Path, facts: Facts | None = None) -> Matrix:
         entry_problems: list[Problem] = []
 
         def report(key: str | None, message: str, tag=tag, entry=entry) -> None:
-            label = f"images.{tag}" + (f".{key}" if key else "")
+            label = _label("images", tag, *([key] if key else []))
             entry_problems.append(Problem(at(entry if key else images, key or tag, label), message))
 
-        spec = _validate_entry(str(tag), entry, defaults, facts, report)
+        spec = _validate_entry(tag, entry, defaults, facts, report)
         problems += entry_problems
         if spec and not entry_problems:
             specs[spec.tag] = spec
@@ -191,16 +257,28 @@ def load(path: Path, facts: Facts | None = None) -> Matrix:
     default = raw.get("default")
     if default is None:
         problems.append(Problem(at(raw, None, "default"), "name the tag that plain `make build` uses, e.g. 'default: v2.6-cu124'"))
+    elif not isinstance(default, str):
+        problems.append(Problem(at(raw, "default", "default"), f"expected one tag, e.g. 'default: v2.6-cu124', not {shown(default)}"))
     elif default not in images:
-        problems.append(Problem(at(raw, "default", "default"), f"{default!r} is not a tag under images{_nearest(str(default), list(images))}"))
+        problems.append(Problem(at(raw, "default", "default"), f"{shown(default)} is not a tag under images{_nearest(default, list(images))}"))
     if problems:
         raise MatrixError(problems)
     return Matrix(path=path, default=default, specs=specs)
 
 
-def _unknown_key(key, allowed: tuple[str, ...]) -> str:
-    hint = difflib.get_close_matches(str(key), allowed, n=1)
-    return f"unknown key {key!r}; " + (f"did you mean {hint[0]!r}?" if hint else "allowed keys: " + ", ".join(allowed))
+def _label(*keys: str) -> str:
+    """images.v2.6-cu124.torch"""
+    return ".".join(_word(key) for key in keys)
+
+
+def _word(value) -> str:
+    """A plain word as it is; anything else quoted and cut (shown), so a message stays one short line."""
+    return value if isinstance(value, str) and re.fullmatch(r"[\w.+-]{1,80}", value, re.ASCII) else shown(value)
+
+
+def _unknown_key(key: str, allowed: tuple[str, ...]) -> str:
+    hint = difflib.get_close_matches(key[:80], allowed, n=1)
+    return f"unknown key {shown(key)}; " + (f"did you mean {hint[0]!r}?" if hint else "allowed keys: " + ", ".join(allowed))
 
 
 def _unknown_keys(mapping: dict, allowed: tuple[str, ...], where) -> list[Problem]:
@@ -208,15 +286,25 @@ def _unknown_keys(mapping: dict, allowed: tuple[str, ...], where) -> list[Proble
 
 
 def _nearest(word: str, candidates: list[str]) -> str:
-    near = difflib.get_close_matches(word, candidates, n=3, cutoff=0.5)
+    near = difflib.get_close_matches(word[:80], candidates, n=3, cutoff=0.5) if len(candidates) <= 1000 else []
     return f"; nearest: {', '.join(near)}" if near else ""
+
+
+def _size_budget(value) -> int:
+    budget = parse_size(value)
+    if budget <= 0:
+        raise ValueError(f"{shown(value)} is no budget; give a positive size like \"7GB\"")
+    return budget
 
 
 def _version_string(value, key: str, report) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str):
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
         report(key, f"write versions as quoted strings ({key}: \"{value}\"): YAML reads {value} as the number {value!r}")
+        return None
+    if not isinstance(value, str):
+        report(key, f"expected a version as a quoted string, e.g. {key}: \"2.6.0\", not {shown(value)}")
         return None
     return value
 
@@ -229,9 +317,9 @@ def _validate_entry(tag: str, entry, defaults: dict, facts: Facts, report) -> Im
         if key not in ENTRY_KEYS:
             report(key, _unknown_key(key, ENTRY_KEYS))
 
-    parsed = TAG_RE.match(tag)
+    parsed = TAG_RE.fullmatch(tag)
     if not parsed:
-        report(None, f"tag {tag!r} does not follow v<torch major.minor>-cu<CUDA digits>[-devel], e.g. v2.6-cu124 or v2.6-cu124-devel")
+        report(None, f"tag {shown(tag)} does not follow v<torch major.minor>-cu<CUDA digits>[-devel], e.g. v2.6-cu124 or v2.6-cu124-devel")
         return None
 
     torch_v = _version_string(entry.get("torch"), "torch", report)
@@ -242,7 +330,7 @@ def _validate_entry(tag: str, entry, defaults: dict, facts: Facts, report) -> Im
     release = facts.release(torch_v)
     if release is None:
         known = ", ".join(facts.releases)
-        report("torch", f"unknown torch version {torch_v!r}; known releases: {known}")
+        report("torch", f"unknown torch version {shown(torch_v)}; known releases: {known}")
         return None
     if release.minor != parsed["torch"]:
         report("torch", f"tag {tag} says torch {parsed['torch']} but the entry names {torch_v}; the tag and torch must agree")
@@ -250,7 +338,7 @@ def _validate_entry(tag: str, entry, defaults: dict, facts: Facts, report) -> Im
 
     variant_name = entry.get("cuda", parsed["cuda"])
     if variant_name != parsed["cuda"]:
-        report("cuda", f"tag {tag} says {parsed['cuda']} but the entry names {variant_name!r}; the tag and cuda must agree")
+        report("cuda", f"tag {tag} says {parsed['cuda']} but the entry names {shown(variant_name)}; the tag and cuda must agree")
         return None
     variant = release.variants.get(variant_name)
     if variant is None:
@@ -259,7 +347,7 @@ def _validate_entry(tag: str, entry, defaults: dict, facts: Facts, report) -> Im
 
     torchvision = _version_string(entry.get("torchvision"), "torchvision", report)
     if torchvision is not None and not _same_release(torchvision, release.torchvision):
-        report("torchvision", f"torchvision {torchvision} does not match torch {release.version}; "
+        report("torchvision", f"torchvision {_word(torchvision)} does not match torch {release.version}; "
                               f"torch {release.version} pairs with torchvision {release.torchvision} (its 'requires torch==' pin)")
 
     cudnn = _version_string(entry.get("cudnn"), "cudnn", report)
@@ -268,7 +356,7 @@ def _validate_entry(tag: str, entry, defaults: dict, facts: Facts, report) -> Im
             report("cudnn", f"the cuDNN that torch {release.version}+{variant_name} bundles is not recorded in builder/compat.yaml; "
                             "remove the cudnn key or add the fact with its source")
         elif not _same_release(cudnn, variant.cudnn):
-            report("cudnn", f"torch {release.version}+{variant_name} bundles cuDNN {variant.cudnn}, not {cudnn}; "
+            report("cudnn", f"torch {release.version}+{variant_name} bundles cuDNN {variant.cudnn}, not {_word(cudnn)}; "
                             f"the wheel's cuDNN cannot be swapped: remove the key or write cudnn: \"{variant.cudnn}\"")
 
     devel = bool(parsed["devel"])
@@ -283,7 +371,7 @@ def _validate_entry(tag: str, entry, defaults: dict, facts: Facts, report) -> Im
         suite_python = facts.debian_python[base.suite]
         if python is not None and python != suite_python:
             others = ", ".join(f"{s} -> {p}" for s, p in facts.debian_python.items())
-            report("python", f"base {base.suite} ships Python {suite_python}, not {python}; pick the base whose Python you want ({others})")
+            report("python", f"base {base.suite} ships Python {suite_python}, not {_word(python)}; pick the base whose Python you want ({others})")
         python = suite_python
         missing = release.missing_wheels(python)
         if missing:
@@ -296,15 +384,16 @@ def _validate_entry(tag: str, entry, defaults: dict, facts: Facts, report) -> Im
                      f"no PyPI wheel carries nvcc {variant.cuda} and no Debian suite packages it (known: {have}); "
                      "drop -devel, or use a CUDA variant with a known compiler")
 
-    extra = entry.get("extra_packages", [])
-    if not isinstance(extra, list) or not all(isinstance(p, str) and p.strip() for p in extra):
-        report("extra_packages", "expected a list of pip requirement strings, e.g. [\"einops==0.8.1\"]")
-        extra = []
+    allow_urls = entry.get("allow_direct_urls", False)
+    if not isinstance(allow_urls, bool):
+        report("allow_direct_urls", f"expected true or false, not {shown(allow_urls)}")
+        allow_urls = False
+    extra = _extra_packages(entry.get("extra_packages", []), allow_urls, report)
 
     size_budget = None
     if "size_budget" in entry:
         try:
-            size_budget = parse_size(entry["size_budget"])
+            size_budget = _size_budget(entry["size_budget"])
         except ValueError as e:
             report("size_budget", str(e))
     elif "size_budget" in defaults:
@@ -337,7 +426,7 @@ def _validate_entry(tag: str, entry, defaults: dict, facts: Facts, report) -> Im
 
 def _default_budget(defaults) -> int | None:
     try:
-        return parse_size(defaults["size_budget"])
+        return _size_budget(defaults["size_budget"])
     except ValueError:
         return None  # load() reports it once, at defaults.size_budget
 
@@ -362,23 +451,71 @@ def _same_release(given: str, actual: str) -> bool:
     return actual.split(".")[: len(given.split("."))] == given.split(".")
 
 
+def _extra_packages(value, allow_urls: bool, report) -> tuple[str, ...]:
+    """PEP 508 requirements, written back in packaging's normal form: nothing pip would read as an option,
+    a comment or a variable; a direct URL only where the entry says allow_direct_urls: true, and never one
+    with credentials (the requirements file is committed)."""
+    example = 'e.g. ["einops==0.8.1"]'
+    if not isinstance(value, list):
+        report("extra_packages", f"expected a list of requirement strings, {example}, not {shown(value)}")
+        return ()
+    packages = []
+    for item in value:
+        if not isinstance(item, str) or not item.strip():
+            report("extra_packages", f"{shown(item)} is not a requirement string; {example}")
+            continue
+        try:
+            requirement = Requirement(item)
+        except InvalidRequirement as e:
+            report("extra_packages", f"{shown(item)} is not a PEP 508 requirement ({str(e).splitlines()[0][:160]}); "
+                                     f"write name, extras, version and markers only, {example}")
+            continue
+        if PIP_SYNTAX_RE.search(item) or PIP_SYNTAX_RE.search(str(requirement)):
+            report("extra_packages", f"{shown(item)} holds what pip reads as an option, comment or variable "
+                                     "(a word starting with '-', '#', '\\', '$'); pip options do not belong in the matrix")
+            continue
+        if requirement.url:
+            if not allow_urls:
+                report("extra_packages", f"{shown(item)} is a direct URL; an entry takes those only with "
+                                         "allow_direct_urls: true (the URL is then trusted as the index would be)")
+                continue
+            if not requirement.url.startswith(("https://", "http://")):
+                report("extra_packages", f"{shown(item)}: a direct URL here is https:// (a local path or VCS "
+                                         "checkout cannot be locked by sha256 or reached from a build)")
+                continue
+            if "@" in requirement.url.split("//", 1)[-1].split("/", 1)[0]:
+                report("extra_packages", f"{shown(item)} carries credentials in its URL, which would be committed "
+                                         "in images/; give them to pip (netrc or your pip configuration) instead")
+                continue
+        packages.append(str(requirement))
+    return tuple(packages)
+
+
 def _validate_base(value, facts: Facts, report) -> Base | None:
+    """A Debian suite made locally, or an image reference by Docker's grammar pinned by sha256 digest."""
     suites = list(facts.debian_python)
+    pinned = "name:tag@sha256:<64 hex digits>, e.g. docker.io/library/debian:bookworm-slim@sha256:…"
     if not isinstance(value, str):
-        report("base", f"expected a Debian suite ({', '.join(suites)}) or a registry image pinned by digest")
+        report("base", f"expected a Debian suite ({', '.join(suites)}) or a registry image as {pinned}, not {shown(value)}")
         return None
     if value in suites:
         return Base(ref=value, suite=value)
-    if ":" not in value and "@" not in value and "/" not in value:
-        report("base", f"unknown Debian suite {value!r}; known: {', '.join(suites)}")
+    if re.fullmatch(r"[a-z]+", value):
+        report("base", f"unknown Debian suite {shown(value)}; known: {', '.join(suites)}")
         return None
-    if not DIGEST_RE.search(value):
-        report("base", f"registry base {value!r} is not pinned; write it as name:tag@sha256:<digest> "
+    ref = references.parse(value)
+    if ref is None:
+        report("base", f"{shown(value)} is not an image reference by Docker's grammar "
+                       f"([registry/]path[:tag]@digest, lowercase path, nothing else); write it as {pinned}")
+        return None
+    if ref.digest is None:
+        report("base", f"registry base {shown(value)} is not pinned; write it as {pinned} "
                        "(a floating tag is not reproducible)")
         return None
-    named = [s for s in suites if s in value.split("@")[0]]
+    named = [s for s in suites if s in (ref.tag or "") or s in ref.path]
     if len(named) != 1:
-        report("base", f"cannot tell the Debian suite of {value!r}; use an image whose tag names it (e.g. debian:bookworm-slim@sha256:…)")
+        report("base", f"cannot tell the Debian suite of {shown(value)}; use an image whose tag names it "
+                       "(e.g. debian:bookworm-slim@sha256:…)")
         return None
     return Base(ref=value, suite=named[0])
 
@@ -405,18 +542,18 @@ def unpublished_variant_message(release: compat.TorchRelease, variant: str, matr
     if real:
         newest = max(real, key=lambda r: version_key(r.version))
         candidates = [s.tag for s in tags.values() if s.cuda_variant == variant and not s.devel]
-        tag = max(candidates, key=lambda t: version_key(TAG_RE.match(t)["torch"])) if candidates else f"v{newest.minor}-{variant}"
+        tag = max(candidates, key=lambda t: version_key(TAG_RE.fullmatch(t)["torch"])) if candidates else f"v{newest.minor}-{variant}"
         lines.append(f"For a true CUDA {cuda} build use {tag}.")
     return " ".join(lines)
 
 
 def unknown_tag_message(tag: str, matrix: Matrix, facts: Facts) -> str:
-    message = f"{tag!r} is not a tag in {matrix.path.name}"
-    parsed = TAG_RE.match(tag)
+    message = f"{shown(tag)} is not a tag in {matrix.path.name}"
+    parsed = TAG_RE.fullmatch(tag)
     release = facts.release_for_minor(parsed["torch"]) if parsed else None
     if release and parsed["cuda"] not in release.variants:
         return f"{message}. " + unpublished_variant_message(release, parsed["cuda"], matrix, facts)
-    near = difflib.get_close_matches(tag, list(matrix.specs), n=3, cutoff=0.5)
+    near = difflib.get_close_matches(tag[:80], list(matrix.specs), n=3, cutoff=0.5)
     hint = f"; nearest: {', '.join(near)}" if near else ""
     return f"{message}{hint} (all tags: `make list`)"
 

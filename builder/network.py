@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import configparser
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from builder import inputs
+from builder.inputs import InputError, shown
+from builder.urls import redact
 
 # pip's own names for the settings we forward; extra-index-url and trusted-host hold several values.
 FORWARDED = ("index-url", "extra-index-url", "trusted-host", "timeout", "retries")
@@ -18,7 +23,7 @@ CA_VARIABLES = ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
 TORCH_INDEX = "https://download.pytorch.org/whl"
 
 
-class NetworkError(ValueError):
+class NetworkError(InputError):
     pass
 
 
@@ -64,9 +69,12 @@ def read_pip_settings(env: dict[str, str], home: Path) -> dict[str, str]:
     for path in files:
         parser = configparser.RawConfigParser()
         try:
-            parser.read(path)
+            parser.read(path, encoding="utf-8")
         except configparser.Error as e:
-            raise NetworkError(f"{path}: cannot parse pip configuration: {e}") from None
+            raise NetworkError(f"{path}: cannot parse pip configuration: {redact(str(e))[:300]}") from None
+        except UnicodeDecodeError as e:
+            raise NetworkError(f"{path}: pip configuration that is not UTF-8 (byte 0x{e.object[e.start]:02x}); "
+                               "save it as UTF-8") from None
         for section in ("global", "install"):
             if parser.has_section(section):
                 settings.update(parser.items(section))
@@ -78,6 +86,7 @@ def read_pip_settings(env: dict[str, str], home: Path) -> dict[str, str]:
 
 
 def host_settings(env: dict[str, str] | None = None, home: Path | None = None) -> NetworkSettings:
+    """The settings a build and a lock forward, each checked: a malformed one is a NetworkError (exit 2)."""
     env = dict(os.environ if env is None else env)
     home = home or Path.home()
     pip = read_pip_settings(env, home)
@@ -87,28 +96,63 @@ def host_settings(env: dict[str, str] | None = None, home: Path | None = None) -
     for key in FORWARDED:
         values = pip.get(key, "").split()
         usable = [v for v in values if not _is_local(v)]
-        ignored += [f"pip {key} {v} (a local path; not reachable inside a build)" for v in values if _is_local(v)]
+        ignored += [f"pip {key} {redact(v)} (a local path; not reachable inside a build)" for v in values if _is_local(v)]
         if usable:
-            forwarded[key] = usable
+            forwarded[key] = [_check_pip_value(key, v, len(usable)) for v in usable]
     if pip.get("find-links"):
-        ignored += [f"pip find-links {v} (a local folder; not reachable inside a build)" for v in pip["find-links"].split()]
+        ignored += [f"pip find-links {redact(v)} (a local folder; not reachable inside a build)" for v in pip["find-links"].split()]
 
     ca_files: list[Path] = []
     for name, value in [("pip cert", pip.get("cert"))] + [(v, env.get(v)) for v in CA_VARIABLES]:
         if not value:
             continue
-        path = Path(value)
-        if not path.is_file():
-            raise NetworkError(f"{name} names {value}, which is not a file; fix the setting or unset it")
+        path = _ca_file(name, value)
         if path.resolve() not in [p.resolve() for p in ca_files]:
             ca_files.append(path)
 
+    torch_index = env.get("TORCHYARD_TORCH_INDEX", TORCH_INDEX)
     return NetworkSettings(
         pip=forwarded,
         ca_files=tuple(ca_files),
-        torch_index=env.get("TORCHYARD_TORCH_INDEX", TORCH_INDEX).rstrip("/"),
+        torch_index=inputs.url(torch_index, "TORCHYARD_TORCH_INDEX").rstrip("/"),
         ignored=tuple(ignored),
     )
+
+
+HOST_RE = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
+                     r"|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?", re.ASCII)
+
+
+def _check_pip_value(key: str, value: str, count: int) -> str:
+    """Each value that reaches the build's pip.conf and the lock's pip command, by its own grammar."""
+    what = f"pip {key}"
+    if key == "index-url" and count > 1:
+        raise NetworkError(f"{what} holds {count} URLs; it takes one (more go in extra-index-url)")
+    if key in ("index-url", "extra-index-url"):
+        return inputs.url(value, what)
+    if key == "trusted-host" and not HOST_RE.fullmatch(value):
+        raise NetworkError(f"{what}={shown(value)} is not host[:port]")
+    if key in ("timeout", "retries") and not re.fullmatch(r"[0-9]{1,6}(\.[0-9]{1,3})?" if key == "timeout" else "[0-9]{1,4}",
+                                                         value, re.ASCII):
+        raise NetworkError(f"{what}={shown(value)} is not a number of {'seconds' if key == 'timeout' else 'retries'}")
+    return value
+
+
+def _ca_file(name: str, value: str) -> Path:
+    """A CA bundle the build and the lock trust: a readable PEM file (text with at least one certificate)."""
+    path = Path(value)
+    if not path.is_file():
+        raise NetworkError(f"{name} names {shown(value)}, which is not a file; fix the setting or unset it")
+    try:
+        text = path.read_bytes().decode("ascii")
+    except OSError as e:
+        raise NetworkError(f"{name} names {path}, which cannot be read ({e.strerror})") from None
+    except UnicodeDecodeError:
+        raise NetworkError(f"{name} names {path}, which is not a PEM bundle (binary; a DER certificate converts "
+                           "with `openssl x509 -inform der -in FILE -out FILE.pem`)") from None
+    if "-----BEGIN CERTIFICATE-----" not in text:
+        raise NetworkError(f"{name} names {path}, which holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
+    return path
 
 
 def _is_local(value: str) -> bool:

@@ -20,17 +20,22 @@ from pathlib import Path
 import docker
 import docker.errors
 
+from builder import reference as references
 from builder import render
 from builder.heartbeat import Heartbeat
+from builder.inputs import InputError
 
 DIGESTS = render.ROOT / "digests"
 NAME = "torchyard"  # the repository name in every registry: <REGISTRY>/torchyard:<tag>
-REGISTRY_RE = re.compile(r"^(?P<host>[a-z0-9.-]+(:\d+)?)(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
 HEARTBEAT_S = 15
 
 
 class RegistryError(Exception):
-    pass
+    """The registry or the engine failed: exit 1."""
+
+
+class RecordError(RegistryError, InputError):
+    """digests/<tag>.json is malformed: exit 2, nothing pushed or pulled."""
 
 
 @dataclass(frozen=True)
@@ -42,19 +47,8 @@ class Shipped:
     bytes: int  # layer bytes the engine reported moving (0 for layers the other side already had)
 
 
-def check_registry(value: str) -> str:
-    """host[:port][/namespace…] as `make push REGISTRY=` takes it, without scheme or tag."""
-    value = value.strip().rstrip("/")
-    host = value.split("/")[0]
-    # Docker's own rule: the first part names a registry only with a dot, a port, or as localhost.
-    if not REGISTRY_RE.match(value) or not ("." in host or ":" in host or host == "localhost"):
-        raise RegistryError(f"REGISTRY={value!r} is not host[:port][/namespace] (e.g. registry.example.com/ml or "
-                            "127.0.0.1:5000); leave out https:// and the tag: images go to <REGISTRY>/torchyard:<tag>")
-    return value
-
-
 def reference(registry: str, tag: str) -> str:
-    return f"{check_registry(registry)}/{NAME}:{tag}"
+    return f"{references.registry(registry)}/{NAME}:{tag}"
 
 
 def record_path(tag: str, digests: Path = DIGESTS) -> Path:
@@ -62,13 +56,23 @@ def record_path(tag: str, digests: Path = DIGESTS) -> Path:
 
 
 def records(tag: str, digests: Path = DIGESTS) -> dict[str, dict[str, str]]:
+    """reference -> {digest, image_id} as digests/<tag>.json records them; RecordError when it is malformed."""
     path = record_path(tag, digests)
     if not path.is_file():
         return {}
+    restore = f"restore it from git (`git checkout -- {path.parent.name}/{path.name}`) or remove it"
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise RegistryError(f"{path} is not valid JSON ({e}); restore it from git") from None
+        entries = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise RecordError(f"{path} is not JSON in UTF-8 ({e}); {restore}") from None
+    if not isinstance(entries, dict):
+        raise RecordError(f"{path} holds a {type(entries).__name__}, not an object of registry references; {restore}")
+    for ref, entry in entries.items():
+        if not (isinstance(entry, dict) and isinstance(entry.get("digest"), str) and isinstance(entry.get("image_id"), str)
+                and re.fullmatch(references.SHA256, entry["digest"], re.ASCII)):
+            raise RecordError(f"{path}: the entry for {ref[:200]!r} is not {{\"digest\": \"sha256:<64 hex>\", "
+                              f"\"image_id\": \"sha256:…\"}}; {restore}")
+    return entries
 
 
 def record(tag: str, shipped: Shipped, digests: Path = DIGESTS) -> Path:
@@ -141,6 +145,7 @@ def push(client: docker.DockerClient, image: str, registry: str, tag: str, say=p
     """Push the local image as <registry>/torchyard:<tag>; record and return its digest."""
     ref = reference(registry, tag)
     repository = ref.rsplit(":", 1)[0]
+    records(tag, digests)  # a malformed record refuses before anything moves
     try:
         local = client.images.get(image)
     except docker.errors.ImageNotFound:
@@ -188,9 +193,10 @@ def pull(client: docker.DockerClient, registry: str, tag: str, say=print, digest
     with _Progress(say, "pulled") as progress:
         _stream(client.api.pull(repository, tag=found, stream=True, decode=True), ref, progress)
     image = client.images.get(f"{repository}@{found}")
+    if image.id != entry["image_id"]:  # before the tag moves: a refused pull leaves the tag where it was
+        raise RegistryError(f"{ref}@{found} unpacked to image {image.id}, not the recorded {entry['image_id']}; "
+                            f"the tag {ref} was not moved")
     image.tag(repository, tag)
-    if image.id != entry["image_id"]:
-        raise RegistryError(f"{ref}@{found} unpacked to image {image.id}, not the recorded {entry['image_id']}")
     shipped = Shipped(ref, found, image.id, progress.seconds(), progress.bytes)
     say(f"pulled {ref}@{found} in {shipped.seconds:.1f}s ({shipped.bytes / 1e9:.2f} GB of layers moved); digest verified")
     return shipped

@@ -117,9 +117,14 @@ def docker_run_line(ws: Workspace, gpu_options: dict) -> str:
     return f"{line} {shlex.quote(ws.image)}"
 
 
+# The workspace answers on this machine: a probe of it never goes through http_proxy (behind a proxy it would
+# time out and leave the container running).
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def _http_status(url: str) -> int | None:
     try:
-        with urllib.request.urlopen(url, timeout=2) as response:
+        with _DIRECT.open(url, timeout=2) as response:
             return response.status
     except urllib.error.HTTPError as e:
         return e.code

@@ -6,6 +6,8 @@ import pytest
 
 from builder import network
 
+PEM = "-----BEGIN CERTIFICATE-----\n"
+
 
 @pytest.fixture
 def home(tmp_path):
@@ -60,15 +62,15 @@ def test_local_paths_are_left_out_and_reported(home):
 
 def test_every_ca_source_is_trusted_once(home, tmp_path):
     one, two = tmp_path / "one.pem", tmp_path / "two.pem"
-    one.write_text("ONE\n")
-    two.write_text("TWO")
+    one.write_text(f"{PEM}ONE\n")
+    two.write_text(f"{PEM}TWO")
     s = settings(home, PIP_CERT=str(one), REQUESTS_CA_BUNDLE=str(two), SSL_CERT_FILE=str(one))
     assert s.ca_files == (one, two)
-    assert s.ca_bundle() == "ONE\nTWO\n"
+    assert s.ca_bundle() == f"{PEM}ONE\n{PEM}TWO\n"
 
 
 def test_a_ca_setting_that_is_not_a_file_is_an_error(home, tmp_path):
-    with pytest.raises(network.NetworkError, match="REQUESTS_CA_BUNDLE names .*missing.pem, which is not a file"):
+    with pytest.raises(network.NetworkError, match="REQUESTS_CA_BUNDLE names .*missing.pem'?, which is not a file"):
         settings(home, REQUESTS_CA_BUNDLE=str(tmp_path / "missing.pem"))
 
 

@@ -3,16 +3,19 @@
 import pytest
 
 from builder import registry
+from builder.inputs import InputError
 
 
-@pytest.mark.parametrize("value", ["registry.example.com/ml", "127.0.0.1:5000", "localhost:5000/a/b", "ghcr.io/org"])
+@pytest.mark.parametrize("value", ["registry.example.com/ml", "127.0.0.1:5000", "localhost:5000/a/b", "ghcr.io/org",
+                                   "Registry.Example.COM/ml", "[::1]:5000/ml"])
 def test_registry_names(value):
     assert registry.reference(value + "/", "v2.6-cu124") == f"{value}/torchyard:v2.6-cu124"
 
 
-@pytest.mark.parametrize("value", ["https://registry.example.com", "ml", "registry.example.com/ml:tag", "Reg.io/ML"])
+@pytest.mark.parametrize("value", ["https://registry.example.com", "ml", "registry.example.com/ml:tag", "Reg.io/ML",
+                                   "registry.example.com/ml\n", "user:pw@registry.example.com"])
 def test_what_is_not_a_registry_is_refused(value):
-    with pytest.raises(registry.RegistryError, match="is not host\\[:port\\]"):
+    with pytest.raises(InputError, match=r"is not host\[:port\]|holds credentials"):
         registry.reference(value, "v2.6-cu124")
 
 
