@@ -503,6 +503,10 @@ def _validate_base(value, facts: Facts, report) -> Base | None:
     if re.fullmatch(r"[a-z]+", value):
         report("base", f"unknown Debian suite {shown(value)}; known: {', '.join(suites)}")
         return None
+    if "@" in value.split("/")[0].rsplit("@sha256:", 1)[0]:
+        report("base", "holds credentials (user:password@registry); leave them out: a base is pulled with the "
+                       "Docker config's credentials (`docker login <registry>`)")
+        return None
     ref = references.parse(value)
     if ref is None:
         report("base", f"{shown(value)} is not an image reference by Docker's grammar "
