@@ -290,7 +290,7 @@ def unreachable(url: str, network: NetworkSettings, timeout: float = 10) -> str 
     except urllib.error.HTTPError as e:
         if e.code in (401, 403):
             given = "refused the credentials in its URL" if urls.credentials(url) else "wants credentials"
-            return f"it {given} (HTTP {e.code}); give user:password@ in the index URL of your pip configuration"
+            return f"it {given} (HTTP {e.code}); put the user and password in the index URL of your pip configuration"
         return None  # it answered
     except (urllib.error.URLError, OSError) as e:
         return str(getattr(e, "reason", e))

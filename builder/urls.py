@@ -14,12 +14,14 @@ import urllib.parse
 
 # scheme://userinfo@ anywhere in a text; the userinfo runs to the authority's last '@' (greedy within it)
 _USERINFO_RE = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)[^/\s?#\"'<>]*@")
+# user:password@host without a scheme (a host given where a URL was not expected); not name:tag@sha256:<hex>
+_BARE_USERINFO_RE = re.compile(r"(?<![\w@:/.%+-])[^\s/@:\"'<>=]+:[^\s/@\"'<>]*@(?![A-Za-z][A-Za-z0-9]*:[0-9a-fA-F]{32})")
 
 
 def redact(text: str) -> str:
     """A URL, or every URL in a text (a log line, a message, a command's output), without its userinfo:
-    https://user:pw@host/x -> https://host/x."""
-    return _USERINFO_RE.sub(r"\g<scheme>", text)
+    https://user:pw@host/x -> https://host/x, and user:pw@host -> host."""
+    return _BARE_USERINFO_RE.sub("", _USERINFO_RE.sub(r"\g<scheme>", text))
 
 
 def credentials(url: str) -> tuple[str, str, str] | None:

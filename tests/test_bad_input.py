@@ -233,7 +233,8 @@ RECORDS = [
 
 PAYLOADS = ["v2.6-cu124;touch {tmp}/pwned", "$(shell touch {tmp}/pwned)", "`touch {tmp}/pwned`"]
 MAKE_VARIABLES = [
-    Case(f"make-{variable}-{i}", matrix=None, make=(target, f"{variable}={payload}"), marker=True, says=(says,))
+    Case(f"make-{variable}-{i}", matrix=None, make=(target, f"{variable}={payload}"), marker=True,
+         says=(says, "] Error 2"))  # make exits 2 whenever a recipe fails; the CLI's own status is in its line
     for i, (variable, target, says, payload) in enumerate(
         [("TAG", "validate", "is not a tag", payload) for payload in PAYLOADS]
         + [(variable, target, f"{variable}=", PAYLOADS[i % 3]) for i, (variable, target) in enumerate([

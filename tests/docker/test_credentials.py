@@ -1,0 +1,195 @@
+"""Credentials stay where they were given: `make lock` and `make build` against a real index that needs
+them (pypiserver with an htpasswd file), in a clone whose git origin carries a token. The password and the
+token are in no file under images/, reports/ or digests/, in no output or build log, and in nothing
+`docker inspect` or `docker history` shows of the final image.
+
+The index listens on the Docker bridge's gateway address: the host's own address on the bridge, reachable from
+this machine and its build containers only (a build container cannot reach the host's 127.0.0.1). It serves
+one real wheel itself (einops, an extra package of the test's matrix), so the lock names an artifact on the
+credentialed host, and sends everything else to PyPI (pypiserver's fallback redirect, which carries no
+credentials). The build is the real one of v2.6-cu124 plus einops: its install stage downloads torch anew
+(the pip settings differ from the session image's, so that stage is not cached): about 4 minutes.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from builder import lock
+from builder.urls import redact
+from tests.conftest import ROOT
+from tests.docker.conftest import TAG, TEST_REPO
+
+USER, PASSWORD = "alice", "s3cret-index-pw"
+TOKEN = "ghp-s3cret-origin-token"
+ORIGIN = "git.example.com/team/torchyard.git"
+WHEEL = "einops==0.8.1"  # small, pure Python, in neither of the tag's locks
+REPO = f"{TEST_REPO}-credentials"
+
+
+def bridge_gateway(client) -> str:
+    config = client.networks.get("bridge").attrs["IPAM"]["Config"][0]
+    return config.get("Gateway") or str(next(ipaddress.ip_network(config["Subnet"]).hosts()))
+
+
+def free_port(address: str) -> int:
+    with socket.socket() as s:
+        s.bind((address, 0))
+        return s.getsockname()[1]
+
+
+def isolated_pip_env(**more: str) -> dict[str, str]:
+    """This process's environment without the machine's pip settings (its local wheel folders and indexes)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "TORCHYARD_"))}
+    return {**env, "PIP_CONFIG_FILE": os.devnull, **more}
+
+
+@pytest.fixture(scope="module")
+def index(client, tmp_path_factory):
+    """pypiserver on the bridge address with htpasswd auth for listing and downloads; yields its simple URL
+    without credentials and the folder of its log."""
+    from passlib.apache import HtpasswdFile
+
+    root = tmp_path_factory.mktemp("index")
+    packages = root / "packages"
+    ca = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE")  # a TLS-inspecting proxy's
+    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--dest", str(packages),
+                    "--index-url", lock.PYPI_SIMPLE, *(["--cert", ca] if ca else []), WHEEL],
+                   env=isolated_pip_env(), check=True, capture_output=True, timeout=300)
+    passwords = HtpasswdFile(str(root / "htpasswd"), new=True)
+    passwords.set_password(USER, PASSWORD)
+    passwords.save()
+    address = bridge_gateway(client)
+    port = free_port(address)
+    log = root / "pypiserver.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pypiserver", "run", "--host", address, "--port", str(port),
+         "--passwords", str(root / "htpasswd"), "--authenticate", "download,list,update",
+         "--fallback-url", "https://pypi.org/simple/", "--log-file", str(log), "-v", str(packages)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    url = f"http://{address}:{port}/simple/"
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(url, timeout=1)
+                pytest.fail("the index answered without credentials; it must ask for them")
+            except urllib.error.HTTPError as e:
+                assert e.code == 401
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            pytest.fail(f"pypiserver did not answer: {log.read_text()[-2000:] if log.exists() else ''}")
+        yield url, log
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def clone(tmp_path_factory):
+    """The repository's files (tracked and new, as a fresh clone has them) in a git repository whose origin
+    carries a token; its matrix holds the one tag, with einops from the credentialed index."""
+    where = tmp_path_factory.mktemp("clone") / "torchyard"
+    files = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                           capture_output=True, text=True, check=True).stdout.split("\0")
+    for rel in filter(None, files):
+        if (ROOT / rel).is_file():
+            (where / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, where / rel)
+    (where / "matrix.yaml").write_text(f'default: {TAG}\nimages:\n  {TAG}: {{torch: "2.6.0", extra_packages: ["{WHEEL}"]}}\n')
+    (where / ".venv").symlink_to(ROOT / ".venv")  # the Makefile's environment: this checkout's
+    git = ["git", "-C", str(where), "-c", "user.name=test", "-c", "user.email=test@example.com"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "test"], check=True)
+    subprocess.run([*git, "remote", "add", "origin", f"https://x-access-token:{TOKEN}@{ORIGIN}"], check=True)
+    return where
+
+
+def make(clone: Path, target: str, index_url: str, **env: str) -> subprocess.CompletedProcess:
+    """`make <target> TAG=…` in the clone, pip's index set as a user sets it (PIP_INDEX_URL with user:password@)."""
+    host = redact(index_url).split("/")[2]
+    environment = isolated_pip_env(PIP_INDEX_URL=index_url, PIP_TRUSTED_HOST=host, TORCHYARD_REPO=REPO, **env)
+    return subprocess.run(["make", "-s", "-o", ".venv/.installed", target, f"TAG={TAG}"], cwd=clone, env=environment,
+                          capture_output=True, text=True, timeout=1800)
+
+
+def with_credentials(url: str, password: str = PASSWORD) -> str:
+    return url.replace("http://", f"http://{USER}:{password}@")
+
+
+def secrets_in_files(folder: Path) -> list[str]:
+    return [str(p) for p in folder.rglob("*") if p.is_file() and not p.is_symlink()
+            and (PASSWORD.encode() in p.read_bytes() or TOKEN.encode() in p.read_bytes())]
+
+
+@pytest.fixture(scope="module")
+def locked(clone, index):
+    url, _ = index
+    result = make(clone, "lock", with_credentials(url))
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+@pytest.fixture(scope="module")
+def built(client, clone, index, locked):
+    url, _ = index
+    result = make(clone, "build", with_credentials(url))
+    yield result
+    for image in client.images.list(name=REPO):
+        client.images.remove(image.id, force=True)
+
+
+def test_a_wrong_password_is_refused_without_printing_it(clone, index):
+    url, _ = index
+    result = make(clone, "lock", with_credentials(url, "not-the-password"))
+    assert "] Error 1" in result.stderr  # the CLI's status (make itself exits 2 whenever a recipe fails)
+    assert re.search(r"refused the credentials in its URL \(HTTP 40[13]\)", result.stdout), result.stdout
+    assert url in result.stdout and "not-the-password" not in result.stdout + result.stderr
+
+
+def test_make_lock_resolves_against_the_credentialed_index_and_records_it_without_them(clone, index, locked):
+    url, _ = index
+    text = (clone / "images" / TAG / lock.LOCK_FILE).read_text()
+    assert f"# resolved against: {url}\n" in text
+    host = url.split("/")[2]
+    assert f"# http://{host}/packages/einops-0.8.1-py3-none-any.whl" in text  # served by the index itself
+    assert "einops==0.8.1 --hash=sha256:" in text
+    assert PASSWORD not in locked.stdout + locked.stderr and USER not in text
+
+
+def test_make_build_installs_from_the_credentialed_index(client, built, index):
+    url, log = index
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    out = client.containers.run(f"{REPO}:{TAG}", ["python", "-c", "import einops; print(einops.__version__)"], remove=True)
+    assert out.decode().strip() == "0.8.1"
+    # pypiserver logs each request it served: the build's pip fetched the wheel with the password
+    assert "einops-0.8.1-py3-none-any.whl" in log.read_text()
+
+
+def test_the_password_and_the_token_are_nowhere(client, clone, locked, built):
+    for folder in ("images", "reports", "digests"):
+        assert secrets_in_files(clone / folder) == [], folder
+    for output in (locked.stdout, locked.stderr, built.stdout, built.stderr):
+        assert PASSWORD not in output and TOKEN not in output
+    inspected = json.dumps(client.api.inspect_image(f"{REPO}:{TAG}"))
+    history = json.dumps(client.api.history(f"{REPO}:{TAG}"))
+    assert PASSWORD not in inspected + history and TOKEN not in inspected + history
+    assert f"{USER}:" not in inspected + history
+    labels = client.images.get(f"{REPO}:{TAG}").labels
+    assert labels["org.opencontainers.image.source"] == f"https://{ORIGIN}"  # the place, without the key
+    assert (clone / "reports" / TAG / "build.log").is_file()
