@@ -328,3 +328,57 @@ def test_a_size_budget_that_is_no_size_names_its_line(write_matrix, facts):
         images:
           v2.6-cu124: {torch: "2.6.0"}
     """), facts)
+
+
+# ---------------------------------------------------------------- strict grammars
+
+
+def test_extra_packages_are_pep_508_written_in_normal_form(write_matrix, facts):
+    loaded = matrix.load(write_matrix("""
+        default: v2.6-cu124
+        images:
+          v2.6-cu124:
+            torch: "2.6.0"
+            extra_packages: ["einops >= 0.8", "Pillow[avif]==11.0; python_version >= '3.11'"]
+    """), facts)
+    assert loaded.specs["v2.6-cu124"].extra_packages == ("einops>=0.8", 'Pillow[avif]==11.0; python_version >= "3.11"')
+
+
+def test_a_direct_url_needs_the_entrys_permission(write_matrix, facts):
+    url = "einops @ https://files.example/einops-0.8.1-py3-none-any.whl#sha256=" + "a" * 64
+    text = f"""
+        default: v2.6-cu124
+        images:
+          v2.6-cu124: {{torch: "2.6.0", extra_packages: ["{url}"]ALLOW}}
+    """
+    assert "allow_direct_urls: true" in one_problem(write_matrix(text.replace("ALLOW", "")), facts)
+    loaded = matrix.load(write_matrix(text.replace("ALLOW", ", allow_direct_urls: true")), facts)
+    assert loaded.specs["v2.6-cu124"].extra_packages == (url,)
+
+
+@pytest.mark.parametrize("base, suite", [
+    ("docker.io/library/debian:bookworm-slim", "bookworm"),
+    ("Registry.Example.com:5000/mirror/debian:trixie", "trixie"),
+    ("localhost/debian:bookworm", "bookworm"),
+    ("[::1]:5000/debian:bookworm", "bookworm"),
+])
+def test_registry_bases_by_dockers_grammar(write_matrix, facts, base, suite):
+    ref = f"{base}@sha256:{'b' * 64}"
+    loaded = matrix.load(write_matrix(f"""
+        default: v2.6-cu124
+        images:
+          v2.6-cu124: {{torch: "2.6.0", base: "{ref}"}}
+    """), facts)
+    assert (loaded.specs["v2.6-cu124"].base.ref, loaded.specs["v2.6-cu124"].base.suite) == (ref, suite)
+
+
+def test_a_refusal_lists_the_first_50_problems_and_counts_the_rest(write_matrix, facts):
+    tags = "".join(f'\n          bad{i}: {{torch: "2.6.0"}}' for i in range(120))
+    with pytest.raises(MatrixError) as e:
+        matrix.load(write_matrix(f"""
+        default: bad0
+        images:{tags}
+        """), facts)
+    assert len(e.value.problems) == 120
+    lines = e.value.lines()
+    assert len(lines) == 51 and lines[-1] == "... and 70 more problems"

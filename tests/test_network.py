@@ -5,6 +5,7 @@ import os
 import pytest
 
 from builder import network
+from builder.inputs import InputError
 
 PEM = "-----BEGIN CERTIFICATE-----\n"
 
@@ -77,3 +78,62 @@ def test_a_ca_setting_that_is_not_a_file_is_an_error(home, tmp_path):
 def test_the_torch_index_mirror_is_a_setting(home):
     assert settings(home).torch_index == network.TORCH_INDEX
     assert settings(home, TORCHYARD_TORCH_INDEX="https://mirror.example/whl/").torch_index == "https://mirror.example/whl"
+
+
+# ---------------------------------------------------------------- probes of real HTTP servers
+
+
+@pytest.fixture
+def server():
+    """An HTTP server on loopback that wants Basic credentials alice:s3cret; yields its URL."""
+    import base64
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_HEAD(self):
+            wanted = "Basic " + base64.b64encode(b"alice:s3cret").decode()
+            self.send_response(200 if self.headers.get("Authorization") == wanted else 401)
+            self.end_headers()
+
+        do_GET = do_HEAD
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/simple"
+    httpd.shutdown()
+
+
+def test_the_index_probe_sends_credentials_as_a_header_and_never_shows_them(server):
+    from builder import lock
+
+    settings = network.NetworkSettings()
+    assert lock.unreachable(server.replace("http://", "http://alice:s3cret@"), settings) is None
+    refused = lock.unreachable(server.replace("http://", "http://alice:wrong@"), settings)
+    assert "refused the credentials in its URL (HTTP 401)" in refused and "wrong" not in refused
+    assert "wants credentials (HTTP 401)" in lock.unreachable(server, settings)
+
+
+def test_the_workspace_probe_bypasses_http_proxy(server, monkeypatch):
+    """Behind a proxy the readiness probe of a loopback port must not go through it (nothing listens on port 9)."""
+    from builder import workspace
+
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    assert workspace._http_status(server) == 401  # it answered: the request went straight to the server
+
+
+def test_forwarded_settings_are_checked_and_shown_without_credentials(home):
+    with pytest.raises(InputError) as e:
+        settings(home, PIP_CONFIG_FILE=os.devnull, PIP_EXTRA_INDEX_URL="https://alice:s3cret@mirror.example:99999/simple")
+    assert "mirror.example:99999" in str(e.value) and "s3cret" not in str(e.value)
+    with pytest.raises(InputError, match="TORCHYARD_TORCH_INDEX='file:///srv/whl'"):
+        settings(home, PIP_CONFIG_FILE=os.devnull, TORCHYARD_TORCH_INDEX="file:///srv/whl")
+    s = settings(home, PIP_CONFIG_FILE=os.devnull, PIP_INDEX_URL="https://alice:s3cret@mirror.example/simple",
+                 PIP_TRUSTED_HOST="mirror.example:8443", PIP_TIMEOUT="60", PIP_RETRIES="3")
+    assert s.pip["index-url"] == ["https://alice:s3cret@mirror.example/simple"]  # kept for the build's pip

@@ -1,11 +1,13 @@
 """Rendering: committed images/ equal a fresh render; decisions are Python's, build inputs stay out."""
 
 import json
+import os
 
 import jinja2
 import pytest
 
 from builder import render
+from tests.conftest import ROOT
 
 
 @pytest.fixture(scope="module")
@@ -129,3 +131,42 @@ def test_cuda_12_4_devel_installs_debians_toolkit_on_trixie_without_a_driver(spe
     assert files["devel/dpkg-cuda-static"].splitlines()[1:] == render.CUDA_STATIC_EXCLUDES
     assert f"COPY devel/dpkg-cuda-static {render.DPKG_EXCLUDES}" in final
     assert json.loads(files["torchyard/spec.json"])["nvcc"]["source"] == "debian"
+def _cli(*args, cwd=ROOT):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "builder", *args], cwd=cwd, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "DOCKER_HOST": "unix:///nonexistent/docker.sock"})
+
+
+def test_render_of_a_one_tag_matrix_deletes_nothing_and_says_how(tmp_path):
+    one = tmp_path / "one-tag.yaml"
+    one.write_text('default: v2.6-cu124\nimages:\n  v2.6-cu124: {torch: "2.6.0", size_budget: 6.5GB}\n')
+    before = {p: p.stat().st_mtime_ns for p in (ROOT / "images").rglob("*")}
+    result = _cli("--matrix", str(one), "render")
+    assert result.returncode == 0, result.stderr
+    assert {p: p.stat().st_mtime_ns for p in (ROOT / "images").rglob("*")} == before
+    assert f"kept {len(list((ROOT / 'images').iterdir())) - 1} folder(s) of tags not in one-tag.yaml" in result.stdout
+    assert "images/v2.5-cu124 (holds requirements-workspace.lock, requirements.lock)" in result.stdout
+    assert "make render PRUNE=1" in result.stdout
+
+
+def test_render_prune_removes_the_folders_of_other_tags(tmp_path):
+    """In a copy of the repository: --prune is the one way render deletes."""
+    import shutil
+    import subprocess
+
+    copy = tmp_path / "repo"
+    listed = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            capture_output=True, text=True, check=True).stdout.split("\0")
+    for rel in filter(None, listed):
+        if (ROOT / rel).is_file():
+            (copy / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, copy / rel)
+    (copy / "matrix.yaml").write_text('default: v2.6-cu124\nimages:\n  v2.6-cu124: {torch: "2.6.0", size_budget: 6.5GB}\n')
+    assert "kept" in _cli("render", cwd=copy).stdout
+    result = _cli("render", "--prune", cwd=copy)
+    assert result.returncode == 0, result.stderr
+    assert [p.name for p in (copy / "images").iterdir()] == ["v2.6-cu124"]
+    assert "removed images/v2.5-cu124 (not in matrix.yaml)" in result.stdout
+    assert (copy / "images" / "v2.6-cu124" / "requirements.lock").is_file()
