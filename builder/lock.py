@@ -191,8 +191,8 @@ def _netrc(index: list[str], folder: Path) -> dict[str, str]:
     file NETRC names): they stay off pip's command line, which every user of the machine can see."""
     entries = []
     for url in index:
-        if urls.credentials(url):
-            _, user, password = urls.credentials(url)
+        if found := urls.credentials(url):
+            _, user, password = found
             host = urllib.parse.urlsplit(url).hostname  # a netrc names machines without their port
             if any(c.isspace() or c in "\"'#" for c in user + password):
                 raise LockError(f"the credentials for {host} hold a space, quote or '#', which a netrc cannot carry")
