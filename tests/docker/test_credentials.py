@@ -146,7 +146,7 @@ def locked(clone, index):
 
 
 @pytest.fixture(scope="module")
-def built(client, clone, index, locked):
+def credentialed_build(client, clone, index, locked):
     url, _ = index
     result = make(clone, "build", with_credentials(url))
     yield result
@@ -172,8 +172,9 @@ def test_make_lock_resolves_against_the_credentialed_index_and_records_it_withou
     assert PASSWORD not in locked.stdout + locked.stderr and USER not in text
 
 
-def test_make_build_installs_from_the_credentialed_index(client, built, index):
+def test_make_build_installs_from_the_credentialed_index(client, credentialed_build, index):
     url, log = index
+    built = credentialed_build
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
     out = client.containers.run(f"{REPO}:{TAG}", ["python", "-c", "import einops; print(einops.__version__)"], remove=True)
     assert out.decode().strip() == "0.8.1"
@@ -181,7 +182,8 @@ def test_make_build_installs_from_the_credentialed_index(client, built, index):
     assert "einops-0.8.1-py3-none-any.whl" in log.read_text()
 
 
-def test_the_password_and_the_token_are_nowhere(client, clone, locked, built):
+def test_the_password_and_the_token_are_nowhere(client, clone, locked, credentialed_build):
+    built = credentialed_build
     for folder in ("images", "reports", "digests"):
         assert secrets_in_files(clone / folder) == [], folder
     for output in (locked.stdout, locked.stderr, built.stdout, built.stderr):
