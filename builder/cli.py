@@ -376,7 +376,7 @@ def _check_public_key(environ) -> None:
         raise InputError(f"PUBLIC_KEY_FILE={shown(str(found))}: cannot be read as text ({e.__class__.__name__})") from None
     if "PRIVATE KEY" in text:
         raise InputError(f"PUBLIC_KEY_FILE={shown(str(found))} is a private key; name its public half (the .pub file)")
-    lines = [line for line in text.splitlines() if line.strip()]
+    lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
     if not lines or not all(PUBLIC_KEY_RE.fullmatch(line.strip()) for line in lines):
         raise InputError(f"PUBLIC_KEY_FILE={shown(str(found))} does not hold OpenSSH public keys "
                          "(lines like 'ssh-ed25519 AAAA… comment', as ssh-keygen writes them to a .pub file)")
