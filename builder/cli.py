@@ -325,8 +325,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def settings(args: argparse.Namespace, environ=os.environ) -> argparse.Namespace:
-    """Each option the command has, from the command line or else the environment, checked by its grammar
-    before any work: an InputError names the Makefile's variable and what would be right."""
+    """Each option the command has, from the command line or else the environment, and the environment's
+    other settings the command uses, checked by their grammars before any work: an InputError names the
+    Makefile's variable (or the environment's) and what would be right."""
     raw = {dest: getattr(args, dest) if getattr(args, dest, None) is not None else environ.get(variable, default)
            for dest, (_, variable, default) in SETTINGS.items() if hasattr(args, dest)}
 
@@ -358,6 +359,9 @@ def settings(args: argparse.Namespace, environ=os.environ) -> argparse.Namespace
         checked["jupyter_port"] = inputs.port(raw["jupyter_port"], name("jupyter_port"))
         checked["ssh_port"] = inputs.port(raw["ssh_port"], name("ssh_port"))
         _check_public_key(environ)
+    if args.command in ("lock", "build", "smoke", "verify"):
+        checked["network"] = network.host_settings(dict(environ))
+    _check_environment(args.command, environ)
     return argparse.Namespace(**{**vars(args), **checked})
 
 
@@ -382,10 +386,8 @@ def _check_public_key(environ) -> None:
                          "(lines like 'ssh-ed25519 AAAA… comment', as ssh-keygen writes them to a .pub file)")
 
 
-def _environment_checks(command: str, args: argparse.Namespace, environ=os.environ) -> None:
-    """Settings read from the environment by the steps a command runs, checked before the first of them."""
-    if command in ("lock", "build", "smoke", "verify"):
-        args.network = network.host_settings(dict(environ))
+def _check_environment(command: str, environ) -> None:
+    """Variables that the steps of a command read themselves, checked before the first step."""
     if command in ("base", "build", "smoke", "verify") and environ.get("TORCHYARD_DEBIAN_MIRROR"):
         inputs.url(environ["TORCHYARD_DEBIAN_MIRROR"], "TORCHYARD_DEBIAN_MIRROR", ("http", "https", "file"))
     if command in ("build", "smoke", "verify") and environ.get("SOURCE_DATE_EPOCH", "") != "" \
@@ -401,7 +403,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         matrix = load(args.matrix, compat.load())
         args = settings(args)
-        _environment_checks(args.command, args)
         return COMMANDS[args.command][0](matrix, args)
     except MatrixError as e:
         count = len(e.problems)
