@@ -123,9 +123,10 @@ def clone(tmp_path_factory):
 def make(clone: Path, target: str, index_url: str, **env: str) -> subprocess.CompletedProcess:
     """`make <target> TAG=…` in the clone, pip's index set as a user sets it (PIP_INDEX_URL with user:password@)."""
     host = redact(index_url).split("/")[2]
-    environment = isolated_pip_env(PIP_INDEX_URL=index_url, PIP_TRUSTED_HOST=host, TORCHYARD_REPO=REPO, **env)
-    return subprocess.run(["make", "-s", "-o", ".venv/.installed", target, f"TAG={TAG}"], cwd=clone, env=environment,
-                          capture_output=True, text=True, timeout=1800)
+    environment = isolated_pip_env(PIP_INDEX_URL=index_url, PIP_TRUSTED_HOST=host, **env)
+    # on make's command line: a REPO in the environment (the Makefile's variable) would win over TORCHYARD_REPO
+    return subprocess.run(["make", "-s", "-o", ".venv/.installed", target, f"TAG={TAG}", f"REPO={REPO}"], cwd=clone,
+                          env=environment, capture_output=True, text=True, timeout=1800)
 
 
 def with_credentials(url: str, password: str = PASSWORD) -> str:
