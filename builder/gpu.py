@@ -35,8 +35,11 @@ def requested(environ=os.environ) -> bool | None:
 
 def host_has_gpus(client: docker.DockerClient) -> bool:
     wanted = requested()
-    if wanted is not None:
-        return wanted
+    return toolkit_configured(client) if wanted is None else wanted
+
+
+def toolkit_configured(client: docker.DockerClient) -> bool:
+    """What `--gpus` needs: an `nvidia` runtime registered with the engine, or the toolkit's hook on this host."""
     runtimes = client.info().get("Runtimes") or {}
     return "nvidia" in runtimes or any(shutil.which(hook) for hook in HOOKS)
 

@@ -1,6 +1,8 @@
 """`make smoke`: run the smoke suite inside <repo>:<tag> through the Docker SDK.
 
 All GPUs when the host has the NVIDIA toolkit, else the CPU; shared memory sized (builder/gpu.py).
+A host with GPUs is judged as one: when NVML here sees GPUs (or the engine has the toolkit), the suite is
+told so (--host-gpus), and a GPU check that finds no GPU in the container FAILs instead of SKIPPED.
 reports/<tag>/ gets smoke.json (every figure), smoke.log (what the container printed) and smoke.cmd
 (the equivalent `docker run` line, to reproduce the run by hand).
 """
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shlex
 import tarfile
 import threading
@@ -22,11 +25,11 @@ import docker.errors
 from builder import gpu
 from builder.build import REPORTS
 from builder.matrix import ImageSpec, Matrix
-from smoke_tests import verdicts
+from smoke_tests import nvml, verdicts
 
 CONTAINER_JSON = "/tmp/torchyard-smoke.json"
 DATA_MOUNT = "/data"
-TIMEOUT_S = 1800  # the CPU suite takes ~3 minutes, a GPU run ~2
+TIMEOUT_S = 1800  # far above a whole run (docs/benchmarks.md): only a hung collective gets near it
 
 
 class SmokeError(Exception):
@@ -45,13 +48,39 @@ class SmokeRun:
     checks: list[dict]
 
 
-def suite_args(require_gpu: bool, data: Path | None) -> list[str]:
+def host_gpus(answer: nvml.Nvml, toolkit: bool) -> str | None:
+    """What says this host has NVIDIA GPUs, as the suite's --host-gpus takes it: their count when NVML here sees
+    them, else 'toolkit' when the engine has the NVIDIA container toolkit; None when nothing does."""
+    if answer.gpus:
+        return str(len(answer.gpus))
+    return "toolkit" if toolkit else None
+
+
+def suite_args(require_gpu: bool, data: Path | None, host: str | None = None) -> list[str]:
     args = ["python", "-m", "smoke_tests", "--json", CONTAINER_JSON]
     if require_gpu:
         args.append("--require-gpu")
     if data:
         args += ["--data", DATA_MOUNT]
+    if host:
+        args += ["--host-gpus", host]
     return args
+
+
+def describe(options: dict, answer: nvml.Nvml, host: str | None) -> str:
+    """Where the suite runs, in a line: the GPUs it gets, or why not and what that means on this host."""
+    if "device_requests" in options:
+        return "all GPUs"
+    overridden = os.environ.get("TORCHYARD_GPUS", "").strip().lower() == "none"
+    why = "TORCHYARD_GPUS=none" if overridden else "no NVIDIA container toolkit"
+    if not host:
+        return f"the CPU ({why})"
+    if answer.gpus:
+        names = ", ".join(sorted({g.name for g in answer.gpus}))
+        claim = f"NVML here sees {len(answer.gpus)} GPU(s) ({names}, driver {answer.driver})"
+    else:
+        claim = "the engine has the NVIDIA container toolkit"
+    return f"the CPU ({why}), although {claim}: the GPU checks will FAIL"
 
 
 def reproducer(image: str, options: dict, args: list[str], data: Path | None) -> str:
@@ -96,13 +125,15 @@ def run(client: docker.DockerClient, spec: ImageSpec, repo: str, matrix: Matrix,
     out = reports / spec.tag
     out.mkdir(parents=True, exist_ok=True)
     options = gpu.run_options(client)
-    args = suite_args(require_gpu, data)
+    answer = nvml.read()
+    toolkit = gpu.toolkit_configured(client)
+    host = host_gpus(answer, toolkit)
+    args = suite_args(require_gpu, data, host)
     volumes = {str(data.resolve()): {"bind": DATA_MOUNT, "mode": "ro"}} if data else {}
     command_path, log_path, report_path = out / "smoke.cmd", out / "smoke.log", out / "smoke.json"
     command_path.write_text(reproducer(image, options, args, data) + "\n")
     report_path.unlink(missing_ok=True)  # never leave an older run's report beside this run's log
-    say(f"smoke-testing {image} on {'all GPUs' if 'device_requests' in options else 'the CPU (no NVIDIA toolkit)'}"
-        f" (log: {log_path})")
+    say(f"smoke-testing {image} on {describe(options, answer, host)} (log: {log_path})")
     started = time.monotonic()
     try:
         container = client.containers.create(image, args, volumes=volumes, **options)
@@ -140,7 +171,9 @@ def run(client: docker.DockerClient, spec: ImageSpec, repo: str, matrix: Matrix,
         raise SmokeError(f"the smoke suite in {image} exited with {exit_code} and wrote no report; log: {log_path}")
     report = json.loads(raw)
     explain_arch(report, matrix)
-    report.update(image=image, image_id=client.images.get(image).id, reproducer=command_path.read_text().strip())
+    report.update(image=image, image_id=client.images.get(image).id, reproducer=command_path.read_text().strip(),
+                  host_nvml={**nvml.record(answer), "source": answer.source}, host_toolkit=toolkit,
+                  gpus_passed="device_requests" in options)
     partial = report_path.with_name("smoke.json.partial")
     partial.write_text(json.dumps(report, indent=2) + "\n")
     partial.replace(report_path)

@@ -1,4 +1,4 @@
-"""python -m smoke_tests [--json PATH] [--require-gpu] [--only CHECK ...] [--data DIR]
+"""python -m smoke_tests [--json PATH] [--require-gpu] [--only CHECK ...] [--data DIR] [--steps N] [--host-gpus N]
 
 Prints a table (PASS / FAIL / SKIPPED with the reason for each check); exit status 1 on any FAIL.
 """
@@ -6,12 +6,19 @@ Prints a table (PASS / FAIL / SKIPPED with the reason for each check); exit stat
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
-from smoke_tests import environment
+from smoke_tests import environment, finetune, verdicts
 from smoke_tests.report import table, write_json
 from smoke_tests.suite import CHECKS, Options, run
+
+
+def host_gpus(value: str) -> str:
+    if not re.fullmatch(r"[1-9][0-9]{0,3}|toolkit", value):
+        raise argparse.ArgumentTypeError(f"{value!r}: give the number of GPUs the host has (1 or more), or 'toolkit'")
+    return value
 
 
 def parser() -> argparse.ArgumentParser:
@@ -22,7 +29,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--only", nargs="+", choices=list(CHECKS), metavar="CHECK",
                    help=f"run only these checks ({', '.join(CHECKS)})")
     p.add_argument("--data", type=Path, metavar="DIR", help="fine-tune on this ImageFolder instead of synthetic data")
-    p.add_argument("--steps", type=int, help="fine-tune steps (default: 40 on a GPU, 30 on the CPU)")
+    p.add_argument("--steps", type=int, help=f"fine-tune steps (default: {finetune.GPU_SIZES['resnet50'].steps} on a GPU, "
+                                             f"{finetune.CPU_SIZES['resnet50'].steps} on the CPU)")
+    p.add_argument("--host-gpus", type=host_gpus, metavar="N",
+                   help="the host has N NVIDIA GPUs (or 'toolkit': its engine has the NVIDIA container toolkit): "
+                        "when none reaches this container, the GPU checks FAIL instead of SKIPPED (`make smoke` says so)")
     p.add_argument("--spec", type=Path, help=f"the image facts to check against (default: {environment.SPEC})")
     return p
 
@@ -33,10 +44,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"smoke_tests: --data {args.data}: not a folder; give an ImageFolder (one sub-folder of images per class)",
               file=sys.stderr)
         return 2
-    if args.steps is not None and args.steps < 10:
-        print(f"smoke_tests: --steps {args.steps}: at least 10 are needed to judge whether the loss falls", file=sys.stderr)
+    least = 2 * verdicts.WINDOW
+    if args.steps is not None and args.steps < least:
+        print(f"smoke_tests: --steps {args.steps}: at least {least} are needed to judge whether the loss falls",
+              file=sys.stderr)
         return 2
-    options = Options(environment.image_facts(args.spec), args.require_gpu, args.data, args.steps)
+    options = Options(environment.image_facts(args.spec), args.require_gpu, args.data, args.steps, args.host_gpus)
     results, context = run(options, args.only, say=lambda text: print(text, file=sys.stderr, flush=True))
     print(table(results))
     print(f"\n{context['status']} in {context['seconds']:.0f}s"

@@ -2,6 +2,7 @@
 
 The figures follow nccl-tests: algbw = bytes / time, busbw = algbw * 2(n-1)/n (the traffic each link
 carries in a ring, so busbw is comparable across world sizes; it is 0 and meaningless for n = 1).
+The arithmetic is smoke_tests/measure.py's; the judgement of the sums is smoke_tests/verdicts.py's.
 """
 
 from __future__ import annotations
@@ -9,19 +10,15 @@ from __future__ import annotations
 import json
 import socket
 import tempfile
-import time
+from dataclasses import replace
 from pathlib import Path
 
-from smoke_tests import verdicts
+from smoke_tests import measure, timers, verdicts
 from smoke_tests.report import Result, failed, gpu, passed, skipped
 
 SIZES_MIB = (1, 4, 16, 64, 256)
 ITERATIONS = {"nccl": 20, "gloo": 3}
 GLOO_WORLD = 2
-
-
-def bus_factor(world: int) -> float:
-    return 2 * (world - 1) / world
 
 
 def _free_port() -> int:
@@ -40,32 +37,28 @@ def _worker(rank: int, world: int, backend: str, port: int, sizes: tuple[int, ..
         device = torch.device("cuda", rank)
     dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
 
-    def sync():
+    def device_sync() -> None:
         if backend == "nccl":
             torch.cuda.synchronize()
 
+    def all_ranks_ready() -> None:  # every rank starts its clock together
+        device_sync()
+        dist.barrier(**({"device_ids": [rank]} if backend == "nccl" else {}))
+
+    timer = replace(timers.host(device_sync), sync=all_ranks_ready)
     rows = []
-    expected = world * (world + 1) / 2  # rank r contributes r + 1; small integers are exact in fp32
     for mib in sizes:
         x = torch.empty(mib * 2**20 // 4, dtype=torch.float32, device=device)
-        x.fill_(rank + 1)
+        x.fill_(rank + 1)  # small integers: their sum is exact in fp32
         dist.all_reduce(x)
-        wrong = (x != expected).nonzero()
-        got = x[wrong[0]].item() if len(wrong) else expected
-        dist.all_reduce(x)  # a second warm-up
-        iterations = ITERATIONS[backend]
-        sync()
-        dist.barrier(**({"device_ids": [rank]} if backend == "nccl" else {}))
-        started = time.perf_counter()
-        for _ in range(iterations):
-            dist.all_reduce(x)
-        sync()
-        seconds = torch.tensor([(time.perf_counter() - started) / iterations], device=device)
+        lowest, highest = x.min().item(), x.max().item()  # both the exact sum, or some element is not
+        ms = measure.time_calls(lambda: dist.all_reduce(x), ITERATIONS[backend], 1, timer)
+        seconds = torch.tensor([ms / 1e3], device=device)
         dist.all_reduce(seconds, op=dist.ReduceOp.MAX)  # the slowest rank sets the pace
-        algbw = mib * 2**20 / seconds.item() / 1e9
+        algbw = measure.algbw_gbs(mib * 2**20, seconds.item())
         rows.append({"size_mib": mib, "time_us": round(seconds.item() * 1e6, 1), "algbw_gbs": round(algbw, 2),
-                     "busbw_gbs": round(algbw * bus_factor(world), 2) if world > 1 else None,
-                     "got": got, "expected": expected})
+                     "busbw_gbs": round(measure.busbw_gbs(algbw, world), 2) if world > 1 else None,
+                     "min": lowest, "max": highest, "expected": measure.allreduce_sum(world)})
     if rank == 0:
         Path(out).write_text(json.dumps(rows))
     dist.destroy_process_group()
@@ -84,7 +77,7 @@ def run(backend: str, world: int, sizes: tuple[int, ...] = SIZES_MIB) -> list[di
 def _judge(name: str, backend: str, world: int, rows: list[dict]) -> Result:
     figures = {"backend": backend, "world_size": world, "sizes": rows}
     for row in rows:
-        exact = verdicts.exact_sum(row["got"], row["expected"], f"{row['size_mib']} MiB")
+        exact = verdicts.exact_sum(row["min"], row["max"], row["expected"], f"{row['size_mib']} MiB")
         if not exact.ok:
             return failed(name, exact.reason, **figures)
     top = rows[-1]
@@ -109,7 +102,6 @@ def check_nccl(facts: dict) -> Result:
     result = _judge("nccl all-reduce", "nccl", world, run("nccl", world))
     result.figures["nccl"] = ".".join(map(str, torch.cuda.nccl.version()))
     return gpu(result)
-
 
 
 def check_gloo(facts: dict) -> Result:

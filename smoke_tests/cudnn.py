@@ -2,67 +2,85 @@
 
 from __future__ import annotations
 
-from smoke_tests import verdicts
+from smoke_tests import measure, timers, verdicts
+from smoke_tests.measure import Conv
 from smoke_tests.report import Result, failed, gpu, passed, skipped
 
-# (in channels, out channels, kernel, stride, input size): the distinct convolutions of ResNet-50's stages.
-RESNET50_CONVS = [
-    (64, 64, 1, 1, 56), (64, 64, 3, 1, 56), (64, 256, 1, 1, 56),
-    (128, 128, 3, 1, 28), (128, 512, 1, 1, 28), (256, 128, 1, 1, 28),
-    (256, 256, 3, 1, 14), (256, 1024, 1, 1, 14), (512, 256, 1, 1, 14),
-    (512, 512, 3, 1, 7), (512, 2048, 1, 1, 7), (1024, 512, 1, 1, 7),
-]
+
+def _blocks(stage: int, blocks: range, part: str) -> tuple[str, ...]:
+    return tuple(f"layer{stage}.{block}.{part}" for block in blocks)
+
+
+# Every convolution of torchvision's resnet50 at 224 x 224 (v1.5: the stride sits on each stage's first 3x3),
+# by shape: the 7x7/2 stem, each stage's 1x1 reduce, 3x3 and 1x1 expand, the stride-2 3x3 and the 1x1
+# downsample projection of each stage's first block. 23 shapes, 53 layers; smoke_tests/test_suite.py checks
+# the list against the model itself. Each shape is timed once and counted as often as the network has it,
+# so the figure is ResNet-50's forward convolutions as a whole.
+RESNET50_CONVS = (
+    Conv(3, 64, 7, 2, 224, ("conv1",)),
+    Conv(64, 64, 1, 1, 56, _blocks(1, range(1), "conv1")),
+    Conv(256, 64, 1, 1, 56, _blocks(1, range(1, 3), "conv1")),
+    Conv(64, 64, 3, 1, 56, _blocks(1, range(3), "conv2")),
+    Conv(64, 256, 1, 1, 56, _blocks(1, range(3), "conv3") + _blocks(1, range(1), "downsample.0")),
+    Conv(256, 128, 1, 1, 56, _blocks(2, range(1), "conv1")),
+    Conv(128, 128, 3, 2, 56, _blocks(2, range(1), "conv2")),
+    Conv(256, 512, 1, 2, 56, _blocks(2, range(1), "downsample.0")),
+    Conv(512, 128, 1, 1, 28, _blocks(2, range(1, 4), "conv1")),
+    Conv(128, 128, 3, 1, 28, _blocks(2, range(1, 4), "conv2")),
+    Conv(128, 512, 1, 1, 28, _blocks(2, range(4), "conv3")),
+    Conv(512, 256, 1, 1, 28, _blocks(3, range(1), "conv1")),
+    Conv(256, 256, 3, 2, 28, _blocks(3, range(1), "conv2")),
+    Conv(512, 1024, 1, 2, 28, _blocks(3, range(1), "downsample.0")),
+    Conv(1024, 256, 1, 1, 14, _blocks(3, range(1, 6), "conv1")),
+    Conv(256, 256, 3, 1, 14, _blocks(3, range(1, 6), "conv2")),
+    Conv(256, 1024, 1, 1, 14, _blocks(3, range(6), "conv3")),
+    Conv(1024, 512, 1, 1, 14, _blocks(4, range(1), "conv1")),
+    Conv(512, 512, 3, 2, 14, _blocks(4, range(1), "conv2")),
+    Conv(1024, 2048, 1, 2, 14, _blocks(4, range(1), "downsample.0")),
+    Conv(2048, 512, 1, 1, 7, _blocks(4, range(1, 3), "conv1")),
+    Conv(512, 512, 3, 1, 7, _blocks(4, range(1, 3), "conv2")),
+    Conv(512, 2048, 1, 1, 7, _blocks(4, range(3), "conv3")),
+)
 BATCH = 128
 MATMUL_N = 8192
+WARMUP = 3  # with cudnn.benchmark the first calls pick the algorithm
+REPEATS = 20
 # fp16 keeps 10 mantissa bits, bf16 7; a conv accumulates in fp32, so the relative error stays near the
 # input rounding (2^-11, 2^-8) times a small factor. A wrong algorithm is off by O(1).
 TOLERANCE = {"float16": 5e-3, "bfloat16": 3e-2}
 
 
-def _time_ms(fn, repeats: int) -> float:
-    import torch
-
-    for _ in range(3):
-        fn()  # warm-up: with cudnn.benchmark the first calls pick the algorithm
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    torch.cuda.synchronize()
-    start.record()
-    for _ in range(repeats):
-        fn()
-    end.record()
-    torch.cuda.synchronize()
-    return start.elapsed_time(end) / repeats
-
-
-def matmul_tflops(repeats: int = 20) -> float:
+def matmul_tflops(repeats: int = REPEATS) -> float:
     import torch
 
     a = torch.randn(MATMUL_N, MATMUL_N, device="cuda", dtype=torch.bfloat16)
     b = torch.randn(MATMUL_N, MATMUL_N, device="cuda", dtype=torch.bfloat16)
-    ms = _time_ms(lambda: a @ b, repeats)
-    return 2 * MATMUL_N**3 / (ms / 1e3) / 1e12
+    ms = measure.time_calls(lambda: a @ b, repeats, WARMUP, timers.cuda())
+    return measure.tflops(measure.matmul_flops(MATMUL_N, MATMUL_N, MATMUL_N), ms)
 
 
-def conv_figures(dtype_name: str, repeats: int = 20) -> dict:
-    """Time every conv of the set in one dtype; check each against fp32 (TF32 off) on the same inputs."""
+def conv_figures(dtype_name: str, repeats: int = REPEATS) -> dict:
+    """Time every conv shape in one dtype; check each against fp32 (TF32 off) on the same inputs."""
     import torch
     import torch.nn.functional as F
 
     dtype = getattr(torch, dtype_name)
     flops = ms_total = 0.0
     worst = 0.0
-    for cin, cout, k, stride, size in RESNET50_CONVS:
-        x = torch.randn(BATCH, cin, size, size, device="cuda").to(memory_format=torch.channels_last)
-        w = torch.randn(cout, cin, k, k, device="cuda").to(memory_format=torch.channels_last) / (cin * k * k) ** 0.5
+    for conv in RESNET50_CONVS:
+        x = torch.randn(BATCH, conv.cin, conv.size, conv.size, device="cuda").to(memory_format=torch.channels_last)
+        w = torch.randn(conv.cout, conv.cin, conv.kernel, conv.kernel, device="cuda").to(
+            memory_format=torch.channels_last) / (conv.cin * conv.kernel**2) ** 0.5
         xl, wl = x.to(dtype), w.to(dtype)
-        out = F.conv2d(xl, wl, stride=stride, padding=k // 2)
-        ref = F.conv2d(xl.float(), wl.float(), stride=stride, padding=k // 2)  # same rounded inputs, fp32 math
+        padding = conv.kernel // 2
+        out = F.conv2d(xl, wl, stride=conv.stride, padding=padding)
+        ref = F.conv2d(xl.float(), wl.float(), stride=conv.stride, padding=padding)  # same rounded inputs, fp32 math
         worst = max(worst, ((out.float() - ref).norm() / ref.norm()).item())
-        ms = _time_ms(lambda: F.conv2d(xl, wl, stride=stride, padding=k // 2), repeats)
-        ho = out.shape[-1]
-        flops += 2 * BATCH * cout * cin * k * k * ho * ho
-        ms_total += ms
-    return {"tflops": flops / (ms_total / 1e3) / 1e12, "max_relative_error": worst, "ms": ms_total}
+        ms = measure.time_calls(lambda: F.conv2d(xl, wl, stride=conv.stride, padding=padding), repeats, WARMUP,
+                                timers.cuda())
+        flops += measure.conv_flops(conv, BATCH) * len(conv.layers)
+        ms_total += ms * len(conv.layers)
+    return {"tflops": measure.tflops(flops, ms_total), "max_relative_error": worst, "ms": ms_total}
 
 
 def check_cudnn(facts: dict) -> Result:
@@ -76,7 +94,8 @@ def check_cudnn(facts: dict) -> Result:
     actual = torch.backends.cudnn.version()
     version = verdicts.cudnn_version(actual, facts.get("cudnn_number"))
     figures: dict = {"cudnn": actual, "recorded": facts.get("cudnn_number"), "batch": BATCH,
-                     "shapes": [list(s) for s in RESNET50_CONVS], "device": torch.cuda.get_device_name(0)}
+                     "convs": "ResNet-50's 53 convolutions (23 shapes) at 224 x 224",
+                     "device": torch.cuda.get_device_name(0)}
     if not version.ok:
         return gpu(failed("cudnn conv", version.reason, **figures))
     previous = (torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
@@ -99,5 +118,3 @@ def check_cudnn(facts: dict) -> Result:
     result = passed if speed.ok else failed
     return gpu(result("cudnn conv", f"cuDNN {verdicts.cudnn_name(actual)}; bf16 {speed.reason}; fp16 {figures['float16']['tflops']:.1f} "
                                      "TFLOP/s", **figures))
-
-

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import os
 import resource
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from smoke_tests import verdicts
+from smoke_tests import measure, timers, verdicts
 from smoke_tests.report import Result, failed, passed
 
 CLASSES = 10
@@ -39,6 +38,13 @@ GPU_SIZES = {"resnet50": Sizes(224, 128, 50, 8), "deit-s": Sizes(224, 128, 50, 8
 # on CPUs, so ResNet-50 sees 32-pixel images there; DeiT-S keeps 64 pixels, 4 x 4 patches).
 CPU_SIZES = {"resnet50": Sizes(32, 16, 24, 2), "deit-s": Sizes(64, 16, 24, 2)}
 LEARNING_RATE = {"resnet50": 1e-3, "deit-s": 5e-4}
+
+
+def amp_dtype(capability: tuple[int, int] | None) -> str:
+    """The autocast dtype for a GPU of this compute capability (None: the CPU): bf16 where the tensor cores do it
+    natively (Ampere, sm_80, and later), else fp16 with a GradScaler. torch.cuda.is_bf16_supported() also says
+    yes for V100 and T4, where bf16 is emulated and slow."""
+    return "bfloat16" if capability is None or capability >= (8, 0) else "float16"
 
 
 def synthetic_dataset(size: int, length: int, classes: int = CLASSES, seed: int = SEED):
@@ -127,7 +133,8 @@ def deit_to_torchvision(state: dict, image: int) -> dict:
         cls, patches = pos[:, :1], pos[:, 1:]
         side = int(patches.shape[1] ** 0.5)
         patches = patches.reshape(1, side, side, -1).permute(0, 3, 1, 2)
-        patches = F.interpolate(patches, size=(grid, grid), mode="bicubic", align_corners=False)
+        # as timm's resample_abs_pos_embed does it when it loads DeiT at another size
+        patches = F.interpolate(patches, size=(grid, grid), mode="bicubic", antialias=True)
         pos = torch.cat([cls, patches.permute(0, 2, 3, 1).reshape(1, grid * grid, -1)], dim=1)
     out["encoder.pos_embedding"] = pos
     names = {"norm1": "ln_1", "norm2": "ln_2", "attn.qkv": "self_attention.in_proj", "attn.proj":
@@ -143,8 +150,26 @@ def deit_to_torchvision(state: dict, image: int) -> dict:
 MODELS = {"resnet50": resnet50, "deit-s": deit_small}
 
 
-def train(name: str, sizes: Sizes, data: Path | None = None, device_name: str | None = None) -> dict:
-    """Fine-tune one model; returns the figures (losses per step, images/s, memory, dtype, weights)."""
+def class_counts(dataset, classes: int) -> list[int]:
+    """How many samples each class has: the ImageFolder's targets, or the synthetic set's i % classes."""
+    targets = getattr(dataset, "targets", None)
+    if targets is None:
+        return [len(range(c, len(dataset), classes)) for c in range(classes)]
+    return [targets.count(c) for c in range(classes)]
+
+
+def batches(loader):
+    """The loader's batches, epoch after epoch (an ImageFolder may hold fewer than the steps need)."""
+    if len(loader) == 0:
+        raise ValueError(f"the data has {len(loader.dataset)} images, fewer than one batch of {loader.batch_size}")
+    while True:
+        yield from loader
+
+
+def train(name: str, sizes: Sizes, data: Path | None = None, device_name: str | None = None, timer=None) -> dict:
+    """Fine-tune one model; returns the figures (losses per step, images/s, memory, dtype, weights, device).
+
+    timer: the clock for the steps (default: CUDA events on a GPU, the host clock on the CPU)."""
     import torch
     import torch.nn.functional as F
     from torch.utils.data import DataLoader
@@ -157,22 +182,17 @@ def train(name: str, sizes: Sizes, data: Path | None = None, device_name: str | 
     model, weights = MODELS[name](classes, sizes.image)
     layout = torch.channels_last if name == "resnet50" else torch.contiguous_format
     model = model.to(device, memory_format=layout).train()
-    # bf16 needs no loss scaling; fp16 (GPUs before Ampere) does.
-    dtype = torch.bfloat16 if not cuda or torch.cuda.is_bf16_supported() else torch.float16
+    dtype = getattr(torch, amp_dtype(torch.cuda.get_device_capability(device) if cuda else None))
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     optimizer = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE[name])
     loader = DataLoader(dataset, batch_size=sizes.batch, shuffle=True, num_workers=sizes.workers, pin_memory=cuda,
                         drop_last=True, generator=torch.Generator().manual_seed(SEED))
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
-    losses, started = [], None
-    for step, (x, y) in enumerate(loader):
-        if step == sizes.steps:
-            break
-        if step == sizes.warmup:
-            if cuda:
-                torch.cuda.synchronize(device)
-            started = time.perf_counter()
+    data_iter, losses = batches(loader), []
+
+    def step() -> None:
+        x, y = next(data_iter)
         x = x.to(device, non_blocking=True, memory_format=layout)
         y = y.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=dtype):
@@ -181,11 +201,11 @@ def train(name: str, sizes: Sizes, data: Path | None = None, device_name: str | 
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
-        losses.append(loss.detach())
-    if cuda:
-        torch.cuda.synchronize(device)
-    timed_steps = len(losses) - sizes.warmup
-    seconds = time.perf_counter() - started if started else float("nan")
+        losses.append(loss.detach())  # no .item(): that would wait for the GPU every step
+
+    step_ms = measure.time_steps(step, sizes.steps, timer or (timers.cuda(device) if cuda else timers.host()))
+    data_iter.close()  # the loader's workers end here, not at garbage collection
+    throughput = measure.images_per_s(step_ms, sizes.batch, sizes.warmup)
     figures = {
         "device": torch.cuda.get_device_name(device) if cuda else "cpu",
         "dtype": str(dtype).removeprefix("torch."),
@@ -193,8 +213,11 @@ def train(name: str, sizes: Sizes, data: Path | None = None, device_name: str | 
         "weights": weights,
         "data": str(data) if data else f"synthetic, {classes} classes, seed {SEED}",
         "image_size": sizes.image, "batch": sizes.batch, "steps": len(losses), "workers": sizes.workers,
-        "images_per_s": round(timed_steps * sizes.batch / seconds, 1) if timed_steps > 0 else None,
-        "losses": [round(v, 4) for v in torch.stack(losses).float().tolist()] if losses else [],
+        "warmup_steps": sizes.warmup,
+        "images_per_s": round(throughput, 1) if throughput is not None else None,
+        "step_ms": [round(ms, 2) for ms in step_ms],
+        "losses": [round(v, 4) for v in torch.stack(losses).float().tolist()],
+        "chance_loss": round(measure.chance_loss(class_counts(dataset, classes)), 4),
     }
     if cuda:
         figures["peak_memory_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
@@ -210,9 +233,10 @@ def check(name: str, data: Path | None = None, steps: int | None = None) -> Resu
     sizes = (GPU_SIZES if torch.cuda.is_available() else CPU_SIZES)[name]
     sizes = replace(sizes, steps=steps or sizes.steps, workers=min(sizes.workers, len(os.sched_getaffinity(0))))
     figures = train(name, sizes, data)
-    verdict = verdicts.loss_falls(figures["losses"])
+    verdict = verdicts.loss_falls(figures["losses"], figures["chance_loss"])
     memory = (f"peak {figures['peak_memory_gib']} GiB" if "peak_memory_gib" in figures
               else f"peak RSS {figures['peak_rss_gib']} GiB")
-    summary = (f"{figures['device']}, {figures['dtype']}, {figures['weights']}; {verdict.reason}; "
-               f"{figures['images_per_s']} images/s, {memory}")
+    amp = figures["dtype"] + (" with GradScaler" if figures["grad_scaler"] else "")
+    summary = (f"ran on {figures['device']}, {amp}, {figures['weights']}; {verdict.reason}; "
+               f"{figures['images_per_s']} images/s after {figures['warmup_steps']} warm-up steps, {memory}")
     return (passed if verdict.ok else failed)(check_name, summary, **figures)

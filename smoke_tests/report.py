@@ -7,6 +7,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from smoke_tests import verdicts
+
 PASS, FAIL, SKIPPED = "PASS", "FAIL", "SKIPPED"
 
 
@@ -18,7 +20,7 @@ class Result:
     figures: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
-    gpu: bool = False  # a GPU check: --require-gpu turns its SKIPPED into FAIL
+    gpu: bool = False  # a GPU check: its SKIPPED becomes FAIL where a GPU was expected (expect_gpu)
 
 
 def passed(name: str, reason: str, **figures) -> Result:
@@ -50,10 +52,12 @@ def timed(name: str, check, *args, **kwargs) -> Result:
     return result
 
 
-def require_gpu(result: Result) -> Result:
+def expect_gpu(result: Result, require_gpu: bool, host_gpus: str | None) -> Result:
+    """A GPU check SKIPPED for want of a GPU FAILs where one was expected (verdicts.missing_gpu says when)."""
     if result.gpu and result.status == SKIPPED:
-        result.status = FAIL
-        result.reason = f"--require-gpu: {result.reason}"
+        verdict = verdicts.missing_gpu(result.reason, require_gpu, host_gpus)
+        if not verdict.ok:
+            result.status, result.reason = FAIL, verdict.reason
     return result
 
 
