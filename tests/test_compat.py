@@ -53,3 +53,9 @@ def test_the_matrix_ships_every_published_variant(facts, shipped):
     for release in facts.releases.values():
         for name in release.variants:
             assert (release.version, name) in tags, f"v{release.minor}-{name}"
+
+
+def test_a_minor_with_no_release_is_none(facts):
+    assert facts.release_for_minor("2.6").version == "2.6.0"
+    assert facts.release_for_minor("1.13") is None
+    assert facts.release("1.13.1") is None and facts.release("1.13") is None

@@ -9,6 +9,7 @@ from builder import render, smoke
 from smoke_tests import finetune, report, verdicts
 
 DOCKER_DEFAULT_SHM = 64 * 2**20  # what statvfs("/dev/shm") says in `docker run` without --shm-size
+Verdict = verdicts.Verdict  # whole verdicts are compared: ok is a bool, and the reason is the sentence a person reads
 
 
 @pytest.fixture(scope="module")
@@ -17,40 +18,53 @@ def image(shipped):
 
 
 def test_a_driver_older_than_the_images_cuda_floor_fails_and_says_what_to_do(image):
-    verdict = verdicts.driver("470.57.02", image.min_driver, image.cuda, driver_cuda="11.4")
-    assert not verdict.ok
-    assert "470.57.02 is older than 525.60.13, the minimum for CUDA 12.4" in verdict.reason
-    assert "Upgrade the host driver to 525.60.13 or newer" in verdict.reason
-    assert "supports CUDA up to 11.4" in verdict.reason
+    too_old = ("driver 470.57.02 is older than 525.60.13, the minimum for CUDA 12.4: CUDA calls fail with 'the NVIDIA "
+               "driver on your system is too old'. Upgrade the host driver to 525.60.13 or newer, or use an image "
+               "built for an older CUDA")
+    assert verdicts.driver("470.57.02", image.min_driver, image.cuda, driver_cuda="11.4") == Verdict(
+        False, too_old + " (this driver supports CUDA up to 11.4)")
+    assert verdicts.driver("470.57.02", image.min_driver, image.cuda) == Verdict(False, too_old)
 
 
 def test_the_floor_itself_and_newer_drivers_pass(image):
-    assert verdicts.driver("525.60.13", image.min_driver, image.cuda).ok
-    assert verdicts.driver("550.54.15", image.min_driver, image.cuda).ok
-    assert not verdicts.driver("525.60.11", image.min_driver, image.cuda).ok
+    assert verdicts.driver("525.60.13", image.min_driver, image.cuda) == Verdict(
+        True, "driver 525.60.13 >= 525.60.13, the minimum for CUDA 12.4")
+    assert verdicts.driver("550.54.15", image.min_driver, image.cuda).ok is True
+    assert verdicts.driver("525.60.11", image.min_driver, image.cuda).ok is False
 
 
 def test_outside_an_image_the_drivers_own_cuda_version_judges():
-    assert verdicts.driver("550.54.15", None, "12.6", driver_cuda="12.4").ok  # minor-version compatibility
-    verdict = verdicts.driver("535.104.05", None, "13.0", driver_cuda="12.2")
-    assert not verdict.ok and "older than the major of torch's CUDA 13.0" in verdict.reason
+    assert verdicts.driver("550.54.15", None, "12.6", driver_cuda="12.4") == Verdict(  # minor-version compatibility
+        True, "driver 550.54.15 supports CUDA 12.4; torch's CUDA 12.6 runs on it (same major or newer: minor-version "
+              "compatibility)")
+    assert verdicts.driver("580.65.06", None, "12.6", driver_cuda="13.0").ok is True
+    assert verdicts.driver("535.104.05", None, "13.0", driver_cuda="12.2") == Verdict(
+        False, "driver 535.104.05 supports CUDA up to 12.2, older than the major of torch's CUDA 13.0: upgrade the "
+               "host driver, or use an image built for CUDA 12.2 or older")
+    assert verdicts.driver("535.104.05", None, "12.4") == Verdict(
+        False, "driver 535.104.05: neither a recorded minimum nor the driver's CUDA version is known, so the driver "
+               "cannot be judged")
 
 
 def test_a_gpu_arch_the_image_does_not_cover_names_the_error_and_the_tags_that_do(image, shipped):
     blackwell = (12, 0)  # RTX 50xx
     covering = smoke.covering_tags(shipped, "12.0")
     verdict = verdicts.arch(blackwell, list(image.archs), covering)
-    assert not verdict.ok
-    assert "this GPU is sm_120" in verdict.reason
-    assert "no kernel image is available for execution on the device" in verdict.reason
+    uncovered = (f"this GPU is sm_120, and this torch has kernels for {' '.join(image.archs)} only: every CUDA op fails "
+                 "with 'no kernel image is available for execution on the device'. Use an image whose torch was built "
+                 "for sm_120.")
+    assert verdict == Verdict(False, f"{uncovered} Tags in the matrix that cover sm_120: {', '.join(covering)}.")
     assert "v2.15-cu132" in covering and "v2.6-cu124" not in covering
-    assert f"Tags in the matrix that cover sm_120: {', '.join(covering)}." in verdict.reason
+    assert verdicts.arch(blackwell, list(image.archs)) == Verdict(False, uncovered)
+    assert verdicts.arch((9, 0), []).reason.startswith("this GPU is sm_90, and this torch has kernels for no arch only")
 
 
 def test_gpus_the_image_covers_natively_by_binary_compatibility_or_through_ptx(image):
     archs = list(image.archs)
     assert verdicts.arch((9, 0), archs).reason == "sm_90 is in torch's arch list"  # H100
-    assert "runs the sm_86 kernels" in verdicts.arch((8, 9), archs).reason  # L40S, Ada
+    assert verdicts.arch((8, 9), archs) == Verdict(  # L40S, Ada
+        True, "sm_89 runs the sm_86 kernels (same major, binary compatible)")
+    assert verdicts.arch((8, 9), ["sm_80", "sm_86", "sm_87"]).reason.startswith("sm_89 runs the sm_87 kernels")
     assert "through PTX (compute_90)" in verdicts.arch((10, 0), archs + ["compute_90"]).reason
     assert not verdicts.arch((3, 7), archs).ok  # K80: older than every kernel
     assert verdicts.arch((9, 0), ["sm_80", "sm_90a"]).ok
@@ -58,10 +72,13 @@ def test_gpus_the_image_covers_natively_by_binary_compatibility_or_through_ptx(i
 
 
 def test_dockers_default_64mb_shm_warns_with_the_fix():
-    verdict = verdicts.shm(DOCKER_DEFAULT_SHM)
-    assert not verdict.ok
-    assert "only 64 MiB" in verdict.reason and "--shm-size" in verdict.reason and "--ipc=host" in verdict.reason
-    assert verdicts.shm(8 * 2**30).ok
+    assert verdicts.shm(DOCKER_DEFAULT_SHM) == Verdict(
+        False, "/dev/shm is only 64 MiB (Docker's default is 64 MB): DataLoader workers and NCCL run out of shared "
+               "memory ('Bus error', 'unable to allocate shared memory'). Start the container with --shm-size=8g, or "
+               "--ipc=host")
+    assert verdicts.shm(8 * 2**30) == Verdict(True, "/dev/shm is 8.0 GiB")
+    assert verdicts.shm(2**30) == Verdict(True, "/dev/shm is 1.0 GiB")  # the floor itself
+    assert verdicts.shm(2**30 - 4096).ok is False
 
 
 CHANCE_10 = math.log(10)  # the loss of guessing among 10 balanced classes
@@ -69,8 +86,8 @@ CHANCE_10 = math.log(10)  # the loss of guessing among 10 balanced classes
 
 def test_a_nan_loss_fails_at_its_step():
     losses = [2.31, 2.28, 2.2, float("nan"), 2.0, 1.9, 1.7, 1.6, 1.5, 1.4, 1.2]
-    verdict = verdicts.loss_falls(losses, CHANCE_10)
-    assert not verdict.ok and "loss is nan at step 3" in verdict.reason
+    assert verdicts.loss_falls(losses, CHANCE_10) == Verdict(
+        False, "loss is nan at step 3: training diverged (check the AMP dtype, the GradScaler, the learning rate)")
     assert not verdicts.loss_falls([2.3] * 5 + [math.inf] * 5, CHANCE_10).ok
 
 
@@ -79,14 +96,17 @@ def test_a_loss_that_does_not_fall_enough_fails():
     verdict = verdicts.loss_falls(flat, CHANCE_10)
     assert not verdict.ok and "the model is not learning" in verdict.reason
     assert verdicts.loss_falls([2.3, 2.2, 2.1, 2.0, 1.9, 1.5, 1.2, 1.0, 0.8, 0.7, 0.6, 0.5], CHANCE_10).ok
-    assert not verdicts.loss_falls([2.3, 1.0], CHANCE_10).ok  # too few steps to judge
-    assert not verdicts.loss_falls([1.0] * 9, CHANCE_10).ok and verdicts.loss_falls([1.0] * 5 + [0.5] * 5, CHANCE_10).ok
+    assert verdicts.loss_falls([2.3, 1.0], CHANCE_10) == Verdict(  # too few steps to judge
+        False, "only 2 steps ran; 10 are needed to judge the loss")
+    assert verdicts.loss_falls([1.0] * 5 + [0.4] * 4, CHANCE_10).ok is False
+    assert verdicts.loss_falls([1.0] * 5 + [0.5] * 5, CHANCE_10).ok is True
+    assert verdicts.loss_falls([1.0] * 3 + [0.5] * 3, CHANCE_10, window=3).ok is True
 
 
 def test_the_fall_must_be_a_quarter_of_the_start():
     assert verdicts.loss_falls([1.0] * 5 + [0.75] * 5, CHANCE_10).ok  # exactly 25 % down
-    verdict = verdicts.loss_falls([1.0] * 5 + [0.76] * 5, CHANCE_10)
-    assert not verdict.ok and "(24% down); at least 25% is required" in verdict.reason
+    assert verdicts.loss_falls([1.0] * 5 + [0.76] * 5, CHANCE_10) == Verdict(
+        False, "loss went from 1.000 to 0.760 (24% down); at least 25% is required: the model is not learning")
     assert not verdicts.loss_falls([1.0] * 5 + [0.9] * 5, CHANCE_10).ok  # 10 % down, well below chance: still FAIL
 
 
@@ -101,9 +121,11 @@ def test_a_model_that_learned_only_the_class_prior_fails():
     """The issue's case: a 10-class model from 3.08 down to the uniform guess, ln 10 = 2.30, falls by 25 %, and has
     learned nothing about the images. At 0.75 of chance (1.73) the model has learned something."""
     prior_only = [3.10, 3.08, 3.07, 3.09, 3.06, 2.9, 2.7, 2.5, 2.35, 2.31] + [2.303] * 5  # 3.080 -> 2.303: 25% down
-    verdict = verdicts.loss_falls(prior_only, CHANCE_10)
-    assert not verdict.ok
-    assert "not clearly below chance (2.303" in verdict.reason and "learned the class frequencies" in verdict.reason
+    assert verdicts.loss_falls(prior_only, CHANCE_10) == Verdict(
+        False, "loss went from 3.080 to 2.303 (25% down), but 2.303 is not clearly below chance (2.303, the loss of "
+               "guessing by class frequency; at most 75% of it is required): the model learned the class frequencies, "
+               "not the images")
+    assert verdicts.loss_falls([3.0] * 5 + [1.5] * 5, 2.0).ok is True  # exactly 0.75 of chance
     assert verdicts.loss_falls(prior_only[:10] + [1.72] * 5, CHANCE_10).ok  # just under 0.75 of chance
     assert not verdicts.loss_falls(prior_only[:10] + [1.74] * 5, CHANCE_10).ok
     # Chance is that of the data: with two classes in a 3:1 ratio guessing by frequency gives 0.562.
@@ -119,28 +141,37 @@ def test_a_passing_loss_says_how_far_below_chance_it_ended():
 def test_cudnn_version_must_be_the_recorded_one(image):
     recorded = render.facts(image)["cudnn_number"]  # what the image's spec.json holds
     assert recorded == 90100
-    assert verdicts.cudnn_version(recorded, recorded).ok
-    verdict = verdicts.cudnn_version(90501, recorded)
-    assert not verdict.ok and "cuDNN 9.5.1 is loaded but the image records 9.1.0" in verdict.reason
-    assert verdicts.cudnn_name(8902) == "8.9.2"
+    assert verdicts.cudnn_version(recorded, recorded) == Verdict(True, "cuDNN 9.1.0 as the image records")
+    assert verdicts.cudnn_version(90501, recorded) == Verdict(
+        False, "cuDNN 9.5.1 is loaded but the image records 9.1.0: another libcudnn is ahead on the library path "
+               "(LD_LIBRARY_PATH, a mounted CUDA install)")
+    assert verdicts.cudnn_version(90501, None) == Verdict(True, "cuDNN 9.5.1 (no recorded version to compare with)")
+
+
+@pytest.mark.parametrize("number, release", [(8902, "8.9.2"), (8000, "8.0.0"), (7605, "7.6.5"), (90000, "9.0.0"),
+                                             (91002, "9.10.2"), (90100, "9.1.0"), (100003, "10.0.3")])
+def test_cudnn_numbers_read_as_releases(number, release):
+    """cuDNN 8 counts major * 1000 + minor * 100 + patch, cuDNN 9 major * 10000 + minor * 100 + patch."""
+    assert verdicts.cudnn_name(number) == release
 
 
 def test_conv_speed_floor_separates_tensor_cores_from_a_fallback():
     # The H200's own run (docs/benchmarks.md): conv 405 TFLOP/s against a 790 TFLOP/s bf16 matmul, 0.51.
     assert verdicts.conv_speed(405.0, 790.0).ok
     # fp32 CUDA-core math reaches at most ~0.07 of the bf16 tensor-core matmul (H100: 67 / 990 TFLOP/s).
-    verdict = verdicts.conv_speed(55.3, 790.0)
-    assert not verdict.ok and "not using tensor-core kernels" in verdict.reason and "only 0.07" in verdict.reason
+    assert verdicts.conv_speed(55.3, 790.0) == Verdict(
+        False, "conv 55.3 TFLOP/s is only 0.07 of the bf16 matmul's 790.0 (floor 0.15): cuDNN is not using tensor-core "
+               "kernels")
     assert verdicts.conv_speed(15.0, 100.0).ok and not verdicts.conv_speed(14.9, 100.0).ok  # the floor, 0.15
     assert verdicts.conv_speed(405.0, 790.0).reason == "conv 405.0 TFLOP/s = 0.51 of bf16 matmul (790.0)"
 
 
 def test_a_conv_matches_its_reference_only_within_the_tolerance():
-    assert verdicts.close_to_reference(1.7e-3, 3e-2, "bfloat16 conv").ok
+    assert verdicts.close_to_reference(1.7e-3, 3e-2, "bfloat16 conv") == Verdict(
+        True, "bfloat16 conv matches the fp32 reference (relative error 1.70e-03 <= 3e-02)")
     assert verdicts.close_to_reference(5e-3, 5e-3, "float16 conv").ok  # at the tolerance itself
-    verdict = verdicts.close_to_reference(5.1e-3, 5e-3, "float16 conv")
-    assert not verdict.ok and verdict.reason == ("float16 conv differs from the fp32 reference: relative error "
-                                                 "5.10e-03 > 5e-03")
+    assert verdicts.close_to_reference(5.1e-3, 5e-3, "float16 conv") == Verdict(
+        False, "float16 conv differs from the fp32 reference: relative error 5.10e-03 > 5e-03")
     assert not verdicts.close_to_reference(math.nan, 5e-3, "float16 conv").ok  # NaN compares false with anything
     assert not verdicts.close_to_reference(math.inf, 5e-3, "float16 conv").ok
 
@@ -149,8 +180,8 @@ def test_an_all_reduce_sum_is_exact_only_when_every_element_is():
     assert verdicts.exact_sum(3.0, 3.0, 3, "1 MiB").reason == "1 MiB: every element is 3"
     assert not verdicts.exact_sum(2.999, 3.0, 3, "1 MiB").ok
     assert not verdicts.exact_sum(3.0, 3.0001, 3, "1 MiB").ok
-    verdict = verdicts.exact_sum(math.nan, math.nan, 36, "256 MiB")
-    assert not verdict.ok and verdict.reason.startswith("256 MiB: all-reduce gave nan where the exact sum is 36")
+    assert verdicts.exact_sum(math.nan, math.nan, 36, "256 MiB") == Verdict(
+        False, "256 MiB: all-reduce gave nan where the exact sum is 36 (elements from nan to nan)")
 
 
 def test_ptx_runs_only_on_gpus_at_least_as_new_as_it():
@@ -165,10 +196,11 @@ def test_a_gpu_check_that_finds_no_gpu_is_skipped_only_where_none_was_expected()
     reason = "no GPU: NVML cannot start (NVML Shared Library Not Found)"
     assert verdicts.missing_gpu(reason, False, None) == verdicts.Verdict(True, reason)
     assert verdicts.missing_gpu(reason, True, None) == verdicts.Verdict(False, f"--require-gpu: {reason}")
-    one = verdicts.missing_gpu(reason, False, "1")
-    assert not one.ok and one.reason.startswith(f"the host has 1 NVIDIA GPU (NVML there) but none reached this "
-                                                f"container ({reason}): a CPU run proves nothing about them. Fix: ")
-    assert "--gpus all" in one.reason and "TORCHYARD_GPUS=none" in one.reason and "nvidia-smi" in one.reason
+    assert verdicts.missing_gpu(reason, False, "1") == Verdict(
+        False, f"the host has 1 NVIDIA GPU (NVML there) but none reached this container ({reason}): a CPU run proves "
+               "nothing about them. Fix: run it with --gpus all (make smoke does so when the toolkit is configured; "
+               "unset TORCHYARD_GPUS=none), and check the toolkit: `docker run --rm --gpus all <image> nvidia-smi` "
+               "must list the GPUs")
     assert verdicts.missing_gpu(reason, True, "8").reason.startswith("the host has 8 NVIDIA GPUs (NVML there)")
     toolkit = verdicts.missing_gpu(reason, False, "toolkit")
     assert not toolkit.ok and toolkit.reason.startswith("the host's Docker engine has the NVIDIA container toolkit but")
