@@ -20,7 +20,7 @@ $(foreach name,$(SETTINGS),$(eval $(call pass-setting,$(name))))
 unexport $(SETTINGS)
 
 .DEFAULT_GOAL := help
-.PHONY: help list validate render lock base build smoke run size verify push pull test unit-test docker-test clean
+.PHONY: help list validate render lock base build smoke run size verify push pull test unit-test docker-test mutation clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -74,6 +74,15 @@ unit-test: $(VENV)/.installed ## unit tests only (no Docker engine needed)
 
 docker-test: $(VENV)/.installed ## docker tests only: build a real image and check it
 	$(PY) -m pytest -m docker
+
+$(VENV)/.mutation: $(VENV)/.installed
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,mutation]'
+	touch $@
+
+mutation: $(VENV)/.mutation ## mutation testing (mutmut) of the verdicts, measurements, matrix, compat and lock: prints the score (~15 min; not in CI)
+	rm -rf mutants && mkdir -p reports
+	$(VENV)/bin/mutmut run > reports/mutation.log 2>&1 || { tail -20 reports/mutation.log; exit 1; }
+	$(PY) tests/mutation_score.py
 
 clean: $(VENV)/.installed ## remove the torchyard:* images (the base images and build cache stay)
 	@$(BUILDER) clean

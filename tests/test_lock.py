@@ -121,6 +121,9 @@ def test_a_real_resolution_ignores_the_machines_pip_settings(spec, tmp_path):
     assert all(p.url.startswith("https://") and len(p.sha256) == 64 for p in made.packages + workspace.packages)
     # The workspace step holds only what torch's step does not: filelock is already there.
     assert [p.name for p in workspace.packages] == ["six"] and workspace.file == "requirements-workspace.lock"
+    # Freshly made, both locks are current: the build takes them (the workspace lock's input covers torch's lock).
+    assert all(lock.write(made_lock, tmp_path) for made_lock in (made, workspace))
+    assert lock.problem(spec, tmp_path) is None
 
 
 def test_an_unreachable_index_is_said_fast(shipped, tmp_path):
