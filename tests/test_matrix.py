@@ -92,6 +92,32 @@ def test_cudnn_prefix_of_the_bundled_one_is_accepted(write_matrix, facts):
     assert m.specs["v2.6-cu124"].cudnn == "9.1.0.70"
 
 
+@pytest.mark.parametrize("key, given, right", [
+    ("torchvision", "0.21.1", "0.21.0"),  # a patch release torch 2.6.0 does not pair with
+    ("torchvision", "0.21.0.1", "0.21.0"),
+    ("cudnn", "9.1.1", "9.1.0.70"),  # same major.minor, another patch: a different library
+    ("cudnn", "9.1.0.71", "9.1.0.70"),
+])
+def test_a_patch_mismatch_is_a_mismatch(write_matrix, facts, key, given, right):
+    message = one_problem(write_matrix(f"""
+        default: v2.6-cu124
+        images:
+          v2.6-cu124: {{torch: "2.6.0", {key}: "{given}"}}
+    """), facts)
+    assert f"images.v2.6-cu124.{key}" in message and given in message and right in message
+
+
+@pytest.mark.parametrize("key, given", [("torchvision", "0.21"), ("torchvision", "0.21.0"), ("cudnn", "9"),
+                                        ("cudnn", "9.1.0"), ("cudnn", "9.1.0.70")])
+def test_a_prefix_or_the_whole_release_is_accepted(write_matrix, facts, key, given):
+    m = matrix.load(write_matrix(f"""
+        default: v2.6-cu124
+        images:
+          v2.6-cu124: {{torch: "2.6.0", {key}: "{given}"}}
+    """), facts)
+    assert (m.specs["v2.6-cu124"].torchvision, m.specs["v2.6-cu124"].cudnn) == ("0.21.0", "9.1.0.70")
+
+
 def test_python_with_no_wheels_for_that_torch(write_matrix, facts):
     message = one_problem(write_matrix("""
         default: v2.4-cu121

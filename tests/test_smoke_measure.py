@@ -135,3 +135,12 @@ def test_one_rank_says_its_bandwidths_mean_nothing():
     assert result.status == "PASS" and "algbw and busbw are not meaningful" in result.reason
     result = allreduce._judge("gloo all-reduce", "gloo", 2, rows(2))
     assert result.reason.endswith("16 MiB: algbw 10.5 GB/s, busbw 10.5 GB/s")
+
+
+def test_every_fine_tune_leaves_warm_up_steps_out_of_its_images_per_s():
+    """Its first steps autotune cuDNN, grow the allocator and start the loader's workers (train() passes
+    sizes.warmup to images_per_s; smoke_tests/test_suite.py proves that on a real training loop)."""
+    from smoke_tests import finetune
+
+    for sizes in [*finetune.GPU_SIZES.values(), *finetune.CPU_SIZES.values()]:
+        assert 1 <= sizes.warmup and sizes.steps - sizes.warmup >= 2 * 5
