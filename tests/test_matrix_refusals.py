@@ -4,6 +4,8 @@ Each case is one mistake a person makes; the expected lines are what `make valid
 folder of the file). Comparing them whole guards the line numbers and the advice as well as the refusal.
 """
 
+import dataclasses
+
 import pytest
 
 from builder import matrix
@@ -157,3 +159,99 @@ def test_a_tag_beyond_a_small_matrix_says_what_to_add(tmp_path, facts):
         "matrix.yaml) through CUDA minor-version compatibility (any CUDA 12.x image runs on a driver >= 525.60.13). "
         "For a true CUDA 12.1 build use v2.4-cu121.")
     assert [s.tag for s in small.select(None)] == ["v2.6-cu118"] and len(small.select("all")) == 2
+
+
+def test_a_valid_entry_becomes_exactly_its_spec(tmp_path, facts):
+    """Every field, from the entry and the facts: a devel tag with its compiler, a plain one without."""
+    path = tmp_path / "matrix.yaml"
+    path.write_text('default: v2.6-cu124\nimages:\n  v2.6-cu124:\n    torch: "2.6.0"\n    extra_packages: ["einops==0.8.1"]\n'
+                    '  v2.15-cu132-devel: {torch: "2.15.0"}\n')
+    specs = matrix.load(path, facts).specs
+    assert specs["v2.6-cu124"] == matrix.ImageSpec(
+        tag="v2.6-cu124", torch="2.6.0", torchvision="0.21.0", cuda_variant="cu124", cuda="12.4",
+        cuda_runtime="12.4.127", cudnn="9.1.0.70", nccl="2.21.5",
+        archs=("sm_50", "sm_60", "sm_70", "sm_75", "sm_80", "sm_86", "sm_90"), python="3.11", min_driver="525.60.13",
+        toolkit_driver="550.54.14", base=matrix.Base("bookworm", "bookworm"), devel=False, nvcc=None, index="pypi",
+        extra_packages=("einops==0.8.1",), size_budget=None)
+    devel = specs["v2.15-cu132-devel"]
+    assert (devel.devel, devel.nvcc, devel.cuda_runtime, devel.toolkit_driver) == (
+        True, facts.nvcc["13.2"], "13.2.86", facts.toolkit_driver.get("13.2"))
+
+
+def test_the_facts_given_are_the_facts_used(tmp_path, facts):
+    path = tmp_path / "matrix.yaml"
+    path.write_text('default: v2.6-cu124\nimages:\n  v2.6-cu124: {torch: "2.6.0"}\n')
+    other = dataclasses.replace(facts, debian_python={"bookworm": "3.12", "trixie": "3.13"})
+    assert matrix.load(path, other).specs["v2.6-cu124"].python == "3.12"
+
+
+def test_block_style_keys_are_refused_at_their_own_line(tmp_path, facts):
+    text = ('images:\n  v2.6-cu124:\n    python: 3.11\n    cudnn: 9.1\n    torch: "2.5.1"\n'
+            '  v2.15-cu132-devel:\n    torch: "2.15.0"\n    base: "debian:bookworm"\n'
+            'defaults:\n  base: bookworm\n  size_budget: lots\n  registry: x\nextra: 1\ndefault: zzz\n')
+    assert load_refusal(tmp_path, facts, text).splitlines() == [
+        "matrix.yaml:13: extra: unknown key 'extra'; allowed keys: default, defaults, images",
+        "matrix.yaml:12: defaults.registry: unknown key 'registry'; allowed keys: base, size_budget",
+        "matrix.yaml:11: defaults.size_budget: 'lots' is not a size; write it like \"7GB\", \"6.5GB\" or \"800MB\"",
+        "matrix.yaml:5: images.v2.6-cu124.torch: tag v2.6-cu124 says torch 2.6 but the entry names 2.5.1; the tag and "
+        "torch must agree",
+        "matrix.yaml:8: images.v2.15-cu132-devel.base: registry base 'debian:bookworm' is not pinned; write it as "
+        "name:tag@sha256:<digest> (a floating tag is not reproducible)",
+        "matrix.yaml:14: default: 'zzz' is not a tag under images",
+    ]
+    assert load_refusal(tmp_path, facts, 'default: v2.6-cu124\nimages:\n  v2.6-cu124:\n    torch: "2.6.0"\n'
+                                         '    python: 3.11\n    cudnn: 9.1\n').splitlines() == [
+        "matrix.yaml:6: images.v2.6-cu124.cudnn: write versions as quoted strings (cudnn: \"9.1\"): YAML reads 9.1 as "
+        "the number 9.1",
+        "matrix.yaml:5: images.v2.6-cu124.python: write versions as quoted strings (python: \"3.11\"): YAML reads 3.11 "
+        "as the number 3.11",
+    ]
+
+
+@pytest.mark.parametrize("base", ["registry.example/debian", "debian@sha256:abc"])
+def test_a_base_with_a_slash_or_an_at_is_a_registry_reference(tmp_path, facts, base):
+    assert load_refusal(tmp_path, facts, f'default: v2.6-cu124\nimages:\n  v2.6-cu124: {{torch: "2.6.0", base: "{base}"}}\n') == (
+        f"matrix.yaml:3: images.v2.6-cu124.base: registry base '{base}' is not pinned; write it as "
+        "name:tag@sha256:<digest> (a floating tag is not reproducible)")
+
+
+def test_the_suite_is_read_from_the_name_not_the_digest(tmp_path, facts):
+    digest = "bookworm".encode().hex().ljust(64, "0")  # hex cannot spell a suite, but the check must not look there
+    ref = f"example/debian:trixie-slim@sha256:{digest}"
+    path = tmp_path / "matrix.yaml"
+    path.write_text(f'default: v2.15-cu132\nimages:\n  v2.15-cu132: {{torch: "2.15.0", base: "{ref}"}}\n')
+    assert matrix.load(path, facts).specs["v2.15-cu132"].base == matrix.Base(ref, "trixie")
+
+
+def test_a_devel_tag_without_a_compiler_wheel_names_the_ones_there_are(tmp_path, facts):
+    have = ", ".join(f"CUDA {c}" for c in facts.nvcc)
+    assert load_refusal(tmp_path, facts, 'default: v2.6-cu124-devel\nimages:\n  v2.6-cu124-devel: {torch: "2.6.0"}\n') == (
+        "matrix.yaml:3: images.v2.6-cu124-devel: -devel needs the CUDA 12.4 compiler as a PyPI wheel, which is not "
+        f"published with nvcc (known: {have}); drop -devel or use a variant with a compiler wheel")
+    assert ", " in have
+
+
+def test_several_problems_read_as_one_line_each(tmp_path, facts):
+    message = load_refusal(tmp_path, facts, 'default: v2.6-cu124\nimages:\n  v2.6-cu124: {torch: "2.6.0", a: 1, b: 2}\n')
+    assert message.count("\n") == 1 and message.splitlines()[1].startswith("matrix.yaml:3: images.v2.6-cu124.b:")
+
+
+def test_the_true_build_is_the_matrixs_newest_torch_for_that_cuda(tmp_path, facts):
+    path = tmp_path / "matrix.yaml"
+    path.write_text('default: v2.9-cu128\nimages:\n  v2.9-cu128: {torch: "2.9.1"}\n  v2.10-cu128: {torch: "2.10.0"}\n')
+    with pytest.raises(MatrixError) as refused:
+        matrix.load(path, facts).select("v2.6-cu128", facts)
+    assert str(refused.value).endswith("For a true CUDA 12.8 build use v2.10-cu128.")  # 2.10 > 2.9, as numbers
+
+
+def test_nearest_tags_are_the_three_closest(tmp_path, facts):
+    path = tmp_path / "matrix.yaml"
+    path.write_text("default: v2.6-cu124\nimages:\n" + "".join(
+        f'  v2.6-cu{v}: {{torch: "2.6.0"}}\n' for v in (118, 124, 126)) + '  v2.5-cu124: {torch: "2.5.1"}\n')
+    with pytest.raises(MatrixError) as refused:
+        matrix.load(path, facts).select("v2.6-cu12", facts)
+    assert str(refused.value) == ("TAG: 'v2.6-cu12' is not a tag in matrix.yaml; nearest: v2.6-cu126, v2.6-cu124, "
+                                  "v2.6-cu118 (all tags: `make list`)")
+    assert load_refusal(tmp_path, facts, 'default: v2.6-cu12\nimages:\n' + "".join(
+        f'  v2.6-cu{v}: {{torch: "2.6.0"}}\n' for v in (118, 124, 126)) + '  v2.5-cu124: {torch: "2.5.1"}\n') == (
+        "matrix.yaml:1: default: 'v2.6-cu12' is not a tag under images; nearest: v2.6-cu126, v2.6-cu124, v2.6-cu118")
