@@ -34,7 +34,7 @@ class Sizes:
 
 
 GPU_SIZES = {"resnet50": Sizes(224, 128, 50, 8), "deit-s": Sizes(224, 128, 50, 8)}
-# Small enough that the whole suite finishes within 5 minutes on 2 CPU cores (bf16 convolutions are slow
+# Small enough for a CPU run of the whole suite in minutes on 2 cores (docs/benchmarks.md; bf16 convolutions are slow
 # on CPUs, so ResNet-50 sees 32-pixel images there; DeiT-S keeps 64 pixels, 4 x 4 patches).
 CPU_SIZES = {"resnet50": Sizes(32, 16, 24, 2), "deit-s": Sizes(64, 16, 24, 2)}
 LEARNING_RATE = {"resnet50": 1e-3, "deit-s": 5e-4}

@@ -255,3 +255,24 @@ def test_nearest_tags_are_the_three_closest(tmp_path, facts):
     assert load_refusal(tmp_path, facts, 'default: v2.6-cu12\nimages:\n' + "".join(
         f'  v2.6-cu{v}: {{torch: "2.6.0"}}\n' for v in (118, 124, 126)) + '  v2.5-cu124: {torch: "2.5.1"}\n') == (
         "matrix.yaml:1: default: 'v2.6-cu12' is not a tag under images; nearest: v2.6-cu126, v2.6-cu124, v2.6-cu118")
+
+
+def test_a_near_miss_as_far_as_half_alike_is_still_named(tmp_path, facts, shipped):
+    """'v2.6' is 0.57 alike to 'v2.6-cu124' (difflib): close enough to suggest."""
+    assert load_refusal(tmp_path, facts, 'default: v2.6\nimages:\n  v2.6-cu124: {torch: "2.6.0"}\n') == (
+        "matrix.yaml:1: default: 'v2.6' is not a tag under images; nearest: v2.6-cu124")
+    path = tmp_path / "matrix.yaml"
+    path.write_text('default: v2.6-cu124\nimages:\n  v2.6-cu124: {torch: "2.6.0"}\n  v2.5-cu118: {torch: "2.5.1"}\n')
+    with pytest.raises(MatrixError) as refused:
+        matrix.load(path, facts).select("v2.6", facts)
+    assert str(refused.value) == "TAG: 'v2.6' is not a tag in matrix.yaml; nearest: v2.6-cu124 (all tags: `make list`)"
+
+
+def test_a_base_with_an_at_but_no_digest_is_an_unpinned_reference(tmp_path, facts):
+    assert load_refusal(tmp_path, facts, 'default: v2.6-cu124\nimages:\n  v2.6-cu124: {torch: "2.6.0", base: "bookworm@latest"}\n') == (
+        "matrix.yaml:3: images.v2.6-cu124.base: registry base 'bookworm@latest' is not pinned; write it as "
+        "name:tag@sha256:<digest> (a floating tag is not reproducible)")
+
+
+def test_only_devel_tags_carry_a_compiler(shipped):
+    assert shipped.specs["v2.15-cu132"].nvcc is None and shipped.specs["v2.15-cu132-devel"].nvcc is not None
