@@ -282,3 +282,13 @@ def test_an_index_variants_missing_lock_says_where_it_can_be_made(shipped, tmp_p
         f"{tmp_path}/v2.6-cu118/requirements.lock is missing: the build installs only what a lock names, with hashes; "
         "run `make lock TAG=v2.6-cu118` where the PyTorch wheel index for cu118 answers (download.pytorch.org, or a "
         "mirror named by TORCHYARD_TORCH_INDEX)")
+
+
+def test_an_index_that_never_answers_is_unreachable_after_the_timeout():
+    import socket
+
+    with socket.socket() as silent:  # listens, so the connection opens, and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        assert lock.unreachable(f"http://127.0.0.1:{port}/simple", network.NetworkSettings(), timeout=0.5) == "timed out"
