@@ -274,5 +274,8 @@ def test_a_base_with_an_at_but_no_digest_is_an_unpinned_reference(tmp_path, fact
         "name:tag@sha256:<digest> (a floating tag is not reproducible)")
 
 
-def test_only_devel_tags_carry_a_compiler(shipped):
-    assert shipped.specs["v2.15-cu132"].nvcc is None and shipped.specs["v2.15-cu132-devel"].nvcc is not None
+def test_only_devel_tags_carry_a_compiler(tmp_path, facts):
+    path = tmp_path / "matrix.yaml"
+    path.write_text('default: v2.15-cu132\nimages:\n  v2.15-cu132: {torch: "2.15.0"}\n  v2.15-cu132-devel: {torch: "2.15.0"}\n')
+    specs = matrix.load(path, facts).specs  # loaded here, not from a fixture: the test runs the validation itself
+    assert specs["v2.15-cu132"].nvcc is None and specs["v2.15-cu132-devel"].nvcc == facts.nvcc["13.2"]
