@@ -79,7 +79,7 @@ $(VENV)/.mutation: $(VENV)/.installed
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,mutation]'
 	touch $@
 
-mutation: $(VENV)/.mutation ## mutation testing (mutmut) of the verdicts, measurements, matrix, compat and lock: prints the score (~15 min; not in CI)
+mutation: $(VENV)/.mutation ## mutation testing (mutmut) of the verdicts, measurements, matrix, compat and lock: prints the score (~8 min; not in CI)
 	rm -rf mutants && mkdir -p reports
 	$(VENV)/bin/mutmut run > reports/mutation.log 2>&1 || { tail -20 reports/mutation.log; exit 1; }
 	$(PY) tests/mutation_score.py
