@@ -27,6 +27,8 @@ TOP_KEYS = ("default", "defaults", "images")
 ENTRY_KEYS = ("torch", "cuda", "python", "torchvision", "cudnn", "base", "extra_packages", "allow_direct_urls",
               "size_budget")
 DEFAULT_KEYS = ("base", "size_budget")
+# user:password@host/… or user@host/…: credentials in front of a registry (never image@sha256:… or name@tag).
+CREDENTIALS_RE = re.compile(r"^[^/@]+:[^/@]*@(?!sha256:)|^[^/@:]+@(?!sha256:)[^/@]+/")
 PYPI_INDEX = "pypi"
 # A matrix of a thousand tags is about 40 KB; past this size a file is not a matrix, and reading it would
 # cost seconds and hundreds of MB (YAML nodes) before the first refusal.
@@ -503,7 +505,7 @@ def _validate_base(value, facts: Facts, report) -> Base | None:
     if re.fullmatch(r"[a-z]+", value):
         report("base", f"unknown Debian suite {shown(value)}; known: {', '.join(suites)}")
         return None
-    if "@" in value.split("/")[0].rsplit("@sha256:", 1)[0]:
+    if CREDENTIALS_RE.match(value):
         report("base", "holds credentials (user:password@registry); leave them out: a base is pulled with the "
                        "Docker config's credentials (`docker login <registry>`)")
         return None
