@@ -6,6 +6,10 @@ Jupyter (when a Jupyter server process runs): GET /api on JUPYTER_PORT (default 
 sshd (when its listener runs): port 22 is listening. Read from /proc/net, not by connecting: every connection
 would put a line in sshd's log.
 A container running only the user's command (`docker run IMAGE python train.py`) has nothing to check: healthy.
+
+Docker runs it as root, so it opens nothing of the user's: the system Python with -I (no user site, no PYTHON*
+variables, no current folder or script folder on sys.path), the standard library, /proc and a socket.
+JUPYTER_PORT was checked by the entrypoint at start (the container's environment cannot change after).
 """
 
 import os
