@@ -185,6 +185,14 @@ def site_packages(spec: ImageSpec) -> str:
     return f"{VENV}/lib/python{spec.python}/site-packages"
 
 
+def user_dirs(spec: ImageSpec) -> list[str]:
+    """Folders the user owns from the start: /workspace, and ~/.local's bin and site, where the user's `pip install`
+    goes (the venv is root's); the site exists before Python starts, so a running kernel sees what it adds."""
+    local = f"{HOME}/.local"
+    return [WORKSPACE, local, f"{local}/bin", f"{local}/lib", f"{local}/lib/python{spec.python}",
+            f"{local}/lib/python{spec.python}/site-packages"]
+
+
 def env(spec: ImageSpec) -> list[tuple[str, str]]:
     path = f"{VENV}/bin:$PATH"
     values = [("VIRTUAL_ENV", VENV)]
@@ -274,6 +282,8 @@ def context(spec: ImageSpec) -> dict:
         # artifact's sha256 checked. --no-compile, then compileall once after the second step with hash-based
         # .pyc: pip's .pyc embed each source's mtime (the time of extraction), so two builds would differ in
         # every .pyc; unchecked-hash ones do not, and a fixed hash seed keeps set constants in one order.
+        # Root's venv that also sees the system's and the user's site-packages: user installs go to ~/.local.
+        "venv_create": ["python3", "-m", "venv", "--system-site-packages", VENV],
         "pip_install": [*pip, *locked, *index, "-r", f"/tmp/{LOCK_FILE}"],
         "workspace_pip_install": [*pip, *locked, "-r", f"/tmp/{WORKSPACE_LOCK_FILE}"],
         "compile": ["PYTHONHASHSEED=0", f"{VENV}/bin/python", "-m", "compileall", "-q", "-f", "-j", "0",
@@ -284,13 +294,15 @@ def context(spec: ImageSpec) -> dict:
         "ssh_host_keys": "/etc/ssh/ssh_host_*",
         "user": USER, "uid": UID, "gid": GID, "home": HOME,
         "workspace": WORKSPACE,
+        "user_dirs": user_dirs(spec),
         "workspace_files": [{"source": f"workspace/{name}", "target": target} for name, target in WORKSPACE_FILES.items()],
         "executables": [WORKSPACE_FILES["entrypoint.py"], WORKSPACE_FILES["healthcheck.py"]],
         "ports": [JUPYTER_PORT, SSH_PORT],
         "healthcheck": ["--interval=5s", "--timeout=3s", "--start-period=60s", "--retries=3"],
         "healthcheck_command": [WORKSPACE_FILES["healthcheck.py"]],
         # tini -g: a signal goes to the whole process group (Jupyter and the sshd the entrypoint started).
-        "entrypoint": ["tini", "-g", "--", WORKSPACE_FILES["entrypoint.py"]],
+        # By absolute path: Docker looks a bare name up on the image's PATH.
+        "entrypoint": ["/usr/bin/tini", "-g", "--", WORKSPACE_FILES["entrypoint.py"]],
         "command": ["jupyter", "lab"],
         "venv": VENV,
         "env": env(spec),
