@@ -1,5 +1,6 @@
 """The workspace without an engine: what `make run` would start, the entrypoint's pure parts, the rendered files."""
 
+import ast
 import importlib.util
 import shlex
 
@@ -94,6 +95,22 @@ def test_nb_uid_must_be_a_non_root_id_in_ascii_digits(entrypoint, value):
 def test_nb_uid_unset_keeps_the_current_id(entrypoint):
     assert entrypoint.wanted_id({}, "NB_UID") is None
     assert entrypoint.wanted_id({"NB_UID": " 4321 "}, "NB_UID") == 4321
+
+
+def test_the_entrypoint_runs_programs_only_by_absolute_path_from_its_list(entrypoint):
+    """Root never looks a program up on a PATH: every subprocess call names one of COMMANDS (the docker test
+    tests/docker/test_no_way_to_root.py plants every name where the user can write, and restarts)."""
+    tree = ast.parse((render.TEMPLATES / "entrypoint.py").read_text())
+    constants = {name for name in dir(entrypoint) if getattr(entrypoint, name) in entrypoint.COMMANDS}
+    bodies = [node for node in tree.body if not (isinstance(node, ast.FunctionDef) and node.name == "run")]
+    calls = [node for body in bodies for node in ast.walk(body) if isinstance(node, ast.Call)
+             and ast.unparse(node.func) in ("run", "subprocess.run", "subprocess.Popen")]
+    assert len(calls) >= 6
+    for call in calls:
+        first = call.args[0].elts[0] if isinstance(call.args[0], ast.List) else call.args[0]
+        assert isinstance(first, ast.Name) and first.id in constants, ast.unparse(call)
+    system = entrypoint.SYSTEM_PATH.split(":")
+    assert all(c.startswith("/") and c.rsplit("/", 1)[0] in system for c in entrypoint.COMMANDS)
 
 
 def final_stage(dockerfile: str) -> str:

@@ -82,8 +82,8 @@ def shown(value: str, limit: int = 40) -> str:
     return repr(cut)
 
 
-def run(*command: str, stdin: str | None = None) -> str:
-    result = subprocess.run(command, input=stdin, capture_output=True, text=True, env={"PATH": SYSTEM_PATH})
+def run(*command: str) -> str:
+    result = subprocess.run(command, capture_output=True, text=True, env={"PATH": SYSTEM_PATH})
     if result.returncode != 0:
         raise StartError(f"`{' '.join(command)}` failed: {(result.stderr or result.stdout).strip()}")
     return result.stdout
@@ -102,7 +102,7 @@ def wanted_id(environ: dict[str, str], name: str) -> int | None:
 
 
 def check_keys(text: str, source: str) -> str:
-    """OpenSSH public keys, one per line ('#' comments and blank lines dropped), each confirmed by ssh-keygen."""
+    """OpenSSH public keys, one per line ('#' comments and blank lines dropped): the lines of a .pub file."""
     if "PRIVATE KEY" in text or "PuTTY-User-Key-File" in text:  # never quoted back: it would land in the log
         raise StartError(f"{source} holds a PRIVATE key; never give one to a container. Give the public half, the "
                          "one line of the .pub file (ssh-keygen -y -f KEY prints it)")
@@ -125,12 +125,16 @@ def check_keys(text: str, source: str) -> str:
         lines.append(line)
     if len(lines) > MAX_KEYS:
         raise StartError(f"{source} holds {len(lines)} keys; give at most {MAX_KEYS}")
-    for line in lines:
+    return "".join(f"{line}\n" for line in lines)
+
+
+def confirm_keys(keys: str) -> None:
+    """ssh-keygen decodes each key (as root: it wants a passwd entry, which an id from --user may lack)."""
+    for line in keys.splitlines():
         if subprocess.run([SSH_KEYGEN, "-l", "-f", "-"], input=line + "\n", capture_output=True, text=True,
                           env={"PATH": SYSTEM_PATH}).returncode != 0:
-            raise StartError(f"{source}: not a valid OpenSSH public key: {shown(line)} (its key data does not decode); "
+            raise StartError(f"not a valid OpenSSH public key: {shown(line)} (its key data does not decode); "
                              "give the whole line of the .pub file")
-    return "".join(f"{line}\n" for line in lines)
 
 
 def check_jupyter(environ: dict[str, str]) -> None:
@@ -346,6 +350,7 @@ def as_root(command: list[str], settings: Settings) -> tuple[list[str], dict[str
     keys = settings.keys
     if settings.key_file:
         keys += read_key_file(settings.key_file, uid, gid)
+    confirm_keys(keys)
     environ = dict(user_environ(user.pw_dir), USER=USER, LOGNAME=USER)
     found(command, environ)
     # Checks done: from here on, changes.
