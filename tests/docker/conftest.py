@@ -1,11 +1,14 @@
 """Docker tests talk to a real engine. Without one they skip, except under CI=true, where they fail."""
 
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from builder import base, build, network
+from tests.docker.containers import Keys
 
 # Never touches the user's torchyard:* images; TORCHYARD_TEST_REPO keeps parallel checkouts apart.
 TEST_REPO = os.environ.get("TORCHYARD_TEST_REPO", "torchyard-test")
@@ -75,3 +78,13 @@ def behind_the_proxy() -> dict:
     if not HOST_CA.is_file():
         pytest.fail(f"no CA bundle at {HOST_CA}: set PIP_CERT to the one this machine's network needs")
     return {"volumes": {str(HOST_CA): {"bind": CA_IN_CONTAINER, "mode": "ro"}}, "environment": {"PIP_CERT": CA_IN_CONTAINER}}
+
+
+@pytest.fixture(scope="session")
+def keys(tmp_path_factory) -> Keys:
+    if shutil.which("ssh") is None or shutil.which("ssh-keygen") is None:
+        pytest.fail("the SSH tests need the OpenSSH client: apt-get install openssh-client (.ci/run does)")
+    folder = tmp_path_factory.mktemp("ssh")
+    for name in ("user", "stranger"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(folder / name)], check=True)
+    return Keys(folder / "user", folder / "stranger", folder / "known_hosts")

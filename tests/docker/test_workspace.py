@@ -6,18 +6,20 @@ Every container publishes on 127.0.0.1 at free host ports and is removed, whatev
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import http.client
+import io
 import json
 import os
 import re
 import secrets
-import shutil
-import socket
-import subprocess
+import tarfile
 import time
 import urllib.error
 import urllib.request
 import uuid
-from dataclasses import dataclass
+import zipfile
 from pathlib import Path
 
 import docker.errors
@@ -25,52 +27,14 @@ import pytest
 import websocket
 
 from builder import render, workspace
+from tests.docker.containers import Containers, Running, free_port, logs, ssh
 
 START_TIMEOUT_S = 120
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
 def free_host_port():
     return free_port
-
-
-@dataclass(frozen=True)
-class Running:
-    container: object
-    jupyter_port: int
-    ssh_port: int
-
-    @property
-    def jupyter(self) -> str:
-        return f"http://127.0.0.1:{self.jupyter_port}"
-
-
-class Containers:
-    """Starts containers of an image detached, ports on 127.0.0.1; remove_all() in teardown."""
-
-    def __init__(self, client, image: str):
-        self.client, self.image, self.started = client, image, []
-
-    def start(self, *command: str, **kwargs) -> Running:
-        jupyter_port, ssh_port = free_port(), free_port()
-        container = self.client.containers.run(
-            self.image, list(command) or None, detach=True,
-            ports={"8888/tcp": ("127.0.0.1", jupyter_port), "22/tcp": ("127.0.0.1", ssh_port)}, **kwargs)
-        self.started.append(container)
-        return Running(container, jupyter_port, ssh_port)
-
-    def remove_all(self) -> None:
-        for container in self.started:
-            try:
-                container.remove(force=True, v=True)
-            except docker.errors.NotFound:
-                pass
 
 
 @pytest.fixture
@@ -112,41 +76,6 @@ def wait_for_jupyter(running: Running, timeout_s: float = START_TIMEOUT_S) -> fl
     pytest.fail(f"Jupyter did not answer within {timeout_s}s:\n{logs(running)}")
 
 
-def logs(running: Running) -> str:
-    return running.container.logs().decode(errors="replace")
-
-
-# ---------------------------------------------------------------- SSH through the real OpenSSH client
-@dataclass(frozen=True)
-class Keys:
-    user: Path  # private key whose .pub is given to the container
-    stranger: Path  # a key nobody gave it
-    known_hosts: Path
-
-    @property
-    def public(self) -> str:
-        return Path(f"{self.user}.pub").read_text().strip()
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory) -> Keys:
-    if shutil.which("ssh") is None or shutil.which("ssh-keygen") is None:
-        pytest.fail("the SSH tests need the OpenSSH client: apt-get install openssh-client (.ci/run does)")
-    folder = tmp_path_factory.mktemp("ssh")
-    for name in ("user", "stranger"):
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(folder / name)], check=True)
-    return Keys(folder / "user", folder / "stranger", folder / "known_hosts")
-
-
-def ssh(port: int, key: Path, known_hosts: Path, *command: str, user: str = render.USER,
-        options: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        ["ssh", "-F", "/dev/null", "-p", str(port), "-i", str(key), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
-         "-o", "StrictHostKeyChecking=accept-new", "-o", f"UserKnownHostsFile={known_hosts}", "-o", "ConnectTimeout=20",
-         *options, f"{user}@127.0.0.1", *command],
-        capture_output=True, text=True, timeout=90)
-
-
 @pytest.fixture(scope="module")
 def jupyter_and_ssh(module_containers, keys):
     """The default start: Jupyter with a given token, sshd with a given key."""
@@ -165,21 +94,17 @@ def test_jupyter_answers_403_without_the_token_and_200_with_it(jupyter_and_ssh):
     assert status(f"{running.jupyter}/api/kernels?token={token}") == 200
 
 
-def test_a_kernel_runs_torch_over_the_websocket_api(jupyter_and_ssh):
-    running, token = jupyter_and_ssh
-    request = urllib.request.Request(f"{running.jupyter}/api/kernels", method="POST", data=b"{}",
-                                     headers={"Authorization": f"token {token}", "Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        kernel = json.load(response)
-    ws = websocket.create_connection(f"ws://127.0.0.1:{running.jupyter_port}/api/kernels/{kernel['id']}/channels",
-                                     header=[f"Authorization: token {token}"], timeout=60)
+def execute(running: Running, token: str, kernel_id: str, code: str) -> str:
+    """Run code in a kernel through Jupyter's websocket API (as JupyterLab does); its output, or the test fails."""
+    ws = websocket.create_connection(f"ws://127.0.0.1:{running.jupyter_port}/api/kernels/{kernel_id}/channels",
+                                     header=[f"Authorization: token {token}"], timeout=120)
     try:
         msg_id, session = uuid.uuid4().hex, uuid.uuid4().hex
         ws.send(json.dumps({
             "header": {"msg_id": msg_id, "session": session, "username": "test", "msg_type": "execute_request",
                        "version": "5.3"},
             "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
-            "content": {"code": "import torch; print(torch.__version__)", "silent": False, "store_history": False,
+            "content": {"code": code, "silent": False, "store_history": False,
                         "user_expressions": {}, "allow_stdin": False, "stop_on_error": True},
         }))
         out, reply = "", None
@@ -195,7 +120,20 @@ def test_a_kernel_runs_torch_over_the_websocket_api(jupyter_and_ssh):
                 reply = msg["content"]
     finally:
         ws.close()
-    assert reply["status"] == "ok"
+    assert reply["status"] == "ok", out
+    return out
+
+
+def start_kernel(running: Running, token: str) -> str:
+    request = urllib.request.Request(f"{running.jupyter}/api/kernels", method="POST", data=b"{}",
+                                     headers={"Authorization": f"token {token}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.load(response)["id"]
+
+
+def test_a_kernel_runs_torch_over_the_websocket_api(jupyter_and_ssh):
+    running, token = jupyter_and_ssh
+    out = execute(running, token, start_kernel(running, token), "import torch; print(torch.__version__)")
     assert out.strip() == "2.6.0+cu124"
 
 
@@ -224,6 +162,92 @@ def test_token_from_a_file_a_random_token_and_auth_off_only_when_asked(container
 
     assert empty.container.wait(timeout=60)["StatusCode"] != 0  # a blank token is refused, never "no auth"
     assert "JUPYTER_TOKEN is empty" in logs(empty)
+
+
+def test_without_auth_only_loopback_host_names_are_served(containers, jupyter_and_ssh):
+    """DNS rebinding: a page on evil.example that points its name at 127.0.0.1 reaches a loopback-published port
+    with `Host: evil.example`. Without auth, Jupyter refuses such requests; with a token, the token guards it."""
+    no_auth = containers.start(environment={"JUPYTER_DISABLE_AUTH": "1"})
+    listed = containers.start(environment={"JUPYTER_DISABLE_AUTH": "1", "JUPYTER_ALLOWED_HOSTS": "gpu-box,gpu-box.lan"})
+    for running in (no_auth, listed):
+        wait_for_jupyter(running)
+        assert status_as(running, "/api/kernels", "evil.example") == 403
+        assert status_as(running, "/api/kernels", f"127.0.0.1:{running.jupyter_port}") == 200
+        assert status_as(running, "/api/kernels", f"localhost:{running.jupyter_port}") == 200
+        assert status_as(running, "/api/kernels", "evil.example", method="POST") == 403  # no kernel for it
+    assert status_as(no_auth, "/api/kernels", "gpu-box:8888") == 403
+    assert status_as(listed, "/api/kernels", "gpu-box:8888") == 200
+    assert status_as(listed, "/api/kernels", "gpu-box.lan") == 200
+    assert "Served to the Host names 127.0.0.1, localhost" in logs(no_auth)
+
+    running, token = jupyter_and_ssh  # auth on: any Host, the token decides
+    assert status_as(running, "/api/kernels", "evil.example", token=token) == 200
+    assert status_as(running, "/api/kernels", "evil.example") == 403
+
+
+def status_as(running: Running, path: str, host: str, token: str | None = None, method: str = "GET") -> int:
+    """The status of a request with this Host header (urllib would send the address it connects to)."""
+    headers = {"Host": host, **({"Authorization": f"token {token}"} if token else {})}
+    connection = http.client.HTTPConnection("127.0.0.1", running.jupyter_port, timeout=10)
+    try:
+        connection.request(method, path, body=b"{}" if method == "POST" else None, headers=headers)
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+# ---------------------------------------------------------------- the user's own packages
+def demo_wheel(folder: Path) -> Path:
+    """A pure-Python wheel with a console script, made by hand: installs with --no-index, needs no network."""
+    files = {
+        "torchyard_demo/__init__.py": "def main():\n    print('demo ran')\n",
+        "torchyard_demo-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: torchyard-demo\nVersion: 1.0\n",
+        "torchyard_demo-1.0.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        "torchyard_demo-1.0.dist-info/entry_points.txt": "[console_scripts]\ntorchyard-demo = torchyard_demo:main\n",
+    }
+    record = "".join(f"{name},sha256={base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b'=').decode()},"
+                     f"{len(text.encode())}\n" for name, text in files.items())
+    files["torchyard_demo-1.0.dist-info/RECORD"] = record + "torchyard_demo-1.0.dist-info/RECORD,,\n"
+    wheel = folder / "torchyard_demo-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as z:
+        for name, text in files.items():
+            z.writestr(name, text)
+    return wheel
+
+
+def test_the_users_pip_install_goes_to_its_home_for_any_uid_and_torch_stays(built, run, tmp_path):
+    wheel = demo_wheel(tmp_path)
+    tmp_path.chmod(0o755)  # readable by the container's uid 4321
+    out = run(built.image, "sh", "-c",
+              f"pip install --no-index /wheels/{wheel.name} 2>&1 && torchyard-demo && "
+              "python -c 'import torchyard_demo; print(torchyard_demo.__file__)' && "
+              "{ pip uninstall -y torch >/dev/null 2>&1; echo uninstall says $?; } && "
+              "python -c 'import torch; print(torch.__version__)'",
+              environment={"NB_UID": "4321", "NB_GID": "4321"},
+              volumes={str(tmp_path): {"bind": "/wheels", "mode": "ro"}})
+    lines = out.splitlines()
+    assert "Defaulting to user installation because normal site-packages is not writeable" in lines
+    assert "demo ran" in lines  # its script is on the user's PATH (~/.local/bin)
+    assert f"{render.HOME}/.local/lib/python3.11/site-packages/torchyard_demo/__init__.py" in lines
+    assert "uninstall says 0" not in lines and lines[-1] == "2.6.0+cu124"  # the venv is root's: torch stays
+
+
+def test_pip_in_a_notebook_is_seen_by_the_running_kernel_and_by_ssh_never_by_root(jupyter_and_ssh, keys, tmp_path):
+    running, token = jupyter_and_ssh
+    wheel = demo_wheel(tmp_path)
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        tar.add(wheel, arcname=f"wheels/{wheel.name}")
+    running.container.put_archive("/tmp", archive.getvalue())
+    kernel = start_kernel(running, token)
+    out = execute(running, token, kernel, f"%pip install --no-index /tmp/wheels/{wheel.name}")
+    assert "Successfully installed torchyard-demo-1.0" in out
+    out = execute(running, token, kernel, "import torchyard_demo; torchyard_demo.main()")  # no kernel restart
+    assert out == "demo ran\n"
+    result = ssh(running.ssh_port, keys.user, keys.known_hosts, "torchyard-demo")
+    assert (result.returncode, result.stdout) == (0, "demo ran\n"), result.stderr
+    as_root = running.container.exec_run(["python", "-c", "import torchyard_demo"])  # Docker's default: root
+    assert as_root.exit_code == 1 and b"ModuleNotFoundError" in as_root.output
 
 
 # ---------------------------------------------------------------- SSH
