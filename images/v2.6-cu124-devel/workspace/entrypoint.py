@@ -188,7 +188,7 @@ def is_ip_address(host: str) -> bool:
     return True
 
 
-def check_file(name: str, path: str, limit: int, example: str) -> os.stat_result:
+def check_file(name: str, path: str, limit: int, example: str) -> None:
     """A file setting names an existing regular file of at most `limit` bytes (never a folder, a FIFO that would
     hold the start forever, or /dev/zero). Only stat: its content is read by whoever uses it."""
     if not path.startswith("/"):
@@ -202,7 +202,6 @@ def check_file(name: str, path: str, limit: int, example: str) -> os.stat_result
         raise StartError(f"{name}={shown(path)} is {kind}; give a file, e.g. {example}")
     if not 0 < st.st_size <= limit:
         raise StartError(f"{name}={shown(path)} is {st.st_size} bytes; give a file of 1 to {limit} bytes")
-    return st
 
 
 def check_settings(environ: dict[str, str]) -> Settings:
