@@ -61,7 +61,8 @@ def test_the_explanation_names_the_images_torch_and_tag_and_both_ways_out(templa
     assert "this image (v2.6-cu124) is built around torch 2.6.0, torchvision 0.21.0 with CUDA 12.4" in text
     assert "The request needs torch==2.7.1" in text and "Nothing was installed or removed" in text
     assert "tag v2.7-cu<CUDA>" in text
-    assert "PIP_CONSTRAINT= pip install" in text and "%env PIP_CONSTRAINT=" in text
+    assert "as root, `docker exec CONTAINER env PIP_CONSTRAINT= pip install ...`" in text
+    assert "python -m venv /workspace/env" in text
     other = guard.explanation(["nvidia-cudnn-cu12==9.5.1.17"], {"torch": "2.6.0"}, {"tag": "v2.6-cu124", "cuda": "12.4"})
     assert "needs nvidia-cudnn-cu12==9.5.1.17" in other and "tag v<torch major.minor>-cu<CUDA>" in other
 

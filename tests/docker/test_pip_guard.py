@@ -52,7 +52,7 @@ def test_pip_installs_an_ordinary_package_and_refuses_another_torch_leaving_ever
         echo "=== cudnn"; pip install --no-cache-dir nvidia-cudnn-cu12==9.5.1.17 2>&1; echo "exit $?"
         echo "=== unchanged"; pip list --format=freeze | diff /tmp/with-einops - && echo same
         echo "=== einops-added"; diff /tmp/before /tmp/with-einops | grep '^>'
-        echo "=== knowingly"; PIP_CONSTRAINT= pip install --no-cache-dir --dry-run torch==2.7.1 2>&1 | tail -1; echo "exit $?"
+        echo "=== unconstrained"; PIP_CONSTRAINT= pip install --no-cache-dir --dry-run torch==2.7.1 2>&1 | tail -1
     """, **behind_the_proxy)
     part = sections(out)
     assert part["whoami"].strip() == render.USER
@@ -65,10 +65,15 @@ def test_pip_installs_an_ordinary_package_and_refuses_another_torch_leaving_ever
         assert "(constraint)" in text  # pip's own conflict message comes first
         assert f"torchyard: this image (v2.6-cu124) is built around torch 2.6.0, torchvision 0.21.0 with CUDA 12.4" in text
         assert f"The request needs {wanted}" in text and "Nothing was installed or removed" in text
-        assert "PIP_CONSTRAINT= pip install" in text
+        assert "docker exec CONTAINER env PIP_CONSTRAINT= pip install" in text
     assert "use the torchyard image built with it: tag v2.7-cu<CUDA>" in part["torch"]
     assert part["unchanged"].strip() == "same"
-    assert "Would install" in part["knowingly"] and "torch-2.7.1" in part["knowingly"]  # unset: pip would do it
+    # Without the constraints the user still cannot: the venv is root's (pip installs into ~/.local, behind it).
+    assert "Will not install to the user site because it will lack sys.path precedence to torch" in part["unconstrained"]
+    # Root can, knowingly, as the explanation says.
+    knowingly = in_container(client, built.image, "PIP_CONSTRAINT= pip install --no-cache-dir --dry-run torch==2.7.1 2>&1",
+                             entrypoint=["/usr/bin/env"], user="root", **behind_the_proxy)
+    assert "Would install" in knowingly and "torch-2.7.1" in knowingly, knowingly
 
 
 def test_uv_honours_the_same_constraints(client, built, behind_the_proxy):

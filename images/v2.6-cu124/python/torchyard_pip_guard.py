@@ -52,8 +52,9 @@ def explanation(wanted: list[str], pinned: dict[str, str], spec: dict) -> str:
         f"The request needs {', '.join(wanted)}, which would replace that stack (the image's labels and manifest "
         "would then describe something else). Nothing was installed or removed.\n"
         f"  For another torch, use the torchyard image built with it: tag {tag} (`make list` in torchyard shows them).\n"
-        f"  To replace it here anyway, knowingly: PIP_CONSTRAINT= pip install ...  (in a notebook: %env PIP_CONSTRAINT= "
-        f"first). The pins: {CONSTRAINTS}\n"
+        "  To replace it here anyway, knowingly: the environment is root's, so as root, "
+        "`docker exec CONTAINER env PIP_CONSTRAINT= pip install ...`; or in a virtual environment of your own "
+        f"(python -m venv /workspace/env). The pins: {CONSTRAINTS}\n"
     )
 
 

@@ -62,7 +62,7 @@ def main(share: str) -> int:
     lines = [
         f"# torchyard {spec['tag']}: the torch stack as built (torch {spec['torch']}, CUDA {spec['cuda']}).",
         "# pip and uv read this file through PIP_CONSTRAINT and UV_CONSTRAINT, so no install replaces these packages.",
-        f"# Another torch: use the torchyard tag built with it. Knowingly, for one command: PIP_CONSTRAINT= pip install ...",
+        f"# Another torch: use the torchyard tag built with it. Knowingly, as root, for one command: PIP_CONSTRAINT= pip install ...",
         *(f"{name}==={locked[name]}" for name in names),
     ]
     with open(os.path.join(share, "constraints.txt"), "w") as f:
