@@ -1,14 +1,18 @@
-"""What the docker tests that start the image share: containers on free 127.0.0.1 ports, always removed, and SSH
-through the real OpenSSH client."""
+"""What the docker tests that start the image share: containers on free 127.0.0.1 ports, always removed, SSH
+through the real OpenSSH client, and code run in a Jupyter kernel as JupyterLab runs it."""
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
+import urllib.request
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import docker.errors
+import websocket
 
 from builder import render
 
@@ -74,3 +78,42 @@ def ssh(port: int, key: Path, known_hosts: Path, *command: str, user: str = rend
          "-o", "StrictHostKeyChecking=accept-new", "-o", f"UserKnownHostsFile={known_hosts}", "-o", "ConnectTimeout=20",
          *options, f"{user}@127.0.0.1", *command],
         capture_output=True, text=True, timeout=90)
+
+
+def start_kernel(running: Running, token: str) -> str:
+    request = urllib.request.Request(f"{running.jupyter}/api/kernels", method="POST", data=b"{}",
+                                     headers={"Authorization": f"token {token}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.load(response)["id"]
+
+
+def execute(running: Running, token: str, code: str, kernel_id: str | None = None,
+            timeout: float = 300) -> tuple[str, dict]:
+    """Run code in a kernel (a new one unless given) over its websocket; its output (streams and errors) and the
+    execute_reply."""
+    kernel_id = kernel_id or start_kernel(running, token)
+    ws = websocket.create_connection(f"ws://127.0.0.1:{running.jupyter_port}/api/kernels/{kernel_id}/channels",
+                                     header=[f"Authorization: token {token}"], timeout=timeout)
+    try:
+        msg_id = uuid.uuid4().hex
+        ws.send(json.dumps({
+            "header": {"msg_id": msg_id, "session": uuid.uuid4().hex, "username": "test", "msg_type": "execute_request",
+                       "version": "5.3"},
+            "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
+            "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
+                        "allow_stdin": False, "stop_on_error": True},
+        }))
+        out, reply = "", None
+        while reply is None:
+            msg = json.loads(ws.recv())
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            if msg["msg_type"] == "stream":
+                out += msg["content"]["text"]
+            elif msg["msg_type"] == "error":
+                out += "\n".join(msg["content"]["traceback"])
+            elif msg["msg_type"] == "execute_reply":
+                reply = msg["content"]
+    finally:
+        ws.close()
+    return out, reply

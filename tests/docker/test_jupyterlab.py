@@ -9,13 +9,13 @@ import re
 import secrets
 import time
 import urllib.request
-import uuid
 
 import pytest
 import websocket
 
 from builder import render
-from tests.docker.test_workspace import Containers, wait_for_jupyter
+from tests.docker.containers import Containers, execute
+from tests.docker.test_workspace import wait_for_jupyter
 
 NOTIFICATION = "@jupyterlab/apputils-extension:notification"
 
@@ -72,36 +72,6 @@ def test_a_terminal_is_bash_as_the_user_in_the_workspace(lab):
     assert shell == "/bin/bash" and version.startswith("5.")  # bash, not sh
 
 
-def execute(running, token: str, code: str, timeout: float = 300) -> tuple[str, dict]:
-    """Run code in a new kernel over its websocket; its output (stream and errors) and the execute_reply."""
-    kernel = api(running, token, "/api/kernels", method="POST", body={})
-    ws = websocket.create_connection(f"ws://127.0.0.1:{running.jupyter_port}/api/kernels/{kernel['id']}/channels",
-                                     header=[f"Authorization: token {token}"], timeout=timeout)
-    try:
-        msg_id = uuid.uuid4().hex
-        ws.send(json.dumps({
-            "header": {"msg_id": msg_id, "session": uuid.uuid4().hex, "username": "test", "msg_type": "execute_request",
-                       "version": "5.3"},
-            "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
-            "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
-                        "allow_stdin": False, "stop_on_error": True},
-        }))
-        out, reply = "", None
-        while reply is None:
-            msg = json.loads(ws.recv())
-            if msg.get("parent_header", {}).get("msg_id") != msg_id:
-                continue
-            if msg["msg_type"] == "stream":
-                out += msg["content"]["text"]
-            elif msg["msg_type"] == "error":
-                out += "\n".join(msg["content"]["traceback"])
-            elif msg["msg_type"] == "execute_reply":
-                reply = msg["content"]
-    finally:
-        ws.close()
-    return out, reply
-
-
 def test_pip_in_a_notebook_installs_under_the_constraints_and_explains_a_refusal(lab):
     running, token = lab
     out, reply = execute(running, token, "%pip install --no-cache-dir einops\nimport einops; print('einops', einops.__version__)")
@@ -110,5 +80,5 @@ def test_pip_in_a_notebook_installs_under_the_constraints_and_explains_a_refusal
     out, reply = execute(running, token, "%pip install --no-cache-dir torch==2.7.1\nimport torch; print('torch', torch.__version__)")
     assert "(constraint) torch===2.6.0" in out, out
     assert "torchyard: this image (v2.6-cu124) is built around torch 2.6.0" in out
-    assert "%env PIP_CONSTRAINT=" in out
+    assert "docker exec CONTAINER env PIP_CONSTRAINT= pip install" in out
     assert "torch 2.6.0+cu124" in out  # the kernel's torch is still the image's

@@ -148,7 +148,7 @@ def planted(client, built, keys, tmp_path_factory) -> Planted:
                             "chmod 600 ~/.ssh/authorized_keys && cp ~/.local/bin/id ~/.ssh/rc && "
                             "ln -s /etc ~/etc-link && ln -s /etc/shadow ~/shadow-link", user=user)
         # The user's own Python sees the plants: in its site (usercustomize, the .pth) and in its current folder.
-        sh(first.container, "python -c 'import json'", user=user, workdir="/workspace")
+        sh(first.container, "python -c 'import colorsys'", user=user, workdir="/workspace")  # not imported at start
 
         first.container.restart(timeout=10)
         wait_for(first.container, "sshd listens", times=2)
@@ -213,7 +213,7 @@ def test_the_plants_were_live_for_the_user(planted):
     assert (render.UID, f"{render.HOME}/.local/bin/sleep") in ran  # the user's command, after the restart
     assert (NEW_UID, f"{render.HOME}/.local/bin/sleep") in ran  # and with the new ids
     assert (render.UID, f"{site}/usercustomize.py") in ran and (render.UID, f"{site}/zz_planted.pth") in ran
-    assert (render.UID, "/workspace/json.py") in ran
+    assert (render.UID, "/workspace/colorsys.py") in ran
     assert any(uid == render.UID and plant.endswith(".ssh/rc") for uid, plant in ran)  # sshd ran it, as the user
 
 

@@ -10,7 +10,6 @@ import base64
 import hashlib
 import http.client
 import io
-import json
 import os
 import re
 import secrets
@@ -24,10 +23,9 @@ from pathlib import Path
 
 import docker.errors
 import pytest
-import websocket
 
 from builder import render, workspace
-from tests.docker.containers import Containers, Running, free_port, logs, ssh
+from tests.docker.containers import Containers, Running, execute, free_port, logs, ssh, start_kernel
 
 START_TIMEOUT_S = 120
 
@@ -94,46 +92,10 @@ def test_jupyter_answers_403_without_the_token_and_200_with_it(jupyter_and_ssh):
     assert status(f"{running.jupyter}/api/kernels?token={token}") == 200
 
 
-def execute(running: Running, token: str, kernel_id: str, code: str) -> str:
-    """Run code in a kernel through Jupyter's websocket API (as JupyterLab does); its output, or the test fails."""
-    ws = websocket.create_connection(f"ws://127.0.0.1:{running.jupyter_port}/api/kernels/{kernel_id}/channels",
-                                     header=[f"Authorization: token {token}"], timeout=120)
-    try:
-        msg_id, session = uuid.uuid4().hex, uuid.uuid4().hex
-        ws.send(json.dumps({
-            "header": {"msg_id": msg_id, "session": session, "username": "test", "msg_type": "execute_request",
-                       "version": "5.3"},
-            "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
-            "content": {"code": code, "silent": False, "store_history": False,
-                        "user_expressions": {}, "allow_stdin": False, "stop_on_error": True},
-        }))
-        out, reply = "", None
-        while reply is None:
-            msg = json.loads(ws.recv())
-            if msg.get("parent_header", {}).get("msg_id") != msg_id:
-                continue
-            if msg["msg_type"] == "stream":
-                out += msg["content"]["text"]
-            elif msg["msg_type"] == "error":
-                pytest.fail("\n".join(msg["content"]["traceback"]))
-            elif msg["msg_type"] == "execute_reply":
-                reply = msg["content"]
-    finally:
-        ws.close()
-    assert reply["status"] == "ok", out
-    return out
-
-
-def start_kernel(running: Running, token: str) -> str:
-    request = urllib.request.Request(f"{running.jupyter}/api/kernels", method="POST", data=b"{}",
-                                     headers={"Authorization": f"token {token}", "Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.load(response)["id"]
-
-
 def test_a_kernel_runs_torch_over_the_websocket_api(jupyter_and_ssh):
     running, token = jupyter_and_ssh
-    out = execute(running, token, start_kernel(running, token), "import torch; print(torch.__version__)")
+    out, reply = execute(running, token, "import torch; print(torch.__version__)")
+    assert reply["status"] == "ok", out
     assert out.strip() == "2.6.0+cu124"
 
 
@@ -240,9 +202,9 @@ def test_pip_in_a_notebook_is_seen_by_the_running_kernel_and_by_ssh_never_by_roo
         tar.add(wheel, arcname=f"wheels/{wheel.name}")
     running.container.put_archive("/tmp", archive.getvalue())
     kernel = start_kernel(running, token)
-    out = execute(running, token, kernel, f"%pip install --no-index /tmp/wheels/{wheel.name}")
+    out, _ = execute(running, token, f"%pip install --no-index /tmp/wheels/{wheel.name}", kernel)
     assert "Successfully installed torchyard-demo-1.0" in out
-    out = execute(running, token, kernel, "import torchyard_demo; torchyard_demo.main()")  # no kernel restart
+    out, _ = execute(running, token, "import torchyard_demo; torchyard_demo.main()", kernel)  # no kernel restart
     assert out == "demo ran\n"
     result = ssh(running.ssh_port, keys.user, keys.known_hosts, "torchyard-demo")
     assert (result.returncode, result.stdout) == (0, "demo ran\n"), result.stderr
