@@ -8,6 +8,7 @@ containers behind (forcerm) and never moves the tag.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -15,6 +16,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -37,6 +39,9 @@ HASH_MISMATCH_RE = re.compile(r"^(\S+==\S+) from (\S+)( \(from .*\))?:$")
 HASH_VALUE_RE = re.compile(r"^(Expected sha256|Got)\s+([0-9a-f]+)$")
 HEARTBEAT_S = 30
 TAIL_LINES = 25
+CONTEXT_LABEL = f"{render.LABEL_PREFIX}.context.sha256"
+BUILD_INPUTS_DIR = "build-inputs"  # the host's CA bundle and pip settings: never in the final image, nor in the hash
+RECORD = "build.json"  # reports/<tag>/build.json: the last build's outcome, for `make matrix` and the report
 
 
 class EngineError(Exception):
@@ -45,7 +50,7 @@ class EngineError(Exception):
 
 class BuildFailed(Exception):
     def __init__(self, tag: str, step: str, instruction: str, error: str, tail: list[str], log: Path):
-        self.tag, self.step, self.instruction, self.log = tag, step, instruction, log
+        self.tag, self.step, self.instruction, self.error, self.log = tag, step, instruction, error, log
         lines = "\n".join(f"    {line}" for line in tail)
         super().__init__(f"build of {tag} failed at step {step}: {instruction}\n  {error}\n  last log lines:\n{lines}\n"
                          f"  full log: {log}")
@@ -107,11 +112,16 @@ def base_id(client: docker.DockerClient, spec: ImageSpec) -> str:
         return ""  # the build itself then says the base is missing
 
 
+def locks_sha256(paths: list[Path]) -> str:
+    """The locks' hash, in install order: what the io.torchyard.lock.sha256 label says."""
+    return hashlib.sha256(b"".join(p.read_bytes() for p in paths)).hexdigest()
+
+
 def lock_labels(spec: ImageSpec, images: Path, buildargs: dict[str, str]) -> dict[str, str]:
     """The manifest's summary: the locks' hash (both files, in install order) and size, the base's ID."""
     paths = [images / spec.tag / lock.LOCK_FILE, images / spec.tag / lock.WORKSPACE_LOCK_FILE]
     return {
-        f"{render.LABEL_PREFIX}.lock.sha256": hashlib.sha256(b"".join(p.read_bytes() for p in paths)).hexdigest(),
+        f"{render.LABEL_PREFIX}.lock.sha256": locks_sha256(paths),
         f"{render.LABEL_PREFIX}.lock.packages": str(sum(len(lock.packages(p)) for p in paths)),
         f"{render.LABEL_PREFIX}.base.id": buildargs[render.BASE_ID_ARG] or "not recorded",
         f"{render.LABEL_PREFIX}.manifest": f"{render.SHARE}/manifest.json",
@@ -123,11 +133,46 @@ def prepare_context(spec: ImageSpec, network: NetworkSettings, into: Path, image
     context = into / spec.tag
     shutil.copytree(images / spec.tag, context)
     shutil.copytree(render.SMOKE_TESTS, context / "smoke_tests", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    inputs = context / "build-inputs"
+    inputs = context / BUILD_INPUTS_DIR
     inputs.mkdir()
     (inputs / "ca-bundle.crt").write_text(network.ca_bundle())
     (inputs / "pip.conf").write_text(network.pip_conf(f"{render.BUILD_INPUTS}/ca-bundle.crt"))
     return context
+
+
+def context_sha256(context: Path) -> str:
+    """What the image is built from, as one hash: every file's path, executable bit and content, except the
+    build-only inputs (host settings that can hold credentials, and do not change what the locks install)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in context.rglob("*") if p.is_file()):
+        rel = path.relative_to(context).as_posix()
+        if rel.split("/")[0] == BUILD_INPUTS_DIR:
+            continue
+        executable = "x" if path.stat().st_mode & 0o111 else "-"
+        digest.update(f"{rel}\0{executable}\0{hashlib.sha256(path.read_bytes()).hexdigest()}\n".encode())
+    return digest.hexdigest()
+
+
+def inputs_sha256(spec: ImageSpec, images: Path = render.IMAGES) -> str:
+    """The context hash a build of this tag would label its image with now (the same assembly, in a scratch folder)."""
+    with tempfile.TemporaryDirectory(prefix="torchyard-context-") as tmp:
+        return context_sha256(prepare_context(spec, NetworkSettings(), Path(tmp), images))
+
+
+def write_record(reports: Path, tag: str, record: dict) -> Path:
+    path = reports / tag / RECORD
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(RECORD + ".partial")
+    partial.write_text(json.dumps(record, indent=2) + "\n")
+    partial.replace(path)  # a reader never sees half of it
+    return path
+
+
+def read_record(reports: Path, tag: str) -> dict | None:
+    try:
+        return json.loads((reports / tag / RECORD).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 class _Progress(Heartbeat):
@@ -196,14 +241,15 @@ def build(client: docker.DockerClient, spec: ImageSpec, repo: str, network: Netw
     say(f"building {image} (full log: {log_path})")
     with tempfile.TemporaryDirectory(prefix="torchyard-context-") as tmp, log_path.open("w") as log:
         context = prepare_context(spec, network, Path(tmp), images)
-        log.write(f"# torchyard build {image} at {datetime.now(timezone.utc).isoformat()}\n")
-        with _Progress(say, log) as progress:
+        labels = {**provenance_labels(spec), CONTEXT_LABEL: context_sha256(context),
+                  **(lock_labels(spec, images, buildargs) if needs_lock else {})}
+        started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        log.write(f"# torchyard build {image} at {started_at}\n")
+        with _Progress(say, log) as progress, _failure_recorded(reports, image, spec.tag, started_at, progress):
             image_id = None
             try:
                 stream = client.api.build(path=str(context), tag=image, rm=True, forcerm=True, pull=False, nocache=nocache,
-                                          decode=True, buildargs=buildargs,
-                                          labels={**provenance_labels(spec),
-                                                  **(lock_labels(spec, images, buildargs) if needs_lock else {})})
+                                          decode=True, buildargs=buildargs, labels=labels)
                 for chunk in stream:
                     for text in chunk.get("stream", "").splitlines():
                         progress.line(text)
@@ -224,8 +270,26 @@ def build(client: docker.DockerClient, spec: ImageSpec, repo: str, network: Netw
                                   progress.tail, log_path) from None
             seconds = time.monotonic() - progress.started
     image_id = image_id or client.images.get(image).id
+    write_record(reports, spec.tag, _record(image, "built", started_at, seconds, progress, image_id=image_id,
+                                            context_sha256=labels[CONTEXT_LABEL]))
     say(f"built {image} {image_id[:19]} in {seconds:.1f}s ({progress.cached}/{progress.steps} steps from cache)")
     return BuildResult(image, image_id, seconds, progress.steps, progress.cached, log_path, tuple(progress.layers))
+
+
+@contextmanager
+def _failure_recorded(reports: Path, image: str, tag: str, started: str, progress: _Progress):
+    try:
+        yield
+    except BuildFailed as failure:
+        write_record(reports, tag, _record(image, "failed", started, progress.seconds(), progress, failed_step=failure.step,
+                                           instruction=failure.instruction, error=failure.error.splitlines()[0][:300]))
+        raise
+
+
+def _record(image: str, status: str, started: str, seconds: float, progress: _Progress, **more) -> dict:
+    """reports/<tag>/build.json: what the last build of the tag did (its log is build.log beside it)."""
+    return {"image": image, "status": status, "started": started, "seconds": round(seconds, 1),
+            "steps": progress.steps, "cached": progress.cached, **more}
 
 
 def drop_stages(client: docker.DockerClient, result: BuildResult) -> None:

@@ -171,9 +171,10 @@ def run(client: docker.DockerClient, spec: ImageSpec, repo: str, matrix: Matrix,
         raise SmokeError(f"the smoke suite in {image} exited with {exit_code} and wrote no report; log: {log_path}")
     report = json.loads(raw)
     explain_arch(report, matrix)
+    # How it ran (GPUs passed, data), so `make matrix` can tell whether this report answers for the run it would make now.
     report.update(image=image, image_id=client.images.get(image).id, reproducer=command_path.read_text().strip(),
                   host_nvml={**nvml.record(answer), "source": answer.source}, host_toolkit=toolkit,
-                  gpus_passed="device_requests" in options)
+                  gpus_passed="device_requests" in options, data=str(data.resolve()) if data else None)
     partial = report_path.with_name("smoke.json.partial")
     partial.write_text(json.dumps(report, indent=2) + "\n")
     partial.replace(report_path)
