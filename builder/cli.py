@@ -17,8 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-from builder import base, build, compat, gpu, inputs, lock, network, reference, registry, render, size, smoke, verify, \
-    workspace
+from builder import base, build, compat, gpu, inputs, lock, network, reference, registry, render, report, size, smoke, \
+    verify, workspace
 from builder.inputs import InputError, shown
 from builder.matrix import Matrix, MatrixError, load
 from builder.urls import redact
@@ -271,6 +271,12 @@ def cmd_run(matrix: Matrix, args) -> int:
     return 0
 
 
+def cmd_report(matrix: Matrix, args) -> int:
+    for path in report.write(report.collect(matrix, reports=args.reports, digests=args.digests), args.reports):
+        _say(f"wrote {path}")
+    return 0
+
+
 COMMANDS = {
     "list": (cmd_list, "every tag in the matrix with its derived versions"),
     "validate": (cmd_validate, "check matrix.yaml (and TAG) against the compatibility facts"),
@@ -285,6 +291,7 @@ COMMANDS = {
     "push": (cmd_push, "push <repo>:TAG to REGISTRY as <REGISTRY>/torchyard:TAG; record its digest in digests/<tag>.json"),
     "pull": (cmd_pull, "pull <REGISTRY>/torchyard:TAG when its digest is the one digests/<tag>.json records"),
     "clean": (cmd_clean, "remove the <repo>:* images"),
+    "report": (cmd_report, "reports/matrix.json, matrix.md and index.html from what reports/ holds"),
 }
 
 
@@ -304,9 +311,9 @@ def parser() -> argparse.ArgumentParser:
         if name == "smoke":
             c.add_argument("--require-gpu", action="store_const", const="1", help="a GPU check that would be SKIPPED fails instead")
             c.add_argument("--data", help="an ImageFolder to fine-tune on (mounted read-only)")
-        if name in ("build", "smoke", "size", "verify"):
+        if name in ("build", "smoke", "size", "verify", "report"):
             c.add_argument("--reports", help="where reports/<tag>/ go (default: $TORCHYARD_REPORTS or reports/)")
-        if name in ("render", "push", "pull"):
+        if name in ("render", "push", "pull", "report"):
             c.add_argument("--digests", help="where digests/<tag>.json live (default: $TORCHYARD_DIGESTS or digests/)")
         if name == "run":
             c.add_argument("--workspace", help="folder mounted at /workspace (default: ./workspace)")
