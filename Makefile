@@ -20,7 +20,7 @@ $(foreach name,$(SETTINGS),$(eval $(call pass-setting,$(name))))
 unexport $(SETTINGS)
 
 .DEFAULT_GOAL := help
-.PHONY: help list validate render lock base build smoke run size verify push pull report test unit-test docker-test mutation clean
+.PHONY: help list validate render lock base build smoke run size verify push pull report doctor test unit-test docker-test mutation clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -68,6 +68,9 @@ pull: $(VENV)/.installed ## pull <REGISTRY>/torchyard:<tag>, refused unless its 
 
 report: $(VENV)/.installed ## reports/matrix.{json,md} and reports/index.html from the results reports/ holds
 	@$(BUILDER) report
+
+doctor: $(VENV)/.installed ## which tags run on this host, and why not (driver, GPU archs, Docker's GPU runtime, shm, disk)
+	@$(BUILDER) doctor
 
 test: $(VENV)/.installed ## unit tests and docker tests (CI=true: a missing engine fails)
 	$(PY) -m pytest

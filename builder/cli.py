@@ -17,8 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-from builder import base, build, compat, gpu, inputs, lock, network, reference, registry, render, report, size, smoke, \
-    verify, workspace
+from builder import base, build, compat, doctor, gpu, inputs, lock, network, reference, registry, render, report, size, \
+    smoke, verify, workspace
 from builder.inputs import InputError, shown
 from builder.matrix import Matrix, MatrixError, load
 from builder.urls import redact
@@ -277,6 +277,10 @@ def cmd_report(matrix: Matrix, args) -> int:
     return 0
 
 
+def cmd_doctor(matrix: Matrix, args) -> int:
+    return doctor.run(matrix, render.IMAGES, args.reports, say=_say)
+
+
 COMMANDS = {
     "list": (cmd_list, "every tag in the matrix with its derived versions"),
     "validate": (cmd_validate, "check matrix.yaml (and TAG) against the compatibility facts"),
@@ -292,6 +296,7 @@ COMMANDS = {
     "pull": (cmd_pull, "pull <REGISTRY>/torchyard:TAG when its digest is the one digests/<tag>.json records"),
     "clean": (cmd_clean, "remove the <repo>:* images"),
     "report": (cmd_report, "reports/matrix.json, matrix.md and index.html from what reports/ holds"),
+    "doctor": (cmd_doctor, "which tags run on this host and why not: driver, GPUs, Docker's GPU runtime, /dev/shm, disk"),
 }
 
 
@@ -311,7 +316,7 @@ def parser() -> argparse.ArgumentParser:
         if name == "smoke":
             c.add_argument("--require-gpu", action="store_const", const="1", help="a GPU check that would be SKIPPED fails instead")
             c.add_argument("--data", help="an ImageFolder to fine-tune on (mounted read-only)")
-        if name in ("build", "smoke", "size", "verify", "report"):
+        if name in ("build", "smoke", "size", "verify", "report", "doctor"):
             c.add_argument("--reports", help="where reports/<tag>/ go (default: $TORCHYARD_REPORTS or reports/)")
         if name in ("render", "push", "pull", "report"):
             c.add_argument("--digests", help="where digests/<tag>.json live (default: $TORCHYARD_DIGESTS or digests/)")

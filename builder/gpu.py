@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import docker
 import docker.types
@@ -40,8 +41,29 @@ def host_has_gpus(client: docker.DockerClient) -> bool:
 
 def toolkit_configured(client: docker.DockerClient) -> bool:
     """What `--gpus` needs: an `nvidia` runtime registered with the engine, or the toolkit's hook on this host."""
-    runtimes = client.info().get("Runtimes") or {}
-    return "nvidia" in runtimes or any(shutil.which(hook) for hook in HOOKS)
+    return gpu_route(client.info()) is not None
+
+
+def gpu_route(info: dict) -> str | None:
+    """How `--gpus` reaches the GPUs on this engine (its `docker info`), in words; None when it cannot."""
+    if "nvidia" in (info.get("Runtimes") or {}):
+        return "the nvidia runtime is registered with the engine"
+    hook = next(filter(None, map(shutil.which, HOOKS)), None)
+    return f"the NVIDIA container toolkit's hook is installed ({hook})" if hook else None
+
+
+def cdi_gpu_specs(info: dict) -> list[Path]:
+    """CDI specs naming NVIDIA GPUs (`nvidia-ctk cdi generate`) in the folders the engine reads. Docker 25 and
+    newer list those folders in `docker info` (CDISpecDirs); an engine that lists none does not read CDI."""
+    specs = []
+    for folder in info.get("CDISpecDirs") or []:
+        for path in sorted(Path(folder).glob("*")):
+            try:
+                if path.suffix in (".yaml", ".yml", ".json") and "nvidia.com/gpu" in path.read_text(errors="replace"):
+                    specs.append(path)
+            except OSError:
+                continue  # unreadable here (another user's file): not ours to judge
+    return specs
 
 
 def run_options(client: docker.DockerClient) -> dict:
