@@ -20,7 +20,7 @@ $(foreach name,$(SETTINGS),$(eval $(call pass-setting,$(name))))
 unexport $(SETTINGS)
 
 .DEFAULT_GOAL := help
-.PHONY: help list validate render lock base build smoke run size verify push pull report doctor test unit-test docker-test mutation clean
+.PHONY: help list validate render lock base build smoke run size verify push pull matrix report doctor test unit-test docker-test mutation clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -65,6 +65,9 @@ push: $(VENV)/.installed ## push TAG=… to REGISTRY=host[:port]/ns as <REGISTRY
 
 pull: $(VENV)/.installed ## pull <REGISTRY>/torchyard:<tag>, refused unless its digest is the recorded one
 	@$(BUILDER) pull
+
+matrix: $(VENV)/.installed ## for TAG=a,b,… (default: all): lock check, build, size, smoke, resuming; reports/index.html
+	@$(BUILDER) matrix
 
 report: $(VENV)/.installed ## reports/matrix.{json,md} and reports/index.html from the results reports/ holds
 	@$(BUILDER) report

@@ -17,8 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-from builder import base, build, compat, doctor, gpu, inputs, lock, network, reference, registry, render, report, size, \
-    smoke, verify, workspace
+from builder import base, build, compat, doctor, gpu, inputs, lock, matrix_run, network, reference, registry, render, \
+    report, size, smoke, verify, workspace
 from builder.inputs import InputError, shown
 from builder.matrix import Matrix, MatrixError, load
 from builder.urls import redact
@@ -271,6 +271,10 @@ def cmd_run(matrix: Matrix, args) -> int:
     return 0
 
 
+def cmd_matrix(matrix: Matrix, args) -> int:
+    return matrix_run.run(matrix, args.tag, args.repo, args.reports, args.network, say=_say, require_gpu=args.require_gpu)
+
+
 def cmd_report(matrix: Matrix, args) -> int:
     for path in report.write(report.collect(matrix, reports=args.reports, digests=args.digests), args.reports):
         _say(f"wrote {path}")
@@ -295,6 +299,7 @@ COMMANDS = {
     "push": (cmd_push, "push <repo>:TAG to REGISTRY as <REGISTRY>/torchyard:TAG; record its digest in digests/<tag>.json"),
     "pull": (cmd_pull, "pull <REGISTRY>/torchyard:TAG when its digest is the one digests/<tag>.json records"),
     "clean": (cmd_clean, "remove the <repo>:* images"),
+    "matrix": (cmd_matrix, "for TAG=a,b (default: all): lock check, build, size, smoke; then the report (resumes)"),
     "report": (cmd_report, "reports/matrix.json, matrix.md and index.html from what reports/ holds"),
     "doctor": (cmd_doctor, "which tags run on this host and why not: driver, GPUs, Docker's GPU runtime, /dev/shm, disk"),
 }
@@ -316,7 +321,10 @@ def parser() -> argparse.ArgumentParser:
         if name == "smoke":
             c.add_argument("--require-gpu", action="store_const", const="1", help="a GPU check that would be SKIPPED fails instead")
             c.add_argument("--data", help="an ImageFolder to fine-tune on (mounted read-only)")
-        if name in ("build", "smoke", "size", "verify", "report", "doctor"):
+        if name == "matrix":
+            c.add_argument("--tag", help="comma-separated tags of the matrix, or 'all' (the default)")
+            c.add_argument("--require-gpu", action="store_const", const="1", help="smoke: a GPU check that would be SKIPPED fails instead")
+        if name in ("build", "smoke", "size", "verify", "report", "doctor", "matrix"):
             c.add_argument("--reports", help="where reports/<tag>/ go (default: $TORCHYARD_REPORTS or reports/)")
         if name in ("render", "push", "pull", "report"):
             c.add_argument("--digests", help="where digests/<tag>.json live (default: $TORCHYARD_DIGESTS or digests/)")
@@ -371,7 +379,7 @@ def settings(args: argparse.Namespace, environ=os.environ) -> argparse.Namespace
         checked["jupyter_port"] = inputs.port(raw["jupyter_port"], name("jupyter_port"))
         checked["ssh_port"] = inputs.port(raw["ssh_port"], name("ssh_port"))
         _check_public_key(environ)
-    if args.command in ("lock", "build", "smoke", "verify"):
+    if args.command in ("lock", "build", "smoke", "verify", "matrix"):
         checked["network"] = network.host_settings(dict(environ))
     _check_environment(args.command, environ)
     return argparse.Namespace(**{**vars(args), **checked})
@@ -400,13 +408,13 @@ def _check_public_key(environ) -> None:
 
 def _check_environment(command: str, environ) -> None:
     """Variables that the steps of a command read themselves, checked before the first step."""
-    if command in ("base", "build", "smoke", "verify") and environ.get("TORCHYARD_DEBIAN_MIRROR"):
+    if command in ("base", "build", "smoke", "verify", "matrix") and environ.get("TORCHYARD_DEBIAN_MIRROR"):
         inputs.url(environ["TORCHYARD_DEBIAN_MIRROR"], "TORCHYARD_DEBIAN_MIRROR", ("http", "https", "file"))
-    if command in ("build", "smoke", "verify") and environ.get("SOURCE_DATE_EPOCH", "") != "" \
+    if command in ("build", "smoke", "verify", "matrix") and environ.get("SOURCE_DATE_EPOCH", "") != "" \
             and not re.fullmatch(r"[0-9]{1,12}", environ["SOURCE_DATE_EPOCH"], re.ASCII):
         raise InputError(f"SOURCE_DATE_EPOCH={shown(environ['SOURCE_DATE_EPOCH'])}: give seconds since 1970 "
                          "(e.g. $(git log -1 --format=%ct)), or unset it")
-    if command in ("smoke", "run"):
+    if command in ("smoke", "run", "matrix"):
         gpu.requested(environ)
 
 

@@ -1,0 +1,376 @@
+"""`make matrix`: for each tag asked for, in matrix order: lock check, build, size, smoke; then the report.
+
+A tag that cannot be built here (no current lock, and why: its wheel index unreachable; too little disk) says why
+and how to fix it and does not fail the run; a failing tag does not stop it. Exit 0 only when every buildable tag
+built and passed. A step whose result is current is not redone:
+
+- the image is current when <repo>:<tag> exists, its io.torchyard.context.sha256 label is the hash of the context a
+  build would assemble now (Dockerfile, locks, spec, the files every image carries, smoke_tests/: builder/build.py),
+  and its io.torchyard.base.id label is the ID of the base image there now;
+- the size is current when size.json and compressed.json name the image's ID;
+- the smoke report is current when smoke.json names the image's ID, says PASS, and ran as this run would (GPUs or
+  the CPU, --require-gpu or not, synthetic data). A failed step is always tried again.
+
+Progress is a line per tag and step with the elapsed time, and an estimate from the times earlier runs recorded in
+reports/timings.json (the last time each step of each tag did work).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import docker
+import docker.errors
+
+from builder import base, build, doctor, gpu, lock, network, render, report, size, smoke
+from builder.heartbeat import Heartbeat
+from builder.matrix import PYPI_INDEX, ImageSpec, Matrix, MatrixError, Problem
+from builder.units import human
+
+STEPS = ("lock", "build", "size", "smoke")
+TIMINGS = "timings.json"
+HEARTBEAT_S = 60
+DEFAULT_IMAGE_BYTES = 6_500_000_000  # until this machine has measured one (a v2.6-cu124 image is 5.9 GB)
+DONE, CURRENT, FAILED, REFUSED = "done", "current", "failed", "not buildable"
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    status: str  # DONE, CURRENT (not redone), FAILED, REFUSED
+    seconds: float
+    note: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    tag: str
+    result: str  # report.PASSED, report.FAILED or report.NOT_HERE
+    reason: str
+    fix: str | None
+    steps: tuple[Step, ...]
+    date: str
+
+
+def select(matrix: Matrix, value: str | None) -> list[ImageSpec]:
+    """TAG=a,b,c (any order, matrix order kept) or all (the default); unknown tags are refused, each explained."""
+    if value in (None, "", "all"):
+        return list(matrix.specs.values())
+    wanted, problems = [], []
+    for tag in filter(None, (t.strip() for t in value.split(","))):
+        try:
+            wanted += matrix.select(tag)
+        except MatrixError as e:
+            problems += e.problems
+    if problems or not wanted:
+        raise MatrixError(problems or [Problem("TAG", "give a comma-separated list of tags, or all")])
+    chosen = {s.tag for s in wanted}
+    return [s for s in matrix.specs.values() if s.tag in chosen]
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def check_text(check: dict) -> str:
+    """'resnet50 amp PASS (90 images/s)': a check's status, and its figure when it has one."""
+    text, value = report.headline(check)
+    return f"{check['name']} {check['status']}" + (f" ({text})" if value is not None else "")
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    seconds = int(round(seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m {seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+class Timings:
+    """reports/timings.json: step -> tag -> seconds the step took the last time it did work on that tag."""
+
+    def __init__(self, reports: Path):
+        self.path = reports / TIMINGS
+        try:
+            self.data: dict[str, dict[str, float]] = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            self.data = {}
+
+    def estimate(self, step: str, tag: str) -> float | None:
+        """This tag's last time, else the median of the other tags' (the same step costs about the same)."""
+        times = self.data.get(step, {})
+        if tag in times:
+            return times[tag]
+        return statistics.median(times.values()) if times else None
+
+    def record(self, step: str, tag: str, seconds: float) -> None:
+        self.data.setdefault(step, {})[tag] = round(seconds, 1)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_name(TIMINGS + ".partial")
+        partial.write_text(json.dumps(self.data, indent=2, sort_keys=True) + "\n")
+        partial.replace(self.path)
+
+
+class _Beat(Heartbeat):
+    """While a long step runs: a line a minute with how long it has run and what it does now."""
+
+    def __init__(self, run: Runner, prefix: str, estimate: float | None):
+        super().__init__(HEARTBEAT_S)
+        self.run, self.prefix, self.estimate, self.latest = run, prefix, estimate, ""
+
+    def inner(self, text: str) -> None:
+        """What the step itself says (build steps, the suite's output): kept for the next beat, not printed."""
+        text = text.strip()
+        if text:
+            self.latest = text if len(text) <= 90 else text[:87] + "..."
+
+    def beat(self) -> None:
+        of = f" of ~{duration(self.estimate)}" if self.estimate else ""
+        self.run.line(self.prefix, f"... {duration(self.seconds())}{of}" + (f": {self.latest}" if self.latest else ""))
+
+
+class Runner:
+    def __init__(self, matrix: Matrix, client: docker.DockerClient, repo: str, reports: Path,
+                 settings: network.NetworkSettings, say=print, images: Path = render.IMAGES, require_gpu: bool = False):
+        self.matrix, self.client, self.repo, self.reports, self.say = matrix, client, repo, reports, say
+        self.images, self.require_gpu, self.settings = images, require_gpu, settings
+        self.timings = Timings(reports)
+        self.gpus = "all" if gpu.host_has_gpus(client) else "none"
+        self.started = time.monotonic()
+
+    def line(self, prefix: str, text: str) -> None:
+        self.say(f"[{duration(time.monotonic() - self.started):>8}] {prefix} {text}")
+
+    # ------------------------------------------------------------ what is current
+
+    def image(self, spec: ImageSpec):
+        try:
+            return self.client.images.get(f"{self.repo}:{spec.tag}")
+        except docker.errors.ImageNotFound:
+            return None
+
+    def image_current(self, spec: ImageSpec) -> tuple[bool, str]:
+        found = self.image(spec)
+        if found is None:
+            return False, "no image yet"
+        labels = found.labels or {}
+        if labels.get(build.CONTEXT_LABEL) != build.inputs_sha256(spec, self.images):
+            return False, "its inputs changed since the image was built"
+        base_id = build.base_id(self.client, spec)
+        if labels.get(f"{render.LABEL_PREFIX}.base.id") != base_id:
+            return False, f"the base {spec.base.image} is not the one it was built on"
+        return True, f"{found.id[7:19]}, built from these inputs"
+
+    def size_current(self, spec: ImageSpec, image_id: str) -> bool:
+        measured = _read_json(self.reports / spec.tag / "size.json")
+        packed = _read_json(self.reports / spec.tag / size.COMPRESSED)
+        return measured.get("image_id") == image_id and packed.get("image_id") == image_id
+
+    def smoke_current(self, spec: ImageSpec, image_id: str) -> bool:
+        found = _read_json(self.reports / spec.tag / "smoke.json")
+        return (found.get("image_id") == image_id and found.get("status") == "PASS" and found.get("gpus") == self.gpus
+                and bool(found.get("require_gpu")) == self.require_gpu and found.get("data") is None)
+
+    # ------------------------------------------------------------ planning
+
+    def unbuildable(self, specs: list[ImageSpec]) -> dict[str, tuple[str, str]]:
+        """tag -> (why it cannot be built here, how to fix it), for tags without a current lock; the wheel index of
+        each is asked once whether it answers, so the reason says which of the two it is."""
+        problems = {s.tag: report.lock_problem(s, self.images) for s in specs}
+        missing = [s for s in specs if problems[s.tag]]
+        indexes = {s.tag: lock.indexes(s, self.settings)[0] for s in missing}
+        with ThreadPoolExecutor(8) as pool:
+            down = dict(zip(set(indexes.values()), pool.map(lambda url: lock.unreachable(url, self.settings, timeout=5),
+                                                            set(indexes.values()))))
+        out = {}
+        for s in missing:
+            index = indexes[s.tag]
+            fix = f"make lock TAG={s.tag}" + ("" if s.index == PYPI_INDEX else
+                                               " where the PyTorch wheel index answers, or point TORCHYARD_TORCH_INDEX at a mirror")
+            why = ("no current lock" if "stale" not in problems[s.tag] else "its lock is stale") + (
+                f", and its wheel index {index} cannot be reached from here ({down[index]})" if down[index] else
+                f" ({problems[s.tag]})")
+            out[s.tag] = (why, fix)
+        return out
+
+    def plan(self, specs: list[ImageSpec], refused: dict) -> dict[str, list[str]]:
+        """tag -> the steps that will do work (the rest are current)."""
+        todo = {}
+        for s in specs:
+            if s.tag in refused:
+                continue
+            current, _ = self.image_current(s)
+            found = self.image(s) if current else None
+            steps = [] if current else ["build"]
+            if not current or not self.size_current(s, found.id):
+                steps.append("size")
+            if not current or not self.smoke_current(s, found.id):
+                steps.append("smoke")
+            todo[s.tag] = steps
+        return todo
+
+    def remaining(self, todo: dict[str, list[str]], after: int) -> float | None:
+        tags = list(todo)[after:]
+        times = [self.timings.estimate(step, tag) for tag in tags for step in todo[tag]]
+        return None if any(t is None for t in times) else sum(times)
+
+    # ------------------------------------------------------------ one tag
+
+    def disk_problem(self, spec: ImageSpec) -> str | None:
+        """Too little free disk for a build where the engine keeps images (checked when the engine is local)."""
+        root = self.client.info().get("DockerRootDir")
+        if not root or not Path(root).is_dir():
+            return None
+        largest, _ = doctor.largest_image(self.reports)
+        need = doctor.BUILD_FACTOR * (largest or DEFAULT_IMAGE_BYTES)
+        free = shutil.disk_usage(root).free
+        if free >= need:
+            return None
+        return (f"only {free / 1e9:.1f} GB free in {root}; a build needs about {need / 1e9:.1f} GB (the install stage "
+                f"beside the image). Free space (make clean, docker image prune) and run make matrix again")
+
+    def run_tag(self, spec: ImageSpec, number: str, steps_todo: list[str]) -> Outcome:
+        prefix = f"{spec.tag:<{max(map(len, self.matrix.specs))}} {number}"
+        steps: list[Step] = []
+        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+        def step(name: str, status: str, seconds: float, note: str) -> None:
+            steps.append(Step(name, status, round(seconds, 1), note))
+            if status == DONE and name != "lock":
+                self.timings.record(name, spec.tag, seconds)
+            self.line(f"{prefix} {name:<5}", note)
+
+        step("lock", DONE, 0, "current: " + ", ".join(f"images/{spec.tag}/{f}" for f in (lock.LOCK_FILE, lock.WORKSPACE_LOCK_FILE)))
+        if render.write(spec):
+            self.line(f"{prefix} build", f"rendered images/{spec.tag}/ from matrix.yaml")
+        failures: list[str] = []
+        if "build" in steps_todo:
+            if self.image(spec) is None and (problem := self.disk_problem(spec)):
+                step("build", REFUSED, 0, f"not buildable here: {problem}")
+                return Outcome(spec.tag, report.NOT_HERE, problem, "free disk space", tuple(steps), now)
+            estimate = self.timings.estimate("build", spec.tag)
+            self.line(f"{prefix} build", "started" + (f"; ~{duration(estimate)} last time" if estimate else ""))
+            with _Beat(self, f"{prefix} build", estimate) as beat:
+                try:
+                    base.ensure(self.client, spec.base, say=beat.inner)
+                    built = build.build(self.client, spec, self.repo, self.settings, say=beat.inner, reports=self.reports)
+                except (build.BuildFailed, lock.LockError, base.BaseError) as e:
+                    step("build", FAILED, beat.seconds(), f"FAILED:\n  {e}")
+                    return Outcome(spec.tag, report.FAILED, str(e).splitlines()[0], f"see reports/{spec.tag}/build.log",
+                                   tuple(steps), now)
+            step("build", DONE, built.seconds, f"built {built.image} {built.image_id[7:19]} in {duration(built.seconds)} "
+                                               f"({built.cached}/{built.steps} steps from cache)")
+        else:
+            step("build", CURRENT, 0, "current: " + self.image_current(spec)[1])
+        image_id = self.image(spec).id
+        if "size" in steps_todo:
+            estimate = self.timings.estimate("size", spec.tag)
+            with _Beat(self, f"{prefix} size ", estimate) as beat:
+                over = None
+                try:
+                    measured = size.check(self.client, f"{self.repo}:{spec.tag}", spec.tag, spec.size_budget,
+                                          say=beat.inner, reports=self.reports)
+                except size.SizeError as e:
+                    over = str(e)
+                    measured = size.SizeReport.from_json((self.reports / spec.tag / "size.json").read_text())
+                packed = size.compressed(self.client, f"{self.repo}:{spec.tag}", spec.tag, self.reports, say=beat.inner)
+            text = f"{human(measured.total)}, {human(packed.total)} compressed (as a push sends) in {duration(beat.seconds())}"
+            if over:
+                failures.append("over its size budget")
+                step("size", FAILED, beat.seconds(), f"FAILED: {text}:\n  {over}")
+            else:
+                step("size", DONE, beat.seconds(), text + (f"; budget {human(spec.size_budget)}" if spec.size_budget else ""))
+        else:
+            step("size", CURRENT, 0, f"current: measured on {image_id[7:19]}")
+        if "smoke" in steps_todo:
+            estimate = self.timings.estimate("smoke", spec.tag)
+            where = "GPUs" if self.gpus == "all" else "the CPU"
+            self.line(f"{prefix} smoke", f"started on {where}" + (f"; ~{duration(estimate)} last time" if estimate else ""))
+            with _Beat(self, f"{prefix} smoke", estimate) as beat:
+                try:
+                    result = smoke.run(self.client, spec, self.repo, self.matrix, say=beat.inner, reports=self.reports,
+                                       require_gpu=self.require_gpu)
+                except smoke.SmokeError as e:
+                    result = None
+                    failures.append("smoke tests wrote no report")
+                    step("smoke", FAILED, beat.seconds(), f"FAILED: {e}")
+            if result is not None:
+                checks = ", ".join(map(check_text, result.checks))
+                if result.status == "PASS":
+                    step("smoke", DONE, result.seconds, f"PASS in {duration(result.seconds)}: {checks}")
+                else:
+                    failures.append("smoke tests failed")
+                    step("smoke", FAILED, result.seconds, f"FAIL in {duration(result.seconds)}: {checks}; "
+                                                          f"log reports/{spec.tag}/smoke.log")
+        else:
+            step("smoke", CURRENT, 0, f"current: PASS on {image_id[7:19]} (reports/{spec.tag}/smoke.json)")
+        if failures:
+            return Outcome(spec.tag, report.FAILED, "; ".join(failures), f"see reports/{spec.tag}/", tuple(steps), now)
+        return Outcome(spec.tag, report.PASSED, "built and passed", None, tuple(steps), now)
+
+    # ------------------------------------------------------------ the run
+
+    def run(self, specs: list[ImageSpec]) -> int:
+        refused = self.unbuildable(specs)
+        todo = self.plan(specs, refused)
+        where = "GPUs" if self.gpus == "all" else "the CPU (no GPU runtime)"
+        self.say(f"matrix: {len(specs)} of {len(self.matrix.specs)} tags; smoke tests on {where}; reports in {self.reports}/")
+        for s in specs:
+            if s.tag in todo:
+                self.say(f"  {s.tag}: " + (", ".join(todo[s.tag]) if todo[s.tag] else "everything current"))
+        if refused:
+            self.say(f"  not buildable here: {len(refused)} tag(s) (said below, each with its fix)")
+        estimate = self.remaining(todo, 0)
+        if not any(todo.values()):
+            self.say("nothing to build or smoke-test: every buildable tag asked for is current")
+        elif estimate is not None:
+            self.say(f"estimate: about {duration(estimate)}, from earlier runs' times (reports/{TIMINGS})")
+        else:
+            self.say(f"estimate: not yet (a step's first run records its time in reports/{TIMINGS})")
+        outcomes = []
+        buildable = [s for s in specs if s.tag not in refused]
+        for s in specs:
+            if s.tag in refused:
+                why, fix = refused[s.tag]
+                outcome = Outcome(s.tag, report.NOT_HERE, why, fix, (Step("lock", REFUSED, 0, why),),
+                                  datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                self.line(f"{s.tag:<{max(map(len, self.matrix.specs))}} {'':>5} lock ", f"not buildable here: {why}; fix: {fix}")
+            else:
+                index = buildable.index(s)
+                outcome = self.run_tag(s, f"{index + 1}/{len(buildable)}".rjust(5), todo[s.tag])
+                left = self.remaining(todo, index + 1)
+                self.line(f"{s.tag:<{max(map(len, self.matrix.specs))}} {'':>5} =>   ",
+                          f"{outcome.result.upper()}" + ("" if outcome.result == report.PASSED else f": {outcome.reason}")
+                          + (f"; about {duration(left)} left" if left and index + 1 < len(buildable) else ""))
+            outcomes.append(outcome)
+            self.write_outcome(outcome)
+        written = report.write(report.collect(self.matrix, self.images, self.reports), self.reports)
+        counts = {state: sum(o.result == state for o in outcomes) for state in (report.PASSED, report.FAILED, report.NOT_HERE)}
+        self.say(f"matrix: {counts[report.PASSED]} passed, {counts[report.FAILED]} failed, {counts[report.NOT_HERE]} "
+                 f"not buildable here, in {duration(time.monotonic() - self.started)}")
+        self.say("report: " + ", ".join(str(p) for p in written))
+        return 1 if counts[report.FAILED] else 0
+
+    def write_outcome(self, outcome: Outcome) -> None:
+        """reports/<tag>/run.json: what this run said of the tag (the report shows it with its date)."""
+        folder = self.reports / outcome.tag
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / report.RUN_RECORD).write_text(json.dumps(asdict(outcome), indent=2) + "\n")
+
+
+def run(matrix: Matrix, tags: str | None, repo: str, reports: Path, settings: network.NetworkSettings, say=print,
+        require_gpu: bool = False) -> int:
+    specs = select(matrix, tags)
+    return Runner(matrix, build.connect(), repo, reports, settings, say=say, require_gpu=require_gpu).run(specs)
