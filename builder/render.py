@@ -6,6 +6,7 @@ Decisions live here; templates/Dockerfile.j2 only loops over what context() give
 from __future__ import annotations
 
 import json
+import shlex
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -286,8 +287,11 @@ def context(spec: ImageSpec) -> dict:
         "venv_create": ["python3", "-m", "venv", "--system-site-packages", VENV],
         "pip_install": [*pip, *locked, *index, "-r", f"/tmp/{LOCK_FILE}"],
         "workspace_pip_install": [*pip, *locked, "-r", f"/tmp/{WORKSPACE_LOCK_FILE}"],
-        "compile": ["PYTHONHASHSEED=0", f"{VENV}/bin/python", "-m", "compileall", "-q", "-f", "-j", "0",
-                    "--invalidation-mode", "unchecked-hash", f"{VENV}/lib"],
+        # A source this Python cannot compile stays without .pyc, as pip leaves it (torch 2.15 ships
+        # torch/testing/_internal/py312_intrinsics.py in Python 3.12 syntax; `compileall` would exit 1 on 3.11).
+        "compile": ["PYTHONHASHSEED=0", f"{VENV}/bin/python", "-c", shlex.quote(
+            f"import compileall, py_compile; compileall.compile_dir({json.dumps(f'{VENV}/lib')}, quiet=1, force=True, workers=0, "
+            "invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)")],
         "workspace_apt_packages": list(WORKSPACE_APT_PACKAGES),
         "toolchain": toolchain_steps(spec),
         # Made at first start by the entrypoint, so no two containers share one and no layer holds one.
