@@ -18,6 +18,7 @@ reports/timings.json (the last time each step of each tag did work).
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import statistics
 import time
@@ -115,6 +116,15 @@ class Timings:
             return times[tag]
         return statistics.median(times.values()) if times else None
 
+    def said(self, step: str, tag: str) -> str:
+        """The estimate in words, with where it comes from."""
+        estimate = self.estimate(step, tag)
+        if estimate is None:
+            return ""
+        if tag in self.data.get(step, {}):
+            return f"; ~{duration(estimate)} last time"
+        return f"; ~{duration(estimate)} as other tags took"
+
     def record(self, step: str, tag: str, seconds: float) -> None:
         self.data.setdefault(step, {})[tag] = round(seconds, 1)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -132,13 +142,15 @@ class _Beat(Heartbeat):
 
     def inner(self, text: str) -> None:
         """What the step itself says (build steps, the suite's output): kept for the next beat, not printed."""
-        text = text.strip()
+        text = re.sub(r"^\[[\d.\s]+s\]\s*", "", text.strip())  # the build's own elapsed time: the beat says it
         if text:
             self.latest = text if len(text) <= 90 else text[:87] + "..."
 
     def beat(self) -> None:
-        of = f" of ~{duration(self.estimate)}" if self.estimate else ""
-        self.run.line(self.prefix, f"... {duration(self.seconds())}{of}" + (f": {self.latest}" if self.latest else ""))
+        seconds = self.seconds()
+        of = "" if not self.estimate else (f" of ~{duration(self.estimate)}" if seconds <= self.estimate else
+                                           f" (past the ~{duration(self.estimate)} estimate)")
+        self.run.line(self.prefix, f"... {duration(seconds)}{of}" + (f": {self.latest}" if self.latest else ""))
 
 
 class Runner:
@@ -261,7 +273,7 @@ class Runner:
                 step("build", REFUSED, 0, f"not buildable here: {problem}")
                 return Outcome(spec.tag, report.NOT_HERE, problem, "free disk space", tuple(steps), now)
             estimate = self.timings.estimate("build", spec.tag)
-            self.line(f"{prefix} build", "started" + (f"; ~{duration(estimate)} last time" if estimate else ""))
+            self.line(f"{prefix} build", "started" + self.timings.said("build", spec.tag))
             with _Beat(self, f"{prefix} build", estimate) as beat:
                 try:
                     base.ensure(self.client, spec.base, say=beat.inner)
@@ -277,6 +289,7 @@ class Runner:
         image_id = self.image(spec).id
         if "size" in steps_todo:
             estimate = self.timings.estimate("size", spec.tag)
+            self.line(f"{prefix} size ", "started: layers, packages, and the bytes a push sends" + self.timings.said("size", spec.tag))
             with _Beat(self, f"{prefix} size ", estimate) as beat:
                 over = None
                 try:
@@ -297,7 +310,7 @@ class Runner:
         if "smoke" in steps_todo:
             estimate = self.timings.estimate("smoke", spec.tag)
             where = "GPUs" if self.gpus == "all" else "the CPU"
-            self.line(f"{prefix} smoke", f"started on {where}" + (f"; ~{duration(estimate)} last time" if estimate else ""))
+            self.line(f"{prefix} smoke", f"started on {where}" + self.timings.said("smoke", spec.tag))
             with _Beat(self, f"{prefix} smoke", estimate) as beat:
                 try:
                     result = smoke.run(self.client, spec, self.repo, self.matrix, say=beat.inner, reports=self.reports,

@@ -70,3 +70,11 @@ def test_a_bad_tag_list_is_refused_before_the_engine_is_asked():
     assert result.returncode == 2
     assert "'nope' is not a tag in matrix.yaml" in result.stderr
     assert "Docker" not in result.stderr
+
+
+def test_an_estimate_says_where_it_comes_from(tmp_path):
+    timings = matrix_run.Timings(tmp_path)
+    assert timings.said("build", "v2.6-cu124") == ""
+    timings.record("build", "v2.6-cu124", 240)
+    assert timings.said("build", "v2.6-cu124") == "; ~4m 00s last time"
+    assert timings.said("build", "v2.15-cu132") == "; ~4m 00s as other tags took"
