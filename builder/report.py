@@ -303,18 +303,19 @@ def groups(columns: list[dict]) -> list[tuple[str, int]]:
 def table(report: Report) -> tuple[list[dict], list[dict]]:
     """The page's columns and, per row, its cells (text, sort key, class, tooltip): every decision made here."""
     checks = check_names(report.rows)
-    columns = [
-        {"key": "tag", "title": "tag", "group": "image"}, {"key": "state", "title": "state", "group": "image"},
-        {"key": "torch", "title": "torch", "group": "versions"}, {"key": "torchvision", "title": "vision", "group": "versions"},
-        {"key": "cuda", "title": "CUDA", "group": "versions"}, {"key": "cudnn", "title": "cuDNN", "group": "versions"},
-        {"key": "nccl", "title": "NCCL", "group": "versions"}, {"key": "python", "title": "Python", "group": "versions"},
-        {"key": "base", "title": "base", "group": "versions"}, {"key": "driver", "title": "min driver", "group": "runs on"},
-        {"key": "archs", "title": "GPU archs", "group": "runs on"}, {"key": "wheel", "title": "wheel", "group": "inputs"},
-        {"key": "lock", "title": "lock sha256", "group": "inputs"}, {"key": "build", "title": "build", "group": "build"},
-        {"key": "size", "title": "size", "group": "build"}, {"key": "compressed", "title": "compressed", "group": "build"},
-        {"key": "pushed", "title": "pushed", "group": "build"},
-    ] + [{"key": f"check-{i}", "title": name.replace(" all-reduce", "").replace(" amp", ""), "group": "smoke"}
-         for i, name in enumerate(checks)] + [{"key": "measured", "title": "measured on", "group": "smoke"}]
+    def group(name: str, *keys_titles: tuple[str, str]) -> list[dict]:
+        return [{"key": key, "title": title, "group": name} for key, title in keys_titles]
+
+    # What a person looks for first comes first: the tag, its state and versions, then what happened to it;
+    # the facts behind it (driver, archs, inputs) further right.
+    columns = (group("image", ("tag", "tag"), ("state", "state"))
+               + group("versions", ("torch", "torch"), ("torchvision", "vision"), ("cuda", "CUDA"), ("cudnn", "cuDNN"),
+                       ("nccl", "NCCL"), ("python", "Python"))
+               + group("build", ("build", "build"), ("size", "size"), ("compressed", "compressed"))
+               + group("smoke", *((f"check-{i}", name.replace(" all-reduce", "").replace(" amp", ""))
+                                  for i, name in enumerate(checks)), ("measured", "measured on"))
+               + group("runs on", ("driver", "min driver"), ("archs", "GPU archs"))
+               + group("inputs", ("base", "base"), ("wheel", "wheel"), ("lock", "lock sha256"), ("pushed", "pushed")))
     rows = []
     for r in report.rows:
         b, s = r.build, r.smoke
