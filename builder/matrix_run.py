@@ -254,7 +254,7 @@ class Runner:
                 f"beside the image). Free space (make clean, docker image prune) and run make matrix again")
 
     def run_tag(self, spec: ImageSpec, number: str, steps_todo: list[str]) -> Outcome:
-        prefix = f"{spec.tag:<{max(map(len, self.matrix.specs))}} {number}"
+        prefix = f"{spec.tag:<{max(map(len, self.matrix.specs))}} {number}"  # aligned with run()'s lines
         steps: list[Step] = []
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -354,26 +354,29 @@ class Runner:
             self.say(f"estimate: not yet (a step's first run records its time in reports/{TIMINGS})")
         outcomes = []
         buildable = [s for s in specs if s.tag not in refused]
-        for s in specs:
-            if s.tag in refused:
-                why, fix = refused[s.tag]
-                outcome = Outcome(s.tag, report.NOT_HERE, why, fix, (Step("lock", REFUSED, 0, why),),
-                                  datetime.now(timezone.utc).isoformat(timespec="seconds"))
-                self.line(f"{s.tag:<{max(map(len, self.matrix.specs))}} {'':>5} lock ", f"not buildable here: {why}; fix: {fix}")
-            else:
-                index = buildable.index(s)
-                outcome = self.run_tag(s, f"{index + 1}/{len(buildable)}".rjust(5), todo[s.tag])
-                left = self.remaining(todo, index + 1)
-                self.line(f"{s.tag:<{max(map(len, self.matrix.specs))}} {'':>5} =>   ",
-                          f"{outcome.result.upper()}" + ("" if outcome.result == report.PASSED else f": {outcome.reason}")
-                          + (f"; about {duration(left)} left" if left and index + 1 < len(buildable) else ""))
-            outcomes.append(outcome)
-            self.write_outcome(outcome)
-        written = report.write(report.collect(self.matrix, self.images, self.reports), self.reports)
+        width = max(map(len, self.matrix.specs))
+        try:
+            for s in specs:
+                if s.tag in refused:
+                    why, fix = refused[s.tag]
+                    outcome = Outcome(s.tag, report.NOT_HERE, why, fix, (Step("lock", REFUSED, 0, why),),
+                                      datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                    self.line(f"{s.tag:<{width}} {'':>5} lock ", f"not buildable here: {why}; fix: {fix}")
+                else:
+                    index = buildable.index(s)
+                    outcome = self.run_tag(s, f"{index + 1}/{len(buildable)}".rjust(5), todo[s.tag])
+                    left = self.remaining(todo, index + 1)
+                    self.line(f"{s.tag:<{width}} {'':>5} =>   ",
+                              f"{outcome.result.upper()}" + ("" if outcome.result == report.PASSED else f": {outcome.reason}")
+                              + (f"; about {duration(left)} left" if left and index + 1 < len(buildable) else ""))
+                outcomes.append(outcome)
+                self.write_outcome(outcome)
+        finally:  # interrupted too: the report shows what finished, each tag with its date
+            written = report.write(report.collect(self.matrix, self.images, self.reports), self.reports)
+            self.say("report: " + ", ".join(str(p) for p in written))
         counts = {state: sum(o.result == state for o in outcomes) for state in (report.PASSED, report.FAILED, report.NOT_HERE)}
         self.say(f"matrix: {counts[report.PASSED]} passed, {counts[report.FAILED]} failed, {counts[report.NOT_HERE]} "
                  f"not buildable here, in {duration(time.monotonic() - self.started)}")
-        self.say("report: " + ", ".join(str(p) for p in written))
         return 1 if counts[report.FAILED] else 0
 
     def write_outcome(self, outcome: Outcome) -> None:

@@ -20,7 +20,7 @@ from markupsafe import Markup
 from builder import build, charts, lock, render, size
 from builder.compat import version_key
 from builder.matrix import PYPI_INDEX, ImageSpec, Matrix
-from builder.registry import DIGESTS, records
+from builder.registry import DIGESTS, RegistryError, records
 from builder.units import human
 
 RUN_RECORD = "run.json"  # reports/<tag>/run.json: the last `make matrix` outcome of the tag (builder/matrix_run.py)
@@ -217,25 +217,30 @@ def row(spec: ImageSpec, order: int, images: Path, reports: Path, digests: Path)
     smoke = _smoke(_read(folder / "smoke.json"), last_image)
     last_run = _read(folder / RUN_RECORD)
     problem = lock_problem(spec, images)
-    total = size_report.get("total") if size_report else None
+    total = size_report.get("total") if size_report and isinstance(size_report.get("total"), int) else None
     sizes_current = bool(size_report) and size_report.get("image_id") == last_image
-    pushed = tuple({"reference": ref, "digest": entry.get("digest"), "of_last_build": entry.get("image_id") == last_image}
-                   for ref, entry in _records(spec.tag, digests).items())
+    compressed = packed.get("total") if packed and packed.get("image_id") == (size_report or {}).get("image_id") else None
     state, note = _state(spec, problem, built, total if sizes_current else None, smoke, last_run)
     return Row(
         tag=spec.tag, torch=spec.torch, torchvision=spec.torchvision, cuda=spec.cuda, cudnn=spec.cudnn, nccl=spec.nccl,
         python=spec.python, base=spec.base.ref, min_driver=spec.min_driver, archs=spec.archs, wheel=wheel_source(spec),
         lock_sha256=lock_sha256(spec, images), lock_problem=problem, state=state, note=note, build=built,
-        size=total, compressed=packed.get("total") if packed and packed.get("image_id") == (size_report or {}).get("image_id") else None,
-        size_budget=spec.size_budget, sizes_of_last_build=sizes_current or total is None, pushed=pushed, smoke=smoke,
+        size=total, compressed=compressed, size_budget=spec.size_budget, sizes_of_last_build=sizes_current or total is None,
+        pushed=_pushed(spec.tag, digests, last_image), smoke=smoke,
         last_run=last_run, order=order)
 
 
-def _records(tag: str, digests: Path) -> dict:
+def _pushed(tag: str, digests: Path, last_image: str | None) -> tuple[dict, ...]:
+    """digests/<tag>.json's references, each saying whether it is the last build's image. A broken record is left
+    out (make pull says what is wrong with it); it must not stop the report."""
     try:
-        return records(tag, digests)
-    except Exception:  # noqa: BLE001 - a broken digest record must not stop the report; make pull says what is wrong
-        return {}
+        entries = records(tag, digests)
+    except RegistryError:
+        return ()
+    if not isinstance(entries, dict):
+        return ()
+    return tuple({"reference": ref, "digest": entry.get("digest"), "of_last_build": entry.get("image_id") == last_image}
+                 for ref, entry in entries.items() if isinstance(entry, dict))
 
 
 def _commit() -> str | None:
