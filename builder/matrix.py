@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import yaml
@@ -84,6 +84,17 @@ class Base:
 
 
 @dataclass(frozen=True)
+class Sibling:
+    """What an image knows of each tag of its matrix (spec.json): enough to name, at container start, the tags
+    that would run on a host where it does not (smoke_tests/startup.py)."""
+
+    tag: str
+    cuda: str
+    min_driver: str
+    archs: tuple[str, ...] | None
+
+
+@dataclass(frozen=True)
 class ImageSpec:
     tag: str
     torch: str
@@ -103,6 +114,7 @@ class ImageSpec:
     index: str  # 'pypi', or the CUDA variant whose PyTorch wheel index the torch wheel comes from
     extra_packages: tuple[str, ...]
     size_budget: int | None = None  # bytes; `make build`/`make size` fail more than 10% over it
+    siblings: tuple[Sibling, ...] = field(default=(), repr=False)  # every tag of the matrix, this one included
 
 
 @dataclass(frozen=True)
@@ -265,7 +277,8 @@ def load(path: Path, facts: Facts | None = None) -> Matrix:
         problems.append(Problem(at(raw, "default", "default"), f"{shown(default)} is not a tag under images{_nearest(default, list(images))}"))
     if problems:
         raise MatrixError(problems)
-    return Matrix(path=path, default=default, specs=specs)
+    siblings = tuple(Sibling(s.tag, s.cuda, s.min_driver, s.archs) for s in specs.values())
+    return Matrix(path=path, default=default, specs={tag: replace(s, siblings=siblings) for tag, s in specs.items()})
 
 
 def _label(*keys: str) -> str:

@@ -15,6 +15,7 @@ import jinja2
 from builder.compat import cudnn_number, version_key
 from builder.matrix import PYPI_INDEX, ImageSpec
 from builder.network import TORCH_INDEX
+from smoke_tests import startup
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = ROOT / "templates"
@@ -240,6 +241,13 @@ def facts(spec: ImageSpec) -> dict:
     }
 
 
+def siblings(spec: ImageSpec) -> str:
+    """matrix.json: every tag of the matrix with what decides where it runs, one line each (the image cannot know
+    the rest of its matrix; smoke_tests/startup.py names the tags that would run where this one does not)."""
+    entries = [json.dumps({**asdict(s), "archs": list(s.archs) if s.archs else None}) for s in spec.siblings]
+    return "[\n" + ",\n".join(f"  {entry}" for entry in entries) + "\n]\n"
+
+
 def labels(spec: ImageSpec) -> list[tuple[str, str]]:
     unknown = "not recorded"
     return [
@@ -327,6 +335,7 @@ def render(spec: ImageSpec) -> dict[str, str]:
         "requirements-workspace.txt": "".join(f"{r}\n" for r in workspace_requirements(spec)),
         **{f"workspace/{name}": (TEMPLATES / name).read_text() for name in WORKSPACE_FILES},
         "torchyard/spec.json": json.dumps(facts(spec), indent=2) + "\n",
+        f"torchyard/{startup.MATRIX_FILE}": siblings(spec),
         **{f"torchyard/{name}": (TEMPLATES / name).read_text() for name in SHARED_SCRIPTS},
         "python/torchyard_pip_guard.py": (TEMPLATES / PIP_GUARD).read_text(),
         "python/torchyard-pip-guard.pth": "import torchyard_pip_guard\n",
