@@ -29,6 +29,7 @@ from builder.urls import redact
 from builder.heartbeat import Heartbeat
 from builder.matrix import PYPI_INDEX, ImageSpec
 from builder.network import NetworkSettings
+from smoke_tests import startup
 
 REPORTS = render.ROOT / "reports"
 STEP_RE = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
@@ -129,10 +130,12 @@ def lock_labels(spec: ImageSpec, images: Path, buildargs: dict[str, str]) -> dic
 
 
 def prepare_context(spec: ImageSpec, network: NetworkSettings, into: Path, images: Path = render.IMAGES) -> Path:
-    """A copy of images/<tag>/ plus the smoke suite and the build-only inputs (pip.conf, CA bundle), never committed."""
+    """A copy of images/<tag>/ plus the smoke suite, the matrix's tags and the build-only inputs (pip.conf, CA
+    bundle), never committed."""
     context = into / spec.tag
     shutil.copytree(images / spec.tag, context)
     shutil.copytree(render.SMOKE_TESTS, context / "smoke_tests", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    (context / "torchyard" / startup.MATRIX_FILE).write_text(render.siblings(spec))  # lands in /usr/share/torchyard/
     inputs = context / BUILD_INPUTS_DIR
     inputs.mkdir()
     (inputs / "ca-bundle.crt").write_text(network.ca_bundle())

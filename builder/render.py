@@ -243,7 +243,8 @@ def facts(spec: ImageSpec) -> dict:
 
 def siblings(spec: ImageSpec) -> str:
     """matrix.json: every tag of the matrix with what decides where it runs, one line each (the image cannot know
-    the rest of its matrix; smoke_tests/startup.py names the tags that would run where this one does not)."""
+    the rest of its matrix; smoke_tests/startup.py names the tags that would run where this one does not). The same
+    for every tag, so it is not committed 31 times: builder/build.py adds it to each build context."""
     entries = [json.dumps({**asdict(s), "archs": list(s.archs) if s.archs else None}) for s in spec.siblings]
     return "[\n" + ",\n".join(f"  {entry}" for entry in entries) + "\n]\n"
 
@@ -335,7 +336,6 @@ def render(spec: ImageSpec) -> dict[str, str]:
         "requirements-workspace.txt": "".join(f"{r}\n" for r in workspace_requirements(spec)),
         **{f"workspace/{name}": (TEMPLATES / name).read_text() for name in WORKSPACE_FILES},
         "torchyard/spec.json": json.dumps(facts(spec), indent=2) + "\n",
-        f"torchyard/{startup.MATRIX_FILE}": siblings(spec),
         **{f"torchyard/{name}": (TEMPLATES / name).read_text() for name in SHARED_SCRIPTS},
         "python/torchyard_pip_guard.py": (TEMPLATES / PIP_GUARD).read_text(),
         "python/torchyard-pip-guard.pth": "import torchyard_pip_guard\n",

@@ -49,3 +49,17 @@ def test_the_record_is_replaced_whole_and_read_back(tmp_path):
     (tmp_path / "v2.6-cu124" / "build.json").write_text("{half")
     assert build.read_record(tmp_path, "v2.6-cu124") is None
     assert build.read_record(tmp_path, "v2.7-cu126") is None
+
+
+def test_every_context_carries_the_matrix_and_its_hash_follows_it(shipped, images, tmp_path):
+    """matrix.json (the tags a start warning can name) is made for each build, not committed per tag; a new tag in
+    the matrix changes every image's context."""
+    import dataclasses
+    import json
+
+    spec = shipped.specs["v2.6-cu124"]
+    context = build.prepare_context(spec, network.NetworkSettings(), tmp_path / "ctx", images)
+    tags = [entry["tag"] for entry in json.loads((context / "torchyard" / "matrix.json").read_text())]
+    assert tags == list(shipped.specs)
+    fewer = dataclasses.replace(spec, siblings=spec.siblings[:-1])
+    assert build.inputs_sha256(fewer, images) != build.inputs_sha256(spec, images)

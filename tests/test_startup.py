@@ -22,8 +22,8 @@ def host(name: str) -> nvml.Nvml:
 def files_of(shipped):
     """A tag's spec.json and matrix.json, as the image carries them."""
     def files(tag):
-        rendered = render.render(shipped.specs[tag])
-        return {name: json.loads(rendered[f"torchyard/{name}"]) for name in ("spec.json", startup.MATRIX_FILE)}
+        spec = shipped.specs[tag]
+        return {"spec.json": render.facts(spec), startup.MATRIX_FILE: json.loads(render.siblings(spec))}
     return files
 
 
