@@ -153,6 +153,30 @@ class _Beat(Heartbeat):
         self.run.line(self.prefix, f"... {duration(seconds)}{of}" + (f": {self.latest}" if self.latest else ""))
 
 
+class _Steps:
+    """One tag's steps in a run: each said as a line, kept for run.json; one that did work records its time."""
+
+    def __init__(self, run: Runner, spec: ImageSpec, prefix: str):
+        self.run, self.spec, self.prefix = run, spec, prefix
+        self.done: list[Step] = []
+        self.date = datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+    def prefix_of(self, step: str) -> str:
+        return f"{self.prefix} {step:<5}"
+
+    def say(self, step: str, text: str) -> None:
+        self.run.line(self.prefix_of(step), text)
+
+    def add(self, name: str, status: str, seconds: float, note: str) -> None:
+        self.done.append(Step(name, status, round(seconds, 1), note))
+        if status == DONE and name != "lock":
+            self.run.timings.record(name, self.spec.tag, seconds)
+        self.say(name, note)
+
+    def outcome(self, result: str, reason: str, fix: str | None) -> Outcome:
+        return Outcome(self.spec.tag, result, reason, fix, tuple(self.done), self.date)
+
+
 class Runner:
     def __init__(self, matrix: Matrix, client: docker.DockerClient, repo: str, reports: Path,
                  settings: network.NetworkSettings, say=print, images: Path = render.IMAGES, require_gpu: bool = False):
@@ -253,85 +277,83 @@ class Runner:
         return (f"only {free / 1e9:.1f} GB free in {root}; a build needs about {need / 1e9:.1f} GB (the install stage "
                 f"beside the image). Free space (make clean, docker image prune) and run make matrix again")
 
-    def run_tag(self, spec: ImageSpec, number: str, steps_todo: list[str]) -> Outcome:
-        prefix = f"{spec.tag:<{max(map(len, self.matrix.specs))}} {number}"  # aligned with run()'s lines
-        steps: list[Step] = []
-        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-        def step(name: str, status: str, seconds: float, note: str) -> None:
-            steps.append(Step(name, status, round(seconds, 1), note))
-            if status == DONE and name != "lock":
-                self.timings.record(name, spec.tag, seconds)
-            self.line(f"{prefix} {name:<5}", note)
-
-        step("lock", DONE, 0, "current: " + ", ".join(f"images/{spec.tag}/{f}" for f in (lock.LOCK_FILE, lock.WORKSPACE_LOCK_FILE)))
+    def run_tag(self, spec: ImageSpec, number: str, todo: list[str]) -> Outcome:
+        steps = _Steps(self, spec, f"{spec.tag:<{max(map(len, self.matrix.specs))}} {number}")
+        steps.add("lock", DONE, 0, "current: " + ", ".join(f"images/{spec.tag}/{f}" for f in (lock.LOCK_FILE, lock.WORKSPACE_LOCK_FILE)))
         if render.write(spec):
-            self.line(f"{prefix} build", f"rendered images/{spec.tag}/ from matrix.yaml")
-        failures: list[str] = []
-        if "build" in steps_todo:
+            steps.say("build", f"rendered images/{spec.tag}/ from matrix.yaml")
+        if "build" in todo:
             if self.image(spec) is None and (problem := self.disk_problem(spec)):
-                step("build", REFUSED, 0, f"not buildable here: {problem}")
-                return Outcome(spec.tag, report.NOT_HERE, problem, "free disk space", tuple(steps), now)
-            estimate = self.timings.estimate("build", spec.tag)
-            self.line(f"{prefix} build", "started" + self.timings.said("build", spec.tag))
-            with _Beat(self, f"{prefix} build", estimate) as beat:
-                try:
-                    base.ensure(self.client, spec.base, say=beat.inner)
-                    built = build.build(self.client, spec, self.repo, self.settings, say=beat.inner, reports=self.reports)
-                except (build.BuildFailed, lock.LockError, base.BaseError) as e:
-                    step("build", FAILED, beat.seconds(), f"FAILED:\n  {e}")
-                    return Outcome(spec.tag, report.FAILED, str(e).splitlines()[0], f"see reports/{spec.tag}/build.log",
-                                   tuple(steps), now)
-            step("build", DONE, built.seconds, f"built {built.image} {built.image_id[7:19]} in {duration(built.seconds)} "
-                                               f"({built.cached}/{built.steps} steps from cache)")
+                steps.add("build", REFUSED, 0, f"not buildable here: {problem}")
+                return steps.outcome(report.NOT_HERE, problem, "free disk space")
+            if failure := self.build_step(spec, steps):
+                return steps.outcome(report.FAILED, failure, f"see reports/{spec.tag}/build.log")
         else:
-            step("build", CURRENT, 0, "current: " + self.image_current(spec)[1])
+            steps.add("build", CURRENT, 0, "current: " + self.image_current(spec)[1])
         image_id = self.image(spec).id
-        if "size" in steps_todo:
-            estimate = self.timings.estimate("size", spec.tag)
-            self.line(f"{prefix} size ", "started: layers, packages, and the bytes a push sends" + self.timings.said("size", spec.tag))
-            with _Beat(self, f"{prefix} size ", estimate) as beat:
-                over = None
-                try:
-                    measured = size.check(self.client, f"{self.repo}:{spec.tag}", spec.tag, spec.size_budget,
-                                          say=beat.inner, reports=self.reports)
-                except size.SizeError as e:
-                    over = str(e)
-                    measured = size.SizeReport.from_json((self.reports / spec.tag / "size.json").read_text())
-                packed = size.compressed(self.client, f"{self.repo}:{spec.tag}", spec.tag, self.reports, say=beat.inner)
-            text = f"{human(measured.total)}, {human(packed.total)} compressed (as a push sends) in {duration(beat.seconds())}"
-            if over:
-                failures.append("over its size budget")
-                step("size", FAILED, beat.seconds(), f"FAILED: {text}:\n  {over}")
-            else:
-                step("size", DONE, beat.seconds(), text + (f"; budget {human(spec.size_budget)}" if spec.size_budget else ""))
+        failures = []
+        if "size" in todo:
+            failures.append(self.size_step(spec, steps))
         else:
-            step("size", CURRENT, 0, f"current: measured on {image_id[7:19]}")
-        if "smoke" in steps_todo:
-            estimate = self.timings.estimate("smoke", spec.tag)
-            where = "GPUs" if self.gpus == "all" else "the CPU"
-            self.line(f"{prefix} smoke", f"started on {where}" + self.timings.said("smoke", spec.tag))
-            with _Beat(self, f"{prefix} smoke", estimate) as beat:
-                try:
-                    result = smoke.run(self.client, spec, self.repo, self.matrix, say=beat.inner, reports=self.reports,
-                                       require_gpu=self.require_gpu)
-                except smoke.SmokeError as e:
-                    result = None
-                    failures.append("smoke tests wrote no report")
-                    step("smoke", FAILED, beat.seconds(), f"FAILED: {e}")
-            if result is not None:
-                checks = ", ".join(map(check_text, result.checks))
-                if result.status == "PASS":
-                    step("smoke", DONE, result.seconds, f"PASS in {duration(result.seconds)}: {checks}")
-                else:
-                    failures.append("smoke tests failed")
-                    step("smoke", FAILED, result.seconds, f"FAIL in {duration(result.seconds)}: {checks}; "
-                                                          f"log reports/{spec.tag}/smoke.log")
+            steps.add("size", CURRENT, 0, f"current: measured on {image_id[7:19]}")
+        if "smoke" in todo:
+            failures.append(self.smoke_step(spec, steps))
         else:
-            step("smoke", CURRENT, 0, f"current: PASS on {image_id[7:19]} (reports/{spec.tag}/smoke.json)")
-        if failures:
-            return Outcome(spec.tag, report.FAILED, "; ".join(failures), f"see reports/{spec.tag}/", tuple(steps), now)
-        return Outcome(spec.tag, report.PASSED, "built and passed", None, tuple(steps), now)
+            steps.add("smoke", CURRENT, 0, f"current: PASS on {image_id[7:19]} (reports/{spec.tag}/smoke.json)")
+        if any(failures):
+            return steps.outcome(report.FAILED, "; ".join(filter(None, failures)), f"see reports/{spec.tag}/")
+        return steps.outcome(report.PASSED, "built and passed", None)
+
+    def build_step(self, spec: ImageSpec, steps: _Steps) -> str | None:
+        """Build the image; what went wrong, or None."""
+        steps.say("build", "started" + self.timings.said("build", spec.tag))
+        with _Beat(self, steps.prefix_of("build"), self.timings.estimate("build", spec.tag)) as beat:
+            try:
+                base.ensure(self.client, spec.base, say=beat.inner)
+                built = build.build(self.client, spec, self.repo, self.settings, say=beat.inner, reports=self.reports)
+            except (build.BuildFailed, lock.LockError, base.BaseError) as e:
+                steps.add("build", FAILED, beat.seconds(), f"FAILED:\n  {e}")
+                return str(e).splitlines()[0]
+        steps.add("build", DONE, built.seconds, f"built {built.image} {built.image_id[7:19]} in {duration(built.seconds)} "
+                                                f"({built.cached}/{built.steps} steps from cache)")
+        return None
+
+    def size_step(self, spec: ImageSpec, steps: _Steps) -> str | None:
+        """Measure the image and what a push sends, against its budget; what went wrong, or None."""
+        image = f"{self.repo}:{spec.tag}"
+        steps.say("size", "started: layers, packages, and the bytes a push sends" + self.timings.said("size", spec.tag))
+        with _Beat(self, steps.prefix_of("size"), self.timings.estimate("size", spec.tag)) as beat:
+            over = None
+            try:
+                measured = size.check(self.client, image, spec.tag, spec.size_budget, say=beat.inner, reports=self.reports)
+            except size.SizeError as e:  # the report is written all the same
+                over = str(e)
+                measured = size.SizeReport.from_json((self.reports / spec.tag / "size.json").read_text())
+            packed = size.compressed(self.client, image, spec.tag, self.reports, say=beat.inner)
+        text = f"{human(measured.total)}, {human(packed.total)} compressed (as a push sends) in {duration(beat.seconds())}"
+        if over:
+            steps.add("size", FAILED, beat.seconds(), f"FAILED: {text}:\n  {over}")
+            return "over its size budget"
+        steps.add("size", DONE, beat.seconds(), text + (f"; budget {human(spec.size_budget)}" if spec.size_budget else ""))
+        return None
+
+    def smoke_step(self, spec: ImageSpec, steps: _Steps) -> str | None:
+        """Run the smoke suite in the image; what went wrong, or None."""
+        steps.say("smoke", f"started on {'GPUs' if self.gpus == 'all' else 'the CPU'}" + self.timings.said("smoke", spec.tag))
+        with _Beat(self, steps.prefix_of("smoke"), self.timings.estimate("smoke", spec.tag)) as beat:
+            try:
+                result = smoke.run(self.client, spec, self.repo, self.matrix, say=beat.inner, reports=self.reports,
+                                   require_gpu=self.require_gpu)
+            except smoke.SmokeError as e:
+                steps.add("smoke", FAILED, beat.seconds(), f"FAILED: {e}")
+                return "the smoke suite wrote no report"
+        checks = ", ".join(map(check_text, result.checks))
+        if result.status != "PASS":
+            steps.add("smoke", FAILED, result.seconds, f"FAIL in {duration(result.seconds)}: {checks}; "
+                                                       f"log reports/{spec.tag}/smoke.log")
+            return "smoke tests failed"
+        steps.add("smoke", DONE, result.seconds, f"PASS in {duration(result.seconds)}: {checks}")
+        return None
 
     # ------------------------------------------------------------ the run
 
