@@ -368,7 +368,9 @@ class Runner:
         if refused:
             self.say(f"  not buildable here: {len(refused)} tag(s) (said below, each with its fix)")
         estimate = self.remaining(todo, 0)
-        if not any(todo.values()):
+        if not todo:
+            self.say("no tag asked for can be built here")
+        elif not any(todo.values()):
             self.say("nothing to build or smoke-test: every buildable tag asked for is current")
         elif estimate is not None:
             self.say(f"estimate: about {duration(estimate)}, from earlier runs' times (reports/{TIMINGS})")
