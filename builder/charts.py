@@ -72,9 +72,12 @@ def bar_chart(rows: Sequence[Row], series: Sequence[Series], fmt: Callable[[floa
                 continue
             by = y + i * (BAR_H + BAR_GAP)
             w = max(value * scale, 1.0)
+            tx = LABEL_W + w + 4
+            if row.marker and 0 <= row.marker * scale - w < 40:  # the value after the marker, not under it
+                tx = LABEL_W + row.marker * scale + 5
             out.append(f'<rect class="{s.css}" x="{LABEL_W}" y="{by:.1f}" width="{w:.1f}" height="{BAR_H}" rx="2">'
                        f'<title>{escape(f"{row.label}, {s.name}: {fmt(value)} {unit}")}</title></rect>'
-                       f'<text class="value" x="{LABEL_W + w + 4:.1f}" y="{by + BAR_H - 3:.1f}">{escape(fmt(value))}</text>')
+                       f'<text class="value" x="{tx:.1f}" y="{by + BAR_H - 3:.1f}">{escape(fmt(value))}</text>')
         if row.marker:
             mx = LABEL_W + row.marker * scale
             out.append(f'<line class="marker" x1="{mx:.1f}" y1="{y - 3:.1f}" x2="{mx:.1f}" y2="{y + row_h - ROW_GAP + 3:.1f}">'
