@@ -221,8 +221,16 @@ def compressed(client: docker.DockerClient, image: str, tag: str, reports: Path 
     if missing:
         what = f"compressing {len(missing)} layer(s) of {image} as a push would (gzip -{GZIP_LEVEL}, {os.cpu_count()} threads)"
         say(what)
-        known.update(_measure(client, found.id, set(missing),
-                              lambda done: say(f"{what}: {done / 1e9:.1f} of ~{found.attrs['Size'] / 1e9:.1f} GB")))
+        # `docker save` names layers by IDs that say nothing of their content: a known layer is recognised by
+        # its size, only hashed (never compressed), and the hash confirms it; a wrong guess costs a second pass.
+        by_size = collections.Counter(known[d][0] for d in diff_ids if d in known)
+        guesses = {known[d][0]: d for d in diff_ids if d in known and by_size[known[d][0]] == 1}
+        for attempt in (guesses, {}):
+            known.update(_measure(client, found.id, set(missing), attempt,
+                                  lambda done: say(f"{what}: {done / 1e9:.1f} of ~{found.attrs['Size'] / 1e9:.1f} GB")))
+            missing = [d for d in missing if d not in known]
+            if not missing:
+                break
     absent = [d for d in diff_ids if d not in known]
     if absent:
         raise SizeError(f"`docker save {image}` did not hold the layer(s) {', '.join(a[:19] for a in absent)}")
@@ -234,7 +242,9 @@ def compressed(client: docker.DockerClient, image: str, tag: str, reports: Path 
     return result
 
 
-def _measure(client: docker.DockerClient, image_id: str, wanted: set[str], progress) -> dict[str, tuple[int, int]]:
+def _measure(client: docker.DockerClient, image_id: str, wanted: set[str], skip: dict[int, str],
+             progress) -> dict[str, tuple[int, int]]:
+    """(bytes, gzipped bytes) of the wanted layers; a file the size of a layer in `skip` is only hashed."""
     measured, done = {}, 0
     workers = os.cpu_count() or 1
     with ThreadPoolExecutor(workers) as pool, tarfile.open(fileobj=io.BufferedReader(_Stream(client.api.get_image(image_id)), CHUNK), mode="r|") as tar:
@@ -245,6 +255,7 @@ def _measure(client: docker.DockerClient, image_id: str, wanted: set[str], progr
             if member.name.startswith("blobs/sha256/") and f"sha256:{name}" not in wanted:
                 continue  # an OCI layout names each layer by its digest: a known one needs no compression
             reader = tar.extractfile(member)
+            compress = member.size not in skip
             digest, size, packed, pending = hashlib.sha256(), 0, GZIP_FRAME, collections.deque()
             while chunk := reader.read(CHUNK):
                 digest.update(chunk)
@@ -252,12 +263,13 @@ def _measure(client: docker.DockerClient, image_id: str, wanted: set[str], progr
                 done += len(chunk)
                 if done % PROGRESS_EVERY < len(chunk):
                     progress(done)
-                pending.append(pool.submit(_deflated, chunk))
+                if compress:
+                    pending.append(pool.submit(_deflated, chunk))
                 while len(pending) > 2 * workers:  # bounded memory: at most a few chunks in flight
                     packed += pending.popleft().result()
             packed += sum(f.result() for f in pending)
             diff_id = f"sha256:{digest.hexdigest()}"
-            if diff_id in wanted:
+            if diff_id in wanted and compress:
                 measured[diff_id] = (size, packed)
     return measured
 
