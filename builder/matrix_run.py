@@ -183,7 +183,7 @@ class Runner:
         self.matrix, self.client, self.repo, self.reports, self.say = matrix, client, repo, reports, say
         self.images, self.require_gpu, self.settings = images, require_gpu, settings
         self.timings = Timings(reports)
-        self.gpus = "all" if gpu.host_has_gpus(client) else "none"
+        self.gpus = gpu.host_has_gpus(client)  # as make smoke decides: the toolkit's route, or TORCHYARD_GPUS
         self.started = time.monotonic()
 
     def line(self, prefix: str, text: str) -> None:
@@ -216,7 +216,7 @@ class Runner:
 
     def smoke_current(self, spec: ImageSpec, image_id: str) -> bool:
         found = _read_json(self.reports / spec.tag / "smoke.json")
-        return (found.get("image_id") == image_id and found.get("status") == "PASS" and found.get("gpus") == self.gpus
+        return (found.get("image_id") == image_id and found.get("status") == "PASS" and found.get("gpus_passed") == self.gpus
                 and bool(found.get("require_gpu")) == self.require_gpu and found.get("data") is None)
 
     # ------------------------------------------------------------ planning
@@ -339,7 +339,7 @@ class Runner:
 
     def smoke_step(self, spec: ImageSpec, steps: _Steps) -> str | None:
         """Run the smoke suite in the image; what went wrong, or None."""
-        steps.say("smoke", f"started on {'GPUs' if self.gpus == 'all' else 'the CPU'}" + self.timings.said("smoke", spec.tag))
+        steps.say("smoke", f"started on {'GPUs' if self.gpus else 'the CPU'}" + self.timings.said("smoke", spec.tag))
         with _Beat(self, steps.prefix_of("smoke"), self.timings.estimate("smoke", spec.tag)) as beat:
             try:
                 result = smoke.run(self.client, spec, self.repo, self.matrix, say=beat.inner, reports=self.reports,
@@ -360,7 +360,7 @@ class Runner:
     def run(self, specs: list[ImageSpec]) -> int:
         refused = self.unbuildable(specs)
         todo = self.plan(specs, refused)
-        where = "GPUs" if self.gpus == "all" else "the CPU (no GPU runtime)"
+        where = "GPUs" if self.gpus else "the CPU (no GPU runtime)"
         self.say(f"matrix: {len(specs)} of {len(self.matrix.specs)} tags; smoke tests on {where}; reports in {self.reports}/")
         for s in specs:
             if s.tag in todo:

@@ -172,7 +172,9 @@ def test_a_valid_entry_becomes_exactly_its_spec(tmp_path, facts):
         cuda_runtime="12.4.127", cudnn="9.1.0.70", nccl="2.21.5",
         archs=("sm_50", "sm_60", "sm_70", "sm_75", "sm_80", "sm_86", "sm_90"), python="3.11", min_driver="525.60.13",
         toolkit_driver="550.54.14", base=matrix.Base("bookworm", "bookworm"), devel=False, nvcc=None, index="pypi",
-        extra_packages=("einops==0.8.1",), size_budget=None)
+        extra_packages=("einops==0.8.1",), size_budget=None,
+        siblings=(matrix.Sibling("v2.6-cu124", "12.4", "525.60.13", ("sm_50", "sm_60", "sm_70", "sm_75", "sm_80", "sm_86", "sm_90")),
+                  matrix.Sibling("v2.15-cu132-devel", "13.2", "580.65.06", ("sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"))))
     devel = specs["v2.15-cu132-devel"]
     assert (devel.devel, devel.nvcc, devel.cuda_runtime, devel.toolkit_driver) == (
         True, facts.nvcc["13.2"], "13.2.86", facts.toolkit_driver.get("13.2"))

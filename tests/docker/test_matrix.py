@@ -75,7 +75,7 @@ def test_a_smoke_report_of_another_image_or_run_is_not_current(runner, spec, rep
     path = reports / TAG / "smoke.json"
     data = json.loads(path.read_text())
     assert run.smoke_current(spec, built.image_id)
-    for change in ({"image_id": "sha256:" + "0" * 64}, {"status": "FAIL"}, {"gpus": "all"}, {"require_gpu": True},
+    for change in ({"image_id": "sha256:" + "0" * 64}, {"status": "FAIL"}, {"gpus_passed": True}, {"require_gpu": True},
                    {"data": "/data/imagenette"}):
         path.write_text(json.dumps({**data, **change}))
         assert not run.smoke_current(spec, built.image_id), change
