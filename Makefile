@@ -7,23 +7,26 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 BUILDER := $(PY) -m builder
-SETTINGS := TAG REPO REGISTRY NOCACHE REQUIRE_GPU DATA WORKSPACE BIND JUPYTER_PORT SSH_PORT PRUNE
+SETTINGS := TAG REPO REGISTRY NOCACHE REQUIRE_GPU DATA WORKSPACE BIND JUPYTER_PORT SSH_PORT PRUNE NODES GPUS
 
-# export TORCHYARD_<NAME> = NAME's value, unexpanded, when NAME is given (so TORCHYARD_REPO=… alone still counts)
+# export TORCHYARD_<NAME> (or the name given second) = NAME's value, unexpanded, when NAME is given
+# (so TORCHYARD_REPO=… alone still counts)
 define pass-setting
 ifneq ($$(origin $(1)),undefined)
-export TORCHYARD_$(1) = $$(value $(1))
+export $(or $(2),TORCHYARD_$(1)) = $$(value $(1))
 endif
 endef
-$(foreach name,$(SETTINGS),$(eval $(call pass-setting,$(name))))
+$(foreach name,$(filter-out GPUS,$(SETTINGS)),$(eval $(call pass-setting,$(name))))
+# GPUS= is a cluster job's GPUs per node; TORCHYARD_GPUS=all|none already says whether make smoke/run pass GPUs
+$(eval $(call pass-setting,GPUS,TORCHYARD_GPUS_PER_NODE))
 # ...and not NAME itself: make would expand a command-line value to put it in the environment
 unexport $(SETTINGS)
 
 .DEFAULT_GOAL := help
-.PHONY: help list validate render lock base build smoke run size verify push pull matrix report doctor test unit-test docker-test mutation clean
+.PHONY: help list validate render lock base build smoke run size verify push pull matrix report doctor k8s slurm ci test unit-test docker-test mutation clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -48,7 +51,7 @@ base: $(VENV)/.installed ## make the base image TAG=… needs (mmdebstrap + dock
 build: $(VENV)/.installed ## validate, render and build TAG=… as torchyard:<tag> (NOCACHE=1: every step anew)
 	@$(BUILDER) build
 
-smoke: $(VENV)/.installed ## run the smoke suite in torchyard:<tag> (GPUs when present); reports/<tag>/smoke.json
+smoke: $(VENV)/.installed ## run the smoke suite in torchyard:<tag> (GPUs when present); reports/<tag>/smoke.json; NODES=n: torchrun's all-reduce across n containers
 	@$(BUILDER) smoke
 
 run: $(VENV)/.installed ## start TAG=…'s workspace: JupyterLab (URL with token printed), SSH with your key, ./workspace mounted
@@ -74,6 +77,15 @@ report: $(VENV)/.installed ## reports/matrix.{json,md} and reports/index.html fr
 
 doctor: $(VENV)/.installed ## which tags run on this host, and why not (driver, GPU archs, Docker's GPU runtime, shm, disk)
 	@$(BUILDER) doctor
+
+k8s: $(VENV)/.installed ## print Kubernetes manifests smoke-testing TAG=… on GPUS=n per node, NODES=m (| kubectl apply -f -)
+	@$(BUILDER) k8s
+
+slurm: $(VENV)/.installed ## print an sbatch script (pyxis/enroot) smoke-testing TAG=… on GPUS=n per node, NODES=m (| sbatch)
+	@$(BUILDER) slurm
+
+ci: $(VENV)/.installed ## write .github/workflows/images.yml: build, smoke and push per buildable tag, GPU smoke on a self-hosted runner
+	@$(BUILDER) ci
 
 test: $(VENV)/.installed ## unit tests and docker tests (CI=true: a missing engine fails)
 	$(PY) -m pytest

@@ -16,7 +16,8 @@ import docker.types
 
 # Docker's default /dev/shm is 64 MB: DataLoader workers and NCCL's shared-memory transport run out of it.
 # A tmpfs limit reserves nothing; only the pages used count against the container's memory.
-SHM_SIZE = "8g"
+SHM_GIB = 8  # the one figure: `docker run --shm-size` and a Kubernetes Job's memory-backed /dev/shm (builder/k8s.py)
+SHM_SIZE = f"{SHM_GIB}g"  # Docker's g is GiB
 HOOKS = ("nvidia-container-runtime-hook", "nvidia-container-toolkit", "nvidia-ctk")
 
 

@@ -18,6 +18,7 @@ from builder.urls import redact
 # (the -v separator), no shell metacharacters, no control characters.
 PATH_RE = re.compile(r"[\w ./+@%,=~-]+")
 PORT_RE = re.compile(r"[0-9]{1,5}", re.ASCII)
+COUNT_RE = re.compile(r"[0-9]{1,9}", re.ASCII)
 SPACE_OR_CONTROL_RE = re.compile(r"[\x00-\x20\x7f-\x9f]")
 SHOWN_CHARACTERS = 120
 _bounded = reprlib.Repr()
@@ -82,6 +83,14 @@ def port(value, what: str) -> int:
     text = str(value).strip()
     if not PORT_RE.fullmatch(text) or not 0 < int(text) < 65536:
         raise InputError(f"{what}={shown(value)}: give a port number from 1 to 65535")
+    return int(text)
+
+
+def count(value, what: str, upper: int, meaning: str) -> int:
+    """A whole number from 1 to upper, in ASCII digits (NODES=, GPUS=, an all-reduce size)."""
+    text = str(value).strip()
+    if not COUNT_RE.fullmatch(text) or not 1 <= int(text) <= upper:
+        raise InputError(f"{what}={shown(value)}: give {meaning} as a whole number from 1 to {upper}, e.g. {what}=2")
     return int(text)
 
 

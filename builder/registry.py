@@ -23,7 +23,7 @@ import docker.errors
 from builder import reference as references
 from builder import render
 from builder.heartbeat import Heartbeat
-from builder.inputs import InputError
+from builder.inputs import InputError, shown
 
 DIGESTS = render.ROOT / "digests"
 NAME = "torchyard"  # the repository name in every registry: <REGISTRY>/torchyard:<tag>
@@ -72,6 +72,11 @@ def records(tag: str, digests: Path = DIGESTS) -> dict[str, dict[str, str]]:
                 and re.fullmatch(references.SHA256, entry["digest"], re.ASCII)):
             raise RecordError(f"{path}: the entry for {ref[:200]!r} is not {{\"digest\": \"sha256:<64 hex>\", "
                               f"\"image_id\": \"sha256:…\"}}; {restore}")
+        # the key reaches other engines (a Kubernetes manifest, an sbatch script: builder/cluster.py) as the image
+        found = references.parse(ref)
+        if found is None or not found.domain or found.path.rsplit("/", 1)[-1] != NAME or found.tag != tag or found.digest:
+            raise RecordError(f"{path}: {shown(ref)} is not a reference {tag} is pushed as "
+                              f"(<REGISTRY>/{NAME}:{tag}, e.g. registry.example.com/ml/{NAME}:{tag}); {restore}")
     return entries
 
 
