@@ -17,11 +17,12 @@ import sys
 import time
 from pathlib import Path
 
-from builder import base, build, ci, cluster, compat, doctor, gpu, inputs, k8s, lock, matrix_run, network, \
-    reference, registry, render, report, size, slurm, smoke, verify, workspace
+from builder import base, build, ci, cluster, compat, doctor, gpu, inputs, k8s, lock, matrix_run, multinode, \
+    network, reference, registry, render, report, size, slurm, smoke, verify, workspace
 from builder.inputs import InputError, shown
 from builder.matrix import Matrix, MatrixError, load
 from builder.urls import redact
+from smoke_tests import distributed
 
 MATRIX = render.ROOT / "matrix.yaml"
 INVALID = 2
@@ -172,8 +173,12 @@ def cmd_smoke(matrix: Matrix, args) -> int:
                 outcomes[spec.tag] = "not built"
                 continue
         try:
-            result = smoke.run(client, spec, args.repo, matrix, say=_say, reports=args.reports,
-                               require_gpu=args.require_gpu, data=args.data)
+            if args.nodes > 1:
+                result = multinode.run(client, spec, args.repo, args.nodes, say=_say, reports=args.reports,
+                                       require_gpu=args.require_gpu, sizes=args.sizes)
+            else:
+                result = smoke.run(client, spec, args.repo, matrix, say=_say, reports=args.reports,
+                                   require_gpu=args.require_gpu, data=args.data)
         except smoke.SmokeError as e:
             _fail(str(e), 1)
             outcomes[spec.tag] = "no report"
@@ -383,6 +388,10 @@ def parser() -> argparse.ArgumentParser:
         if name == "smoke":
             c.add_argument("--require-gpu", action="store_const", const="1", help="a GPU check that would be SKIPPED fails instead")
             c.add_argument("--data", help="an ImageFolder to fine-tune on (mounted read-only)")
+            c.add_argument("--nodes", help=f"containers as nodes, 1 to {multinode.MAX_LOCAL_NODES} (default: 1); "
+                                           "more: torchrun's all-reduce across them on a Docker network")
+            c.add_argument("--sizes", nargs="+", metavar="MIB", help="all-reduce sizes in MiB with --nodes above 1 (default: "
+                                                                     f"{' '.join(map(str, multinode.CPU_SIZES_MIB))} on the CPU, the suite's on GPUs)")
         if name == "matrix":
             c.add_argument("--tag", help="comma-separated tags of the matrix, or 'all' (the default)")
             c.add_argument("--require-gpu", action="store_const", const="1", help="smoke: a GPU check that would be SKIPPED fails instead")
@@ -447,7 +456,17 @@ def settings(args: argparse.Namespace, environ=os.environ) -> argparse.Namespace
             checked[dest] = inputs.folder(raw[dest], name(dest))
     if "gpus" in raw:
         checked["gpus"] = inputs.count(raw["gpus"], name("gpus"), cluster.MAX_GPUS, "the GPUs per node")
-    if "nodes" in raw:
+    if "nodes" in raw and args.command == "smoke":
+        checked["nodes"] = inputs.count(raw["nodes"], name("nodes"), multinode.MAX_LOCAL_NODES,
+                                        "the number of containers (nodes)")
+        if checked["nodes"] > 1 and checked["data"]:
+            raise InputError("NODES>1 runs the all-reduce across the nodes, which reads no DATA; leave DATA out")
+        if checked["nodes"] == 1 and args.sizes:
+            raise InputError("--sizes sets the all-reduce across nodes: give it with NODES=2 or more (the suite on "
+                             "one node times its own sizes)")
+        checked["sizes"] = tuple(inputs.count(s, "--sizes", distributed.MAX_SIZE_MIB, "an all-reduce size in MiB")
+                                 for s in args.sizes or ())
+    elif "nodes" in raw:
         checked["nodes"] = inputs.count(raw["nodes"], name("nodes"), cluster.MAX_NODES, "the number of nodes")
     if "workspace" in raw:
         checked["workspace"] = inputs.folder(inputs.mountable(raw["workspace"], name("workspace")), name("workspace"))

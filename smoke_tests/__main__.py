@@ -6,24 +6,17 @@ Prints a table (PASS / FAIL / SKIPPED with the reason for each check); exit stat
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
 from smoke_tests import environment, finetune, verdicts
-from smoke_tests.report import table, write_json
+from smoke_tests.report import host_gpus, table, write_json
 from smoke_tests.suite import CHECKS, Options, run
-
-
-def host_gpus(value: str) -> str:
-    if not re.fullmatch(r"[1-9][0-9]{0,3}|toolkit", value):
-        raise argparse.ArgumentTypeError(f"{value!r}: give the number of GPUs the host has (1 or more), or 'toolkit'")
-    return value
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m smoke_tests", description=__doc__.split("\n\n")[1])
-    p.add_argument("--json", type=Path, metavar="PATH", help="write every figure to this JSON file")
+    p.add_argument("--json", type=Path, metavar="PATH", help="write every figure to this JSON file ('-': one line last on stdout)")
     p.add_argument("--require-gpu", action="store_true",
                    help="a GPU check that would be SKIPPED (no GPU) FAILs instead: for release runs on GPU hosts")
     p.add_argument("--only", nargs="+", choices=list(CHECKS), metavar="CHECK",
@@ -55,8 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{context['status']} in {context['seconds']:.0f}s"
           + (f" ({sum(r.status == 'FAIL' for r in results)} failed)" if context["status"] == "FAIL" else ""))
     if args.json:
+        if str(args.json) != "-":
+            print(f"figures: {args.json}")
         write_json(args.json, results, context)
-        print(f"figures: {args.json}")
     return 1 if context["status"] == "FAIL" else 0
 
 

@@ -58,9 +58,10 @@ def busbw_gbs(algbw: float, world: int) -> float:
     return algbw * allreduce_bus_factor(world)
 
 
-def allreduce_sum(world: int) -> int:
-    """What every element holds after a sum all-reduce in which rank r contributes r + 1: 1 + 2 + … + n."""
-    return world * (world + 1) // 2
+def allreduce_sum(world: int, first_rank: int = 0) -> int:
+    """What every element holds after a sum all-reduce in which rank r contributes r + 1: 1 + 2 + … + n for the
+    world; for a group of `world` consecutive ranks from first_rank (one node's): (first_rank + 1) + … + (first_rank + world)."""
+    return world * (world + 1) // 2 + first_rank * world
 
 
 def images_per_s(step_ms: list[float], batch: int, warmup: int) -> float | None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -52,6 +54,13 @@ def timed(name: str, check, *args, **kwargs) -> Result:
     return result
 
 
+def host_gpus(value: str) -> str:
+    """--host-gpus as `make smoke` gives it (python -m smoke_tests, and smoke_tests.distributed across nodes)."""
+    if not re.fullmatch(r"[1-9][0-9]{0,3}|toolkit", value):
+        raise argparse.ArgumentTypeError(f"{value!r}: give the number of GPUs the host has (1 or more), or 'toolkit'")
+    return value
+
+
 def expect_gpu(result: Result, require_gpu: bool, host_gpus: str | None) -> Result:
     """A GPU check SKIPPED for want of a GPU FAILs where one was expected (verdicts.missing_gpu says when)."""
     if result.gpu and result.status == SKIPPED:
@@ -75,8 +84,12 @@ def table(results: list[Result], width: int = 100) -> str:
 
 
 def write_json(path: Path, results: list[Result], context: dict) -> None:
-    """Write the whole report; a temporary file then a rename, so a reader never sees half of it."""
+    """Write the whole report; a temporary file then a rename, so a reader never sees half of it.
+    Path '-': one line on stdout, the last thing printed (a cluster job's log is where its report is)."""
     document = {**context, "status": overall(results), "checks": [asdict(r) for r in results]}
+    if str(path) == "-":
+        print(json.dumps(document, separators=(",", ":")), flush=True)
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
     partial.write_text(json.dumps(document, indent=2) + "\n")

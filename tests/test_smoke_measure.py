@@ -61,6 +61,14 @@ def test_busbw_is_algbw_times_2_n_minus_1_over_n(world, factor, expected_sum):
     assert sum_ == expected_sum and type(sum_) is int  # an integer in the report, as the elements are
 
 
+@pytest.mark.parametrize("ranks, first_rank, expected_sum", [(2, 0, 3), (2, 2, 7), (4, 4, 26), (8, 8, 100), (1, 5, 6)])
+def test_a_nodes_own_all_reduce_sums_its_ranks_contributions(ranks, first_rank, expected_sum):
+    """One node's ranks first_rank … first_rank + ranks - 1 contribute first_rank + 1 … first_rank + ranks
+    (2 ranks from 2: 3 + 4; 4 from 4: 5 + 6 + 7 + 8; 8 from 8: 9 + … + 16; 1 from 5: 6)."""
+    sum_ = measure.allreduce_sum(ranks, first_rank)
+    assert sum_ == expected_sum and type(sum_) is int
+
+
 def test_steady_state_images_per_s_leaves_the_warm_up_steps_out():
     step_ms = [500.0, 400.0, 300.0, 100.0, 100.0, 100.0, 100.0]
     assert measure.images_per_s(step_ms, batch=16, warmup=3) == pytest.approx(160.0)  # 4 x 16 images in 0.4 s
