@@ -1,4 +1,5 @@
-"""All-reduce across processes: NCCL with one process per visible GPU, or gloo across 2 CPU processes.
+"""All-reduce across processes on this node, under torchrun: NCCL with one process per visible GPU, or gloo
+across 2 CPU processes. The worker is smoke_tests/distributed.py, the one that runs across nodes too.
 
 The figures follow nccl-tests: algbw = bytes / time, busbw = algbw * 2(n-1)/n (the traffic each link
 carries in a ring, so busbw is comparable across world sizes; it is 0 and meaningless for n = 1).
@@ -8,70 +9,34 @@ The arithmetic is smoke_tests/measure.py's; the judgement of the sums is smoke_t
 from __future__ import annotations
 
 import json
-import socket
+import subprocess
+import sys
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 
-from smoke_tests import measure, timers, verdicts
+from smoke_tests import verdicts
 from smoke_tests.report import Result, failed, gpu, passed, skipped
 
 SIZES_MIB = (1, 4, 16, 64, 256)
 ITERATIONS = {"nccl": 20, "gloo": 3}
 GLOO_WORLD = 2
+RUN_TIMEOUT_S = 600  # the whole all-reduce, start to report (a GPU run takes seconds)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _worker(rank: int, world: int, backend: str, port: int, sizes: tuple[int, ...], out: str) -> None:
-    import torch
-    import torch.distributed as dist
-
-    device = torch.device("cpu")
-    if backend == "nccl":
-        torch.cuda.set_device(rank)
-        device = torch.device("cuda", rank)
-    dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
-
-    def device_sync() -> None:
-        if backend == "nccl":
-            torch.cuda.synchronize()
-
-    def all_ranks_ready() -> None:  # every rank starts its clock together
-        device_sync()
-        dist.barrier(**({"device_ids": [rank]} if backend == "nccl" else {}))
-
-    timer = replace(timers.host(device_sync), sync=all_ranks_ready)
-    rows = []
-    for mib in sizes:
-        x = torch.empty(mib * 2**20 // 4, dtype=torch.float32, device=device)
-        x.fill_(rank + 1)  # small integers: their sum is exact in fp32
-        dist.all_reduce(x)
-        lowest, highest = x.min().item(), x.max().item()  # both the exact sum, or some element is not
-        ms = measure.time_calls(lambda: dist.all_reduce(x), ITERATIONS[backend], 1, timer)
-        seconds = torch.tensor([ms / 1e3], device=device)
-        dist.all_reduce(seconds, op=dist.ReduceOp.MAX)  # the slowest rank sets the pace
-        algbw = measure.algbw_gbs(mib * 2**20, seconds.item())
-        rows.append({"size_mib": mib, "time_us": round(seconds.item() * 1e6, 1), "algbw_gbs": round(algbw, 2),
-                     "busbw_gbs": round(measure.busbw_gbs(algbw, world), 2) if world > 1 else None,
-                     "min": lowest, "max": highest, "expected": measure.allreduce_sum(world)})
-    if rank == 0:
-        Path(out).write_text(json.dumps(rows))
-    dist.destroy_process_group()
-
-
-def run(backend: str, world: int, sizes: tuple[int, ...] = SIZES_MIB) -> list[dict]:
-    import torch.multiprocessing as mp
-
+def run(world: int, sizes: tuple[int, ...] = SIZES_MIB) -> Result:
+    """The all-reduce on this one node under torchrun (--standalone: its rendezvous on localhost), with the same
+    worker as across nodes (smoke_tests/distributed.py): world processes, NCCL on GPUs, gloo without."""
     with tempfile.TemporaryDirectory(prefix="torchyard-allreduce-") as tmp:
-        out = f"{tmp}/rows.json"
-        mp.start_processes(_worker, args=(world, backend, _free_port(), sizes, out), nprocs=world, join=True,
-                           start_method="spawn")
-        return json.loads(Path(out).read_text())
+        report = Path(tmp) / "report.json"
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={world}",
+                   "--max-restarts=0", "-m", "smoke_tests.distributed", "--json", str(report),
+                   "--sizes", *map(str, sizes)]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+        if not report.is_file():
+            tail = [line for line in done.stderr.splitlines() if line.strip() and not line.startswith("W")][-3:]
+            raise RuntimeError(f"torchrun exited {done.returncode} without a report: {' | '.join(tail)}")
+        check = json.loads(report.read_text())["checks"][0]
+    return Result(**{k: v for k, v in check.items() if k in Result.__dataclass_fields__})
 
 
 def _judge(name: str, backend: str, world: int, rows: list[dict]) -> Result:
@@ -98,8 +63,8 @@ def check_nccl(facts: dict) -> Result:
         return gpu(skipped("nccl all-reduce", "no GPU: NCCL needs CUDA devices (gloo all-reduce runs instead)"))
     if not dist.is_nccl_available():
         return gpu(failed("nccl all-reduce", "this torch was built without NCCL"))
-    world = torch.cuda.device_count()
-    result = _judge("nccl all-reduce", "nccl", world, run("nccl", world))
+    result = run(torch.cuda.device_count())
+    result.name = "nccl all-reduce"
     result.figures["nccl"] = ".".join(map(str, torch.cuda.nccl.version()))
     return gpu(result)
 
@@ -109,5 +74,6 @@ def check_gloo(facts: dict) -> Result:
 
     if torch.cuda.is_available():
         return skipped("gloo all-reduce", "a GPU is present: NCCL's all-reduce is the one that matters")
-    return _judge("gloo all-reduce", "gloo", GLOO_WORLD, run("gloo", GLOO_WORLD))
-
+    result = run(GLOO_WORLD)
+    result.name = "gloo all-reduce"
+    return result
