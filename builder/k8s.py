@@ -39,7 +39,8 @@ def _pod_spec(image: Image, args: list[str], gpus: int) -> dict:
         "containers": [{
             "name": "smoke",
             "image": image.pinned,
-            "imagePullPolicy": "IfNotPresent",
+            # by digest the node's copy can only be the same image; by tag it may be an older push
+            "imagePullPolicy": "IfNotPresent" if image.digest else "Always",
             "args": args,  # args, not command: the image's entrypoint (tini, then the user) stays
             "resources": {"limits": {GPU_RESOURCE: gpus}},
             "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},

@@ -167,7 +167,7 @@ def run(client: docker.DockerClient, spec: ImageSpec, repo: str, nodes: int, say
                 pass
         network.remove()
     seconds = time.monotonic() - started
-    # Exit 1 is torchrun's when a worker failed, or rank 0's verdict FAIL (then with a report); anything else
+    # Exit 1 is torchrun's when a worker failed, or the suite's verdict FAIL (then with a report); anything else
     # (a signal, the engine's kill) or a node stopped by us means a node died.
     if raw is None or any(code not in (0, 1) or ours for code, _, ours in ends.values()):
         raise smoke.SmokeError(_failure(nodes, names, ends, outputs, log_path))
@@ -242,6 +242,8 @@ def _watch(nodes: list[Node], started: float, say) -> dict[int, tuple[int, float
 
 
 def _failure(nodes: int, names: list[str], ends: dict, outputs: dict[int, list[str]], log_path: Path) -> str:
+    if all(code == 0 for code, _, _ in ends.values()):
+        return f"every node exited 0, but node0 wrote no report ({CONTAINER_JSON}); log of every node: {log_path}"
     order = sorted(ends, key=lambda i: (ends[i][0] == 0, ends[i][1]))
     first = order[0]
     lines = [f"the all-reduce across {nodes} nodes failed: node{first} ({names[first]}) stopped first, "

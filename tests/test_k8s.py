@@ -81,7 +81,11 @@ def test_runs_unprivileged():
 
 def test_an_unpinned_image_is_written_by_tag():
     job = by_kind(documents(1, 1, cluster.Image("127.0.0.1:5000/torchyard:v2.6-cu124", None)))["Job"]
-    assert job["spec"]["template"]["spec"]["containers"][0]["image"] == "127.0.0.1:5000/torchyard:v2.6-cu124"
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "127.0.0.1:5000/torchyard:v2.6-cu124"
+    assert container["imagePullPolicy"] == "Always"  # a tag may have moved since a node pulled it
+    pinned = by_kind(documents(1, 1))["Job"]["spec"]["template"]["spec"]["containers"][0]
+    assert pinned["imagePullPolicy"] == "IfNotPresent"
 
 
 def test_two_nodes_meet_on_pod_0_through_the_headless_service():

@@ -56,3 +56,8 @@ def test_the_failure_names_the_node_that_died_first_and_how_the_others_ended(tmp
     assert "node0: exit 1 +0.6s later, on its own: smoke_tests.distributed: rank 0 on node0" in text
     assert f"node2: still running after {multinode.DEAD_PEER_GRACE_S}s: stopped by torchyard" in text
     assert str(tmp_path / "x.log") in text
+
+
+def test_no_report_without_a_failure_is_said_as_such(tmp_path):
+    text = multinode._failure(2, ["c0", "c1"], {0: (0, 5.0, False), 1: (0, 5.1, False)}, {0: [], 1: []}, tmp_path / "l")
+    assert text.startswith("every node exited 0, but node0 wrote no report")
