@@ -1,7 +1,7 @@
 """`make ci`: the matrix as GitHub Actions jobs, written to .github/workflows/images.yml (commit it).
 
-One job per buildable tag on a GitHub-hosted runner: make build, make smoke (the CPU path), and from main make
-push; then, per tag, the GPU smoke on a self-hosted runner with GPUs: make pull (verified against the digest
+One job per buildable tag on a GitHub-hosted runner: make build, make smoke (the CPU path), make smoke NODES=2
+(torchrun across two containers), and outside pull requests make push; then, per tag, the GPU smoke on a self-hosted runner with GPUs: make pull (verified against the digest
 the build job recorded) and make smoke REQUIRE_GPU=1.
 
 "Buildable" is what `make build` itself requires before any work: the tag's locks are committed and current
@@ -73,6 +73,7 @@ def workflow(tags: list[str]) -> dict:
             {"name": "make room, install mmdebstrap", "run": PREPARE},
             {"name": "build", "run": 'make build TAG="$TAG"'},
             {"name": "smoke on the CPU", "run": 'make smoke TAG="$TAG"'},
+            {"name": "all-reduce across 2 nodes (containers) on the CPU", "run": 'make smoke TAG="$TAG" NODES=2'},
             {"name": "push", "if": NOT_ON_PULL_REQUESTS, "env": REGISTRY_ENV,
              "run": LOGIN + 'make push TAG="$TAG" REGISTRY="$REGISTRY"\n'},
             {"if": "always()", **_uses("upload", name=f"build-{TAG}", path=f"reports/{TAG}/\ndigests/{TAG}.json\n",
