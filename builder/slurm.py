@@ -44,7 +44,9 @@ def script(tag: str, image: Image, gpus: int, nodes: int, header: str) -> str:
     run = Torchrun(nodes=nodes, gpus=gpus, endpoint=Shell(f"${RENDEZVOUS_VARIABLE}"),
                    rendezvous_id=Shell("$SLURM_JOB_ID"))
     lines += [
-        'first_node=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
+        # sed reads the whole list: `head -n 1` may exit before scontrol has written it all, and under pipefail
+        # scontrol's SIGPIPE would then fail the job
+        'first_node=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | sed -n 1p)',
         f'export {RENDEZVOUS_VARIABLE}="$first_node:{RENDEZVOUS_PORT}"',
         "# --kill-on-bad-exit: a node that fails ends the others at once rather than leaving them waiting.",
         "# The single-quoted script is expanded by each node's shell (its own SLURM_NODEID), not here:",

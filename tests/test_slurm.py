@@ -75,14 +75,15 @@ def test_no_sbatch_line_hides_after_a_command():
     assert later == []  # sbatch would ignore them
 
 
-def run_batch(text: str, tmp_path, nodes: list[str]) -> tuple[subprocess.CompletedProcess, list[list[str]]]:
-    """Run the batch script with stand-in srun/scontrol; returns the result and every srun argv."""
+def run_batch(text: str, tmp_path, nodes: list[str], pause: bool = False) -> tuple[subprocess.CompletedProcess, list[list[str]]]:
+    """Run the batch script with stand-in srun/scontrol; returns the result and every srun argv. pause: scontrol
+    waits after the first name, as a long list written in pieces does."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     calls = tmp_path / "srun.calls"
     stubs = {
         "scontrol": '[ "$1 $2" = "show hostnames" ] && [ "$3" = "$SLURM_JOB_NODELIST" ] || exit 9\n'
-                    + "".join(f"echo {n}\n" for n in nodes),
+                    + "".join(f"echo {n}\n" + ("sleep 0.3\n" if pause and i == 0 else "") for i, n in enumerate(nodes)),
         "srun": f'printf "%s\\0" "$@" >> {shlex.quote(str(calls))}; printf "\\n" >> {shlex.quote(str(calls))}\n'
                 'echo "TORCHYARD_RENDEZVOUS=${TORCHYARD_RENDEZVOUS:-}"\n',
     }
@@ -117,6 +118,14 @@ def test_several_nodes_meet_on_the_first_node_of_the_allocation(tmp_path):
         assert "--rdzv-endpoint=gpu-a01:29400" in node and "--rdzv-id=4242" in node
         assert f"--rdzv-conf=is_host={is_host},join_timeout=900,read_timeout=900" in node
         assert "--nnodes=2" in node and "--nproc-per-node=8" in node
+
+
+def test_the_whole_node_list_is_read_before_the_first_is_taken(tmp_path):
+    # `| head -n 1` would exit after the first name; scontrol's next write then dies of SIGPIPE and, under
+    # pipefail, the whole job with it
+    done, [argv] = run_batch(script(8, 2), tmp_path, ["gpu-a01", "gpu-a02", "gpu-a03"], pause=True)
+    assert done.returncode == 0, done.stderr
+    assert "TORCHYARD_RENDEZVOUS=gpu-a01:29400" in done.stdout
 
 
 def test_a_failing_scontrol_stops_the_script(tmp_path):
