@@ -34,6 +34,9 @@ SSHD = "/usr/sbin/sshd"
 SETPRIV = "/usr/bin/setpriv"
 FIND = "/usr/bin/find"  # only ever run as the user (through setpriv): what can the user write or read?
 COMMANDS = (SSH_KEYGEN, SSHD, SETPRIV, FIND)
+PYTHON = "/opt/venv/bin/python"  # only ever run as the user (through setpriv), for the GPU start check
+NVML_RECORD = "TORCHYARD_NVML_RECORD"  # a recorded NVML answer the check reads instead (smoke_tests/nvml.py)
+START_CHECK_SECONDS = 15  # NVML answers in well under a second; a hung driver must not hold the start
 # Not carried into SSH sessions: sshd sets the session's own, or they are this script's inputs (secrets among them).
 SESSION_ONLY = {"HOME", "USER", "LOGNAME", "SHELL", "PWD", "OLDPWD", "SHLVL", "TERM", "MAIL", "_",
                 "PUBLIC_KEY", "PUBLIC_KEY_FILE", "NB_UID", "NB_GID",
@@ -357,6 +360,7 @@ def as_root(command: list[str], settings: Settings) -> tuple[list[str], dict[str
     claim_workspace(uid, gid)
     if keys:
         start_sshd(keys, environ)
+    start_check([f"--reuid={uid}", f"--regid={gid}", "--init-groups"])
     # For good: real, effective and saved ids, the user's groups, and no way back up (no_new_privs).
     return [SETPRIV, f"--reuid={uid}", f"--regid={gid}", "--init-groups", "--no-new-privs", "--", *command], environ
 
@@ -382,7 +386,23 @@ def as_user(command: list[str], settings: Settings) -> tuple[list[str], dict[str
         for name in ("USER", "LOGNAME"):
             environ[name] = os.environ.get(name) or f"uid-{uid}"
     found(command, environ)
+    start_check([])
     return command, environ
+
+
+def start_check(ids: list[str]) -> None:
+    """smoke_tests.startup, as the user (`ids`: setpriv's options that drop to it, none when already the user): one warning
+    when the host's driver or GPUs cannot run this image's torch, before the first CUDA error. It reads NVML only,
+    prints to the container's log, and never stops or holds the start."""
+    try:
+        replay = {NVML_RECORD: os.environ[NVML_RECORD]} if os.environ.get(NVML_RECORD) else {}
+        subprocess.run([SETPRIV, *ids, "--no-new-privs", "--", PYTHON, "-I", "-m", "smoke_tests.startup"],
+                       env={"PATH": SYSTEM_PATH, **replay},
+                       stdin=subprocess.DEVNULL, timeout=START_CHECK_SECONDS, check=False)
+    except subprocess.TimeoutExpired:
+        say(f"the GPU start check gave no answer in {START_CHECK_SECONDS} s (NVML); starting without it")
+    except OSError as e:
+        say(f"the GPU start check could not run ({e.strerror}); starting without it")
 
 
 def found(command: list[str], environ: dict[str, str]) -> None:
