@@ -135,7 +135,9 @@ def prepare_context(spec: ImageSpec, network: NetworkSettings, into: Path, image
     context = into / spec.tag
     shutil.copytree(images / spec.tag, context)
     shutil.copytree(render.SMOKE_TESTS, context / "smoke_tests", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    (context / "torchyard" / startup.MATRIX_FILE).write_text(render.siblings(spec))  # lands in /usr/share/torchyard/
+    share = context / "torchyard"  # lands in /usr/share/torchyard/
+    share.mkdir(exist_ok=True)
+    (share / startup.MATRIX_FILE).write_text(render.siblings(spec))
     inputs = context / BUILD_INPUTS_DIR
     inputs.mkdir()
     (inputs / "ca-bundle.crt").write_text(network.ca_bundle())
