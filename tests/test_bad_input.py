@@ -317,7 +317,7 @@ def run_case(case: Case) -> Outcome:
 def outcomes(request) -> dict[str, Outcome]:
     """The selected cases, two at a time (each child's time and memory are its own)."""
     selected = [item.callspec.params["case"] for item in request.session.items
-                if getattr(item, "callspec", None) and "case" in item.callspec.params]
+                if item.module is request.module and getattr(item, "callspec", None) and "case" in item.callspec.params]
     with ThreadPoolExecutor(max_workers=2) as pool:
         return dict(zip([c.id for c in selected], pool.map(run_case, selected)))
 

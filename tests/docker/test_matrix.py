@@ -12,7 +12,7 @@ import urllib.request
 
 import pytest
 
-from builder import build, matrix_run, render, report, size
+from builder import build, matrix_run, network, render, report, size
 from tests.conftest import ROOT
 from tests.docker.conftest import TAG, TEST_REPO
 # The loopback registry (docker-registry with htpasswd) and a logged-in client, as test_registry.py makes them.
@@ -39,7 +39,7 @@ def reports(tmp_path, built):
 def runner(client, shipped, reports, monkeypatch):
     monkeypatch.setenv("TORCHYARD_GPUS", "none")  # as the recorded smoke run: on the CPU
     lines = []
-    return matrix_run.Runner(shipped, client, TEST_REPO, reports, say=lines.append), lines
+    return matrix_run.Runner(shipped, client, TEST_REPO, reports, network.host_settings(), say=lines.append), lines
 
 
 def test_a_current_tag_is_not_redone(runner, spec, reports):

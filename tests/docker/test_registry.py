@@ -184,12 +184,14 @@ def test_a_missing_tag_and_a_missing_record_are_named(logged_in, server, digests
         registry.pull(logged_in, server, "v2.7-cu126", say=lambda _: None, digests=digests)
 
 
-def test_a_pull_checks_the_image_id_before_it_moves_the_tag(client, logged_in, pushed, server, tmp_path):
+def test_a_pull_checks_the_image_id_before_it_moves_the_tag(client, logged_in, built, pushed, server, tmp_path):
     """The registry's digest is the recorded one but the image it unpacks to is not (a record edited by
     hand, or a registry that serves other bytes under a digest): refused, and the local tag stays put."""
     now = registry.remote_digest(logged_in, pushed.reference)
     record = tmp_path / "digests"
     registry.record(TAG, registry.Shipped(pushed.reference, now, "sha256:" + "0" * 64, 0, 0), record)
+    # the local tag as the push left it (a test before this one may have pushed another image over it)
+    client.images.get(built.image).tag(pushed.reference)
     before = client.images.get(pushed.reference).id
     repository = pushed.reference.rsplit(":", 1)[0]
     try:
