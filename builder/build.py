@@ -65,7 +65,7 @@ class BuildResult:
     steps: int
     cached: int
     log: Path
-    layers: tuple[str, ...]  # the image ID after each step, as the builder printed them
+    layers: tuple[str, ...]  # the image ID after each step but FROM (the base is not the build's), as printed
 
 
 def connect() -> docker.DockerClient:
@@ -189,6 +189,7 @@ class _Progress(Heartbeat):
         self.step, self.instruction, self.step_started = "0/0", "", self.started
         self.steps = self.cached = 0
         self.layers: list[str] = []
+        self.after_from = False
         self.tail: list[str] = []
         self.mismatches: list[list[str]] = []  # [package, expected, got, lock file] per artifact pip refused
         self._lock = threading.Lock()
@@ -213,9 +214,11 @@ class _Progress(Heartbeat):
         if value and self.mismatches:
             self.mismatches[-1][1 if value[1].startswith("Expected") else 2] = value[2]
         layer = LAYER_RE.match(stripped)
-        if layer:
+        if layer and not self.after_from:  # a FROM step's ID is the base's (or an earlier stage's): not this build's
             self.layers.append(layer[1])
         match = STEP_RE.match(stripped)
+        if layer or match:
+            self.after_from = bool(match) and match[3].upper().startswith("FROM ")
         if match:
             with self._lock:
                 self.step, self.instruction = f"{match[1]}/{match[2]}", match[3]

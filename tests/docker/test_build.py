@@ -2,6 +2,7 @@
 
 import re
 
+import docker.errors
 import pytest
 
 from builder import base, build, network, render
@@ -101,3 +102,25 @@ def test_the_ca_bundle_is_forwarded_to_the_install_stage_only(client, spec, tmp_
         assert "index-url = https://mirror.example/simple" in log
     finally:
         build.remove(client, result)
+
+
+def test_removing_a_build_leaves_its_base_and_the_bases_tag(client, spec, tmp_path):
+    """A base with no other child (as torchyard-base:trixie-non-free after its one -devel image) survives remove()."""
+    made = tmp_path / "base"
+    made.mkdir()
+    (made / "Dockerfile").write_text(f"FROM {spec.base.image}\nLABEL io.torchyard.test=a-lone-base\n")
+    lone, _ = client.images.build(path=str(made), tag=f"{TEST_REPO}-lone-base:test", rm=True)
+    images = tmp_path / "images"
+    (images / TAG).mkdir(parents=True)
+    (images / TAG / "Dockerfile").write_text(f"FROM {TEST_REPO}-lone-base:test\nRUN echo a step > /step\n")
+    try:
+        result = build.build(client, spec, f"{TEST_REPO}-child", network.NetworkSettings(), images=images,
+                             reports=tmp_path / "reports")
+        build.remove(client, result)
+        assert client.images.list(name=f"{TEST_REPO}-child") == []
+        assert client.images.get(f"{TEST_REPO}-lone-base:test").id == lone.id
+    finally:
+        try:
+            client.images.remove(lone.id, force=True)
+        except docker.errors.ImageNotFound:
+            pass  # the failure above: remove() took it
