@@ -1,4 +1,5 @@
-"""The smoke suite under pytest, where torch is (inside every image: `make test` runs this file there, on the CPU).
+"""The smoke suite under pytest, where torch is (inside every image: `make test` runs this file there on the CPU,
+all but test_check, whose checks `make smoke` runs in the same test session).
 
 test_check runs each check as `python -m smoke_tests` does: PASS passes, FAIL fails with its reason, SKIPPED (no
 GPU here) skips with its reason. The other tests prove, with torch and nothing else, what the checks rest on:

@@ -158,14 +158,16 @@ def pytest_files() -> dict[str, Path]:
 
 
 def test_the_suites_own_tests_pass_in_the_image_without_a_skip_for_a_missing_package(client, built):
-    """smoke_tests/test_suite.py inside the image (the only place with torch): every test runs; the only skips are
-    the GPU checks', for want of a GPU, and the extension check's, for want of nvcc outside -devel."""
+    """smoke_tests/test_suite.py inside the image (the only place with torch): every test runs, none skips. Its
+    test_check (each check once more under pytest, for GPU hosts) is left out here: `make smoke` above ran those
+    checks in this image, and running them twice cost CI minutes."""
     archive = io.BytesIO()
     with tarfile.open(fileobj=archive, mode="w") as tar:
         for name, path in pytest_files().items():
             tar.add(path, f"pytest-site/{name}")
     container = client.containers.create(
-        built.image, ["python", "-m", "pytest", "-p", "no:cacheprovider", "-rs", "--pyargs", "smoke_tests"],
+        built.image, ["python", "-m", "pytest", "-p", "no:cacheprovider", "-rs", "--pyargs", "smoke_tests",
+                      "-k", "not test_check"],
         environment={"PYTHONPATH": "/tmp/pytest-site", "PYTHONDONTWRITEBYTECODE": "1"}, shm_size="8g")
     try:
         assert container.put_archive("/tmp", archive.getvalue())
@@ -176,9 +178,5 @@ def test_the_suites_own_tests_pass_in_the_image_without_a_skip_for_a_missing_pac
         container.remove(force=True)
     assert code == 0, out[-5000:]
     assert "test_suite.py" in out
-    skips = [line for line in out.splitlines() if line.startswith("SKIPPED")]
-    no_gpu = [line for line in skips if ": no GPU: " in line]
-    not_devel = [line for line in skips if ": not a -devel image: " in line]
-    # cuda, cudnn and nccl need a GPU; the extension check needs nvcc, which only -devel images carry
-    assert len(no_gpu) == 3 and len(not_devel) == 1 and len(skips) == 4, skips
-    assert " 4 skipped" in out.splitlines()[-1] and " passed" in out.splitlines()[-1]
+    last = out.splitlines()[-1]
+    assert " passed" in last and "skipped" not in last and "deselected" in last, out[-3000:]
