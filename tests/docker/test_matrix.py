@@ -7,7 +7,6 @@ files a real run writes, naming the session image's real ID; the image's labels 
 import base64
 import json
 import shutil
-import time
 import urllib.request
 
 import pytest
@@ -44,9 +43,7 @@ def runner(client, shipped, reports, monkeypatch):
 
 def test_a_current_tag_is_not_redone(runner, spec, reports):
     run, lines = runner
-    started = time.monotonic()
     assert run.run([spec]) == 0, "\n".join(lines)
-    assert time.monotonic() - started < 60
     text = "\n".join(lines)
     assert f"  {TAG}: everything current" in text
     for step in ("build", "size ", "smoke"):
