@@ -43,7 +43,10 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     options = Options(environment.image_facts(args.spec), args.require_gpu, args.data, args.steps, args.host_gpus)
-    results, context = run(options, args.only, say=lambda text: print(text, file=sys.stderr, flush=True))
+    # With --json -, a cluster job's log (stdout and stderr merged by the engine, in no promised order) must end
+    # with the report: the progress lines then go to stdout too, so one stream orders everything.
+    progress = sys.stdout if str(args.json) == "-" else sys.stderr
+    results, context = run(options, args.only, say=lambda text: print(text, file=progress, flush=True))
     print(table(results))
     print(f"\n{context['status']} in {context['seconds']:.0f}s"
           + (f" ({sum(r.status == 'FAIL' for r in results)} failed)" if context["status"] == "FAIL" else ""))
