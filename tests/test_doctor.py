@@ -30,7 +30,8 @@ def output(shipped, name: str, engine=WITH_GPUS) -> list[str]:
     return doctor.report(shipped, host(name), engine, SHM, DISK, render.IMAGES)
 
 
-@pytest.mark.parametrize("name", ["h100-driver-535", "h100-driver-580", "rtx5090-driver-570", "p100-driver-535", "no-gpu"])
+@pytest.mark.parametrize("name", ["h100-driver-535", "h100-driver-580", "rtx5090-driver-570", "p100-driver-535", "no-gpu",
+                                  "h200-driver-580-recorded"])
 def test_every_tag_gets_a_verdict_line(shipped, name):
     lines = output(shipped, name)
     for tag in shipped.specs:
@@ -58,6 +59,18 @@ def test_h100_on_driver_580_runs_the_newest_tag(shipped):
     assert judged["v2.6-cu124"].verdict == doctor.RUNS
     # The runtime image, not -devel, when both are equally new.
     assert output(shipped, "h100-driver-580")[-1] == "newest tag that runs here: make build TAG=v2.15-cu132"
+
+
+def test_the_h200_recorded_on_a_real_host_runs_the_tags_whose_archs_are_known(shipped):
+    """NVML's own answer on the lent H200 (not written by hand), against the arch lists compat.yaml records."""
+    judged = verdicts(shipped, "h200-driver-580-recorded")
+    for tag in ("v2.6-cu124", "v2.11-cu130", "v2.15-cu132"):
+        assert judged[tag].verdict == doctor.RUNS, (tag, judged[tag].why)
+    assert judged["v2.11-cu130"].why == "driver 580.159.04 >= 580.65.06; sm_90 covered"
+    assert judged["v2.10-cu128"].verdict == doctor.UNKNOWN  # its archs are not recorded: said, not guessed
+    lines = output(shipped, "h200-driver-580-recorded")
+    assert "GPU 0           NVIDIA H200: sm_90 (compute capability 9.0), 140.4 GiB" in lines
+    assert "NVIDIA driver   580.159.04, supports CUDA up to 13.0 (NVML)" in lines
 
 
 def test_rtx_5090_sm_120_is_not_covered_by_the_cuda_12_4_wheel(shipped):
