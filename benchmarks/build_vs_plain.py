@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from builder import base, build, matrix, network, render
+from builder import base, build, layout, matrix, network, render
 
 REPO = "torchyard-bench"
 
@@ -33,7 +33,7 @@ def size_gb(client, image: str) -> float:
 
 def main(tag: str) -> None:
     client = build.connect()
-    spec = matrix.load(render.ROOT / "matrix.yaml").select(tag)[0]
+    spec = matrix.load(layout.ROOT / "matrix.yaml").select(tag)[0]
     settings = network.host_settings()
     base.ensure(client, spec.base)
     render.write(spec)

@@ -8,12 +8,11 @@ containers behind (forcerm) and never moves the tag.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
-import shutil
 import subprocess
-import tempfile
 import threading
 import time
 from contextlib import contextmanager
@@ -24,14 +23,13 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from builder import lock, render
+from builder import context, layout, lock, render
 from builder.urls import redact
 from builder.heartbeat import Heartbeat
 from builder.matrix import PYPI_INDEX, ImageSpec
 from builder.network import NetworkSettings
-from smoke_tests import startup
 
-REPORTS = render.ROOT / "reports"
+REPORTS = layout.REPORTS
 STEP_RE = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 LAYER_RE = re.compile(r"^---> ([0-9a-f]{12})$")
 # pip's report of an artifact whose sha256 differs from the lock: "<name>==<version> from <url> (from -r …):",
@@ -40,8 +38,7 @@ HASH_MISMATCH_RE = re.compile(r"^(\S+==\S+) from (\S+)( \(from .*\))?:$")
 HASH_VALUE_RE = re.compile(r"^(Expected sha256|Got)\s+([0-9a-f]+)$")
 HEARTBEAT_S = 30
 TAIL_LINES = 25
-CONTEXT_LABEL = f"{render.LABEL_PREFIX}.context.sha256"
-BUILD_INPUTS_DIR = "build-inputs"  # the host's CA bundle and pip settings: never in the final image, nor in the hash
+CONTEXT_LABEL = f"{layout.LABEL_PREFIX}.context.sha256"  # builder/context.py: what the image was built from
 RECORD = "build.json"  # reports/<tag>/build.json: the last build's outcome, for `make matrix` and the report
 
 
@@ -82,27 +79,30 @@ def connect() -> docker.DockerClient:
 
 def _git(*args: str) -> str | None:
     try:
-        out = subprocess.run(["git", "-C", str(render.ROOT), *args], capture_output=True, text=True, check=True)
+        out = subprocess.run(["git", "-C", str(layout.ROOT), *args], capture_output=True, text=True, check=True)
         return out.stdout.strip() or None
     except (OSError, subprocess.CalledProcessError):
         return None
 
 
-def provenance_labels(spec: ImageSpec) -> dict[str, str]:
-    """The OCI labels that describe this build rather than the spec (so they are not in the Dockerfile).
+def provenance_labels(built_from: context.Context) -> dict[str, str]:
+    """The labels that describe this build rather than the spec (so they are not in the Dockerfile).
 
-    created follows SOURCE_DATE_EPOCH, else the commit time, so rebuilding one commit gives one value.
+    created follows SOURCE_DATE_EPOCH, else the commit time, so rebuilding one commit gives one value; the
+    revision says -dirty when any source of the context (images/<tag>/, a carried file, matrix.yaml for the
+    generated matrix.json) has uncommitted changes; the context's sha256 names exactly what was built.
     """
     epoch = os.environ.get("SOURCE_DATE_EPOCH") or _git("log", "-1", "--format=%ct")
     created = datetime.fromtimestamp(int(epoch), timezone.utc) if epoch else datetime.now(timezone.utc)
     revision = _git("rev-parse", "HEAD") or "unknown"
-    if _git("status", "--porcelain", "--", f"images/{spec.tag}"):
+    if _git("status", "--porcelain", "--", *map(str, built_from.sources)):
         revision += "-dirty"
     return {
         "org.opencontainers.image.created": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "org.opencontainers.image.revision": revision,
         # an origin may carry a token (https://user:TOKEN@host/…): the label names the place, not the key
-        "org.opencontainers.image.source": redact(_git("remote", "get-url", "origin") or render.ROOT.as_uri()),
+        "org.opencontainers.image.source": redact(_git("remote", "get-url", "origin") or layout.ROOT.as_uri()),
+        CONTEXT_LABEL: built_from.sha256,
     }
 
 
@@ -122,46 +122,16 @@ def lock_labels(spec: ImageSpec, images: Path, buildargs: dict[str, str]) -> dic
     """The manifest's summary: the locks' hash (both files, in install order) and size, the base's ID."""
     paths = [images / spec.tag / lock.LOCK_FILE, images / spec.tag / lock.WORKSPACE_LOCK_FILE]
     return {
-        f"{render.LABEL_PREFIX}.lock.sha256": locks_sha256(paths),
-        f"{render.LABEL_PREFIX}.lock.packages": str(sum(len(lock.packages(p)) for p in paths)),
-        f"{render.LABEL_PREFIX}.base.id": buildargs[render.BASE_ID_ARG] or "not recorded",
-        f"{render.LABEL_PREFIX}.manifest": f"{render.SHARE}/manifest.json",
+        f"{layout.LABEL_PREFIX}.lock.sha256": locks_sha256(paths),
+        f"{layout.LABEL_PREFIX}.lock.packages": str(sum(len(lock.packages(p)) for p in paths)),
+        f"{layout.LABEL_PREFIX}.base.id": buildargs[render.BASE_ID_ARG] or "not recorded",
+        f"{layout.LABEL_PREFIX}.manifest": f"{layout.SHARE}/manifest.json",
     }
 
 
-def prepare_context(spec: ImageSpec, network: NetworkSettings, into: Path, images: Path = render.IMAGES) -> Path:
-    """A copy of images/<tag>/ plus the smoke suite, the matrix's tags and the build-only inputs (pip.conf, CA
-    bundle), never committed."""
-    context = into / spec.tag
-    shutil.copytree(images / spec.tag, context)
-    shutil.copytree(render.SMOKE_TESTS, context / "smoke_tests", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    share = context / "torchyard"  # lands in /usr/share/torchyard/
-    share.mkdir(exist_ok=True)
-    (share / startup.MATRIX_FILE).write_text(render.siblings(spec))
-    inputs = context / BUILD_INPUTS_DIR
-    inputs.mkdir()
-    (inputs / "ca-bundle.crt").write_text(network.ca_bundle())
-    (inputs / "pip.conf").write_text(network.pip_conf(f"{render.BUILD_INPUTS}/ca-bundle.crt"))
-    return context
-
-
-def context_sha256(context: Path) -> str:
-    """What the image is built from, as one hash: every file's path, executable bit and content, except the
-    build-only inputs (host settings that can hold credentials, and do not change what the locks install)."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in context.rglob("*") if p.is_file()):
-        rel = path.relative_to(context).as_posix()
-        if rel.split("/")[0] == BUILD_INPUTS_DIR:
-            continue
-        executable = "x" if path.stat().st_mode & 0o111 else "-"
-        digest.update(f"{rel}\0{executable}\0{hashlib.sha256(path.read_bytes()).hexdigest()}\n".encode())
-    return digest.hexdigest()
-
-
-def inputs_sha256(spec: ImageSpec, images: Path = render.IMAGES) -> str:
-    """The context hash a build of this tag would label its image with now (the same assembly, in a scratch folder)."""
-    with tempfile.TemporaryDirectory(prefix="torchyard-context-") as tmp:
-        return context_sha256(prepare_context(spec, NetworkSettings(), Path(tmp), images))
+def inputs_sha256(spec: ImageSpec, images: Path = layout.IMAGES) -> str:
+    """The context hash a build of this tag would label its image with now."""
+    return context.assemble(spec, images=images).sha256
 
 
 def write_record(reports: Path, tag: str, record: dict) -> Path:
@@ -235,7 +205,7 @@ class _Progress(Heartbeat):
 
 
 def build(client: docker.DockerClient, spec: ImageSpec, repo: str, network: NetworkSettings,
-          say=print, images: Path = render.IMAGES, reports: Path = REPORTS, nocache: bool = False) -> BuildResult:
+          say=print, images: Path = layout.IMAGES, reports: Path = REPORTS, nocache: bool = False) -> BuildResult:
     image = f"{repo}:{spec.tag}"
     needs_lock = lock.LOCK_FILE in (images / spec.tag / "Dockerfile").read_text()  # every rendered one does
     problem = lock.problem(spec, images) if needs_lock else None
@@ -245,18 +215,17 @@ def build(client: docker.DockerClient, spec: ImageSpec, repo: str, network: Netw
     log_path.parent.mkdir(parents=True, exist_ok=True)
     buildargs = {render.BASE_ID_ARG: base_id(client, spec)}
     if spec.index != PYPI_INDEX:
-        buildargs[render.TORCH_INDEX_ARG] = f"{network.torch_index}/{spec.cuda_variant}"
+        buildargs[render.TORCH_INDEX_ARG] = network.torch_index_url(spec.cuda_variant)
     say(f"building {image} (full log: {log_path})")
-    with tempfile.TemporaryDirectory(prefix="torchyard-context-") as tmp, log_path.open("w") as log:
-        context = prepare_context(spec, network, Path(tmp), images)
-        labels = {**provenance_labels(spec), CONTEXT_LABEL: context_sha256(context),
-                  **(lock_labels(spec, images, buildargs) if needs_lock else {})}
+    built_from = context.assemble(spec, network, images)
+    labels = {**provenance_labels(built_from), **(lock_labels(spec, images, buildargs) if needs_lock else {})}
+    with log_path.open("w") as log:
         started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         log.write(f"# torchyard build {image} at {started_at}\n")
         with _Progress(say, log) as progress, _failure_recorded(reports, image, spec.tag, started_at, progress):
             image_id = None
             try:
-                stream = client.api.build(path=str(context), tag=image, rm=True, forcerm=True, pull=False, nocache=nocache,
+                stream = client.api.build(fileobj=io.BytesIO(built_from.tar), custom_context=True, tag=image, rm=True, forcerm=True, pull=False, nocache=nocache,
                                           decode=True, buildargs=buildargs, labels=labels)
                 for chunk in stream:
                     for text in chunk.get("stream", "").splitlines():

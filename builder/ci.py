@@ -16,10 +16,10 @@ from pathlib import Path
 
 import yaml
 
-from builder import lock, render
+from builder import layout, lock
 from builder.matrix import Matrix
 
-WORKFLOW = render.ROOT / ".github" / "workflows" / "images.yml"
+WORKFLOW = layout.ROOT / ".github" / "workflows" / "images.yml"
 RUNNER = "ubuntu-24.04"
 GPU_RUNNER = ["self-hosted", "linux", "x64", "gpu"]  # label your GPU runners `gpu` (NVIDIA toolkit and Docker on them)
 # Third-party code in a workflow is pinned by commit, not by a tag that can move.
@@ -50,7 +50,7 @@ REGISTRY_ENV = {
 }
 
 
-def buildable(matrix: Matrix, images: Path = render.IMAGES) -> list[str]:
+def buildable(matrix: Matrix, images: Path = layout.IMAGES) -> list[str]:
     return [spec.tag for spec in matrix.specs.values() if lock.problem(spec, images) is None]
 
 
@@ -125,7 +125,7 @@ def _str(dumper: yaml.SafeDumper, value: str):
 _Dumper.add_representer(str, _str)
 
 
-def text(matrix: Matrix, images: Path = render.IMAGES) -> str:
+def text(matrix: Matrix, images: Path = layout.IMAGES) -> str:
     tags = buildable(matrix, images)
     left_out = [t for t in matrix.specs if t not in tags]
     header = [
@@ -141,7 +141,7 @@ def text(matrix: Matrix, images: Path = render.IMAGES) -> str:
     return "".join(f"# {line}\n" for line in header) + body
 
 
-def write(matrix: Matrix, path: Path = WORKFLOW, images: Path = render.IMAGES) -> bool:
+def write(matrix: Matrix, path: Path = WORKFLOW, images: Path = layout.IMAGES) -> bool:
     """Write the workflow when it differs; True when it changed."""
     fresh = text(matrix, images)
     if path.is_file() and path.read_text() == fresh:

@@ -17,14 +17,14 @@ import sys
 import time
 from pathlib import Path
 
-from builder import base, build, ci, cluster, compat, doctor, gpu, inputs, k8s, lock, matrix_run, multinode, \
+from builder import base, build, ci, cluster, compat, doctor, gpu, inputs, k8s, layout, lock, matrix_run, multinode, \
     network, reference, registry, render, report, size, slurm, smoke, verify, workspace
 from builder.inputs import InputError, shown
 from builder.matrix import Matrix, MatrixError, load
 from builder.urls import redact
 from smoke_tests import distributed
 
-MATRIX = render.ROOT / "matrix.yaml"
+MATRIX = layout.ROOT / "matrix.yaml"
 INVALID = 2
 # Option -> (the Makefile's variable, the environment variable the Makefile sets, the default).
 SETTINGS = {
@@ -298,13 +298,13 @@ def cmd_ci(matrix: Matrix, args) -> int:
     path = ci.WORKFLOW
     if args.check:
         if not path.is_file() or path.read_text() != ci.text(matrix):
-            return _fail(f"{path.relative_to(render.ROOT)} differs from a fresh `make ci` of matrix.yaml and the locks; "
+            return _fail(f"{path.relative_to(layout.ROOT)} differs from a fresh `make ci` of matrix.yaml and the locks; "
                          "run `make ci` and commit", 1)
-        _say(f"{path.relative_to(render.ROOT)} matches matrix.yaml and the locks")
+        _say(f"{path.relative_to(layout.ROOT)} matches matrix.yaml and the locks")
         return 0
     changed = ci.write(matrix)
     tags = ci.buildable(matrix)
-    _say(f"{'wrote' if changed else 'unchanged:'} {path.relative_to(render.ROOT)}: {len(tags)} buildable tag(s) of "
+    _say(f"{'wrote' if changed else 'unchanged:'} {path.relative_to(layout.ROOT)}: {len(tags)} buildable tag(s) of "
          f"{len(matrix.specs)} (those with current locks)")
     return 0
 
@@ -346,7 +346,7 @@ def cmd_report(matrix: Matrix, args) -> int:
 
 
 def cmd_doctor(matrix: Matrix, args) -> int:
-    return doctor.run(matrix, render.IMAGES, args.reports, say=_say)
+    return doctor.run(matrix, layout.IMAGES, args.reports, say=_say)
 
 
 COMMANDS = {

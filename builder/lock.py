@@ -29,21 +29,22 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder import render, urls
+from builder import layout, urls
 from builder.matrix import PYPI_INDEX, ImageSpec
 from builder.network import NetworkSettings
 
-LOCK_FILE = render.LOCK_FILE  # torch and what it needs: the first pip step
-INPUT_FILE = "requirements.txt"
+LOCK_FILE = layout.LOCK_FILE  # torch and what it needs: the first pip step
+INPUT_FILE = layout.REQUIREMENTS
 # The workspace's packages (JupyterLab, …): a second pip step, so changing them keeps torch's layer cached.
 # Resolved with the first lock's versions as constraints (one consistent set), minus what the first holds.
-WORKSPACE_LOCK_FILE = render.WORKSPACE_LOCK_FILE
-WORKSPACE_INPUT_FILE = "requirements-workspace.txt"
+WORKSPACE_LOCK_FILE = layout.WORKSPACE_LOCK_FILE
+WORKSPACE_INPUT_FILE = layout.WORKSPACE_REQUIREMENTS
 PYPI_SIMPLE = "https://pypi.org/simple"
 # glibc of each Debian suite: the newest manylinux tag its pip accepts. Images are linux/amd64 only.
 GLIBC_MINOR = {"bookworm": 36, "trixie": 41}
 OLDEST_MANYLINUX_MINOR = 5
-# How the image installs from the lock; the Dockerfile and the lock's header both say it.
+# How the image installs from the lock: the one list, which the Dockerfile (builder/render.py) and the lock's
+# header both use.
 INSTALL_OPTIONS = ("--require-hashes", "--no-deps", "--only-binary=:all:")
 PIP_TIMEOUT_S = 900
 _INPUT_RE = re.compile(r"^# input: .* sha256=([0-9a-f]{64})$", re.M)
@@ -109,7 +110,7 @@ def indexes(spec: ImageSpec, network: NetworkSettings) -> list[str]:
     """The index(es) torch's pip step reads: the PyTorch wheel index for index variants (as the Dockerfile's
     --index-url), else the configured ones."""
     if spec.index != PYPI_INDEX:
-        return [f"{network.torch_index}/{spec.cuda_variant}"]
+        return [network.torch_index_url(spec.cuda_variant)]
     return _configured_indexes(network)
 
 
@@ -205,7 +206,7 @@ def _netrc(index: list[str], folder: Path) -> dict[str, str]:
     return {"NETRC": str(path)}
 
 
-def resolve(spec: ImageSpec, network: NetworkSettings, images: Path = render.IMAGES) -> tuple[Lock, Lock]:
+def resolve(spec: ImageSpec, network: NetworkSettings, images: Path = layout.IMAGES) -> tuple[Lock, Lock]:
     """The tag's two locks: torch's step (requirements.txt) and the workspace's step, the latter resolved
     against the configured index (never the PyTorch wheel index, as its Dockerfile step) with the first
     lock's versions as constraints, holding only what the first does not."""
@@ -236,7 +237,7 @@ def _pip_complaint(stderr: str, spec: ImageSpec) -> str:
     return text
 
 
-def write(lock: Lock, images: Path = render.IMAGES) -> bool:
+def write(lock: Lock, images: Path = layout.IMAGES) -> bool:
     """Write images/<tag>/<lock.file>; True when it changed."""
     path = images / lock.tag / lock.file
     text = lock.text()
@@ -248,7 +249,7 @@ def write(lock: Lock, images: Path = render.IMAGES) -> bool:
     return True
 
 
-def problem(spec: ImageSpec, images: Path = render.IMAGES) -> str | None:
+def problem(spec: ImageSpec, images: Path = layout.IMAGES) -> str | None:
     """Why the tag's lock cannot be built from (missing or stale), or None when it can."""
     path = images / spec.tag / LOCK_FILE
     how = f"run `make lock TAG={spec.tag}`"
@@ -297,7 +298,7 @@ def unreachable(url: str, network: NetworkSettings, timeout: float = 10) -> str 
     return None
 
 
-def lock_all(specs: list[ImageSpec], network: NetworkSettings, say=print, images: Path = render.IMAGES,
+def lock_all(specs: list[ImageSpec], network: NetworkSettings, say=print, images: Path = layout.IMAGES,
              workers: int = 4) -> list[str]:
     """Lock each spec, several at once (pip mostly waits on the network: without PEP 658 metadata on the
     index it downloads each wheel to read its dependencies); returns the tags that could not be locked."""

@@ -30,7 +30,7 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from builder import base, build, doctor, gpu, lock, network, render, report, size, smoke
+from builder import base, build, doctor, gpu, layout, lock, network, render, report, size, smoke
 from builder.heartbeat import Heartbeat
 from builder.matrix import PYPI_INDEX, ImageSpec, Matrix, MatrixError, Problem
 from builder.units import human
@@ -179,7 +179,7 @@ class _Steps:
 
 class Runner:
     def __init__(self, matrix: Matrix, client: docker.DockerClient, repo: str, reports: Path,
-                 settings: network.NetworkSettings, say=print, images: Path = render.IMAGES, require_gpu: bool = False):
+                 settings: network.NetworkSettings, say=print, images: Path = layout.IMAGES, require_gpu: bool = False):
         self.matrix, self.client, self.repo, self.reports, self.say = matrix, client, repo, reports, say
         self.images, self.require_gpu, self.settings = images, require_gpu, settings
         self.timings = Timings(reports)
@@ -205,7 +205,7 @@ class Runner:
         if labels.get(build.CONTEXT_LABEL) != build.inputs_sha256(spec, self.images):
             return False, "its inputs changed since the image was built"
         base_id = build.base_id(self.client, spec)
-        if labels.get(f"{render.LABEL_PREFIX}.base.id") != base_id:
+        if labels.get(f"{layout.LABEL_PREFIX}.base.id") != base_id:
             return False, f"the base {spec.base.image} is not the one it was built on"
         return True, f"{found.id[7:19]}, built from these inputs"
 

@@ -34,6 +34,10 @@ class NetworkSettings:
     torch_index: str = TORCH_INDEX  # the PyTorch wheel index or a mirror of it; /<cuXYZ> is appended
     ignored: tuple[str, ...] = ()  # settings left out, with why
 
+    def torch_index_url(self, variant: str) -> str:
+        """The PyTorch wheel index of a CUDA variant (cu124, …): the one place its URL is made."""
+        return f"{self.torch_index}/{variant}"
+
     def ca_bundle(self) -> str:
         """Every CA file the host names, concatenated (each in full, once)."""
         return "".join(p.read_text().rstrip("\n") + "\n" for p in self.ca_files)

@@ -21,11 +21,11 @@ import docker
 import docker.errors
 
 from builder import reference as references
-from builder import render
+from builder import layout
 from builder.heartbeat import Heartbeat
 from builder.inputs import InputError, shown
 
-DIGESTS = render.ROOT / "digests"
+DIGESTS = layout.ROOT / "digests"
 NAME = "torchyard"  # the repository name in every registry: <REGISTRY>/torchyard:<tag>
 HEARTBEAT_S = 15
 

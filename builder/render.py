@@ -1,6 +1,8 @@
-"""ImageSpec -> images/<tag>/ (the Dockerfile and every file its build context needs).
+"""ImageSpec -> images/<tag>/: what varies by tag (the Dockerfile, the requirement inputs, spec.json).
 
-Decisions live here; templates/Dockerfile.j2 only loops over what context() gives it.
+The files every image carries are not copied here: builder/context.py adds them to each build context from
+layout.carried(), and the Dockerfile copies each from there. Decisions live here; templates/Dockerfile.j2 only
+loops over what context() gives it.
 """
 
 from __future__ import annotations
@@ -12,24 +14,14 @@ from pathlib import Path
 
 import jinja2
 
+from builder import layout, lock
 from builder.compat import cudnn_number, version_key
+from builder.layout import GID, HOME, SHARE, UID, USER, VENV, WORKSPACE, site_packages
 from builder.matrix import PYPI_INDEX, ImageSpec
-from builder.network import TORCH_INDEX
-from smoke_tests import startup
+from builder.network import NetworkSettings
 
-ROOT = Path(__file__).resolve().parent.parent
-TEMPLATES = ROOT / "templates"
-IMAGES = ROOT / "images"
-VENV = "/opt/venv"
-SHARE = "/usr/share/torchyard"
-BUILD_INPUTS = "/etc/torchyard-build"  # exists in the install stage only
 TORCH_INDEX_ARG = "TORCH_INDEX_URL"
 BASE_ID_ARG = "TORCHYARD_BASE_ID"  # the base image's ID, for the manifest; builder/build.py passes it
-LABEL_PREFIX = "io.torchyard"
-SMOKE_TESTS = ROOT / "smoke_tests"  # shipped in every image; build.prepare_context adds it to the context
-# Written by `make lock` (builder/lock.py) and `make push`, not by render: render leaves them alone.
-LOCK_FILE, WORKSPACE_LOCK_FILE = "requirements.lock", "requirements-workspace.lock"
-NOT_RENDERED = (LOCK_FILE, WORKSPACE_LOCK_FILE)
 # What the smoke suite needs beside torch: NVML, to read the driver version even where CUDA cannot start.
 SMOKE_REQUIREMENTS = ["nvidia-ml-py==13.615.71"]
 # The workspace: JupyterLab with a kernel and the common scientific libraries, from the configured index
@@ -45,28 +37,9 @@ WORKSPACE_REQUIREMENTS = [
 ]
 # tini: PID 1 that forwards signals and reaps; openssh-server: key-only SSH (host keys made at first start).
 WORKSPACE_APT_PACKAGES = ["tini", "openssh-server"]
-USER, UID, GID = "torchyard", 1000, 1000  # the default non-root user; NB_UID/NB_GID change the ids at start
-HOME = f"/home/{USER}"
-WORKSPACE = "/workspace"
-JUPYTER_PORT, SSH_PORT = 8888, 22
-# The pip constraints made at build time from the locks (templates/constraints.py), and pip's explanation of them.
-CONSTRAINTS = f"{SHARE}/constraints.txt"
-PIP_GUARD = "pip_guard.py"  # template file; installed in site-packages as torchyard_pip_guard.py, loaded by a .pth
-# JupyterLab's settings overrides: defaults a user's own settings still change (docker-stacks ships the same file).
-JUPYTERLAB_OVERRIDES = "jupyterlab_overrides.json"
-# Files the image carries: template file -> path in the image.
-WORKSPACE_FILES = {
-    "entrypoint.py": "/usr/local/bin/torchyard-entrypoint",
-    "healthcheck.py": "/usr/local/bin/torchyard-healthcheck",
-    "sshd_config": "/etc/ssh/sshd_config.d/torchyard.conf",
-    "jupyter_server_config.py": "/etc/jupyter/jupyter_server_config.py",
-    JUPYTERLAB_OVERRIDES: f"{VENV}/share/jupyter/lab/settings/overrides.json",
-}
-# Build-time scripts in /usr/share/torchyard (run by the Dockerfile, and by hand).
-SHARED_SCRIPTS = ("check_image.py", "manifest.py", "constraints.py")
 
 _env = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(TEMPLATES),
+    loader=jinja2.FileSystemLoader(layout.TEMPLATES),
     undefined=jinja2.StrictUndefined,
     trim_blocks=True,
     lstrip_blocks=True,
@@ -165,7 +138,7 @@ def requirements(spec: ImageSpec) -> list[str]:
 
 
 def constrained(spec: ImageSpec) -> list[str]:
-    """The roots of the pip constraints: what the torch stack is. templates/constraints.py adds, transitively,
+    """The roots of the pip constraints: what the torch stack is. image_files/constraints.py adds, transitively,
     every package these pin with == (triton, the nvidia-* CUDA wheels, sympy) at the locked versions."""
     roots = ["torch", "torchvision"]
     if spec.nvcc and spec.nvcc.source == "pypi":
@@ -183,10 +156,6 @@ APT_LEFTOVERS = ["/var/lib/apt/lists/*", "/var/cache/apt/*.bin", "/var/log/apt",
                  "/var/cache/ldconfig/aux-cache", "/var/cache/debconf/*-old", "/var/lib/dpkg/*-old"]
 
 
-def site_packages(spec: ImageSpec) -> str:
-    return f"{VENV}/lib/python{spec.python}/site-packages"
-
-
 def user_dirs(spec: ImageSpec) -> list[str]:
     """Folders the user owns from the start: /workspace, and ~/.local's bin and site, where the user's `pip install`
     goes (the venv is root's); the site exists before Python starts, so a running kernel sees what it adds."""
@@ -199,16 +168,16 @@ def env(spec: ImageSpec) -> list[tuple[str, str]]:
     path = f"{VENV}/bin:$PATH"
     values = [("VIRTUAL_ENV", VENV)]
     if spec.nvcc and spec.nvcc.source == "pypi":
-        cuda_home = f"{site_packages(spec)}/{spec.nvcc.home}"
+        cuda_home = f"{site_packages(spec.python)}/{spec.nvcc.home}"
         values.append(("CUDA_HOME", cuda_home))
         path = f"{VENV}/bin:{cuda_home}/bin:$PATH"
     elif spec.nvcc:
         values.append(("CUDA_HOME", spec.nvcc.home))  # nvcc is /usr/bin/nvcc, already on PATH
     return values + [
         ("PATH", path),
-        # pip (and uv) keep the torch stack as locked; see templates/constraints.py and pip_guard.py.
-        ("PIP_CONSTRAINT", CONSTRAINTS),
-        ("UV_CONSTRAINT", CONSTRAINTS),
+        # pip (and uv) keep the torch stack as locked; see image_files/constraints.py and pip_guard.py.
+        ("PIP_CONSTRAINT", layout.CONSTRAINTS),
+        ("UV_CONSTRAINT", layout.CONSTRAINTS),
         ("PYTHONUNBUFFERED", "1"),
         # Downloaded weights land in the workspace volume, so they outlive the container.
         ("TORCH_HOME", f"{WORKSPACE}/.cache/torch"),
@@ -244,7 +213,8 @@ def facts(spec: ImageSpec) -> dict:
 def siblings(spec: ImageSpec) -> str:
     """matrix.json: every tag of the matrix with what decides where it runs, one line each (the image cannot know
     the rest of its matrix; smoke_tests/startup.py names the tags that would run where this one does not). The same
-    for every tag, so it is not committed 31 times: builder/build.py adds it to each build context."""
+    for every tag, so it is not committed 31 times: builder/context.py makes it for each build context
+    (layout.carried names it)."""
     entries = [json.dumps({**asdict(s), "archs": list(s.archs) if s.archs else None}) for s in spec.siblings]
     return "[\n" + ",\n".join(f"  {entry}" for entry in entries) + "\n]\n"
 
@@ -255,25 +225,25 @@ def labels(spec: ImageSpec) -> list[tuple[str, str]]:
         ("org.opencontainers.image.title", "torchyard"),
         ("org.opencontainers.image.version", spec.tag),
         ("org.opencontainers.image.description", f"PyTorch {spec.torch} with CUDA {spec.cuda}, Python {spec.python}"),
-        (f"{LABEL_PREFIX}.torch", spec.torch),
-        (f"{LABEL_PREFIX}.torchvision", spec.torchvision),
-        (f"{LABEL_PREFIX}.cuda", spec.cuda),
-        (f"{LABEL_PREFIX}.cudnn", spec.cudnn or unknown),
-        (f"{LABEL_PREFIX}.nccl", spec.nccl or unknown),
-        (f"{LABEL_PREFIX}.python", spec.python),
-        (f"{LABEL_PREFIX}.driver.min", spec.min_driver),
-        (f"{LABEL_PREFIX}.archs", " ".join(spec.archs) if spec.archs else unknown),
-        (f"{LABEL_PREFIX}.base", spec.base.ref),
+        (f"{layout.LABEL_PREFIX}.torch", spec.torch),
+        (f"{layout.LABEL_PREFIX}.torchvision", spec.torchvision),
+        (f"{layout.LABEL_PREFIX}.cuda", spec.cuda),
+        (f"{layout.LABEL_PREFIX}.cudnn", spec.cudnn or unknown),
+        (f"{layout.LABEL_PREFIX}.nccl", spec.nccl or unknown),
+        (f"{layout.LABEL_PREFIX}.python", spec.python),
+        (f"{layout.LABEL_PREFIX}.driver.min", spec.min_driver),
+        (f"{layout.LABEL_PREFIX}.archs", " ".join(spec.archs) if spec.archs else unknown),
+        (f"{layout.LABEL_PREFIX}.base", spec.base.ref),
     ]
 
 
 def context(spec: ImageSpec) -> dict:
     build_args, index = [], []
     if spec.index != PYPI_INDEX:
-        build_args.append({"name": TORCH_INDEX_ARG, "default": f"{TORCH_INDEX}/{spec.cuda_variant}"})
+        build_args.append({"name": TORCH_INDEX_ARG, "default": NetworkSettings().torch_index_url(spec.cuda_variant)})
         index = ["--index-url", f'"${TORCH_INDEX_ARG}"']
     pip = [f"{VENV}/bin/pip", "install", "--no-cache-dir", "--disable-pip-version-check"]
-    locked = ["--no-compile", "--require-hashes", "--no-deps", "--only-binary=:all:"]
+    locked = ["--no-compile", *lock.INSTALL_OPTIONS]  # the options the lock's header names too
     index_note = "PyPI wheel" if spec.index == PYPI_INDEX else f"PyTorch wheel index, {spec.cuda_variant}"
     base_note = f"Debian {spec.base.suite}" + ("" if spec.base.is_local else f" ({spec.base.ref})")
     return {
@@ -287,15 +257,15 @@ def context(spec: ImageSpec) -> dict:
         "apt_packages": apt_packages(spec),
         "apt_leftovers": APT_LEFTOVERS,
         "build_args": build_args,
-        "build_inputs_dir": BUILD_INPUTS,
+        "build_inputs": layout.BUILD_INPUTS_DIR, "build_inputs_dir": layout.BUILD_INPUTS,
         # Both steps install exactly their lock (images/<tag>/requirements*.lock, made by `make lock`), each
         # artifact's sha256 checked. --no-compile, then compileall once after the second step with hash-based
         # .pyc: pip's .pyc embed each source's mtime (the time of extraction), so two builds would differ in
         # every .pyc; unchecked-hash ones do not, and a fixed hash seed keeps set constants in one order.
         # Root's venv that also sees the system's and the user's site-packages: user installs go to ~/.local.
         "venv_create": ["python3", "-m", "venv", "--system-site-packages", VENV],
-        "pip_install": [*pip, *locked, *index, "-r", f"/tmp/{LOCK_FILE}"],
-        "workspace_pip_install": [*pip, *locked, "-r", f"/tmp/{WORKSPACE_LOCK_FILE}"],
+        "pip_install": [*pip, *locked, *index, "-r", f"/tmp/{layout.LOCK_FILE}"],
+        "workspace_pip_install": [*pip, *locked, "-r", f"/tmp/{layout.WORKSPACE_LOCK_FILE}"],
         # A source this Python cannot compile stays without .pyc, as pip leaves it (torch 2.15 ships
         # torch/testing/_internal/py312_intrinsics.py in Python 3.12 syntax; `compileall` would exit 1 on 3.11).
         "compile": ["PYTHONHASHSEED=0", f"{VENV}/bin/python", "-c", shlex.quote(
@@ -308,42 +278,40 @@ def context(spec: ImageSpec) -> dict:
         "user": USER, "uid": UID, "gid": GID, "home": HOME,
         "workspace": WORKSPACE,
         "user_dirs": user_dirs(spec),
-        "workspace_files": [{"source": f"workspace/{name}", "target": target} for name, target in WORKSPACE_FILES.items()],
-        "executables": [WORKSPACE_FILES["entrypoint.py"], WORKSPACE_FILES["healthcheck.py"]],
-        "ports": [JUPYTER_PORT, SSH_PORT],
+        # Every file the image carries beside its tag's folder, each copied from the build context with the mode
+        # builder/context.py gave it (layout.carried: the one list), in small layers after the environment's.
+        "carried": [{"source": item.source + slash, "target": item.target + slash}
+                    for item in layout.carried(spec.python) for slash in ["/" if (layout.ROOT / item.source).is_dir() else ""]],
+        "spec_file": layout.SPEC,
+        "locks": list(layout.LOCKS),
+        "ports": [layout.JUPYTER_PORT, layout.SSH_PORT],
         "healthcheck": ["--interval=5s", "--timeout=3s", "--start-period=60s", "--retries=3"],
-        "healthcheck_command": [WORKSPACE_FILES["healthcheck.py"]],
+        "healthcheck_command": [layout.HEALTHCHECK],
         # tini -g: a signal goes to the whole process group (Jupyter and the sshd the entrypoint started).
         # By absolute path: Docker looks a bare name up on the image's PATH.
-        "entrypoint": ["/usr/bin/tini", "-g", "--", WORKSPACE_FILES["entrypoint.py"]],
+        "entrypoint": ["/usr/bin/tini", "-g", "--", layout.ENTRYPOINT],
         "command": ["jupyter", "lab"],
         "venv": VENV,
         "env": env(spec),
         "share_dir": SHARE,
         "base_id_arg": BASE_ID_ARG,
-        "smoke_tests_dir": f"{site_packages(spec)}/smoke_tests",
-        "site_packages": site_packages(spec),
-        "constraints": CONSTRAINTS,
+        "constraints": layout.CONSTRAINTS,
         "labels": labels(spec),
     }
 
 
 def render(spec: ImageSpec) -> dict[str, str]:
-    """Relative path -> file content of the tag's build context."""
+    """Relative path -> content of what is the tag's own in images/<tag>/ (the locks aside: `make lock`)."""
     return {
-        "Dockerfile": _env.get_template("Dockerfile.j2").render(context(spec)),
-        "requirements.txt": "".join(f"{r}\n" for r in requirements(spec)),
-        "requirements-workspace.txt": "".join(f"{r}\n" for r in workspace_requirements(spec)),
-        **{f"workspace/{name}": (TEMPLATES / name).read_text() for name in WORKSPACE_FILES},
-        "torchyard/spec.json": json.dumps(facts(spec), indent=2) + "\n",
-        **{f"torchyard/{name}": (TEMPLATES / name).read_text() for name in SHARED_SCRIPTS},
-        "python/torchyard_pip_guard.py": (TEMPLATES / PIP_GUARD).read_text(),
-        "python/torchyard-pip-guard.pth": "import torchyard_pip_guard\n",
+        layout.DOCKERFILE: _env.get_template("Dockerfile.j2").render(context(spec)),
+        layout.REQUIREMENTS: "".join(f"{r}\n" for r in requirements(spec)),
+        layout.WORKSPACE_REQUIREMENTS: "".join(f"{r}\n" for r in workspace_requirements(spec)),
+        layout.SPEC: json.dumps(facts(spec), indent=2) + "\n",
         **devel_files(spec),
     }
 
 
-def write(spec: ImageSpec, images: Path = IMAGES) -> bool:
+def write(spec: ImageSpec, images: Path = layout.IMAGES) -> bool:
     """Write images/<tag>/ exactly as rendered; True when anything changed."""
     files = render(spec)
     target = images / spec.tag
@@ -351,7 +319,7 @@ def write(spec: ImageSpec, images: Path = IMAGES) -> bool:
     if changed:
         for path in sorted(target.rglob("*"), reverse=True) if target.exists() else []:
             rel = str(path.relative_to(target))
-            if path.is_file() and rel not in files and rel not in NOT_RENDERED:
+            if path.is_file() and rel not in files and rel not in layout.LOCKS:
                 path.unlink()
             elif path.is_dir() and not any(path.iterdir()):
                 path.rmdir()
@@ -362,18 +330,18 @@ def write(spec: ImageSpec, images: Path = IMAGES) -> bool:
     return changed
 
 
-def diff(spec: ImageSpec, images: Path = IMAGES) -> list[str]:
+def diff(spec: ImageSpec, images: Path = layout.IMAGES) -> list[str]:
     """Files of images/<tag>/ that differ from a fresh render (missing, changed or extra)."""
     target = images / spec.tag
     files = render(spec)
     on_disk = {str(p.relative_to(target)) for p in target.rglob("*") if p.is_file()} if target.exists() else set()
-    on_disk -= set(NOT_RENDERED)
+    on_disk -= set(layout.LOCKS)
     problems = [f"{spec.tag}/{rel}" for rel, text in files.items()
                 if rel not in on_disk or (target / rel).read_text() != text]
     return problems + [f"{spec.tag}/{rel} (not rendered)" for rel in sorted(on_disk - files.keys())]
 
 
-def stale(tags: list[str], images: Path = IMAGES) -> list[Path]:
+def stale(tags: list[str], images: Path = layout.IMAGES) -> list[Path]:
     """Folders under images/ for tags no longer in the matrix."""
     if not images.exists():
         return []

@@ -17,7 +17,7 @@ from pathlib import Path
 import jinja2
 from markupsafe import Markup
 
-from builder import build, charts, lock, render, size
+from builder import build, charts, layout, lock, size
 from builder.compat import version_key
 from builder.matrix import PYPI_INDEX, ImageSpec, Matrix
 from builder.registry import DIGESTS, RegistryError, records
@@ -245,14 +245,14 @@ def _pushed(tag: str, digests: Path, last_image: str | None) -> tuple[dict, ...]
 
 def _commit() -> str | None:
     try:
-        out = subprocess.run(["git", "-C", str(render.ROOT), "rev-parse", "--short=12", "HEAD"], capture_output=True,
+        out = subprocess.run(["git", "-C", str(layout.ROOT), "rev-parse", "--short=12", "HEAD"], capture_output=True,
                              text=True, check=True)
         return out.stdout.strip() or None
     except (OSError, subprocess.CalledProcessError):
         return None
 
 
-def collect(matrix: Matrix, images: Path = render.IMAGES, reports: Path = build.REPORTS, digests: Path = DIGESTS,
+def collect(matrix: Matrix, images: Path = layout.IMAGES, reports: Path = build.REPORTS, digests: Path = DIGESTS,
             now: datetime | None = None) -> Report:
     rows = tuple(row(spec, i, images, reports, digests) for i, spec in enumerate(matrix.specs.values()))
     when = (now or datetime.now(timezone.utc)).strftime("%Y-%m-%d %H:%M UTC")
@@ -398,7 +398,7 @@ def summary(report: Report) -> dict[str, int]:
     return {state: sum(r.state == state for r in report.rows) for state in STATES}
 
 
-_env = jinja2.Environment(loader=jinja2.FileSystemLoader(render.TEMPLATES), undefined=jinja2.StrictUndefined,
+_env = jinja2.Environment(loader=jinja2.FileSystemLoader(layout.TEMPLATES), undefined=jinja2.StrictUndefined,
                           autoescape=True, trim_blocks=True, lstrip_blocks=True)
 
 

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import docker
 
-from builder import render
+from builder import layout
 from builder.units import human
 
-REPORTS = render.ROOT / "reports"
+REPORTS = layout.ROOT / "reports"
 BUDGET_SLACK = 0.10  # over budget by more than 10% fails; less is noise (a patch release, a new wheel build)
 TOP_PACKAGES = 15
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import docker
 
-from builder import render
+from builder import layout
 
 # Written by the engine into every container's filesystem, whatever the image holds.
 ENGINE_FILES = {".dockerenv", "etc/hostname", "etc/hosts", "etc/resolv.conf", "etc/mtab"}
@@ -104,7 +104,7 @@ def file_hashes(client: docker.DockerClient, image: str) -> dict[str, str]:
 
 
 def manifest(client: docker.DockerClient, image: str) -> dict:
-    out = client.containers.run(image, ["cat", f"{render.SHARE}/manifest.json"], remove=True)
+    out = client.containers.run(image, ["cat", f"{layout.SHARE}/manifest.json"], remove=True)
     return json.loads(out)
 
 

@@ -20,7 +20,7 @@ from typing import Callable
 import docker
 import docker.errors
 
-from builder import gpu, render
+from builder import gpu, layout
 
 KEY_NAMES = ("id_ed25519.pub", "id_ecdsa.pub", "id_rsa.pub")  # what ssh-keygen makes, preferred first
 TOKEN_RE = re.compile(r"/lab\?token=([0-9a-f]{16,})")
@@ -95,8 +95,8 @@ def run_kwargs(ws: Workspace, gpu_options: dict, environ: dict[str, str] | None 
     return {
         "name": ws.name,
         "detach": True,
-        "ports": {f"{render.JUPYTER_PORT}/tcp": (ws.bind, ws.jupyter_port), f"{render.SSH_PORT}/tcp": (ws.bind, ws.ssh_port)},
-        "volumes": {str(ws.folder): {"bind": render.WORKSPACE, "mode": "rw"}},
+        "ports": {f"{layout.JUPYTER_PORT}/tcp": (ws.bind, ws.jupyter_port), f"{layout.SSH_PORT}/tcp": (ws.bind, ws.ssh_port)},
+        "volumes": {str(ws.folder): {"bind": layout.WORKSPACE, "mode": "rw"}},
         "environment": environment(ws, environ),
         **gpu_options,
     }
@@ -105,8 +105,8 @@ def run_kwargs(ws: Workspace, gpu_options: dict, environ: dict[str, str] | None 
 def docker_run_line(ws: Workspace, gpu_options: dict) -> str:
     """The same start as one `docker run` a person can paste (the key read from its file, the token from $JUPYTER_TOKEN)."""
     words = ["docker", "run", "-d", "--name", ws.name, *gpu.docker_run_flags(gpu_options),
-             "-p", f"{ws.bind}:{ws.jupyter_port}:{render.JUPYTER_PORT}", "-p", f"{ws.bind}:{ws.ssh_port}:{render.SSH_PORT}",
-             "-v", f"{ws.folder}:{render.WORKSPACE}"]
+             "-p", f"{ws.bind}:{ws.jupyter_port}:{layout.JUPYTER_PORT}", "-p", f"{ws.bind}:{ws.ssh_port}:{layout.SSH_PORT}",
+             "-v", f"{ws.folder}:{layout.WORKSPACE}"]
     line = " ".join(shlex.quote(w) for w in words)
     if ws.ids:
         line += f" -e NB_UID={ws.ids[0]} -e NB_GID={ws.ids[1]}"
@@ -187,7 +187,7 @@ def start(client: docker.DockerClient, ws: Workspace, say: Callable[[str], None]
     url = f"http://{host}:{ws.jupyter_port}/lab?token={token}"
     say(f"JupyterLab: {url}")
     if ws.key_file:
-        say(f"SSH:        ssh -p {ws.ssh_port} {render.USER}@{host}   (key: {ws.key_file})")
+        say(f"SSH:        ssh -p {ws.ssh_port} {layout.USER}@{host}   (key: {ws.key_file})")
     else:
         say("SSH:        off (no ~/.ssh/id_ed25519.pub, id_ecdsa.pub or id_rsa.pub; PUBLIC_KEY_FILE=... names one)")
     say(f"files:      {ws.folder} is /workspace" + (f" (written as uid {ws.ids[0]})" if ws.ids else ""))

@@ -1,7 +1,7 @@
 """A real PyTorch CUDA extension: a __global__ kernel and its torch binding built with torch.utils.cpp_extension
 (torch's compiler flags, headers and libraries), for the GPU architectures torch itself was built for.
 
--devel images build it at build time (templates/check_image.py calls build(), which needs no GPU) into BUILT and
+-devel images build it at build time (image_files/check_image.py calls build(), which needs no GPU) into BUILT and
 import it there; on a GPU the smoke check `extension` runs that build and compares its kernel with torch.
 """
 

@@ -1,12 +1,12 @@
-"""The pip constraints an image is given (templates/constraints.py) and the explanation pip prints with them
-(templates/pip_guard.py), as plain functions; tests/docker/test_pip_guard.py runs both in a real image."""
+"""The pip constraints an image is given (image_files/constraints.py) and the explanation pip prints with them
+(image_files/pip_guard.py), as plain functions; tests/docker/test_pip_guard.py runs both in a real image."""
 
 import importlib
 import sys
 
 import pytest
 
-from builder import render
+from builder import layout
 
 # torch 2.6.0's Requires-Dist (its wheel's METADATA on PyPI, cu124) and torchvision 0.21.0's, as importlib.metadata
 # returns them.
@@ -30,7 +30,7 @@ LOCKED = {"torch": "2.6.0", "torchvision": "0.21.0", "triton": "3.2.0", "sympy":
 
 @pytest.fixture
 def templates(monkeypatch):
-    monkeypatch.syspath_prepend(str(render.TEMPLATES))
+    monkeypatch.syspath_prepend(str(layout.IMAGE_FILES))
     yield
     for name in ("constraints", "manifest", "pip_guard"):
         sys.modules.pop(name, None)

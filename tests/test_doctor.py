@@ -5,7 +5,7 @@ The engine is described, not asked: an Engine with the nvidia runtime, one witho
 
 import pytest
 
-from builder import doctor, render, smoke
+from builder import doctor, layout, smoke
 from smoke_tests import fit, nvml
 from tests.conftest import ROOT
 
@@ -23,11 +23,11 @@ def host(name: str) -> nvml.Nvml:
 
 def verdicts(shipped, name: str, engine=WITH_GPUS) -> dict[str, doctor.TagVerdict]:
     answer = host(name)
-    return {tag: doctor.judge(spec, answer, engine, render.IMAGES) for tag, spec in shipped.specs.items()}
+    return {tag: doctor.judge(spec, answer, engine, layout.IMAGES) for tag, spec in shipped.specs.items()}
 
 
 def output(shipped, name: str, engine=WITH_GPUS) -> list[str]:
-    return doctor.report(shipped, host(name), engine, SHM, DISK, render.IMAGES)
+    return doctor.report(shipped, host(name), engine, SHM, DISK, layout.IMAGES)
 
 
 @pytest.mark.parametrize("name", ["h100-driver-535", "h100-driver-580", "rtx5090-driver-570", "p100-driver-535", "no-gpu",

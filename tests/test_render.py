@@ -1,12 +1,14 @@
 """Rendering: committed images/ equal a fresh render; decisions are Python's, build inputs stay out."""
 
+import filecmp
+import itertools
 import json
 import os
 
 import jinja2
 import pytest
 
-from builder import render
+from builder import layout, render
 from tests.conftest import ROOT
 
 
@@ -60,9 +62,9 @@ def test_build_only_inputs_stay_out_of_the_final_stage(specs, tag):
     dockerfile = render.render(specs[tag])["Dockerfile"]
     assert dockerfile.count("\nFROM ") == 3
     final = final_stage(dockerfile)
-    for leak in ("build-inputs", "PIP_CONFIG_FILE", "TORCH_INDEX_URL", render.BUILD_INPUTS):
+    for leak in ("build-inputs", "PIP_CONFIG_FILE", "TORCH_INDEX_URL", layout.BUILD_INPUTS):
         assert leak not in final
-    assert f"COPY --from=install {render.VENV} {render.VENV}\n" in final  # root's: no --chown
+    assert f"COPY --from=install {layout.VENV} {layout.VENV}\n" in final  # root's: no --chown
 
 
 def test_labels_carry_the_spec(specs):
@@ -84,8 +86,44 @@ def test_devel_adds_the_compiler_and_cuda_home(specs):
 
 def test_every_image_carries_its_check_and_spec(specs):
     files = render.render(specs["v2.6-cu124"])
-    assert files["torchyard/check_image.py"] == (render.TEMPLATES / "check_image.py").read_text()
-    assert '"cudnn": "9.1.0.70"' in files["torchyard/spec.json"]
+    assert f"COPY image_files/check_image.py {layout.SHARE}/check_image.py\n" in files["Dockerfile"]
+    assert f"COPY spec.json {layout.SHARE}/spec.json\n" in files["Dockerfile"]
+    assert '"cudnn": "9.1.0.70"' in files["spec.json"]
+
+
+@pytest.mark.parametrize("tag", ["v2.6-cu124", "v2.6-cu124-devel", "v2.15-cu132-devel"])
+def test_every_carried_file_is_copied_once_from_the_one_list_after_the_environment(specs, tag):
+    spec = specs[tag]
+    dockerfile = final_stage(render.render(spec)["Dockerfile"])
+    copies = [line.split()[1:] for line in dockerfile.splitlines() if line.startswith("COPY ")]
+    carried = [[item.source + slash, item.target + slash] for item in layout.carried(spec.python)
+               for slash in ["/" if (layout.ROOT / item.source).is_dir() else ""]]
+    start = copies.index(carried[0])
+    assert copies[start:start + len(carried)] == carried
+    assert copies.index(["--from=install", layout.VENV, layout.VENV]) < start
+    assert "chmod" not in dockerfile  # the modes come with the context (builder/context.py)
+
+
+def test_install_flags_are_one_list_shared_by_the_lock_and_the_dockerfile(specs):
+    from builder import lock
+    dockerfile = render.render(specs["v2.6-cu124"])["Dockerfile"]
+    assert dockerfile.count(" ".join(lock.INSTALL_OPTIONS)) == 2  # torch's step and the workspace's
+    assert "--only-binary=:all:" in lock.INSTALL_OPTIONS
+
+
+def test_images_hold_only_what_varies_by_tag(specs):
+    """No file under images/ is a copy of another tag's (requirement inputs and locks aside): what every image
+    carries lives once, in image_files/ and smoke_tests/."""
+    allowed = {layout.REQUIREMENTS, layout.WORKSPACE_REQUIREMENTS, *layout.LOCKS}
+    files = sorted(p for p in (ROOT / "images").rglob("*") if p.is_file() and p.name not in allowed)
+    same = [(a.relative_to(ROOT), b.relative_to(ROOT)) for a, b in itertools.combinations(files, 2)
+            if a.parent != b.parent and a.stat().st_size == b.stat().st_size and filecmp.cmp(a, b, shallow=False)]
+    assert same == []
+
+
+def test_templates_hold_templates_only():
+    assert all(p.name.endswith(".j2") for p in layout.TEMPLATES.iterdir())
+    assert all((layout.ROOT / item.source).exists() for item in layout.carried("3.11") if not item.generated)
 
 
 def test_every_image_carries_what_torch_compile_needs_in_a_layer_of_its_own(specs):
@@ -98,20 +136,21 @@ def test_every_image_carries_what_torch_compile_needs_in_a_layer_of_its_own(spec
 
 def test_pip_and_uv_are_held_to_the_images_constraints(specs):
     files = render.render(specs["v2.6-cu124"])
-    assert f"PIP_CONSTRAINT={render.CONSTRAINTS} \\" in files["Dockerfile"]
-    assert f"UV_CONSTRAINT={render.CONSTRAINTS} \\" in files["Dockerfile"]
-    assert f"python {render.SHARE}/constraints.py {render.SHARE}" in files["Dockerfile"]
-    assert '"constrained": [\n    "torch",\n    "torchvision"\n  ]' in files["torchyard/spec.json"]
-    assert files["python/torchyard-pip-guard.pth"] == "import torchyard_pip_guard\n"
-    assert files["python/torchyard_pip_guard.py"] == (render.TEMPLATES / "pip_guard.py").read_text()
-    assert "COPY python/ /opt/venv/lib/python3.11/site-packages/" in files["Dockerfile"]
+    assert f"PIP_CONSTRAINT={layout.CONSTRAINTS} \\" in files["Dockerfile"]
+    assert f"UV_CONSTRAINT={layout.CONSTRAINTS} \\" in files["Dockerfile"]
+    assert f"python {layout.SHARE}/constraints.py {layout.SHARE}" in files["Dockerfile"]
+    assert '"constrained": [\n    "torch",\n    "torchvision"\n  ]' in files["spec.json"]
+    assert (layout.IMAGE_FILES / "torchyard-pip-guard.pth").read_text() == "import torchyard_pip_guard\n"
+    site = "/opt/venv/lib/python3.11/site-packages"
+    assert f"COPY image_files/torchyard-pip-guard.pth {site}/torchyard-pip-guard.pth\n" in files["Dockerfile"]
+    assert f"COPY image_files/pip_guard.py {site}/torchyard_pip_guard.py\n" in files["Dockerfile"]
     assert render.constrained(specs["v2.15-cu132-devel"])[2:] == ["nvidia-cuda-nvcc", "nvidia-nvvm", "nvidia-cuda-crt"]
 
 
 def test_jupyterlab_gets_the_overrides_that_silence_the_news_prompt(specs):
     files = render.render(specs["v2.6-cu124"])
-    assert "COPY workspace/jupyterlab_overrides.json /opt/venv/share/jupyter/lab/settings/overrides.json" in files["Dockerfile"]
-    overrides = json.loads(files["workspace/jupyterlab_overrides.json"])
+    assert "COPY image_files/jupyterlab_overrides.json /opt/venv/share/jupyter/lab/settings/overrides.json" in files["Dockerfile"]
+    overrides = json.loads((layout.IMAGE_FILES / "jupyterlab_overrides.json").read_text())
     assert overrides["@jupyterlab/apputils-extension:notification"] == {"checkForUpdates": False, "fetchNews": "false"}
 
 
@@ -130,7 +169,7 @@ def test_cuda_12_4_devel_installs_debians_toolkit_on_trixie_without_a_driver(spe
     assert "Provides: libcuda-12.4-1, libcuda.so.1 (= 550.54.14), libnvidia-ml.so.1 (= 550.54.14)\n" in control
     assert files["devel/dpkg-cuda-static"].splitlines()[1:] == render.CUDA_STATIC_EXCLUDES
     assert f"COPY devel/dpkg-cuda-static {render.DPKG_EXCLUDES}" in final
-    assert json.loads(files["torchyard/spec.json"])["nvcc"]["source"] == "debian"
+    assert json.loads(files["spec.json"])["nvcc"]["source"] == "debian"
 def _cli(*args, cwd=ROOT):
     import subprocess
     import sys

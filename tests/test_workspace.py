@@ -6,11 +6,11 @@ import shlex
 
 import pytest
 
-from builder import gpu, render, workspace
+from builder import gpu, layout, render, workspace
 
 
 def load_template(name: str):
-    spec = importlib.util.spec_from_file_location(name.removesuffix(".py"), render.TEMPLATES / name)
+    spec = importlib.util.spec_from_file_location(name.removesuffix(".py"), layout.IMAGE_FILES / name)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -100,7 +100,7 @@ def test_nb_uid_unset_keeps_the_current_id(entrypoint):
 def test_the_entrypoint_runs_programs_only_by_absolute_path_from_its_list(entrypoint):
     """Root never looks a program up on a PATH: every subprocess call names one of COMMANDS (the docker test
     tests/docker/test_no_way_to_root.py plants every name where the user can write, and restarts)."""
-    tree = ast.parse((render.TEMPLATES / "entrypoint.py").read_text())
+    tree = ast.parse((layout.IMAGE_FILES / "entrypoint.py").read_text())
     constants = {name for name in dir(entrypoint) if getattr(entrypoint, name) in entrypoint.COMMANDS}
     bodies = [node for node in tree.body if not (isinstance(node, ast.FunctionDef) and node.name == "run")]
     calls = [node for body in bodies for node in ast.walk(body) if isinstance(node, ast.Call)
@@ -137,9 +137,10 @@ def test_the_final_stage_runs_tini_as_pid1_the_entrypoint_and_jupyter_with_a_hea
     assert 'CMD ["jupyter", "lab"]' in final
     assert 'HEALTHCHECK --interval=5s' in final and "VOLUME /workspace" in final and "WORKDIR /\n" in final
     assert "TORCH_HOME=/workspace/.cache/torch" in final and "HF_HOME=/workspace/.cache/huggingface" in final
-    for name, target in render.WORKSPACE_FILES.items():
-        assert f"COPY workspace/{name} {target}\n" in final
-        assert files[f"workspace/{name}"] == (render.TEMPLATES / name).read_text()
+    for name, target in {"entrypoint.py": layout.ENTRYPOINT, "healthcheck.py": layout.HEALTHCHECK,
+                         "sshd_config": "/etc/ssh/sshd_config.d/torchyard.conf",
+                         "jupyter_server_config.py": "/etc/jupyter/jupyter_server_config.py"}.items():
+        assert f"COPY image_files/{name} {target}\n" in final
 
 
 def test_ssh_host_keys_are_deleted_in_the_step_that_installs_sshd(shipped):
@@ -151,10 +152,10 @@ def test_ssh_host_keys_are_deleted_in_the_step_that_installs_sshd(shipped):
 
 
 def test_sshd_is_key_only_and_never_root():
-    settings = dict(line.split(None, 1) for line in (render.TEMPLATES / "sshd_config").read_text().splitlines()
+    settings = dict(line.split(None, 1) for line in (layout.IMAGE_FILES / "sshd_config").read_text().splitlines()
                     if line.strip() and not line.startswith("#"))
     assert settings["PermitRootLogin"] == "no"
     assert settings["PasswordAuthentication"] == "no"
     assert settings["KbdInteractiveAuthentication"] == "no"
     assert settings["AuthenticationMethods"] == "publickey"
-    assert settings["AllowUsers"] == render.USER
+    assert settings["AllowUsers"] == layout.USER

@@ -14,7 +14,7 @@ from pathlib import Path
 import docker.errors
 import websocket
 
-from builder import render
+from builder import layout
 
 
 def free_port() -> int:
@@ -71,7 +71,7 @@ class Keys:
         return Path(f"{self.user}.pub").read_text().strip()
 
 
-def ssh(port: int, key: Path, known_hosts: Path, *command: str, user: str = render.USER,
+def ssh(port: int, key: Path, known_hosts: Path, *command: str, user: str = layout.USER,
         options: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     return subprocess.run(
         ["ssh", "-F", "/dev/null", "-p", str(port), "-i", str(key), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",

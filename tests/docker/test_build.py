@@ -1,11 +1,12 @@
 """The real image (v2.6-cu124, torch from PyPI, built once per session by the `built` fixture) and its facts."""
 
+import hashlib
 import re
 
 import docker.errors
 import pytest
 
-from builder import base, build, network, render
+from builder import base, build, context, layout, network, render
 from tests.docker.conftest import TAG, TEST_REPO
 
 
@@ -36,8 +37,28 @@ def test_labels(client, built, spec):
     assert labels["org.opencontainers.image.version"] == TAG
 
 
+def test_every_carried_file_arrives_once_with_its_mode_and_the_context_hash_is_labelled(client, built, spec, run):
+    """Each file of layout.carried() is in the image at its target, root's, with the list's mode and the repository's
+    content; the label is the hash of the context a build would assemble now."""
+    labels = client.images.get(built.image).labels
+    assert labels[build.CONTEXT_LABEL] == context.assemble(spec).sha256
+    files = [(item, layout.ROOT / item.source) for item in layout.carried(spec.python)
+             if not item.generated and (layout.ROOT / item.source).is_file()]
+    script = ("import hashlib, os, sys\nfor path in sys.argv[1:]:\n    s = os.stat(path)\n"
+              "    print(path, oct(s.st_mode & 0o7777), s.st_uid, s.st_gid, hashlib.sha256(open(path, 'rb').read()).hexdigest())")
+    out = run(built.image, "python", "-c", script, *(item.target for item, _ in files), f"{layout.SHARE}/matrix.json",
+              f"{layout.site_packages(spec.python)}/smoke_tests/verdicts.py")
+    expected = [f"{item.target} {'0o755' if item.executable else '0o644'} 0 0 {hashlib.sha256(source.read_bytes()).hexdigest()}"
+                for item, source in files]
+    expected.append(f"{layout.SHARE}/matrix.json 0o644 0 0 {hashlib.sha256(render.siblings(spec).encode()).hexdigest()}")
+    verdicts = layout.SMOKE_TESTS / "verdicts.py"
+    expected.append(f"{layout.site_packages(spec.python)}/smoke_tests/verdicts.py 0o644 0 0 "
+                    f"{hashlib.sha256(verdicts.read_bytes()).hexdigest()}")
+    assert out.splitlines() == expected
+
+
 def test_build_inputs_do_not_reach_the_image(client, built, run):
-    out = run(built.image, "sh", "-c", f"ls {render.BUILD_INPUTS} 2>&1; env | grep '^PIP_' ; true")
+    out = run(built.image, "sh", "-c", f"ls {layout.BUILD_INPUTS} 2>&1; env | grep '^PIP_' ; true")
     assert "No such file or directory" in out
     # the build's pip settings (index, CA bundle, config file) stay behind; the image's own guard is all there is
     assert [line.split("=")[0] for line in out.splitlines() if line.startswith("PIP_")] == ["PIP_CONSTRAINT"]
@@ -89,16 +110,16 @@ def test_the_ca_bundle_is_forwarded_to_the_install_stage_only(client, spec, tmp_
     images = tmp_path / "images"
     (images / TAG).mkdir(parents=True)
     (images / TAG / "Dockerfile").write_text(
-        f"FROM {spec.base.image} AS install\nCOPY build-inputs/ {render.BUILD_INPUTS}/\n"
-        f"RUN cat {render.BUILD_INPUTS}/pip.conf && grep -c 'BEGIN CERTIFICATE' {render.BUILD_INPUTS}/ca-bundle.crt\n"
-        f"FROM {spec.base.image}\nRUN test ! -e {render.BUILD_INPUTS}\n")
+        f"FROM {spec.base.image} AS install\nCOPY build-inputs/ {layout.BUILD_INPUTS}/\n"
+        f"RUN cat {layout.BUILD_INPUTS}/pip.conf && grep -c 'BEGIN CERTIFICATE' {layout.BUILD_INPUTS}/ca-bundle.crt\n"
+        f"FROM {spec.base.image}\nRUN test ! -e {layout.BUILD_INPUTS}\n")
     ca = tmp_path / "corp.pem"
     ca.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
     settings = network.NetworkSettings(pip={"index-url": ["https://mirror.example/simple"]}, ca_files=(ca,))
     result = build.build(client, spec, f"{TEST_REPO}-ca", settings, images=images, reports=tmp_path / "reports")
     try:
         log = result.log.read_text()
-        assert f"cert = {render.BUILD_INPUTS}/ca-bundle.crt" in log
+        assert f"cert = {layout.BUILD_INPUTS}/ca-bundle.crt" in log
         assert "index-url = https://mirror.example/simple" in log
     finally:
         build.remove(client, result)

@@ -17,7 +17,7 @@ from pathlib import Path
 import docker.errors
 import pytest
 
-from builder import render
+from builder import layout
 
 SECONDS, MEMORY = 5, "200m"
 SECRET = "hunter2-not-a-hash"
@@ -124,7 +124,7 @@ def mount(case: Case, tmp_path: Path) -> dict:
         path = tmp_path / name
         path.write_bytes(content if isinstance(content, bytes) else content.encode())
         if case.writable_by_user:
-            os.chown(path, render.UID, render.GID)
+            os.chown(path, layout.UID, layout.GID)
         volumes[str(path)] = {"bind": f"/run/secrets/{name}", "mode": "rw" if case.writable_by_user else "ro"}
     return volumes
 
@@ -166,7 +166,7 @@ def test_comment_lines_blank_lines_and_crlf_in_the_keys_are_fine(run, built):
 
 def test_a_read_only_key_file_outside_the_users_folders_is_read(run, built, tmp_path):
     (tmp_path / "key.pub").write_text(PUBLIC + "\n")
-    os.chown(tmp_path / "key.pub", render.UID, render.GID)  # the host user's file, as with -v ~/.ssh/…:ro
+    os.chown(tmp_path / "key.pub", layout.UID, layout.GID)  # the host user's file, as with -v ~/.ssh/…:ro
     out = run(built.image, "cat", "/etc/ssh/authorized_keys/torchyard",
               environment={"PUBLIC_KEY_FILE": "/run/secrets/key.pub"},
               volumes={str(tmp_path / "key.pub"): {"bind": "/run/secrets/key.pub", "mode": "ro"}})

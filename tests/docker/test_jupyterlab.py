@@ -13,7 +13,7 @@ import urllib.request
 import pytest
 import websocket
 
-from builder import render
+from builder import layout
 from tests.docker.containers import Containers, execute
 from tests.docker.test_workspace import wait_for_jupyter
 
@@ -68,7 +68,7 @@ def test_a_terminal_is_bash_as_the_user_in_the_workspace(lab):
         ws.close()
     assert found, out
     name, cwd, shell, version = found.groups()
-    assert (name, cwd) == (render.USER, render.WORKSPACE)
+    assert (name, cwd) == (layout.USER, layout.WORKSPACE)
     assert shell == "/bin/bash" and version.startswith("5.")  # bash, not sh
 
 

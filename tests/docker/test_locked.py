@@ -5,14 +5,14 @@ import re
 
 import pytest
 
-from builder import build, lock, network, render
+from builder import build, layout, lock, network, render
 from tests.conftest import ROOT
 from tests.docker.conftest import TAG, TEST_REPO
 
 
 @pytest.fixture(scope="module")
 def manifest(built, run_module):
-    return json.loads(run_module(built.image, "cat", f"{render.SHARE}/manifest.json"))
+    return json.loads(run_module(built.image, "cat", f"{layout.SHARE}/manifest.json"))
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def test_labels_summarise_the_manifest(client, built, manifest):
     assert labels["io.torchyard.lock.sha256"] == manifest["lock"]["sha256"]
     assert labels["io.torchyard.lock.packages"] == str(manifest["lock"]["packages"])
     assert labels["io.torchyard.base.id"] == manifest["base"]["image_id"]
-    assert labels["io.torchyard.manifest"] == f"{render.SHARE}/manifest.json"
+    assert labels["io.torchyard.manifest"] == f"{layout.SHARE}/manifest.json"
 
 
 def test_a_tampered_hash_fails_the_build_and_names_the_package(client, built, spec, tmp_path):

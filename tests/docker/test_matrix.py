@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from builder import build, matrix_run, network, render, report, size
+from builder import build, layout, matrix_run, network, report, size
 from tests.conftest import ROOT
 from tests.docker.conftest import TAG, TEST_REPO
 # The loopback registry (docker-registry with htpasswd) and a logged-in client, as test_registry.py makes them.
@@ -58,7 +58,7 @@ def test_changed_inputs_make_the_image_not_current(runner, spec, tmp_path):
     run, _ = runner
     assert run.image_current(spec)[0]
     images = tmp_path / "images"
-    shutil.copytree(render.IMAGES / TAG, images / TAG)
+    shutil.copytree(layout.IMAGES / TAG, images / TAG)
     run.images = images
     dockerfile = images / TAG / "Dockerfile"
     dockerfile.write_text(dockerfile.read_text() + "# changed\n")

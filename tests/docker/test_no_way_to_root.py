@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from builder import render
+from builder import layout
 from tests.docker.containers import Containers, ssh
 from tests.test_workspace import load_template
 
@@ -31,7 +31,7 @@ NEW_UID, NEW_GID = 4321, 4322
 MAX_FOLDERS = 100  # the user's own (home, /workspace, temporary folders) are a few dozen; more is a regression
 # What the planted executables and modules do: write "uid path" into a new file under RECORDS, then (executables)
 # run the real command, so the user's own work goes on and a plant found on the user's PATH is seen running.
-SYSTEM_PATH = f"{render.VENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+SYSTEM_PATH = f"{layout.VENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 RECORD_SH = f"""#!/bin/sh
 printf '%s %s\\n' "$(/usr/bin/id -u)" "$0" > "$(/usr/bin/mktemp {RECORDS}/sh.XXXXXXXX)"
 PATH={SYSTEM_PATH} exec "${{0##*/}}" "$@"
@@ -135,7 +135,7 @@ def planted(client, built, keys, tmp_path_factory) -> Planted:
     try:
         first = first_image.start("sleep", "infinity", environment={"PUBLIC_KEY": keys.public})
         wait_for(first.container, "sshd listens")
-        user = str(render.UID)
+        user = str(layout.UID)
         image_path = sh(first.container, "echo $PATH").strip()
         found = json.loads(in_container(first.container, "/usr/bin/python3", "-c", PLANT, RECORDS,
                                         ",".join(entrypoint.COMMANDS), image_path, RECORD_SH, RECORD_PY, RECORD_PTH,
@@ -163,7 +163,7 @@ def planted(client, built, keys, tmp_path_factory) -> Planted:
         committed = first.container.commit()
         host_folder = tmp_path_factory.mktemp("mounted-in-home")
         (host_folder / "theirs").write_text("a host file of uid 1000\n")
-        os.chown(host_folder / "theirs", render.UID, render.GID)
+        os.chown(host_folder / "theirs", layout.UID, layout.GID)
         key_file = host_folder.parent / f"{host_folder.name}.pub"
         key_file.write_text(keys.public + "\n")
         second_image = Containers(client, committed.id)
@@ -171,7 +171,7 @@ def planted(client, built, keys, tmp_path_factory) -> Planted:
             second = second_image.start(
                 "sleep", "infinity",
                 environment={"NB_UID": str(NEW_UID), "NB_GID": str(NEW_GID), "PUBLIC_KEY_FILE": "/run/secrets/key.pub"},
-                volumes={str(host_folder): {"bind": f"{render.HOME}/mounted", "mode": "rw"},
+                volumes={str(host_folder): {"bind": f"{layout.HOME}/mounted", "mode": "rw"},
                          str(key_file): {"bind": "/run/secrets/key.pub", "mode": "ro"}})
             wait_for(second.container, "sshd listens")
             assert ssh(second.ssh_port, keys.user, keys.known_hosts, "id -u").stdout.strip() == str(NEW_UID)
@@ -192,14 +192,14 @@ def planted(client, built, keys, tmp_path_factory) -> Planted:
 
 
 def test_the_user_writes_only_its_own_folders_and_none_is_on_roots_path(planted):
-    assert {"/tmp", "/var/tmp", "/workspace", render.HOME, f"{render.HOME}/.local/bin"} <= set(planted.folders)
-    assert not any(f == render.VENV or f.startswith(f"{render.VENV}/") for f in planted.folders + planted.files)
+    assert {"/tmp", "/var/tmp", "/workspace", layout.HOME, f"{layout.HOME}/.local/bin"} <= set(planted.folders)
+    assert not any(f == layout.VENV or f.startswith(f"{layout.VENV}/") for f in planted.folders + planted.files)
     assert set(planted.root_path.split(":")).isdisjoint(planted.folders)
     assert set(planted.root_sys_path).isdisjoint(planted.folders)
-    mine = ("/tmp/", "/var/tmp/", "/dev/shm/", "/run/lock/", "/workspace/", f"{render.HOME}/")
+    mine = ("/tmp/", "/var/tmp/", "/dev/shm/", "/run/lock/", "/workspace/", f"{layout.HOME}/")
     assert [f for f in planted.files if not f.startswith(mine)] == []
     assert planted.names > 500  # every command name of the image, the entrypoint's among them
-    assert all(planted.planted[f] > planted.names for f in ("/tmp", "/workspace", f"{render.HOME}/.local/bin"))
+    assert all(planted.planted[f] > planted.names for f in ("/tmp", "/workspace", f"{layout.HOME}/.local/bin"))
 
 
 def test_no_plant_ran_as_root(planted):
@@ -209,25 +209,25 @@ def test_no_plant_ran_as_root(planted):
 
 def test_the_plants_were_live_for_the_user(planted):
     ran = set(planted.records)
-    site = f"{render.HOME}/.local/lib/python3.11/site-packages"
-    assert (render.UID, f"{render.HOME}/.local/bin/sleep") in ran  # the user's command, after the restart
-    assert (NEW_UID, f"{render.HOME}/.local/bin/sleep") in ran  # and with the new ids
-    assert (render.UID, f"{site}/usercustomize.py") in ran and (render.UID, f"{site}/zz_planted.pth") in ran
-    assert (render.UID, "/workspace/colorsys.py") in ran
-    assert any(uid == render.UID and plant.endswith(".ssh/rc") for uid, plant in ran)  # sshd ran it, as the user
+    site = f"{layout.HOME}/.local/lib/python3.11/site-packages"
+    assert (layout.UID, f"{layout.HOME}/.local/bin/sleep") in ran  # the user's command, after the restart
+    assert (NEW_UID, f"{layout.HOME}/.local/bin/sleep") in ran  # and with the new ids
+    assert (layout.UID, f"{site}/usercustomize.py") in ran and (layout.UID, f"{site}/zz_planted.pth") in ran
+    assert (layout.UID, "/workspace/colorsys.py") in ran
+    assert any(uid == layout.UID and plant.endswith(".ssh/rc") for uid, plant in ran)  # sshd ran it, as the user
 
 
 def test_new_ids_hand_over_only_what_the_user_owned(planted):
-    listing = sh(planted.second, f"stat -c '%u:%g %n' {render.HOME} {render.HOME}/.local/bin/sleep "
-                                 f"{render.HOME}/etc-link /etc/shadow /etc/passwd /etc")
+    listing = sh(planted.second, f"stat -c '%u:%g %n' {layout.HOME} {layout.HOME}/.local/bin/sleep "
+                                 f"{layout.HOME}/etc-link /etc/shadow /etc/passwd /etc")
     owners = dict(reversed(line.split(" ", 1)) for line in listing.splitlines())
-    assert owners[render.HOME] == owners[f"{render.HOME}/.local/bin/sleep"] == f"{NEW_UID}:{NEW_GID}"
-    assert owners[f"{render.HOME}/etc-link"] == f"{NEW_UID}:{NEW_GID}"  # the link itself, never what it points to
+    assert owners[layout.HOME] == owners[f"{layout.HOME}/.local/bin/sleep"] == f"{NEW_UID}:{NEW_GID}"
+    assert owners[f"{layout.HOME}/etc-link"] == f"{NEW_UID}:{NEW_GID}"  # the link itself, never what it points to
     assert owners["/etc/shadow"].startswith("0:") and owners["/etc/passwd"] == "0:0" and owners["/etc"] == "0:0"
     theirs = (planted.host_folder / "theirs").stat()
-    assert (theirs.st_uid, theirs.st_gid) == (render.UID, render.GID)  # a folder mounted into the home is the host's
+    assert (theirs.st_uid, theirs.st_gid) == (layout.UID, layout.GID)  # a folder mounted into the home is the host's
 
 
 def test_docker_exec_is_root_in_slash_with_only_roots_files_on_its_paths(planted):
     assert sh(planted.first, "id -u; pwd; echo $HOME").split() == ["0", "/", "/root"]
-    assert sh(planted.first, "id -un; pwd", user=render.USER).split() == [render.USER, "/"]
+    assert sh(planted.first, "id -un; pwd", user=layout.USER).split() == [layout.USER, "/"]

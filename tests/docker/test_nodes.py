@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from builder import multinode, render
+from builder import layout, multinode
 from tests.docker.conftest import TAG, TEST_REPO
 
 RUN_LABEL = "io.torchyard.smoke.run"
@@ -25,7 +25,7 @@ def env(reports) -> dict:
 def two_nodes(built, tmp_path_factory):
     reports = tmp_path_factory.mktemp("reports")
     started = time.monotonic()
-    done = subprocess.run(["make", "smoke", f"TAG={TAG}", f"REPO={TEST_REPO}", "NODES=2"], cwd=render.ROOT,
+    done = subprocess.run(["make", "smoke", f"TAG={TAG}", f"REPO={TEST_REPO}", "NODES=2"], cwd=layout.ROOT,
                           env=env(reports), capture_output=True, text=True, timeout=600)
     return done, reports / TAG, time.monotonic() - started
 
@@ -70,8 +70,8 @@ def test_the_run_leaves_its_reproducer_and_every_nodes_log(two_nodes, report, bu
 def test_a_gpu_host_whose_gpus_do_not_reach_the_nodes_fails(built, tmp_path):
     """As `make smoke` on one node (tests/docker/test_smoke.py): an H100 host's recorded NVML answer, the GPUs kept
     out by TORCHYARD_GPUS=none; gloo across the nodes would prove nothing about them, so the run FAILs."""
-    recording = render.ROOT / "tests" / "data" / "nvml" / "h100-driver-535.json"
-    done = subprocess.run(["make", "smoke", f"TAG={TAG}", f"REPO={TEST_REPO}", "NODES=2"], cwd=render.ROOT,
+    recording = layout.ROOT / "tests" / "data" / "nvml" / "h100-driver-535.json"
+    done = subprocess.run(["make", "smoke", f"TAG={TAG}", f"REPO={TEST_REPO}", "NODES=2"], cwd=layout.ROOT,
                           env={**env(tmp_path), "TORCHYARD_NVML_RECORD": str(recording)},
                           capture_output=True, text=True, timeout=600)
     assert done.returncode != 0 and "smoke tests did not pass for v2.6-cu124 (FAIL)" in done.stderr, done.stdout[-3000:]
@@ -93,7 +93,7 @@ def test_a_node_killed_mid_run_fails_the_run_within_the_time_out(built, client, 
     # Many 64 MiB rounds, so that the kill lands while the all-reduce runs (gloo moves ~0.5 GB/s here).
     command = [sys.executable, "-m", "builder", "--repo", TEST_REPO, "smoke", "--tag", TAG, "--nodes", "2",
                "--sizes", *["64"] * 30]
-    process = subprocess.Popen(command, cwd=render.ROOT, env=env(tmp_path), stdout=subprocess.PIPE,
+    process = subprocess.Popen(command, cwd=layout.ROOT, env=env(tmp_path), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     log = tmp_path / TAG / "smoke-nodes2.log"
     try:

@@ -6,7 +6,7 @@ and leaves every package as it was."""
 import json
 import re
 
-from builder import render
+from builder import layout
 from tests.docker.conftest import CA_IN_CONTAINER
 
 def in_container(client, image: str, script: str, **kwargs) -> str:
@@ -26,7 +26,7 @@ def sections(out: str) -> dict[str, str]:
 
 
 def test_the_constraints_hold_the_torch_stack_and_nothing_else(built, run):
-    text = run(built.image, "cat", render.CONSTRAINTS)
+    text = run(built.image, "cat", layout.CONSTRAINTS)
     pins = dict(line.split("===") for line in text.splitlines() if not line.startswith("#"))
     assert pins["torch"] == "2.6.0" and pins["torchvision"] == "0.21.0" and pins["triton"] == "3.2.0"
     assert pins["sympy"] == "1.13.1"  # torch 2.6 requires exactly this one
@@ -36,8 +36,8 @@ def test_the_constraints_hold_the_torch_stack_and_nothing_else(built, run):
     for free in ("numpy", "pandas", "jinja2", "jupyterlab", "pillow", "typing-extensions"):
         assert free not in pins, free
     assert "Another torch: use the torchyard tag built with it" in text
-    listing = run(built.image, "sh", "-c", f"stat -c '%U %a' {render.CONSTRAINTS}; echo $PIP_CONSTRAINT $UV_CONSTRAINT")
-    assert listing.split() == ["root", "644", render.CONSTRAINTS, render.CONSTRAINTS]
+    listing = run(built.image, "sh", "-c", f"stat -c '%U %a' {layout.CONSTRAINTS}; echo $PIP_CONSTRAINT $UV_CONSTRAINT")
+    assert listing.split() == ["root", "644", layout.CONSTRAINTS, layout.CONSTRAINTS]
 
 
 def test_pip_installs_an_ordinary_package_and_refuses_another_torch_leaving_everything_as_it_was(
@@ -55,7 +55,7 @@ def test_pip_installs_an_ordinary_package_and_refuses_another_torch_leaving_ever
         echo "=== unconstrained"; PIP_CONSTRAINT= pip install --no-cache-dir --dry-run torch==2.7.1 2>&1 | tail -1
     """, **behind_the_proxy)
     part = sections(out)
-    assert part["whoami"].strip() == render.USER
+    assert part["whoami"].strip() == layout.USER
     assert part["einops"].rstrip().endswith("exit 0") and "Successfully installed einops" in part["einops"], out
     assert part["einops-added"].startswith("> einops==")
     # torchaudio 2.7.1 requires torch==2.7.1: a package that needs another torch

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-from builder import render
+from builder import layout
 from tests.docker.conftest import TAG, TEST_REPO
 
 RECORDINGS = Path(__file__).parent.parent / "data" / "nvml"
@@ -23,7 +23,7 @@ RECORDINGS = Path(__file__).parent.parent / "data" / "nvml"
 def smoke_run(built, tmp_path_factory):
     reports = tmp_path_factory.mktemp("reports")
     env = {**os.environ, "TORCHYARD_REPORTS": str(reports), "TORCHYARD_GPUS": "none"}
-    done = subprocess.run(["make", "smoke", f"TAG={TAG}", f"REPO={TEST_REPO}"], cwd=render.ROOT, env=env,
+    done = subprocess.run(["make", "smoke", f"TAG={TAG}", f"REPO={TEST_REPO}"], cwd=layout.ROOT, env=env,
                           capture_output=True, text=True, timeout=900)
     return done, reports / TAG
 
@@ -123,7 +123,7 @@ def test_a_gpu_host_whose_gpus_do_not_reach_the_container_fails(built, tmp_path)
     live NVML would, TORCHYARD_GPUS=none keeps the GPUs out, and the suite must FAIL rather than pass on the CPU."""
     env = {**os.environ, "TORCHYARD_REPORTS": str(tmp_path), "TORCHYARD_GPUS": "none",
            "TORCHYARD_NVML_RECORD": str(RECORDINGS / "h100-driver-535.json")}
-    done = subprocess.run(["make", "smoke", f"TAG={TAG}", f"REPO={TEST_REPO}"], cwd=render.ROOT, env=env,
+    done = subprocess.run(["make", "smoke", f"TAG={TAG}", f"REPO={TEST_REPO}"], cwd=layout.ROOT, env=env,
                           capture_output=True, text=True, timeout=900)
     assert done.returncode != 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "smoke tests did not pass for v2.6-cu124 (FAIL)" in done.stderr

@@ -24,7 +24,7 @@ from pathlib import Path
 import docker.errors
 import pytest
 
-from builder import render, workspace
+from builder import layout, workspace
 from tests.docker.containers import Containers, Running, execute, free_port, logs, ssh, start_kernel
 
 START_TIMEOUT_S = 120
@@ -190,7 +190,7 @@ def test_the_users_pip_install_goes_to_its_home_for_any_uid_and_torch_stays(buil
     lines = out.splitlines()
     assert "Defaulting to user installation because normal site-packages is not writeable" in lines
     assert "demo ran" in lines  # its script is on the user's PATH (~/.local/bin)
-    assert f"{render.HOME}/.local/lib/python3.11/site-packages/torchyard_demo/__init__.py" in lines
+    assert f"{layout.HOME}/.local/lib/python3.11/site-packages/torchyard_demo/__init__.py" in lines
     assert "uninstall says 0" not in lines and lines[-1] == "2.6.0+cu124"  # the venv is root's: torch stays
 
 
@@ -218,7 +218,7 @@ def test_ssh_with_the_key_has_the_images_environment(jupyter_and_ssh, keys):
     result = ssh(running.ssh_port, keys.user, keys.known_hosts,
                  'python -c "import torch; print(torch.__version__)"; id -un; echo "$VIRTUAL_ENV $TORCH_HOME $NVIDIA_VISIBLE_DEVICES"')
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == ["2.6.0+cu124", render.USER, f"{render.VENV} /workspace/.cache/torch all"]
+    assert result.stdout.splitlines() == ["2.6.0+cu124", layout.USER, f"{layout.VENV} /workspace/.cache/torch all"]
 
 
 def test_ssh_refuses_passwords_root_and_unknown_keys(jupyter_and_ssh, keys):
@@ -286,7 +286,7 @@ def test_a_bad_public_key_stops_the_start_with_the_reason(client, built):
 # ---------------------------------------------------------------- users, ids and commands
 def test_commands_run_as_the_user_in_workspace_and_keep_their_exit_status(client, built, run):
     assert run(built.image, "sh", "-c", 'echo "$(id -u):$(id -g) $(id -un) $(pwd) $HOME"') == \
-        f"{render.UID}:{render.GID} {render.USER} /workspace {render.HOME}\n"
+        f"{layout.UID}:{layout.GID} {layout.USER} /workspace {layout.HOME}\n"
     with pytest.raises(docker.errors.ContainerError) as e:
         client.containers.run(built.image, ["python", "-c", "import sys; sys.exit(3)"], remove=True)
     assert e.value.exit_status == 3
