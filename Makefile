@@ -42,7 +42,7 @@ validate: $(VENV)/.installed ## check matrix.yaml (or TAG=…) against the compa
 render: $(VENV)/.installed ## regenerate images/<tag>/ from matrix.yaml for every tag (PRUNE=1: remove folders of other tags)
 	@$(BUILDER) render
 
-lock: $(VENV)/.installed ## resolve TAG=… (or all) to images/<tag>/requirements.lock: every package's version and sha256
+lock: $(VENV)/.installed ## resolve TAG=a,b,… (or all) with uv to images/<tag>/requirements*.lock: every package's version, wheel and sha256
 	@$(BUILDER) lock
 
 base: $(VENV)/.installed ## make the base image TAG=… needs (mmdebstrap + docker import, or pull by digest)

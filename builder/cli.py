@@ -105,7 +105,8 @@ def cmd_render(matrix: Matrix, args) -> int:
 
 
 def cmd_lock(matrix: Matrix, args) -> int:
-    specs = matrix.select(args.tag)
+    # TAG=a,b,… as make matrix takes it: locking is seconds a tag, so several are often asked for at once
+    specs = matrix_run.select(matrix, args.tag) if args.tag and "," in args.tag else matrix.select(args.tag)
     settings = args.network
     for spec in specs:
         if render.write(spec):
@@ -357,7 +358,7 @@ COMMANDS = {
     "build": (cmd_build, "validate, render and build TAG (default: the matrix's default; 'all': every tag)"),
     "smoke": (cmd_smoke, "run the smoke suite inside <repo>:TAG (built first when missing); report in reports/<tag>/"),
     "run": (cmd_run, "start TAG's workspace: JupyterLab on 8888, SSH on 2222 with your key, ./workspace mounted"),
-    "lock": (cmd_lock, "resolve TAG's Python packages to images/<tag>/requirements.lock (versions and sha256)"),
+    "lock": (cmd_lock, "resolve TAG=a,b,… (or all)'s Python packages with uv to images/<tag>/requirements*.lock (versions, wheel, sha256)"),
     "size": (cmd_size, "size report of <repo>:TAG (total, layers, largest packages) in reports/<tag>/; checks size_budget"),
     "verify": (cmd_verify, "rebuild TAG without cache and compare package sets and file contents with <repo>:TAG"),
     "push": (cmd_push, "push <repo>:TAG to REGISTRY as <REGISTRY>/torchyard:TAG; record its digest in digests/<tag>.json"),

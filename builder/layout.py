@@ -4,6 +4,7 @@ beyond joining them, so every module can import this one without pulling in the 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,14 @@ SMOKE_TESTS = ROOT / "smoke_tests"  # the smoke suite: runs inside every image, 
 IMAGES = ROOT / "images"  # what varies by tag: images/<tag>/
 REPORTS = ROOT / "reports"
 DIGESTS = ROOT / "digests"
+
+
+def cache_dir(env: dict[str, str] | None = None) -> Path:
+    """torchyard's cache on this machine (uv's resolver cache): TORCHYARD_CACHE, else the XDG cache folder."""
+    env = os.environ if env is None else env
+    if env.get("TORCHYARD_CACHE"):
+        return Path(env["TORCHYARD_CACHE"])
+    return Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "torchyard"
 
 # ---------------------------------------------------------------- a tag's folder, images/<tag>/
 

@@ -1,10 +1,16 @@
-"""images/<tag>/requirements.txt -> images/<tag>/requirements.lock: every package with version and sha256.
+"""images/<tag>/requirements.txt -> images/<tag>/requirements.lock: every package with version, its one wheel and sha256.
 
-pip's resolver works out the complete set for the image's platform and Python (`pip install --dry-run
---report`), against the index the build uses and nothing else: no pip configuration file, no PIP_*
-variable, no local wheel folder of this machine reaches it (only the CA bundle, to get through a
-TLS-inspecting proxy). The build then installs with `--require-hashes --no-deps` from the lock, so a
-changed artifact fails the build, and an extra index cannot substitute a package (dependency confusion).
+uv resolves (`uv pip compile`: it reads wheel metadata by HTTP range requests, so a tag locks in seconds where
+pip downloaded every wheel, ~3 GB a tag, from an index without PEP 658 metadata) for the image's platform and
+Python (markers are evaluated for the image's Python, not this machine's), against the index the build uses and
+nothing else: no uv.toml or pip.conf, no UV_* or PIP_* variable, no local wheel folder of this machine reaches it
+(only the CA bundle, to get through a TLS-inspecting proxy, and index credentials through a private netrc). Of the
+wheels uv lists for a package, the lock keeps the one the image's pip would choose. The build then installs with
+`--require-hashes --no-deps` from the lock, so a changed artifact fails the build, and an extra index cannot
+substitute a package (dependency confusion).
+
+The format stays pip's requirements with one hash per package (each wheel's URL beside it), not PEP 751's
+pylock.toml: the image installs with its own pip, which reads the one and not the other.
 
 The lock carries the sha256 of the requirements.txt it was made from: a lock that no longer matches its
 input is stale, and building with it is refused.
@@ -13,21 +19,25 @@ input is stale, and building with it is refused.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
-import json
 import os
 import re
-import subprocess
-import sys
-import tempfile
 import ssl
+import subprocess
+import tempfile
 import time
+import tomllib
 import urllib.error
 import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+
+import uv
+from packaging.tags import Tag, compatible_tags, cpython_tags
+from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from builder import layout, urls
 from builder.matrix import PYPI_INDEX, ImageSpec
@@ -40,13 +50,16 @@ INPUT_FILE = layout.REQUIREMENTS
 WORKSPACE_LOCK_FILE = layout.WORKSPACE_LOCK_FILE
 WORKSPACE_INPUT_FILE = layout.WORKSPACE_REQUIREMENTS
 PYPI_SIMPLE = "https://pypi.org/simple"
-# glibc of each Debian suite: the newest manylinux tag its pip accepts. Images are linux/amd64 only.
+# glibc of each Debian suite: the newest manylinux tag its pip accepts. Images are linux/amd64 only. uv names
+# platforms up to manylinux_2_40: for trixie (2.41) that leaves out only wheels that need glibc 2.41.
 GLIBC_MINOR = {"bookworm": 36, "trixie": 41}
+UV_NEWEST_MANYLINUX = 40
 OLDEST_MANYLINUX_MINOR = 5
+LEGACY_MANYLINUX = {"manylinux2014_x86_64": 17, "manylinux2010_x86_64": 12, "manylinux1_x86_64": 5}  # PEP 600's aliases
 # How the image installs from the lock: the one list, which the Dockerfile (builder/render.py) and the lock's
 # header both use.
 INSTALL_OPTIONS = ("--require-hashes", "--no-deps", "--only-binary=:all:")
-PIP_TIMEOUT_S = 900
+UV_TIMEOUT_S = 600
 _INPUT_RE = re.compile(r"^# input: .* sha256=([0-9a-f]{64})$", re.M)
 _ENTRY_RE = re.compile(r"^([A-Za-z0-9._-]+)==(\S+) --hash=sha256:(\S+)$")
 
@@ -99,11 +112,34 @@ def canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def platforms(spec: ImageSpec) -> list[str]:
-    """The wheel platform tags the image's pip accepts, most specific first (pip's own preference order)."""
-    newest = GLIBC_MINOR[spec.base.suite]
-    tags = [f"manylinux_2_{minor}_x86_64" for minor in range(newest, OLDEST_MANYLINUX_MINOR - 1, -1)]
-    return tags + ["manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64", "linux_x86_64"]
+def supported_tags(spec: ImageSpec) -> list[Tag]:
+    """The wheel tags the image's pip accepts, in pip's order of preference (packaging.tags, as pip itself): CPython
+    of the base, manylinux up to the base's glibc (newest first, the legacy aliases in between), then linux."""
+    version = tuple(int(part) for part in spec.python.split("."))
+    platforms = []
+    for minor in range(GLIBC_MINOR[spec.base.suite], OLDEST_MANYLINUX_MINOR - 1, -1):
+        platforms.append(f"manylinux_2_{minor}_x86_64")
+        platforms += [alias for alias, same in LEGACY_MANYLINUX.items() if same == minor]
+    platforms.append("linux_x86_64")
+    abi = f"cp{version[0]}{version[1]}"
+    return [*cpython_tags(version, [abi], platforms), *compatible_tags(version, abi, platforms)]
+
+
+def choose_wheel(wheels: list[dict], spec: ImageSpec) -> dict | None:
+    """Of the wheels uv lists for one package (every one the platform accepts), the one pip would install: the
+    best-ranked tag; None when none fits."""
+    rank = {tag: n for n, tag in enumerate(supported_tags(spec))}
+    best = None
+    for wheel in wheels:
+        name = wheel.get("name") or wheel.get("url", "").rsplit("/", 1)[-1]
+        try:
+            tags = parse_wheel_filename(urllib.parse.unquote(name))[3]
+        except InvalidWheelFilename:
+            continue
+        score = min((rank[t] for t in tags if t in rank), default=None)
+        if score is not None and (best is None or score < best[0]):
+            best = (score, wheel)
+    return best[1] if best else None
 
 
 def indexes(spec: ImageSpec, network: NetworkSettings) -> list[str]:
@@ -119,77 +155,93 @@ def _configured_indexes(network: NetworkSettings) -> list[str]:
     return (network.pip.get("index-url") or [PYPI_SIMPLE])[:1] + network.pip.get("extra-index-url", [])
 
 
-def pip_command(spec: ImageSpec, requirements: Path, report: Path, target: Path, network: NetworkSettings,
-                ca_bundle: Path | None, index: list[str] | None = None) -> list[str]:
-    index = index or indexes(spec, network)
-    command = [sys.executable, "-m", "pip", "install", "--isolated", "--disable-pip-version-check", "--quiet",
-               "--dry-run", "--ignore-installed", "--report", str(report),
-               # pip before 24 accepts --platform only with --target, even on a dry run; nothing is written there
-               "--target", str(target),
-               "--only-binary=:all:", "--implementation", "cp", "--python-version", spec.python,
-               "--abi", "cp" + spec.python.replace(".", "")]
-    for tag in platforms(spec):
-        command += ["--platform", tag]
-    command += ["--index-url", index[0]]
+@functools.cache
+def uv_binary() -> str:
+    """uv's binary from its wheel, found once before any thread runs (Python 3.11's sysconfig, which find_uv_bin
+    reads, is not safe to initialise from several threads at once)."""
+    return uv.find_uv_bin()
+
+
+def uv_command(spec: ImageSpec, requirements: Path, output: Path, index: list[str], network: NetworkSettings,
+               cache: Path, constraints: Path | None = None) -> list[str]:
+    glibc = min(GLIBC_MINOR[spec.base.suite], UV_NEWEST_MANYLINUX)
+    command = [uv_binary(), "pip", "compile", "--quiet", "--no-progress", "--color", "never",
+               "--no-config", "--no-python-downloads", "--no-header", "--format", "pylock.toml",
+               "--python-version", spec.python, "--python-platform", f"x86_64-manylinux_2_{glibc}",
+               "--only-binary", ":all:", "--cache-dir", str(cache), "--index-url", index[0]]
     for extra in index[1:]:
         command += ["--extra-index-url", extra]
     for host in network.pip.get("trusted-host", []):
-        command += ["--trusted-host", host]
-    if ca_bundle:
-        command += ["--cert", str(ca_bundle)]
-    return command + ["-r", str(requirements)]
+        command += ["--allow-insecure-host", host]
+    if constraints is not None:
+        command += ["--constraints", str(constraints)]
+    return command + ["--output-file", str(output), str(requirements)]
 
 
-def clean_environment(env: dict[str, str]) -> dict[str, str]:
-    """This process's environment without pip's settings: no config file, no PIP_* variable."""
-    clean = {k: v for k, v in env.items() if not k.startswith("PIP_")}
-    clean["PIP_CONFIG_FILE"] = os.devnull
+def clean_environment(env: dict[str, str], ca_bundle: Path | None) -> dict[str, str]:
+    """This process's environment without pip's or uv's settings (no PIP_*, no UV_*, no CA variable or netrc of its
+    own); the CA bundle of the host's settings as SSL_CERT_FILE, which uv reads."""
+    dropped = ("SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "VIRTUAL_ENV", "CONDA_PREFIX", "NETRC")
+    clean = {k: v for k, v in env.items() if not k.startswith(("PIP_", "UV_")) and k not in dropped}
+    if ca_bundle is not None:
+        clean["SSL_CERT_FILE"] = str(ca_bundle)
     return clean
 
 
-def from_report(spec: ImageSpec, report: dict, input_sha256: str, index: list[str]) -> Lock:
+def from_pylock(spec: ImageSpec, data: dict, input_sha256: str, index: list[str],
+                leave_out: frozenset[str] = frozenset()) -> Lock:
+    """uv's pylock.toml -> a Lock: each package with the one wheel the image's pip would choose, and its sha256."""
     packages = []
-    for item in report["install"]:
-        meta, info = item["metadata"], item["download_info"]
-        hashes = info.get("archive_info", {}).get("hashes", {})
-        if "sha256" not in hashes:
-            raise LockError(f"{spec.tag}: the index gave no sha256 for {meta['name']} {meta['version']} ({info['url']}); "
-                            "a lock needs one for every artifact")
-        packages.append(Locked(canonical(meta["name"]), meta["version"], hashes["sha256"], urls.redact(info["url"])))
+    for entry in data.get("packages", []):
+        name = canonical(entry["name"])
+        if name in leave_out:
+            continue
+        wheel = choose_wheel(entry.get("wheels", []), spec)
+        if wheel is None:
+            raise LockError(f"{spec.tag}: no wheel of {name} {entry.get('version')} fits {platform_note(spec)}")
+        sha256 = wheel.get("hashes", {}).get("sha256")
+        if not sha256 or "url" not in wheel:
+            raise LockError(f"{spec.tag}: the index gave no sha256 or URL for {name} {entry.get('version')} "
+                            f"({urls.redact(wheel.get('url', wheel.get('name', '?')))}); a lock needs both for every artifact")
+        packages.append(Locked(name, str(entry["version"]), sha256, urls.redact(wheel["url"])))
     packages.sort(key=lambda p: p.name)
-    where = (f"CPython {spec.python}, linux/amd64, Debian {spec.base.suite} "
-             f"(glibc 2.{GLIBC_MINOR[spec.base.suite]}), wheels only")
-    return Lock(spec.tag, input_sha256, tuple(urls.redact(i) for i in index), where, tuple(packages))
+    return Lock(spec.tag, input_sha256, tuple(urls.redact(i) for i in index), platform_note(spec), tuple(packages))
 
 
-def _run_pip(spec: ImageSpec, requirements: Path, index: list[str], network: NetworkSettings,
-             constraints: str | None = None) -> dict:
+def platform_note(spec: ImageSpec) -> str:
+    return (f"CPython {spec.python}, linux/amd64, Debian {spec.base.suite} "
+            f"(glibc 2.{GLIBC_MINOR[spec.base.suite]}), wheels only")
+
+
+def _run_uv(spec: ImageSpec, requirements: Path, index: list[str], network: NetworkSettings, cache: Path,
+            constraints: str | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="torchyard-lock-") as tmp:
         ca = None
         if network.ca_files:
             ca = Path(tmp) / "ca-bundle.crt"
             ca.write_text(network.ca_bundle())
-        report = Path(tmp) / "report.json"
-        env = {**clean_environment(dict(os.environ)), **_netrc(index, Path(tmp))}
+        output = Path(tmp) / "pylock.toml"
+        constraints_file = None
+        if constraints is not None:
+            constraints_file = Path(tmp) / "constraints.txt"
+            constraints_file.write_text(constraints)
+        env = {**clean_environment(dict(os.environ), ca), **_netrc(index, Path(tmp))}
         shown = " ".join(urls.redact(i) for i in index)
         index = [urls.redact(i) for i in index]  # the credentials went to the netrc
-        command = pip_command(spec, requirements, report, Path(tmp) / "unused-target", network, ca, index)
-        if constraints is not None:
-            (Path(tmp) / "constraints.txt").write_text(constraints)
-            command += ["-c", str(Path(tmp) / "constraints.txt")]
+        command = uv_command(spec, requirements, output, index, network, cache, constraints_file)
         try:
-            result = subprocess.run(command, capture_output=True, text=True, timeout=PIP_TIMEOUT_S, env=env, cwd=tmp)
+            result = subprocess.run(command, capture_output=True, text=True, timeout=UV_TIMEOUT_S, env=env, cwd=tmp)
         except subprocess.TimeoutExpired:
-            raise LockError(f"{spec.tag}: pip did not finish resolving within {PIP_TIMEOUT_S}s against {shown}") from None
+            raise LockError(f"{spec.tag}: uv did not finish resolving within {UV_TIMEOUT_S}s against {shown}") from None
         if result.returncode != 0:
             raise LockError(f"{spec.tag}: cannot resolve {requirements.name} against {shown}:\n"
-                            + urls.redact(_pip_complaint(result.stderr, spec)))
-        return json.loads(report.read_text())
+                            + urls.redact(_complaint(result.stderr, spec)))
+        return tomllib.loads(output.read_text())
 
 
 def _netrc(index: list[str], folder: Path) -> dict[str, str]:
-    """The index URLs' credentials in a netrc that only this user can read, for pip (its requests reads the
-    file NETRC names): they stay off pip's command line, which every user of the machine can see."""
+    """The index URLs' credentials in a netrc that only this user can read, for uv (it reads the file NETRC names,
+    never the machine's ~/.netrc here): they stay off uv's command line, which every user of the machine can see."""
     entries = []
     for url in index:
         if found := urls.credentials(url):
@@ -215,23 +267,24 @@ def resolve(spec: ImageSpec, network: NetworkSettings, images: Path = layout.IMA
     for path in (requirements, workspace):
         if not path.is_file():
             raise LockError(f"{path} is missing; run `make render` first")
+    uv_cache = layout.cache_dir() / "uv"  # wheel metadata uv read before: a second lock asks the index less
     index = indexes(spec, network)
-    first = from_report(spec, _run_pip(spec, requirements, index, network), sha256_text(requirements.read_text()), index)
-    pinned = {p.name for p in first.packages}
+    first = from_pylock(spec, _run_uv(spec, requirements, index, network, uv_cache), sha256_text(requirements.read_text()),
+                        index)
     workspace_index = _configured_indexes(network)
-    report = _run_pip(spec, workspace, workspace_index, network,
-                      constraints="".join(f"{p.name}=={p.version}\n" for p in first.packages))
-    report["install"] = [i for i in report["install"] if canonical(i["metadata"]["name"]) not in pinned]
-    second = from_report(spec, report, sha256_text(workspace.read_text() + first.text()), workspace_index)
+    data = _run_uv(spec, workspace, workspace_index, network, uv_cache,
+                   constraints="".join(f"{p.name}=={p.version}\n" for p in first.packages))
+    second = from_pylock(spec, data, sha256_text(workspace.read_text() + first.text()), workspace_index,
+                         leave_out=frozenset(p.name for p in first.packages))
     second = dataclasses.replace(second, source=f"{WORKSPACE_INPUT_FILE} + {LOCK_FILE}", file=WORKSPACE_LOCK_FILE)
     return first, second
 
 
-def _pip_complaint(stderr: str, spec: ImageSpec) -> str:
-    lines = [line for line in stderr.strip().splitlines() if line.strip() and "notice" not in line]
-    text = "\n".join(f"    {line}" for line in lines[-8:])
-    if spec.index != PYPI_INDEX and re.search(r"NewConnectionError|Name or service not known|resolve host|"
-                                              r"Max retries exceeded|No matching distribution", stderr):
+def _complaint(stderr: str, spec: ImageSpec) -> str:
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    text = "\n".join(f"    {line}" for line in lines[-12:])
+    if spec.index != PYPI_INDEX and re.search(r"dns error|failed to lookup|Connection refused|error sending request|"
+                                              r"was not found in the package registry|not found in", stderr, re.I):
         text += (f"\n  {spec.tag} takes torch from the PyTorch wheel index ({spec.cuda_variant}), which this machine "
                  "cannot reach; lock it where download.pytorch.org (or a mirror named by TORCHYARD_TORCH_INDEX) answers")
     return text
@@ -300,11 +353,12 @@ def unreachable(url: str, network: NetworkSettings, timeout: float = 10) -> str 
 
 def lock_all(specs: list[ImageSpec], network: NetworkSettings, say=print, images: Path = layout.IMAGES,
              workers: int = 4) -> list[str]:
-    """Lock each spec, several at once (pip mostly waits on the network: without PEP 658 metadata on the
-    index it downloads each wheel to read its dependencies); returns the tags that could not be locked."""
-    down: dict[str, str | None] = {}
-    for index in dict.fromkeys(indexes(s, network)[0] for s in specs):
-        down[index] = unreachable(index, network)
+    """Lock each spec, several at once (uv mostly waits on the network; more than a few at once only adds DNS
+    time-outs here); returns the tags that could not be locked."""
+    uv_binary()  # before the threads (see there)
+    probes = list(dict.fromkeys(indexes(s, network)[0] for s in specs))
+    with ThreadPoolExecutor(max_workers=8) as pool:  # side by side: an unreachable index costs a DNS failure each
+        down: dict[str, str | None] = dict(zip(probes, pool.map(lambda url: unreachable(url, network), probes)))
 
     def one(spec: ImageSpec) -> str | None:
         index = indexes(spec, network)[0]

@@ -15,7 +15,7 @@ from pathlib import Path
 import jinja2
 
 from builder import layout, lock
-from builder.compat import cudnn_number, version_key
+from builder.compat import cudnn_number
 from builder.layout import GID, HOME, SHARE, UID, USER, VENV, WORKSPACE, site_packages
 from builder.matrix import PYPI_INDEX, ImageSpec
 from builder.network import NetworkSettings
@@ -26,12 +26,11 @@ BASE_ID_ARG = "TORCHYARD_BASE_ID"  # the base image's ID, for the manifest; buil
 SMOKE_REQUIREMENTS = ["nvidia-ml-py==13.615.71"]
 # The workspace: JupyterLab with a kernel and the common scientific libraries, from the configured index
 # (PyPI or the user's mirror), never from the PyTorch wheel index. Installed in a step after torch's, so
-# changing them reuses the cached torch step. Every pin has a cp311 manylinux x86_64 wheel; numpy 2.x is
-# what torch >= 2.3 is built against (torchvision pulls numpy anyway: pinning it here makes it one version).
+# changing them reuses the cached torch step. Every pin has a cp311 manylinux x86_64 wheel. numpy is torch's step's
+# (torchvision needs it): its lock holds the newest for the image's Python, which the workspace's lock is held to.
 WORKSPACE_REQUIREMENTS = [
     "jupyterlab==4.6.6",
     "ipykernel==7.4.0",
-    "numpy==2.4.6",
     "pandas==3.1.1",
     "matplotlib==3.11.2",
 ]
@@ -120,20 +119,12 @@ def devel_files(spec: ImageSpec) -> dict[str, str]:
                                       + "".join(f"{line}\n" for line in CUDA_STATIC_EXCLUDES)}
 
 
-# -devel builds extensions (setup.py, torch.utils.cpp_extension), which need setuptools. `python -m venv` brings it up
-# to Python 3.11 only (ensurepip dropped it in 3.12), and the lock's resolver evaluates torch's own
-# `setuptools; python_version >= "3.12"` with the host's Python, so newer venvs get it named here.
-DEVEL_REQUIREMENTS = ["setuptools==84.2.1"]
-
-
 def requirements(spec: ImageSpec) -> list[str]:
     # Wheels on the PyTorch index carry the variant as a local version (2.6.0+cu118); PyPI's carry none.
     local = "" if spec.index == PYPI_INDEX else f"+{spec.cuda_variant}"
     reqs = [f"torch=={spec.torch}{local}", f"torchvision=={spec.torchvision}{local}"]
     if spec.nvcc and spec.nvcc.source == "pypi":
         reqs += [f"{package}=={version}" for package, version in spec.nvcc.packages]
-    if spec.devel and version_key(spec.python) >= (3, 12):
-        reqs += DEVEL_REQUIREMENTS
     return reqs + SMOKE_REQUIREMENTS + list(spec.extra_packages)
 
 
