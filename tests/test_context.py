@@ -135,3 +135,12 @@ def test_the_revision_says_dirty_when_a_source_has_uncommitted_changes(spec, tmp
     (repo / "README.md").write_text("not a source of any image\n")
     assert not build.provenance_labels(context.assemble(spec, images=repo / "images", root=repo))[
         "org.opencontainers.image.revision"].endswith("-dirty")
+
+
+def test_the_image_side_reads_the_carried_files_where_the_list_puts_them(spec):
+    """smoke_tests/ runs inside the image and does not import builder: its paths must match the list's targets."""
+    from smoke_tests import environment, startup
+
+    targets = {item.target for item in layout.carried(spec.python)}
+    assert f"{layout.SHARE}/{startup.MATRIX_FILE}" in targets
+    assert str(environment.SPEC) == f"{layout.SHARE}/{layout.SPEC}"
