@@ -332,3 +332,38 @@ def test_an_index_that_never_answers_is_unreachable_after_the_timeout():
         silent.listen()
         port = silent.getsockname()[1]
         assert lock.unreachable(f"http://127.0.0.1:{port}/simple", network.NetworkSettings(), timeout=0.5) == "timed out"
+
+
+def test_index_credentials_go_to_a_netrc_only_the_user_can_read(tmp_path):
+    env = lock._netrc(["https://alice:s3cret@mirror.example:8443/simple", "https://pypi.org/simple"], tmp_path)
+    netrc = tmp_path / "netrc"
+    assert env == {"NETRC": str(netrc)} and netrc.stat().st_mode & 0o777 == 0o600
+    assert netrc.read_text() == "machine mirror.example login alice password s3cret\n"  # a netrc names hosts, not ports
+    assert lock._netrc(["https://pypi.org/simple"], tmp_path / "none") == {}
+    for bad in ("al%20ice:pw", "alice:p%23w", "alice:p%22w", "alice:p%27w"):  # percent-decoded, as uv would
+        with pytest.raises(lock.LockError, match="mirror.example hold a space, quote or '#'"):
+            lock._netrc([f"https://{bad}@mirror.example/simple"], tmp_path)
+
+
+def test_every_ca_netrc_and_environment_variable_of_the_machine_is_dropped(tmp_path):
+    machine = {name: "/x" for name in ("SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "VIRTUAL_ENV",
+                                       "CONDA_PREFIX", "NETRC", "UV_CACHE_DIR", "PIP_INDEX_URL")}
+    assert lock.clean_environment({**machine, "PATH": "/usr/bin"}, None) == {"PATH": "/usr/bin"}
+
+
+def test_the_platforms_are_every_manylinux_down_to_2_5_with_pep_600s_aliases_then_linux(spec):
+    platforms = [str(t).split("-", 2)[2] for t in lock.supported_tags(spec) if str(t).startswith("cp311-cp311-")]
+    expected = []
+    for minor in range(36, 4, -1):
+        expected.append(f"manylinux_2_{minor}_x86_64")
+        expected += {17: ["manylinux2014_x86_64"], 12: ["manylinux2010_x86_64"], 5: ["manylinux1_x86_64"]}.get(minor, [])
+    assert platforms == expected + ["linux_x86_64"]
+
+
+def test_a_wheel_named_only_by_its_url_counts_and_the_first_of_equals_is_kept(spec):
+    by_url = {"url": "https://files.example/a/b/pkg-1.0-py3-none-any.whl", "size": 1, "hashes": {"sha256": SHA}}
+    same = {"url": "https://mirror.example/pkg-1.0-py3-none-any.whl", "size": 1, "hashes": {"sha256": SHA}}
+    assert lock.choose_wheel([{"name": "not-a-wheel.zip"}, by_url, same], spec) is by_url
+    with pytest.raises(lock.LockError, match="no wheel of pkg 1.0"):
+        lock.from_pylock(spec, {"packages": [{"name": "pkg", "version": "1.0"}]}, SHA, [lock.PYPI_SIMPLE])
+    assert lock.from_pylock(spec, {}, SHA, [lock.PYPI_SIMPLE]).packages == ()
