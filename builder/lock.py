@@ -77,7 +77,8 @@ class Locked:
 
     @property
     def filename(self) -> str:
-        return self.url.rsplit("/", 1)[-1].split("#")[0]
+        """The wheel's file name, as pip reads its tags: torch-2.6.0+cu118-….whl (its URL says %2B)."""
+        return urllib.parse.unquote(self.url.rsplit("/", 1)[-1].split("#")[0])
 
 
 @dataclass(frozen=True)
@@ -259,25 +260,31 @@ def _netrc(index: list[str], folder: Path) -> dict[str, str]:
 
 
 def resolve(spec: ImageSpec, network: NetworkSettings, images: Path = layout.IMAGES) -> tuple[Lock, Lock]:
-    """The tag's two locks: torch's step (requirements.txt) and the workspace's step, the latter resolved
-    against the configured index (never the PyTorch wheel index, as its Dockerfile step) with the first
-    lock's versions as constraints, holding only what the first does not."""
+    """The tag's two locks: torch's step (requirements.txt) and the workspace's step (resolve_workspace)."""
     requirements = images / spec.tag / INPUT_FILE
-    workspace = images / spec.tag / WORKSPACE_INPUT_FILE
-    for path in (requirements, workspace):
+    for path in (requirements, images / spec.tag / WORKSPACE_INPUT_FILE):
         if not path.is_file():
             raise LockError(f"{path} is missing; run `make render` first")
-    uv_cache = layout.cache_dir() / "uv"  # wheel metadata uv read before: a second lock asks the index less
     index = indexes(spec, network)
-    first = from_pylock(spec, _run_uv(spec, requirements, index, network, uv_cache), sha256_text(requirements.read_text()),
-                        index)
+    first = from_pylock(spec, _run_uv(spec, requirements, index, network, _uv_cache()),
+                        sha256_text(requirements.read_text()), index)
+    return first, resolve_workspace(spec, first, network, images)
+
+
+def resolve_workspace(spec: ImageSpec, first: Lock, network: NetworkSettings, images: Path = layout.IMAGES) -> Lock:
+    """The workspace step's lock, resolved against the configured index (never the PyTorch wheel index) with torch's
+    lock's versions as constraints, holding only what that lock does not."""
+    workspace = images / spec.tag / WORKSPACE_INPUT_FILE
     workspace_index = _configured_indexes(network)
-    data = _run_uv(spec, workspace, workspace_index, network, uv_cache,
+    data = _run_uv(spec, workspace, workspace_index, network, _uv_cache(),
                    constraints="".join(f"{p.name}=={p.version}\n" for p in first.packages))
     second = from_pylock(spec, data, sha256_text(workspace.read_text() + first.text()), workspace_index,
                          leave_out=frozenset(p.name for p in first.packages))
-    second = dataclasses.replace(second, source=f"{WORKSPACE_INPUT_FILE} + {LOCK_FILE}", file=WORKSPACE_LOCK_FILE)
-    return first, second
+    return dataclasses.replace(second, source=f"{WORKSPACE_INPUT_FILE} + {LOCK_FILE}", file=WORKSPACE_LOCK_FILE)
+
+
+def _uv_cache() -> Path:
+    return layout.cache_dir() / "uv"  # wheel metadata uv read before: a second lock asks the index less
 
 
 def _complaint(stderr: str, spec: ImageSpec) -> str:
@@ -330,6 +337,31 @@ def packages(path: Path) -> dict[str, str]:
         if found:
             entries[found[1]] = found[2]
     return entries
+
+
+def load(path: Path, tag: str) -> Lock:
+    """A committed lock file as the Lock that wrote it (its text() gives the file back)."""
+    text = path.read_text()
+    found = {key: re.search(rf"^# {key}: (.*)$", text, re.M) for key in ("input", "resolved against", "for")}
+    source = re.fullmatch(r"(.*) sha256=([0-9a-f]{64})", found["input"][1]) if found["input"] else None
+    if not (source and found["resolved against"] and found["for"]):
+        raise LockError(f"{path} is not a lock `make lock` wrote (its header is missing or changed); run `make lock TAG={tag}`")
+    return Lock(tag, source[2], tuple(found["resolved against"][1].split(" ")), found["for"][1], read(path),
+                source=source[1], file=path.name)
+
+
+def read(path: Path) -> tuple[Locked, ...]:
+    """The artifacts of a lock file: each entry with the URL on the comment line above it."""
+    found, url = [], None
+    for line in path.read_text().splitlines():
+        if line.startswith("# ") and "://" in line:
+            url = line[2:].strip()
+        elif entry := _ENTRY_RE.match(line):
+            if url is None:
+                raise LockError(f"{path}: {entry[1]}=={entry[2]} has no URL line above it; `make lock` writes one")
+            found.append(Locked(entry[1], entry[2], entry[3], url))
+            url = None
+    return tuple(found)
 
 
 def unreachable(url: str, network: NetworkSettings, timeout: float = 10) -> str | None:

@@ -3,7 +3,7 @@ choose; staleness; the committed locks."""
 
 import pytest
 
-from builder import lock, matrix, network, render
+from builder import layout, lock, matrix, network, render
 from tests.conftest import ROOT
 
 SHA = "a" * 64
@@ -367,3 +367,18 @@ def test_a_wheel_named_only_by_its_url_counts_and_the_first_of_equals_is_kept(sp
     with pytest.raises(lock.LockError, match="no wheel of pkg 1.0"):
         lock.from_pylock(spec, {"packages": [{"name": "pkg", "version": "1.0"}]}, SHA, [lock.PYPI_SIMPLE])
     assert lock.from_pylock(spec, {}, SHA, [lock.PYPI_SIMPLE]).packages == ()
+
+
+def test_every_committed_lock_loads_as_the_lock_that_wrote_it(shipped):
+    for spec in shipped.specs.values():
+        for file in layout.LOCKS:
+            path = ROOT / "images" / spec.tag / file
+            if path.is_file():
+                assert lock.load(path, spec.tag).text() == path.read_text(), path
+
+
+def test_a_lock_without_its_header_does_not_load(tmp_path):
+    path = tmp_path / layout.LOCK_FILE
+    path.write_text("# https://example.org/a-1.0-py3-none-any.whl\na==1.0 --hash=sha256:" + "0" * 64 + "\n")
+    with pytest.raises(lock.LockError, match="is not a lock `make lock` wrote"):
+        lock.load(path, "v2.6-cu124")
