@@ -1,0 +1,182 @@
+"""The wheel cache against a real HTTP server on loopback: downloads checked and atomic, corrupt entries fetched
+again, credentials only to their host; and the server that hands the cache to a build."""
+
+import base64
+import hashlib
+import http.server
+import threading
+import urllib.error
+import urllib.request
+
+import pytest
+
+from builder import cache, layout, network, serve
+from builder.lock import Locked
+
+USER, PASSWORD = "alice", "s3cret-test-only"
+
+
+class Index:
+    """Files served over HTTP on 127.0.0.1, optionally behind Basic auth; counts the requests."""
+
+    def __init__(self, folder, auth=False):
+        self.folder, self.requests, self.headers = folder, [], []
+        index = self
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, directory=str(folder), **kwargs)
+
+            def do_GET(self):
+                index.requests.append(self.path)
+                index.headers.append(dict(self.headers))
+                expected = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+                if auth and self.headers.get("Authorization") != expected:
+                    self.send_error(401)
+                    return
+                super().do_GET()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def files(tmp_path):
+    folder = tmp_path / "index"
+    folder.mkdir()
+    made = {}
+    for name, size in (("big-1.0-py3-none-any.whl", 3_000_000), ("small-2.0-py3-none-any.whl", 1234),
+                       ("odd-1.0+cu118-py3-none-any.whl", 10)):
+        data = hashlib.sha256(name.encode()).digest() * (size // 32 + 1)
+        (folder / name).write_bytes(data[:size])
+        made[name] = data[:size]
+    return folder, made
+
+
+def items_of(url, made, tag="v2.6-cu124", file=layout.WORKSPACE_LOCK_FILE):
+    return [cache.Wanted(Locked(name.split("-")[0], name.split("-")[1], hashlib.sha256(data).hexdigest(),
+                                f"{url}/{name.replace('+', '%2B')}"), f"images/{tag}/{file}", tag)
+            for name, data in sorted(made.items())]
+
+
+def entry(tmp_path, data):
+    return tmp_path / "c" / hashlib.sha256(data).hexdigest()
+
+
+def test_a_fetch_checks_each_artifact_and_keeps_it_by_sha256(files, tmp_path):
+    folder, made = files
+    index = Index(folder)
+    said = []
+    try:
+        fetched = cache.fetch(items_of(index.url, made), network.NetworkSettings(), say=said.append, cache=tmp_path / "c")
+    finally:
+        index.close()
+    assert (fetched.files, fetched.downloaded, fetched.bytes) == (3, 3, sum(map(len, made.values())))
+    for data in made.values():
+        assert entry(tmp_path, data).read_bytes() == data
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == sorted(hashlib.sha256(d).hexdigest() for d in made.values())
+    assert said[0] == f"fetching 3 of 3 artifacts into {tmp_path / 'c'}"
+    assert said[-1].startswith("fetched 3.00 MB (") and "/s), 3 of 3 files in " in said[-1]
+
+
+def test_a_filled_cache_needs_no_index(files, tmp_path):
+    folder, made = files
+    index = Index(folder)
+    items = items_of(index.url, made)
+    cache.fetch(items, network.NetworkSettings(), say=lambda _: None, cache=tmp_path / "c")
+    index.close()  # nothing answers any more
+    again = cache.fetch(items, network.NetworkSettings(), say=lambda _: None, cache=tmp_path / "c")
+    assert (again.files, again.downloaded, again.bytes) == (3, 0, 0)
+
+
+def test_a_corrupt_entry_is_found_and_fetched_again(files, tmp_path):
+    folder, made = files
+    index = Index(folder)
+    small = made["small-2.0-py3-none-any.whl"]
+    try:
+        items = items_of(index.url, made)
+        cache.fetch(items, network.NetworkSettings(), say=lambda _: None, cache=tmp_path / "c")
+        entry(tmp_path, small).write_bytes(b"x" * len(small))  # same size, other bytes
+        said = []
+        again = cache.fetch(items, network.NetworkSettings(), say=said.append, cache=tmp_path / "c")
+    finally:
+        index.close()
+    assert "the cached small-2.0-py3-none-any.whl is corrupt" in said[0]
+    assert again.downloaded == 1 and entry(tmp_path, small).read_bytes() == small
+
+
+def test_an_artifact_that_differs_from_its_lock_fails_naming_the_package_and_leaves_nothing(files, tmp_path):
+    folder, made = files
+    index = Index(folder)
+    items = [cache.Wanted(Locked(i.package.name, i.package.version, "0" * 64, i.package.url), i.lock, i.tag)
+             if i.package.name == "small" else i for i in items_of(index.url, made)]
+    try:
+        with pytest.raises(cache.FetchError) as failed:
+            cache.fetch(items, network.NetworkSettings(), say=lambda _: None, cache=tmp_path / "c", workers=1)
+    finally:
+        index.close()
+    message = str(failed.value)
+    got = hashlib.sha256(made["small-2.0-py3-none-any.whl"]).hexdigest()
+    assert f"the sha256 of small 2.0 (small-2.0-py3-none-any.whl) is {got}" in message
+    assert f"images/v2.6-cu124/{layout.WORKSPACE_LOCK_FILE} says {'0' * 64}" in message
+    assert "`make lock TAG=v2.6-cu124` re-resolves" in message
+    assert not (tmp_path / "c" / ("0" * 64)).exists() and not (tmp_path / "c" / got).exists()
+    assert not list((tmp_path / "c").glob(".*part"))
+
+
+def test_credentials_go_to_their_own_index_only_and_into_no_output(files, tmp_path):
+    folder, made = files
+    index = Index(folder, auth=True)
+    credentialed = index.url.replace("http://", f"http://{USER}:{PASSWORD}@")
+    said = []
+    try:
+        with pytest.raises(cache.FetchError, match="401") as refused:  # without them the index says no
+            cache.fetch(items_of(index.url, made), network.NetworkSettings(), say=said.append, cache=tmp_path / "c")
+        elsewhere = network.NetworkSettings(pip={"index-url": [f"http://{USER}:{PASSWORD}@127.0.0.2:1/simple"]})
+        assert cache.authorization(elsewhere, f"{index.url}/x.whl") == {}  # another origin's credentials stay home
+        settings = network.NetworkSettings(pip={"index-url": ["https://pypi.org/simple"],
+                                                "extra-index-url": [f"{credentialed}/simple"]})
+        fetched = cache.fetch(items_of(index.url, made), settings, say=said.append, cache=tmp_path / "c")
+    finally:
+        index.close()
+    assert fetched.downloaded == 3
+    assert PASSWORD not in str(refused.value) and not any(PASSWORD in line for line in said)
+    assert all(h.get("Authorization") for h in index.headers[-3:])
+
+
+def test_wanted_reads_each_artifact_of_a_tags_locks_once(shipped):
+    items = cache.wanted([shipped.specs["v2.6-cu124"], shipped.specs["v2.5-cu124"]])
+    assert len({i.package.sha256 for i in items}) == len(items)
+    torch = [i for i in items if i.package.name == "torch"]
+    assert [i.package.version for i in torch] == ["2.6.0", "2.5.1"]
+    assert torch[0].package.url.startswith("https://files.pythonhosted.org/") and torch[0].package.filename.endswith(".whl")
+    assert {i.lock for i in items} >= {f"images/v2.6-cu124/{layout.LOCK_FILE}", f"images/v2.6-cu124/{layout.WORKSPACE_LOCK_FILE}"}
+
+
+def test_the_build_server_serves_the_locks_artifacts_and_nothing_else(files, tmp_path):
+    folder, made = files
+    index = Index(folder)
+    items = items_of(index.url, made, file=layout.LOCK_FILE)
+    cache.fetch(items, network.NetworkSettings(), say=lambda _: None, cache=tmp_path / "c")
+    index.close()
+    with serve.serving(items, tmp_path / "c") as address:
+        assert address.startswith("127.") and address != "127.0.0.1"
+        base = f"http://{address}:{serve.PORT}"
+        page = urllib.request.urlopen(f"{base}/").read().decode()
+        odd = hashlib.sha256(made["odd-1.0+cu118-py3-none-any.whl"]).hexdigest()
+        assert f'<a href="/{odd}/odd-1.0%2Bcu118-py3-none-any.whl#sha256={odd}">odd-1.0+cu118-py3-none-any.whl</a>' in page
+        assert page.count("<a href=") == 3
+        assert urllib.request.urlopen(f"{base}/{odd}/odd-1.0%2Bcu118-py3-none-any.whl").read() == made["odd-1.0+cu118-py3-none-any.whl"]
+        for other in (f"/{odd}/other.whl", "/etc/passwd", f"/{odd}", "/../index"):
+            with pytest.raises(urllib.error.HTTPError, match="404"):
+                urllib.request.urlopen(base + other)
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(f"{base}/", timeout=2)  # gone with the block
