@@ -23,7 +23,7 @@ $(eval $(call pass-setting,GPUS,TORCHYARD_GPUS_PER_NODE))
 unexport $(SETTINGS)
 
 .DEFAULT_GOAL := help
-.PHONY: help list validate render lock base build smoke run size verify push pull matrix report doctor k8s slurm ci test unit-test docker-test mutation clean
+.PHONY: help list validate render lock fetch base build smoke run size verify push pull matrix report doctor k8s slurm ci test unit-test docker-test mutation clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -44,6 +44,9 @@ render: $(VENV)/.installed ## regenerate images/<tag>/ from matrix.yaml for ever
 
 lock: $(VENV)/.installed ## resolve TAG=a,b,… (or all) with uv to images/<tag>/requirements*.lock: every package's version, wheel and sha256
 	@$(BUILDER) lock
+
+fetch: $(VENV)/.installed ## download what TAG=a,b,… (or all)'s locks name into the wheel cache (TORCHYARD_CACHE), sha256 checked; builds read only it
+	@$(BUILDER) fetch
 
 base: $(VENV)/.installed ## make the base image TAG=… needs (mmdebstrap + docker import, or pull by digest)
 	@$(BUILDER) base

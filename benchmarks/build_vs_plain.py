@@ -1,60 +1,164 @@
-"""Cold build, no-op rebuild and size of a torchyard image beside a plain `pip install` image.
+"""A torchyard image beside a plain image with the same content, built in the same run, and what a
+workspace-only change costs on push.
 
     .venv/bin/python benchmarks/build_vs_plain.py [TAG]
 
-Both start from the same base in the same run; both are built without cache. The plain image is
-what most projects write: the base, Debian's python3-pip, then `pip install torch==… torchvision==…`.
-Prints a markdown table; the images it makes are removed at the end.
+1. torchyard, cold: an empty wheel cache (a temporary TORCHYARD_CACHE) and no build cache: the fetch and the
+   build, timed together (what `make build` does on a fresh machine).
+2. torchyard with the wheel cache filled, still without build cache; then a no-op rebuild.
+3. plain: the same base, the same Debian packages plus Debian's python3-pip, then ONE `pip install` of every
+   locked package at its locked version (both locks), as most projects write it (the proxy's CA in a layer),
+   without build cache.
+4. The sizes (unpacked, as `docker images` says), and torchyard's compressed size: the sum of the layers a
+   registry holds after a push (Debian's docker-registry on loopback).
+5. A workspace-only change (one more package in requirements-workspace.txt, locked and fetched), built with the
+   build cache and pushed after the first: the bytes that push moves against the image's.
+
+Prints a markdown table; removes what it made (images, registry, caches); the base stays.
 """
 
 from __future__ import annotations
 
+import json
+import shutil
+import socket
+import subprocess
 import sys
 import tempfile
+import time
+import urllib.request
 from pathlib import Path
 
-from builder import base, build, layout, matrix, network, render
+from builder import base, build, layout, lock, matrix, network, registry, render
+from builder import cache as wheel_cache
 
 REPO = "torchyard-bench"
+EXTRA_WORKSPACE_PACKAGE = "einops==0.8.1"
 
 
-def plain_dockerfile(spec: matrix.ImageSpec) -> str:
+def plain_dockerfile(spec: matrix.ImageSpec, pins: list[str]) -> str:
+    packages = [*render.apt_packages(spec), *render.WORKSPACE_APT_PACKAGES, *render.COMPILE_APT_PACKAGES]
     return (f"FROM {spec.base.image}\n"
-            "RUN apt-get update && apt-get install -y --no-install-recommends python3-pip && rm -rf /var/lib/apt/lists/*\n"
+            f"RUN apt-get update && apt-get install -y --no-install-recommends python3-pip {' '.join(packages)} "
+            "&& rm -rf /var/lib/apt/lists/*\n"
             # the proxy's CA, as a plain Dockerfile has to carry it (into a layer)
-            "COPY build-inputs/ca-bundle.crt /etc/pip-ca.crt\n"
-            "ENV PIP_CERT=/etc/pip-ca.crt PIP_BREAK_SYSTEM_PACKAGES=1\n"
-            f"RUN pip install torch=={spec.torch} torchvision=={spec.torchvision}\n")
+            "COPY ca-bundle.crt /etc/pip-ca.crt\n"
+            "ENV PIP_CERT=/etc/pip-ca.crt PIP_BREAK_SYSTEM_PACKAGES=1 PIP_DISABLE_PIP_VERSION_CHECK=1\n"
+            f"RUN pip install --no-cache-dir --no-deps {' '.join(pins)}\n")
 
 
 def size_gb(client, image: str) -> float:
     return client.images.get(image).attrs["Size"] / 1e9
 
 
-def main(tag: str) -> None:
+class Registry:
+    """Debian's docker-registry on a free loopback port, storage in a temporary folder, no auth."""
+
+    def __init__(self, folder: Path):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.address = f"127.0.0.1:{s.getsockname()[1]}"
+        config = folder / "config.yml"
+        config.write_text(f"version: 0.1\nlog: {{level: warn}}\nstorage: {{filesystem: {{rootdirectory: {folder / 'data'}}}}}\n"
+                          f'http: {{addr: "{self.address}", secret: benchmark}}\n')
+        self.process = subprocess.Popen(["docker-registry", "serve", str(config)], stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
+        self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        for _ in range(100):
+            try:
+                self.opener.open(f"http://{self.address}/v2/", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+
+    def layers(self, tag: str) -> dict[str, int]:
+        """digest -> compressed size of each layer of torchyard:<tag>."""
+        request = urllib.request.Request(f"http://{self.address}/v2/{registry.NAME}/manifests/{tag}",
+                                         headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"})
+        return {layer["digest"]: layer["size"] for layer in json.loads(self.opener.open(request, timeout=30).read())["layers"]}
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+def timed_build(client, spec, repo, settings, **kwargs) -> tuple[build.BuildResult, float]:
+    started = time.monotonic()
+    result = build.build(client, spec, repo, settings, say=lambda text: None, **kwargs)
+    return result, time.monotonic() - started  # the fetch of what the cache lacks included
+
+
+def main(tag: str | None) -> None:
     client = build.connect()
-    spec = matrix.load(layout.ROOT / "matrix.yaml").select(tag)[0]
+    spec = matrix.load(layout.MATRIX).select(tag)[0]
     settings = network.host_settings()
     base.ensure(client, spec.base)
     render.write(spec)
-    quiet = lambda text: None  # noqa: E731
+    made: list[build.BuildResult] = []
+    with tempfile.TemporaryDirectory(prefix="torchyard-bench-") as tmp:
+        tmp = Path(tmp)
+        wheels = tmp / "cache"
+        cold, cold_s = timed_build(client, spec, f"{REPO}-cold", settings, nocache=True, cache=wheels, reports=tmp / "r")
+        cold_size = size_gb(client, cold.image)
+        build.remove(client, cold)  # the shared disk: the second build is the same image
+        filled, filled_s = timed_build(client, spec, REPO, settings, nocache=True, cache=wheels, reports=tmp / "r")
+        made.append(filled)
+        noop, noop_s = timed_build(client, spec, REPO, settings, cache=wheels, reports=tmp / "r")
 
-    cold = build.build(client, spec, REPO, settings, say=quiet, nocache=True)
-    noop = build.build(client, spec, REPO, settings, say=quiet)
-
-    with tempfile.TemporaryDirectory() as tmp:
-        plain_images = Path(tmp) / "images"
+        plain_images = tmp / "images"
         (plain_images / spec.tag).mkdir(parents=True)
-        (plain_images / spec.tag / "Dockerfile").write_text(plain_dockerfile(spec))
-        plain = build.build(client, spec, f"{REPO}-plain", settings, say=quiet, images=plain_images,
-                            reports=Path(tmp) / "reports", nocache=True)
+        pins = [f"{p.name}=={p.version}" for file in layout.LOCKS for p in lock.read(layout.tag_dir(spec.tag) / file)]
+        (plain_images / spec.tag / "Dockerfile").write_text(plain_dockerfile(spec, pins))
+        (plain_images / spec.tag / "ca-bundle.crt").write_text(settings.ca_bundle())
+        plain, plain_s = timed_build(client, spec, f"{REPO}-plain", settings, images=plain_images,
+                                     reports=tmp / "reports", nocache=True)
         plain_size = size_gb(client, plain.image)
+        build.remove(client, plain)  # the shared disk
 
-    print(f"| image ({spec.tag}) | cold build | no-op rebuild | size |")
-    print("| --- | --- | --- | --- |")
-    print(f"| torchyard | {cold.seconds:.0f} s | {noop.seconds:.1f} s | {size_gb(client, cold.image):.2f} GB |")
-    print(f"| plain pip install | {plain.seconds:.0f} s | | {plain_size:.2f} GB |")
-    for result in (noop, cold, plain):
+        # A workspace-only change: one more package, locked (torch's lock must come out as committed) and fetched.
+        changed_images = tmp / "changed"
+        shutil.copytree(layout.tag_dir(spec.tag), changed_images / spec.tag)
+        with (changed_images / spec.tag / layout.WORKSPACE_REQUIREMENTS).open("a") as f:
+            f.write(EXTRA_WORKSPACE_PACKAGE + "\n")
+        for one in lock.resolve(spec, settings, changed_images):
+            lock.write(one, changed_images)
+        torch_lock_moved = ((changed_images / spec.tag / layout.LOCK_FILE).read_text()
+                            != (layout.tag_dir(spec.tag) / layout.LOCK_FILE).read_text())
+        changed, changed_s = timed_build(client, spec, f"{REPO}-changed", settings, images=changed_images,
+                                         reports=tmp / "reports", cache=wheels)
+        made.append(changed)
+
+        (tmp / "registry").mkdir()
+        server = Registry(tmp / "registry")
+        try:
+            first = registry.push(client, filled.image, server.address, spec.tag, say=lambda text: None,
+                                  digests=tmp / "digests")
+            second = registry.push(client, changed.image, server.address, f"{spec.tag}-changed", say=lambda text: None,
+                                   digests=tmp / "digests")
+            first_layers, changed_layers = server.layers(spec.tag), server.layers(f"{spec.tag}-changed")
+            compressed, changed_compressed = sum(first_layers.values()), sum(changed_layers.values())
+            sent = sum(size for digest, size in changed_layers.items() if digest not in first_layers)
+        finally:
+            server.stop()
+            for ref in (first.reference, second.reference):
+                client.images.remove(ref)
+        fetched = sum(p.stat().st_size for p in wheels.iterdir())
+
+        print(f"| image ({spec.tag}) | build | size | compressed (pushed layers) |")
+        print("| --- | --- | --- | --- |")
+        print(f"| torchyard, empty wheel cache (fetches {fetched / 1e9:.2f} GB, then builds) | {cold_s:.0f} s | "
+              f"{cold_size:.2f} GB | |")
+        print(f"| torchyard, filled wheel cache | {filled_s:.0f} s | {size_gb(client, filled.image):.2f} GB | "
+              f"{compressed / 1e9:.2f} GB |")
+        print(f"| torchyard, nothing changed | {noop_s:.1f} s | | |")
+        print(f"| plain: the same Debian packages, then one `pip install` of the {len(pins)} locked pins | {plain_s:.0f} s | "
+              f"{plain_size:.2f} GB | |")
+        print(f"\ncold / plain: {cold_s / plain_s:.2f}x; filled / plain: {filled_s / plain_s:.2f}x; "
+              f"size / plain: {size_gb(client, filled.image) / plain_size:.3f}")
+        print(f"workspace-only change ({EXTRA_WORKSPACE_PACKAGE}{'; NOTE: torch lock moved too' if torch_lock_moved else ''}): "
+              f"rebuilt in {changed_s:.0f} s ({changed.cached}/{changed.steps} steps from cache); its push sent "
+              f"{sent / 1e6:.1f} MB of {changed_compressed / 1e9:.2f} GB compressed ({sent / changed_compressed:.1%})")
+    for result in made:
         build.remove(client, result)
 
 

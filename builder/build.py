@@ -23,7 +23,8 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from builder import context, layout, lock, render
+from builder import cache as wheel_cache
+from builder import context, layout, lock, render, serve
 from builder.urls import redact
 from builder.heartbeat import Heartbeat
 from builder.matrix import PYPI_INDEX, ImageSpec
@@ -205,7 +206,8 @@ class _Progress(Heartbeat):
 
 
 def build(client: docker.DockerClient, spec: ImageSpec, repo: str, network: NetworkSettings,
-          say=print, images: Path = layout.IMAGES, reports: Path = REPORTS, nocache: bool = False) -> BuildResult:
+          say=print, images: Path = layout.IMAGES, reports: Path = REPORTS, nocache: bool = False,
+          cache: Path | None = None) -> BuildResult:
     image = f"{repo}:{spec.tag}"
     needs_lock = lock.LOCK_FILE in (images / spec.tag / "Dockerfile").read_text()  # every rendered one does
     problem = lock.problem(spec, images) if needs_lock else None
@@ -214,34 +216,25 @@ def build(client: docker.DockerClient, spec: ImageSpec, repo: str, network: Netw
     log_path = reports / spec.tag / "build.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     buildargs = {render.BASE_ID_ARG: base_id(client, spec)}
-    if spec.index != PYPI_INDEX:
-        buildargs[render.TORCH_INDEX_ARG] = network.torch_index_url(spec.cuda_variant)
+    # Every artifact the locks name, in the host's cache (fetched with the host's CA bundle and credentials when
+    # missing), then served to this build alone on loopback: nothing of the host's settings enters the build.
+    wheels = wheel_cache.wanted([spec], images) if needs_lock else []
+    cache = cache or wheel_cache.folder()
+    wheel_cache.fetch(wheels, network, say, cache)
     say(f"building {image} (full log: {log_path})")
-    built_from = context.assemble(spec, network, images)
+    built_from = context.assemble(spec, images)
     labels = {**provenance_labels(built_from), **(lock_labels(spec, images, buildargs) if needs_lock else {})}
     with log_path.open("w") as log:
         started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         log.write(f"# torchyard build {image} at {started_at}\n")
         with _Progress(say, log) as progress, _failure_recorded(reports, image, spec.tag, started_at, progress):
-            image_id = None
             try:
-                stream = client.api.build(fileobj=io.BytesIO(built_from.tar), custom_context=True, tag=image, rm=True, forcerm=True, pull=False, nocache=nocache,
-                                          decode=True, buildargs=buildargs, labels=labels)
-                for chunk in stream:
-                    for text in chunk.get("stream", "").splitlines():
-                        progress.line(text)
-                    if "error" in chunk:
-                        progress.line(chunk["error"])
-                        error = redact(chunk["error"].strip())
-                        if progress.mismatches:
-                            error = (f"the sha256 of {len(progress.mismatches)} artifact(s) differs from the lock: "
-                                     + "; ".join(f"{p} (images/{spec.tag}/{f} says {e}, the download is {g})"
-                                                 for p, e, g, f in progress.mismatches)
-                                     + ". Either the lock was edited or the index serves other files; "
-                                       f"`make lock TAG={spec.tag}` re-resolves after review.\n  " + error)
-                        raise BuildFailed(spec.tag, progress.step, progress.instruction, error, progress.tail, log_path)
-                    if "aux" in chunk and "ID" in chunk["aux"]:
-                        image_id = chunk["aux"]["ID"]
+                with serve.serving(wheels, cache) as address:
+                    # on the host's network, so the build reaches the loopback server by the name the Dockerfile uses
+                    stream = client.api.build(fileobj=io.BytesIO(built_from.tar), custom_context=True, tag=image, rm=True,
+                                              forcerm=True, pull=False, nocache=nocache, decode=True, buildargs=buildargs,
+                                              labels=labels, network_mode="host", extra_hosts={serve.HOST: address})
+                    image_id = _follow(stream, spec, progress, log_path)
             except docker.errors.APIError as e:
                 raise BuildFailed(spec.tag, progress.step, progress.instruction, redact(str(e.explanation or e)),
                                   progress.tail, log_path) from None
@@ -251,6 +244,27 @@ def build(client: docker.DockerClient, spec: ImageSpec, repo: str, network: Netw
                                             context_sha256=labels[CONTEXT_LABEL]))
     say(f"built {image} {image_id[:19]} in {seconds:.1f}s ({progress.cached}/{progress.steps} steps from cache)")
     return BuildResult(image, image_id, seconds, progress.steps, progress.cached, log_path, tuple(progress.layers))
+
+
+def _follow(stream, spec: ImageSpec, progress: _Progress, log_path: Path) -> str | None:
+    """Read the engine's build output to its end; the built image's ID, or BuildFailed naming the step."""
+    image_id = None
+    for chunk in stream:
+        for text in chunk.get("stream", "").splitlines():
+            progress.line(text)
+        if "error" in chunk:
+            progress.line(chunk["error"])
+            error = redact(chunk["error"].strip())
+            if progress.mismatches:
+                error = (f"the sha256 of {len(progress.mismatches)} artifact(s) differs from the lock: "
+                         + "; ".join(f"{p} (images/{spec.tag}/{f} says {e}, the build got {g})"
+                                     for p, e, g, f in progress.mismatches)
+                         + ". Either the lock was edited or the cache holds other files; "
+                           f"`make lock TAG={spec.tag}` re-resolves after review.\n  " + error)
+            raise BuildFailed(spec.tag, progress.step, progress.instruction, error, progress.tail, log_path)
+        if "aux" in chunk and "ID" in chunk["aux"]:
+            image_id = chunk["aux"]["ID"]
+    return image_id
 
 
 @contextmanager
@@ -267,17 +281,6 @@ def _record(image: str, status: str, started: str, seconds: float, progress: _Pr
     """reports/<tag>/build.json: what the last build of the tag did (its log is build.log beside it)."""
     return {"image": image, "status": status, "started": started, "seconds": round(seconds, 1),
             "steps": progress.steps, "cached": progress.cached, **more}
-
-
-def drop_stages(client: docker.DockerClient, result: BuildResult) -> None:
-    """Remove the step images only earlier stages needed (the install stage's copy of the venv, ~6 GB):
-    those without children; the final image's own chain is kept (its images have children, so rmi refuses)."""
-    for ref in reversed(result.layers):
-        if ref != result.image_id[7:19]:
-            try:
-                client.images.remove(ref, noprune=True)
-            except docker.errors.APIError:
-                pass  # a parent of the final image, or shared
 
 
 def remove(client: docker.DockerClient, result: BuildResult) -> None:

@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 
 from builder import base, build, ci, cluster, compat, doctor, gpu, inputs, k8s, layout, lock, matrix_run, multinode, \
-    network, reference, registry, render, report, size, slurm, smoke, verify, workspace
+    network, reference, registry, render, report, serve, size, slurm, smoke, verify, workspace
+from builder import cache as wheel_cache
 from builder.inputs import InputError, shown
 from builder.matrix import Matrix, MatrixError, load
 from builder.urls import redact
@@ -119,6 +120,22 @@ def cmd_lock(matrix: Matrix, args) -> int:
     return 0
 
 
+def cmd_fetch(matrix: Matrix, args) -> int:
+    specs = matrix_run.select(matrix, args.tag) if args.tag and "," in args.tag else matrix.select(args.tag)
+    refused = {spec.tag: problem for spec in specs if (problem := lock.problem(spec))}
+    for note in args.network.ignored:
+        _say(f"note: not using {note}")
+    locked = [spec for spec in specs if spec.tag not in refused]
+    try:
+        fetched = wheel_cache.fetch(wheel_cache.wanted(locked), args.network, say=_say)
+    except wheel_cache.FetchError as e:
+        return _fail(str(e), 1)
+    _say(f"{len(locked)} tag(s): {fetched.files} artifacts in {wheel_cache.folder()}, {fetched.downloaded} fetched now")
+    if refused:
+        return _fail(f"{len(refused)} tag(s) not fetched:\n" + "\n".join(f"  {problem}" for problem in refused.values()), 1)
+    return 0
+
+
 def cmd_base(matrix: Matrix, args) -> int:
     client = build.connect()
     for b in dict.fromkeys(s.base for s in matrix.select(args.tag)):
@@ -131,9 +148,9 @@ def cmd_build(matrix: Matrix, args) -> int:
     specs = matrix.select(args.tag)
     settings = args.network
     for note in settings.ignored:
-        _say(f"note: not forwarding {note}")
+        _say(f"note: not using {note}")
     if settings.ca_files:
-        _say("trusting the host's CA bundle(s) during the build: " + ", ".join(map(str, settings.ca_files)))
+        _say("fetching what the wheel cache lacks with the host's CA bundle(s): " + ", ".join(map(str, settings.ca_files)))
     client = build.connect()
     failed = [spec.tag for spec in specs if not _build(client, spec, args.repo, settings, args.no_cache, args.reports)]
     if failed:
@@ -153,7 +170,7 @@ def _build(client, spec, repo: str, settings: network.NetworkSettings, no_cache:
     except size.SizeError as e:
         _fail(f"build of {spec.tag} is over its size budget (the image is kept for inspection):\n  {e}", 1)
         return False
-    except (build.BuildFailed, lock.LockError) as e:
+    except (build.BuildFailed, lock.LockError, wheel_cache.FetchError, serve.ServeError) as e:
         _fail(str(e), 1)
         return False
 
@@ -218,10 +235,8 @@ def cmd_verify(matrix: Matrix, args) -> int:
         _say(f"verify {image}: rebuilding {spec.tag} without cache as {args.repo}-verify:{spec.tag}")
         try:
             again = build.build(client, spec, f"{args.repo}-verify", settings, say=_say, nocache=True, reports=args.reports)
-        except (build.BuildFailed, lock.LockError) as e:
+        except (build.BuildFailed, lock.LockError, wheel_cache.FetchError, serve.ServeError) as e:
             return _fail(str(e), 1)
-        if not args.keep:
-            build.drop_stages(client, again)  # the install stage's copy of the venv is not compared; free its space
         try:
             comparison = verify.compare(client, image, again.image)
         finally:
@@ -354,6 +369,7 @@ COMMANDS = {
     "list": (cmd_list, "every tag in the matrix with its derived versions"),
     "validate": (cmd_validate, "check matrix.yaml (and TAG) against the compatibility facts"),
     "render": (cmd_render, "regenerate images/<tag>/ for every tag (--check: only compare)"),
+    "fetch": (cmd_fetch, "download every artifact TAG=a,b,… (or all)'s locks name into the wheel cache, sha256 checked (builds read it)"),
     "base": (cmd_base, "make or pull the base image(s) TAG needs"),
     "build": (cmd_build, "validate, render and build TAG (default: the matrix's default; 'all': every tag)"),
     "smoke": (cmd_smoke, "run the smoke suite inside <repo>:TAG (built first when missing); report in reports/<tag>/"),
@@ -382,7 +398,7 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     for name, (_, help_) in COMMANDS.items():
         c = sub.add_parser(name, help=help_, description=help_)
-        if name in ("validate", "lock", "base", "build", "smoke", "run", "size", "verify", "push", "pull", "k8s", "slurm"):
+        if name in ("validate", "lock", "fetch", "base", "build", "smoke", "run", "size", "verify", "push", "pull", "k8s", "slurm"):
             c.add_argument("--tag", help="a tag of the matrix, or 'all' (default: the matrix's default)")
         if name == "build":
             c.add_argument("--no-cache", action="store_const", const="1", help="rebuild every step (the base stays)")
@@ -475,7 +491,7 @@ def settings(args: argparse.Namespace, environ=os.environ) -> argparse.Namespace
         checked["jupyter_port"] = inputs.port(raw["jupyter_port"], name("jupyter_port"))
         checked["ssh_port"] = inputs.port(raw["ssh_port"], name("ssh_port"))
         _check_public_key(environ)
-    if args.command in ("lock", "build", "smoke", "verify", "matrix"):
+    if args.command in ("lock", "fetch", "build", "smoke", "verify", "matrix"):
         checked["network"] = network.host_settings(dict(environ))
     _check_environment(args.command, environ)
     return argparse.Namespace(**{**vars(args), **checked})

@@ -3,8 +3,8 @@ made here rather than by the SDK, so that the same sources give the same bytes: 
 owned by root, with the mode the list gives (a checkout's umask or a stray chmod changes nothing). Its sha256
 is the image's io.torchyard.context.sha256 label, which `make matrix` compares to decide a build is current.
 
-The host's build-only inputs (CA bundle, pip settings: they may hold credentials, and do not change what the
-locks install) are added to the tar sent to the engine, never to the one hashed.
+Nothing of the host's settings is in it: no CA bundle, pip setting or credential (the build reads its wheels from
+the host's cache on loopback, builder/serve.py).
 """
 
 from __future__ import annotations
@@ -18,15 +18,14 @@ from pathlib import Path
 from builder import layout, render
 from builder.base import SOURCE_DATE_EPOCH
 from builder.matrix import ImageSpec
-from builder.network import NetworkSettings
 
 SKIP = ("__pycache__", ".pytest_cache")  # what a checkout accumulates that no image needs
 
 
 @dataclass(frozen=True)
 class Context:
-    tar: bytes  # what the engine gets: the sources and the build-only inputs
-    sha256: str  # of the sources' tar alone
+    tar: bytes  # what the engine gets
+    sha256: str  # of that tar
     files: tuple[str, ...]  # the sources' paths inside the context
     sources: tuple[Path, ...]  # where they come from in the repository (for the revision's -dirty)
 
@@ -80,16 +79,7 @@ def _tar(files: dict[str, tuple[bytes, bool]]) -> bytes:
     return buffer.getvalue()
 
 
-def build_inputs(network: NetworkSettings) -> dict[str, tuple[bytes, bool]]:
-    """The host's CA bundle and pip settings, for the install stage only (the Dockerfile copies build-inputs/
-    there, and the final stage never sees it)."""
-    return {f"{layout.BUILD_INPUTS_DIR}/ca-bundle.crt": (network.ca_bundle().encode(), False),
-            f"{layout.BUILD_INPUTS_DIR}/pip.conf": (network.pip_conf(f"{layout.BUILD_INPUTS}/ca-bundle.crt").encode(), False)}
-
-
-def assemble(spec: ImageSpec, network: NetworkSettings | None = None, images: Path = layout.IMAGES,
-             root: Path = layout.ROOT) -> Context:
+def assemble(spec: ImageSpec, images: Path = layout.IMAGES, root: Path = layout.ROOT) -> Context:
     files = members(spec, images, root)
-    hashed = _tar(files)
-    tar = _tar({**files, **build_inputs(network or NetworkSettings())})
-    return Context(tar, hashlib.sha256(hashed).hexdigest(), tuple(sorted(files)), sources(spec, images, root))
+    tar = _tar(files)
+    return Context(tar, hashlib.sha256(tar).hexdigest(), tuple(sorted(files)), sources(spec, images, root))

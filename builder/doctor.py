@@ -24,7 +24,7 @@ from smoke_tests.environment import shm_bytes
 
 # Verdicts per tag, in the words the table shows.
 RUNS, DOES_NOT_RUN, UNKNOWN, CPU_ONLY, NO_RUNTIME = "runs", "does not run", "cannot tell", "CPU only", "no GPU runtime"
-BUILD_FACTOR = 2  # a build holds the install stage's copy of the environment beside the image while it runs
+BUILD_FACTOR = 2  # a build's room: the image, its wheels in the cache (about half of it) and the engine's copy while committing
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,8 @@ DIGESTS = ROOT / "digests"
 
 
 def cache_dir(env: dict[str, str] | None = None) -> Path:
-    """torchyard's cache on this machine (uv's resolver cache): TORCHYARD_CACHE, else the XDG cache folder."""
+    """torchyard's cache on this machine (the wheel cache, uv's resolver cache): TORCHYARD_CACHE, else the XDG cache
+    folder."""
     env = os.environ if env is None else env
     if env.get("TORCHYARD_CACHE"):
         return Path(env["TORCHYARD_CACHE"])
@@ -36,7 +37,6 @@ WORKSPACE_REQUIREMENTS = "requirements-workspace.txt"  # the workspace's pip ste
 # Written by `make lock` (builder/lock.py), never by render.
 LOCK_FILE, WORKSPACE_LOCK_FILE = "requirements.lock", "requirements-workspace.lock"
 LOCKS = (LOCK_FILE, WORKSPACE_LOCK_FILE)  # in install order
-BUILD_INPUTS_DIR = "build-inputs"  # in the build context only: the host's CA bundle and pip settings
 
 
 def tag_dir(tag: str, images: Path = IMAGES) -> Path:
@@ -47,7 +47,6 @@ def tag_dir(tag: str, images: Path = IMAGES) -> Path:
 
 VENV = "/opt/venv"
 SHARE = "/usr/share/torchyard"  # spec.json, matrix.json, the locks, manifest.json, the build-time checks
-BUILD_INPUTS = "/etc/torchyard-build"  # exists in the install stage only
 CONSTRAINTS = f"{SHARE}/constraints.txt"  # the pip constraints made at build time from the locks
 WORKSPACE = "/workspace"
 USER, UID, GID = "torchyard", 1000, 1000  # the default non-root user; NB_UID/NB_GID change the ids at start

@@ -30,7 +30,8 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from builder import base, build, doctor, gpu, layout, lock, network, render, report, size, smoke
+from builder import base, build, doctor, gpu, layout, lock, network, render, report, serve, size, smoke
+from builder import cache as wheel_cache
 from builder.heartbeat import Heartbeat
 from builder.matrix import PYPI_INDEX, ImageSpec, Matrix, MatrixError, Problem
 from builder.units import human
@@ -274,8 +275,8 @@ class Runner:
         free = shutil.disk_usage(root).free
         if free >= need:
             return None
-        return (f"only {free / 1e9:.1f} GB free in {root}; a build needs about {need / 1e9:.1f} GB (the install stage "
-                f"beside the image). Free space (make clean, docker image prune) and run make matrix again")
+        return (f"only {free / 1e9:.1f} GB free in {root}; a build needs about {need / 1e9:.1f} GB (the image, and its "
+                f"wheels in the cache). Free space (make clean, docker image prune) and run make matrix again")
 
     def run_tag(self, spec: ImageSpec, number: str, todo: list[str]) -> Outcome:
         steps = _Steps(self, spec, f"{spec.tag:<{max(map(len, self.matrix.specs))}} {number}")
@@ -311,7 +312,7 @@ class Runner:
             try:
                 base.ensure(self.client, spec.base, say=beat.inner)
                 built = build.build(self.client, spec, self.repo, self.settings, say=beat.inner, reports=self.reports)
-            except (build.BuildFailed, lock.LockError, base.BaseError) as e:
+            except (build.BuildFailed, lock.LockError, base.BaseError, wheel_cache.FetchError, serve.ServeError) as e:
                 steps.add("build", FAILED, beat.seconds(), f"FAILED:\n  {e}")
                 return str(e).splitlines()[0]
         steps.add("build", DONE, built.seconds, f"built {built.image} {built.image_id[7:19]} in {duration(built.seconds)} "

@@ -1,8 +1,8 @@
-"""The host's pip and TLS settings that a build must honour: CA bundles, indexes, mirrors.
+"""The host's pip and TLS settings that locking and fetching honour: CA bundles, indexes, mirrors.
 
-They become build-only inputs (a pip.conf and a CA bundle in the install stage's context) and never
-reach the final image. Local paths (find-links folders, file:// indexes) mean nothing inside a build,
-so they are left out and reported.
+They are used on the host only (`make lock`, `make fetch`, and `make build` for what the wheel cache lacks); no
+build ever sees them. Local paths (find-links folders, file:// indexes) are left out and reported: a lock names
+URLs that every machine can fetch.
 """
 
 from __future__ import annotations
@@ -41,15 +41,6 @@ class NetworkSettings:
     def ca_bundle(self) -> str:
         """Every CA file the host names, concatenated (each in full, once)."""
         return "".join(p.read_text().rstrip("\n") + "\n" for p in self.ca_files)
-
-    def pip_conf(self, ca_path: str) -> str:
-        """The pip.conf the install stage uses; `cert` points at the forwarded bundle when there is one."""
-        lines = ["[global]"]
-        if self.ca_files:
-            lines.append(f"cert = {ca_path}")
-        for key, values in self.pip.items():
-            lines.append(f"{key} = " + " ".join(values))
-        return "\n".join(lines) + "\n"
 
 
 def pip_config_files(env: dict[str, str], home: Path) -> list[Path]:

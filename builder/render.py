@@ -14,13 +14,11 @@ from pathlib import Path
 
 import jinja2
 
-from builder import layout, lock
+from builder import layout, lock, serve
 from builder.compat import cudnn_number
 from builder.layout import GID, HOME, SHARE, UID, USER, VENV, WORKSPACE, site_packages
 from builder.matrix import PYPI_INDEX, ImageSpec
-from builder.network import NetworkSettings
 
-TORCH_INDEX_ARG = "TORCH_INDEX_URL"
 BASE_ID_ARG = "TORCHYARD_BASE_ID"  # the base image's ID, for the manifest; builder/build.py passes it
 # What the smoke suite needs beside torch: NVML, to read the driver version even where CUDA cannot start.
 SMOKE_REQUIREMENTS = ["nvidia-ml-py==13.615.71"]
@@ -228,12 +226,27 @@ def labels(spec: ImageSpec) -> list[tuple[str, str]]:
     ]
 
 
+def compile_pycs(only_new: bool) -> list[str]:
+    """Byte-compile the venv with hash-based .pyc: pip's would embed each source's mtime (the time of extraction),
+    so two builds would differ in every .pyc; unchecked-hash ones do not, and a fixed hash seed keeps set constants
+    in one order. torch's step compiles everything (pip's own files too); the workspace's step only what has no .pyc
+    yet, so its layer holds no second copy of torch's. A source this Python cannot compile stays without .pyc, as pip
+    leaves it (torch 2.15 ships torch/testing/_internal/py312_intrinsics.py in Python 3.12 syntax)."""
+    lib = json.dumps(f"{VENV}/lib")
+    mode = "invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH"
+    if only_new:
+        code = ("import compileall, importlib.util, os, pathlib, py_compile; "
+                f"[compileall.compile_file(str(p), quiet=2, force=True, {mode}) for p in sorted(pathlib.Path({lib}).rglob(\"*.py\")) "
+                "if not os.path.exists(importlib.util.cache_from_source(str(p)))]")
+    else:
+        code = f"import compileall, py_compile; compileall.compile_dir({lib}, quiet=1, force=True, workers=0, {mode})"
+    return ["PYTHONHASHSEED=0", f"{VENV}/bin/python", "-c", shlex.quote(code)]
+
+
 def context(spec: ImageSpec) -> dict:
-    build_args, index = [], []
-    if spec.index != PYPI_INDEX:
-        build_args.append({"name": TORCH_INDEX_ARG, "default": NetworkSettings().torch_index_url(spec.cuda_variant)})
-        index = ["--index-url", f'"${TORCH_INDEX_ARG}"']
-    pip = [f"{VENV}/bin/pip", "install", "--no-cache-dir", "--disable-pip-version-check"]
+    pip = [f"{VENV}/bin/pip", "install", "--no-cache-dir", "--disable-pip-version-check",
+           # the host's wheel cache, on loopback for the build (builder/serve.py); plain HTTP, every sha256 checked
+           "--no-index", "--find-links", serve.URL, "--trusted-host", serve.HOST]
     locked = ["--no-compile", *lock.INSTALL_OPTIONS]  # the options the lock's header names too
     index_note = "PyPI wheel" if spec.index == PYPI_INDEX else f"PyTorch wheel index, {spec.cuda_variant}"
     base_note = f"Debian {spec.base.suite}" + ("" if spec.base.is_local else f" ({spec.base.ref})")
@@ -245,24 +258,15 @@ def context(spec: ImageSpec) -> dict:
         "index_note": index_note,
         "base_note": base_note,
         "base_image": spec.base.image,
-        "apt_packages": apt_packages(spec),
+        "apt_packages": apt_packages(spec) + WORKSPACE_APT_PACKAGES,
         "apt_leftovers": APT_LEFTOVERS,
-        "build_args": build_args,
-        "build_inputs": layout.BUILD_INPUTS_DIR, "build_inputs_dir": layout.BUILD_INPUTS,
-        # Both steps install exactly their lock (images/<tag>/requirements*.lock, made by `make lock`), each
-        # artifact's sha256 checked. --no-compile, then compileall once after the second step with hash-based
-        # .pyc: pip's .pyc embed each source's mtime (the time of extraction), so two builds would differ in
-        # every .pyc; unchecked-hash ones do not, and a fixed hash seed keeps set constants in one order.
+        "wheels": serve.URL,
         # Root's venv that also sees the system's and the user's site-packages: user installs go to ~/.local.
         "venv_create": ["python3", "-m", "venv", "--system-site-packages", VENV],
-        "pip_install": [*pip, *locked, *index, "-r", f"/tmp/{layout.LOCK_FILE}"],
-        "workspace_pip_install": [*pip, *locked, "-r", f"/tmp/{layout.WORKSPACE_LOCK_FILE}"],
-        # A source this Python cannot compile stays without .pyc, as pip leaves it (torch 2.15 ships
-        # torch/testing/_internal/py312_intrinsics.py in Python 3.12 syntax; `compileall` would exit 1 on 3.11).
-        "compile": ["PYTHONHASHSEED=0", f"{VENV}/bin/python", "-c", shlex.quote(
-            f"import compileall, py_compile; compileall.compile_dir({json.dumps(f'{VENV}/lib')}, quiet=1, force=True, workers=0, "
-            "invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)")],
-        "workspace_apt_packages": list(WORKSPACE_APT_PACKAGES),
+        "pip_install": [*pip, *locked, "-r", f"{SHARE}/{layout.LOCK_FILE}"],
+        "workspace_pip_install": [*pip, *locked, "-r", f"{SHARE}/{layout.WORKSPACE_LOCK_FILE}"],
+        "compile": compile_pycs(only_new=False),
+        "compile_new": compile_pycs(only_new=True),
         "toolchain": toolchain_steps(spec),
         # Made at first start by the entrypoint, so no two containers share one and no layer holds one.
         "ssh_host_keys": "/etc/ssh/ssh_host_*",

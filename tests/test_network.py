@@ -28,7 +28,6 @@ def settings(home, **env):
 def test_nothing_configured_forwards_nothing(home):
     s = settings(home, PIP_CONFIG_FILE=os.devnull)
     assert (s.pip, s.ca_files, s.ignored) == ({}, (), ())
-    assert s.pip_conf("/x/ca.crt") == "[global]\n"
 
 
 def test_config_file_settings_are_forwarded(home, tmp_path):
@@ -39,9 +38,6 @@ def test_config_file_settings_are_forwarded(home, tmp_path):
     s = settings(home)
     assert s.pip == {"index-url": ["https://mirror.example/simple"], "trusted-host": ["mirror.example"]}
     assert s.ca_files == (ca,)
-    assert s.pip_conf("/etc/torchyard-build/ca-bundle.crt") == (
-        "[global]\ncert = /etc/torchyard-build/ca-bundle.crt\n"
-        "index-url = https://mirror.example/simple\ntrusted-host = mirror.example\n")
 
 
 def test_variables_override_files(home):

@@ -121,8 +121,8 @@ def final_stage(dockerfile: str) -> str:
 def test_workspace_packages_come_after_torch_from_the_configured_index(shipped, tag):
     files = render.render(shipped.specs[tag])
     dockerfile = files["Dockerfile"]
-    torch_step = dockerfile.index("-r /tmp/requirements.lock")  # each step installs its lock (builder/lock.py)
-    workspace_step = dockerfile.index("-r /tmp/requirements-workspace.lock")
+    torch_step = dockerfile.index(f"-r {layout.SHARE}/requirements.lock")  # each step installs its lock (builder/lock.py)
+    workspace_step = dockerfile.index(f"-r {layout.SHARE}/requirements-workspace.lock")
     assert torch_step < workspace_step
     workspace_line = dockerfile[dockerfile.rindex("\n", 0, workspace_step):workspace_step]
     assert "--index-url" not in workspace_line  # never the PyTorch wheel index

@@ -2,11 +2,13 @@
 
 import hashlib
 import re
+import shutil
 
 import docker.errors
 import pytest
 
-from builder import base, build, context, layout, network, render
+from builder import base, build, context, layout, lock, network, render
+from tests.conftest import ROOT
 from tests.docker.conftest import TAG, TEST_REPO
 
 
@@ -57,13 +59,14 @@ def test_every_carried_file_arrives_once_with_its_mode_and_the_context_hash_is_l
     assert out.splitlines() == expected
 
 
-def test_build_inputs_do_not_reach_the_image(client, built, run):
-    out = run(built.image, "sh", "-c", f"ls {layout.BUILD_INPUTS} 2>&1; env | grep '^PIP_' ; true")
-    assert "No such file or directory" in out
-    # the build's pip settings (index, CA bundle, config file) stay behind; the image's own guard is all there is
+def test_nothing_of_the_hosts_pip_settings_reaches_the_image(client, built, run):
+    out = run(built.image, "sh", "-c", "env | grep '^PIP_'; ls /etc/pip.conf /root/.config/pip /etc/torchyard-build 2>&1; "
+                                       "grep -c torchyard-wheels /etc/hosts; true")
+    # the image's own guard is its only pip setting; the wheel server's name was the build's alone
     assert [line.split("=")[0] for line in out.splitlines() if line.startswith("PIP_")] == ["PIP_CONSTRAINT"]
+    assert out.count("No such file or directory") == 3 and out.splitlines()[-1] == "0"
     history = " ".join(layer["CreatedBy"] for layer in client.api.history(built.image))
-    assert "build-inputs" not in history
+    assert "--index-url" not in history and "cert" not in history.replace("ca-certificates", "")
 
 
 def test_the_full_log_is_kept(built):
@@ -79,6 +82,31 @@ def test_a_rebuild_with_nothing_changed_is_all_cache(client, built, spec, tmp_pa
     froms = render.render(spec)["Dockerfile"].count("\nFROM ")
     assert again.image_id == built.image_id
     assert again.cached == again.steps - froms  # every step but the FROM lines said "Using cache"
+
+
+def test_a_workspace_only_change_shares_every_layer_up_to_torchs(client, built, spec, tmp_path):
+    """One more workspace package (locked against the committed torch lock, fetched): the rebuild reuses the cached
+    steps, so the image shares every layer (diff_id) up to and including torch's, and only what follows is new."""
+    images = tmp_path / "images"
+    shutil.copytree(ROOT / "images" / TAG, images / TAG)
+    with (images / TAG / layout.WORKSPACE_REQUIREMENTS).open("a") as f:
+        f.write("einops==0.8.1\n")
+    settings = network.host_settings()
+    torch_lock = lock.load(images / TAG / layout.LOCK_FILE, TAG)
+    lock.write(lock.resolve_workspace(spec, torch_lock, settings, images), images)
+    changed = build.build(client, spec, f"{TEST_REPO}-workspace", settings, images=images, reports=tmp_path / "reports")
+    try:
+        dockerfile = (images / TAG / layout.DOCKERFILE).read_text().replace("\\\n", "").splitlines()
+        torch_step = next(i for i, line in enumerate(dockerfile) if f"-r {layout.SHARE}/{layout.LOCK_FILE}" in line)
+        base_layers = len(client.images.get(spec.base.image).attrs["RootFS"]["Layers"])
+        shared = base_layers + sum(line.startswith(("RUN ", "COPY ")) for line in dockerfile[:torch_step + 1])
+        before = client.images.get(built.image).attrs["RootFS"]["Layers"]
+        after = client.images.get(changed.image).attrs["RootFS"]["Layers"]
+        assert after[:shared] == before[:shared]
+        assert after[shared] != before[shared]  # the workspace's lock, then its layer and what follows
+        assert "einops" in lock.packages(images / TAG / layout.WORKSPACE_LOCK_FILE)
+    finally:
+        build.remove(client, changed)
 
 
 def test_the_local_base_records_how_it_was_made(client, spec):
@@ -105,22 +133,17 @@ def test_a_failed_build_names_the_step_tags_nothing_and_leaves_no_containers(cli
     assert "the-failure-text" in (tmp_path / "reports" / TAG / "build.log").read_text()
 
 
-def test_the_ca_bundle_is_forwarded_to_the_install_stage_only(client, spec, tmp_path):
-    """The install stage sees the host's CA bundle and pip settings; the stage after it does not."""
+def test_the_build_reaches_the_wheel_server_by_its_name(client, spec, tmp_path):
+    """The build runs on the host's network with torchyard-wheels mapped to the loopback server of this build."""
     images = tmp_path / "images"
     (images / TAG).mkdir(parents=True)
-    (images / TAG / "Dockerfile").write_text(
-        f"FROM {spec.base.image} AS install\nCOPY build-inputs/ {layout.BUILD_INPUTS}/\n"
-        f"RUN cat {layout.BUILD_INPUTS}/pip.conf && grep -c 'BEGIN CERTIFICATE' {layout.BUILD_INPUTS}/ca-bundle.crt\n"
-        f"FROM {spec.base.image}\nRUN test ! -e {layout.BUILD_INPUTS}\n")
-    ca = tmp_path / "corp.pem"
-    ca.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
-    settings = network.NetworkSettings(pip={"index-url": ["https://mirror.example/simple"]}, ca_files=(ca,))
-    result = build.build(client, spec, f"{TEST_REPO}-ca", settings, images=images, reports=tmp_path / "reports")
+    request = 'exec 3<>/dev/tcp/torchyard-wheels/3141; printf "GET / HTTP/1.0\\r\\n\\r\\n" >&3; cat <&3'
+    (images / TAG / "Dockerfile").write_text(f"FROM {spec.base.image}\nRUN bash -c '{request}'\n")
+    result = build.build(client, spec, f"{TEST_REPO}-wheels", network.NetworkSettings(), images=images,
+                         reports=tmp_path / "reports", nocache=True)
     try:
         log = result.log.read_text()
-        assert f"cert = {layout.BUILD_INPUTS}/ca-bundle.crt" in log
-        assert "index-url = https://mirror.example/simple" in log
+        assert "HTTP/1.0 200 OK" in log and "<!DOCTYPE html>" in log, log[-2000:]
     finally:
         build.remove(client, result)
 

@@ -1,19 +1,18 @@
-"""Credentials stay where they were given: `make lock` and `make build` against a real index that needs
-them (pypiserver with an htpasswd file), in a clone whose git origin carries a token. The password and the
-token are in no file under images/, reports/ or digests/, in no output or build log, and in nothing
-`docker inspect` or `docker history` shows of the final image.
+"""Credentials stay where they were given: `make lock` and `make fetch` against a real index that needs
+them (pypiserver with an htpasswd file), then `make build` with no index configured at all, in a clone whose
+git origin carries a token. The password and the token are in no file under images/, reports/ or digests/, in
+no output or build log, and in nothing `docker inspect` or `docker history` shows of the final image.
 
-The index listens on the Docker bridge's gateway address: the host's own address on the bridge, reachable from
-this machine and its build containers only (a build container cannot reach the host's 127.0.0.1). It serves
-one real wheel itself (einops, an extra package of the test's matrix), so the lock names an artifact on the
+The index listens on 127.0.0.1 only: the host locks and fetches; no build ever talks to an index. It serves one
+real wheel itself (einops, an extra package of the test's matrix), so the lock names an artifact on the
 credentialed host, and sends everything else to PyPI (pypiserver's fallback redirect, which carries no
-credentials). The build is the real one of v2.6-cu124 plus einops: its install stage downloads torch anew
-(the pip settings differ from the session image's, so that stage is not cached): about 4 minutes.
+credentials). The wheel cache is the test's own, seeded with links to this machine's (the session build filled
+it), so einops is fetched from the index every run. The build is the real one of v2.6-cu124 plus einops: torch's
+step runs anew (its lock differs from the session image's by einops): about 2 minutes.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import re
@@ -28,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from builder import cache as wheel_cache
 from builder import lock
 from builder.urls import redact
 from tests.conftest import ROOT
@@ -38,11 +38,6 @@ TOKEN = "ghp-s3cret-origin-token"
 ORIGIN = "git.example.com/team/torchyard.git"
 WHEEL = "einops==0.8.1"  # small, pure Python, in neither of the tag's locks
 REPO = f"{TEST_REPO}-credentials"
-
-
-def bridge_gateway(client) -> str:
-    config = client.networks.get("bridge").attrs["IPAM"]["Config"][0]
-    return config.get("Gateway") or str(next(ipaddress.ip_network(config["Subnet"]).hosts()))
 
 
 def free_port(address: str) -> int:
@@ -58,8 +53,8 @@ def isolated_pip_env(**more: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def index(client, tmp_path_factory):
-    """pypiserver on the bridge address with htpasswd auth for listing and downloads; yields its simple URL
+def index(tmp_path_factory):
+    """pypiserver on 127.0.0.1 with htpasswd auth for listing and downloads; yields its simple URL
     without credentials and the folder of its log."""
     from passlib.apache import HtpasswdFile
 
@@ -72,7 +67,7 @@ def index(client, tmp_path_factory):
     passwords = HtpasswdFile(str(root / "htpasswd"), new=True)
     passwords.set_password(USER, PASSWORD)
     passwords.save()
-    address = bridge_gateway(client)
+    address = "127.0.0.1"
     port = free_port(address)
     log = root / "pypiserver.log"
     process = subprocess.Popen(
@@ -120,10 +115,25 @@ def clone(tmp_path_factory):
     return where
 
 
-def make(clone: Path, target: str, index_url: str, **env: str) -> subprocess.CompletedProcess:
-    """`make <target> TAG=…` in the clone, pip's index set as a user sets it (PIP_INDEX_URL with user:password@)."""
-    host = redact(index_url).split("/")[2]
-    environment = isolated_pip_env(PIP_INDEX_URL=index_url, PIP_TRUSTED_HOST=host, **env)
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """The test's own wheel cache (TORCHYARD_CACHE): hard links to what this machine's holds, no copy of gigabytes;
+    never einops, which only the credentialed index serves."""
+    where = tmp_path_factory.mktemp("cache")
+    (where / "sha256").mkdir()
+    machine = wheel_cache.folder()
+    for entry in sorted(machine.iterdir()) if machine.is_dir() else []:
+        if entry.is_file() and not entry.name.startswith("."):
+            os.link(entry, where / "sha256" / entry.name)
+    return where
+
+
+def make(clone: Path, target: str, cache: Path, index_url: str | None = None, **env: str) -> subprocess.CompletedProcess:
+    """`make <target> TAG=…` in the clone, pip's index set as a user sets it (PIP_INDEX_URL with user:password@),
+    or none at all."""
+    if index_url:
+        env.update(PIP_INDEX_URL=index_url, PIP_TRUSTED_HOST=redact(index_url).split("/")[2])
+    environment = isolated_pip_env(TORCHYARD_CACHE=str(cache), **env)
     # on make's command line: a REPO in the environment (the Makefile's variable) would win over TORCHYARD_REPO
     return subprocess.run(["make", "-s", "-o", ".venv/.installed", target, f"TAG={TAG}", f"REPO={REPO}"], cwd=clone,
                           env=environment, capture_output=True, text=True, timeout=1800)
@@ -139,26 +149,35 @@ def secrets_in_files(folder: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def locked(clone, index):
+def locked(clone, index, cache):
     url, _ = index
-    result = make(clone, "lock", with_credentials(url))
+    result = make(clone, "lock", cache, with_credentials(url))
     assert result.returncode == 0, result.stdout + result.stderr
     return result
 
 
 @pytest.fixture(scope="module")
-def credentialed_build(client, clone, index, locked):
+def fetched(clone, index, cache, locked):
     url, log = index
     served_before = log.stat().st_size
-    result = make(clone, "build", with_credentials(url))
+    result = make(clone, "fetch", cache, with_credentials(url))
+    return result, log.read_text()[served_before:]  # what the index served to the fetch
+
+
+@pytest.fixture(scope="module")
+def credentialed_build(client, clone, index, cache, fetched):
+    """`make build` with no index configured (no PIP_INDEX_URL, no pip.conf): the filled cache is all it reads."""
+    _, log = index
+    served_before = log.stat().st_size
+    result = make(clone, "build", cache)
     yield result, log.read_text()[served_before:]  # what the index served during the build
     for image in client.images.list(name=REPO):
         client.images.remove(image.id, force=True)
 
 
-def test_a_wrong_password_is_refused_without_printing_it(clone, index):
+def test_a_wrong_password_is_refused_without_printing_it(clone, index, cache):
     url, _ = index
-    result = make(clone, "lock", with_credentials(url, "not-the-password"))
+    result = make(clone, "lock", cache, with_credentials(url, "not-the-password"))
     assert "] Error 1" in result.stderr  # the CLI's status (make itself exits 2 whenever a recipe fails)
     assert re.search(r"refused the credentials in its URL \(HTTP 40[13]\)", result.stdout), result.stdout
     assert url in result.stdout and "not-the-password" not in result.stdout + result.stderr
@@ -174,20 +193,27 @@ def test_make_lock_resolves_against_the_credentialed_index_and_records_it_withou
     assert PASSWORD not in locked.stdout + locked.stderr and USER not in text
 
 
-def test_make_build_installs_from_the_credentialed_index(client, credentialed_build, index):
+def test_make_fetch_downloads_from_the_credentialed_index_on_the_host(clone, fetched, cache):
+    result, served = fetched
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "einops-0.8.1-py3-none-any.whl" in served, served[-2000:]  # with the password: the index asks for it
+    sha256 = next(p.sha256 for p in lock.read(clone / "images" / TAG / lock.LOCK_FILE) if p.name == "einops")
+    assert wheel_cache.file_sha256(cache / "sha256" / sha256) == sha256
+
+
+def test_make_build_with_no_index_at_all_installs_from_the_filled_cache(client, credentialed_build):
     built, served = credentialed_build
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    assert served == ""  # no request reached the index during the build
     out = client.containers.run(f"{REPO}:{TAG}", ["python", "-c", "import einops; print(einops.__version__)"], remove=True)
     assert out.decode().strip() == "0.8.1"
-    # the build's pip, inside the install stage, fetched the wheel from the index with the password
-    assert "einops-0.8.1-py3-none-any.whl" in served, served[-2000:]
 
 
-def test_the_password_and_the_token_are_nowhere(client, clone, locked, credentialed_build):
+def test_the_password_and_the_token_are_nowhere(client, clone, locked, fetched, credentialed_build):
     built, _ = credentialed_build
     for folder in ("images", "reports", "digests"):
         assert secrets_in_files(clone / folder) == [], folder
-    for output in (locked.stdout, locked.stderr, built.stdout, built.stderr):
+    for output in (locked.stdout, locked.stderr, fetched[0].stdout, fetched[0].stderr, built.stdout, built.stderr):
         assert PASSWORD not in output and TOKEN not in output
     inspected = json.dumps(client.api.inspect_image(f"{REPO}:{TAG}"))
     history = json.dumps(client.api.history(f"{REPO}:{TAG}"))

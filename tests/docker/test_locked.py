@@ -6,6 +6,7 @@ import re
 import pytest
 
 from builder import build, layout, lock, network, render
+from builder import cache as wheel_cache
 from tests.conftest import ROOT
 from tests.docker.conftest import TAG, TEST_REPO
 
@@ -47,8 +48,8 @@ def test_labels_summarise_the_manifest(client, built, manifest):
 
 
 def test_a_tampered_hash_fails_the_build_and_names_the_package(client, built, spec, tmp_path):
-    """The tag's real build context with one hash of the workspace lock changed: torch's step comes from
-    the cache, the workspace step downloads its wheels and pip refuses the changed one."""
+    """The tag's real lock with one hash of the workspace lock changed: the host's fetch downloads that wheel,
+    refuses it, keeps nothing under either hash, and the build never starts."""
     images = tmp_path / "images"
     render.write(spec, images)
     for name in (lock.LOCK_FILE, lock.WORKSPACE_LOCK_FILE):
@@ -58,10 +59,13 @@ def test_a_tampered_hash_fails_the_build_and_names_the_package(client, built, sp
     (images / TAG / lock.WORKSPACE_LOCK_FILE).write_text(
         real.replace(entry, re.sub(r"sha256:[0-9a-f]{64}", "sha256:" + "0" * 64, entry)))
     repo = f"{TEST_REPO}-tampered"
-    with pytest.raises(build.BuildFailed) as failed:
-        build.build(client, spec, repo, network.host_settings(), images=images, reports=tmp_path / "reports")
+    with pytest.raises(wheel_cache.FetchError) as failed:
+        build.build(client, spec, repo, network.host_settings(), images=images, reports=tmp_path / "reports",
+                    cache=tmp_path / "cache")
     message = str(failed.value)
-    assert f"ipykernel==7.4.0 (images/{TAG}/requirements-workspace.lock says " + "0" * 64 in message
+    assert "the sha256 of ipykernel 7.4.0 (ipykernel-7.4.0-py3-none-any.whl) is " in message
+    assert f"but images/{TAG}/requirements-workspace.lock says {'0' * 64}" in message
+    assert [p.name for p in (tmp_path / "cache").iterdir() if "ipykernel" in p.name or p.name == "0" * 64] == []
     assert client.images.list(name=repo) == []
 
 
