@@ -163,6 +163,9 @@ MATRIX_VALUES = [
 CLI_ARGUMENTS = [
     Case("tag-shell", args=("validate", "--tag", "v2.6-cu124;touch {tmp}/pwned"), says=("is not a tag in matrix.yaml",), marker=True),
     Case("tag-newline", args=("validate", "--tag", "v2.6-cu124\n"), says=("'v2.6-cu124\\n' is not a tag",)),
+    Case("fetch-tags-shell", args=("fetch", "--tag", "v2.6-cu124,v2.6;touch {tmp}/pwned"), says=("is not a tag in matrix.yaml",),
+         marker=True),
+    Case("fetch-proxy-ca-missing", args=("fetch",), env={"SSL_CERT_FILE": "{tmp}/missing.pem"}, says=("SSL_CERT_FILE names", "not a file")),
     Case("registry-scheme", args=("push", "--registry", "https://registry.example.com"), says=("REGISTRY=", "leave out the scheme")),
     Case("registry-uppercase-path", args=("push", "--registry", "Registry.Example.com/ML"), says=("the parts after the host are lowercase",)),
     Case("registry-credentials", args=("pull", "--registry", f"alice:{SECRET}@registry.example.com"), says=("REGISTRY holds credentials",)),
@@ -236,7 +239,7 @@ MAKE_VARIABLES = [
     Case(f"make-{variable}-{i}", matrix=None, make=(target, f"{variable}={payload}"), marker=True,
          says=(says, "] Error 2"))  # make exits 2 whenever a recipe fails; the CLI's own status is in its line
     for i, (variable, target, says, payload) in enumerate(
-        [("TAG", "validate", "is not a tag", payload) for payload in PAYLOADS]
+        [("TAG", "validate", "is not a tag", payload) for payload in PAYLOADS] + [("TAG", "fetch", "is not a tag", PAYLOADS[0])]
         + [(variable, target, f"{variable}=", PAYLOADS[i % 3]) for i, (variable, target) in enumerate([
             ("REGISTRY", "push"), ("REPO", "push"), ("WORKSPACE", "run"), ("DATA", "smoke"), ("BIND", "run"),
             ("JUPYTER_PORT", "run"), ("SSH_PORT", "run")])])

@@ -12,6 +12,7 @@ import pytest
 
 from builder import cache, layout, network, serve
 from builder.lock import Locked
+from tests.conftest import ROOT
 
 USER, PASSWORD = "alice", "s3cret-test-only"
 
@@ -180,3 +181,17 @@ def test_the_build_server_serves_the_locks_artifacts_and_nothing_else(files, tmp
                 urllib.request.urlopen(base + other)
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(f"{base}/", timeout=2)  # gone with the block
+
+
+def test_make_fetch_refuses_a_tag_without_a_lock_and_says_how(tmp_path):
+    """v2.6-cu118's torch is on the PyTorch wheel index, which this project cannot reach: no lock, so nothing to fetch."""
+    import os
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "builder", "fetch", "--tag", "v2.6-cu118"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60, env={**os.environ, "TORCHYARD_CACHE": str(tmp_path)})
+    assert result.returncode == 1
+    assert "1 tag(s) not fetched:" in result.stderr and "requirements.lock is missing" in result.stderr
+    assert "make lock TAG=v2.6-cu118" in result.stderr and "0 artifacts" in result.stdout
+    assert not (tmp_path / "sha256").exists() or not any((tmp_path / "sha256").iterdir())
