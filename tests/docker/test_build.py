@@ -60,11 +60,12 @@ def test_every_carried_file_arrives_once_with_its_mode_and_the_context_hash_is_l
 
 
 def test_nothing_of_the_hosts_pip_settings_reaches_the_image(client, built, run):
-    out = run(built.image, "sh", "-c", "env | grep '^PIP_'; ls /etc/pip.conf /root/.config/pip /etc/torchyard-build 2>&1; "
-                                       "grep -c torchyard-wheels /etc/hosts; true")
-    # the image's own guard is its only pip setting; the wheel server's name was the build's alone
+    out = run(built.image, "sh", "-c", "env | grep '^PIP_'; ls -d /etc/pip.conf /etc/xdg/pip $HOME/.config/pip "
+                                       "/etc/torchyard-build 2>&1; grep -c torchyard-wheels /etc/hosts; true")
+    # the image's own guard is its only pip setting; no pip configuration file; the wheel server's name was the build's
     assert [line.split("=")[0] for line in out.splitlines() if line.startswith("PIP_")] == ["PIP_CONSTRAINT"]
-    assert out.count("No such file or directory") == 3 and out.splitlines()[-1] == "0"
+    assert out.count("No such file or directory") == 4, out
+    assert out.splitlines()[-1] == "0", out
     history = " ".join(layer["CreatedBy"] for layer in client.api.history(built.image))
     assert "--index-url" not in history and "cert" not in history.replace("ca-certificates", "")
 

@@ -116,14 +116,16 @@ def clone(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
+def cache(tmp_path_factory, index):
     """The test's own wheel cache (TORCHYARD_CACHE): hard links to what this machine's holds, no copy of gigabytes;
-    never einops, which only the credentialed index serves."""
+    never what the credentialed index serves itself (einops), which the fetch must get from there."""
+    _, log = index
+    served = {wheel_cache.file_sha256(wheel) for wheel in (log.parent / "packages").iterdir()}
     where = tmp_path_factory.mktemp("cache")
     (where / "sha256").mkdir()
     machine = wheel_cache.folder()
     for entry in sorted(machine.iterdir()) if machine.is_dir() else []:
-        if entry.is_file() and not entry.name.startswith("."):
+        if entry.is_file() and not entry.name.startswith(".") and entry.name not in served:
             os.link(entry, where / "sha256" / entry.name)
     return where
 
