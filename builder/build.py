@@ -25,10 +25,11 @@ import docker.errors
 
 from builder import cache as wheel_cache
 from builder import context, layout, lock, render, serve
-from builder.urls import redact
+from builder.files import write_atomic
 from builder.heartbeat import Heartbeat
 from builder.matrix import PYPI_INDEX, ImageSpec
 from builder.network import NetworkSettings
+from builder.urls import redact
 
 REPORTS = layout.REPORTS
 STEP_RE = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
@@ -136,12 +137,7 @@ def inputs_sha256(spec: ImageSpec, images: Path = layout.IMAGES) -> str:
 
 
 def write_record(reports: Path, tag: str, record: dict) -> Path:
-    path = reports / tag / RECORD
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(RECORD + ".partial")
-    partial.write_text(json.dumps(record, indent=2) + "\n")
-    partial.replace(path)  # a reader never sees half of it
-    return path
+    return write_atomic(reports / tag / RECORD, json.dumps(record, indent=2) + "\n")
 
 
 def read_record(reports: Path, tag: str) -> dict | None:

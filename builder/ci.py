@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from builder import layout, lock
+from builder.files import write_atomic
 from builder.matrix import Matrix
 
 WORKFLOW = layout.ROOT / ".github" / "workflows" / "images.yml"
@@ -146,8 +147,5 @@ def write(matrix: Matrix, path: Path = WORKFLOW, images: Path = layout.IMAGES) -
     fresh = text(matrix, images)
     if path.is_file() and path.read_text() == fresh:
         return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(fresh)
-    partial.replace(path)
+    write_atomic(path, fresh)
     return True

@@ -40,6 +40,7 @@ from packaging.tags import Tag, compatible_tags, cpython_tags
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from builder import layout, urls
+from builder.files import write_atomic
 from builder.matrix import PYPI_INDEX, ImageSpec
 from builder.network import NetworkSettings
 
@@ -303,9 +304,7 @@ def write(lock: Lock, images: Path = layout.IMAGES) -> bool:
     text = lock.text()
     if path.is_file() and path.read_text() == text:
         return False
-    tmp = path.with_suffix(".lock.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)  # never a half-written lock
+    write_atomic(path, text)  # never a half-written lock
     return True
 
 

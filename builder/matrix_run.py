@@ -32,6 +32,7 @@ import docker.errors
 
 from builder import base, build, doctor, gpu, layout, lock, network, render, report, serve, size, smoke
 from builder import cache as wheel_cache
+from builder.files import write_atomic
 from builder.heartbeat import Heartbeat
 from builder.matrix import PYPI_INDEX, ImageSpec, Matrix, MatrixError, Problem
 from builder.units import human
@@ -128,10 +129,7 @@ class Timings:
 
     def record(self, step: str, tag: str, seconds: float) -> None:
         self.data.setdefault(step, {})[tag] = round(seconds, 1)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        partial = self.path.with_name(TIMINGS + ".partial")
-        partial.write_text(json.dumps(self.data, indent=2, sort_keys=True) + "\n")
-        partial.replace(self.path)
+        write_atomic(self.path, json.dumps(self.data, indent=2, sort_keys=True) + "\n")
 
 
 class _Beat(Heartbeat):

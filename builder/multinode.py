@@ -30,6 +30,7 @@ import docker.types
 from builder import gpu, smoke
 from builder.build import REPORTS
 from builder.cluster import RENDEZVOUS_PORT, Torchrun
+from builder.files import write_atomic
 from builder.matrix import ImageSpec
 from smoke_tests import distributed, nvml
 
@@ -175,9 +176,7 @@ def run(client: docker.DockerClient, spec: ImageSpec, repo: str, nodes: int, say
     report.update(image=image, image_id=client.images.get(image).id, reproducer=command_path.read_text().strip(),
                   host_nvml={**nvml.record(answer), "source": answer.source}, host_toolkit=toolkit,
                   gpus_passed=shares is not None)
-    partial = report_path.with_name(report_path.name + ".partial")
-    partial.write_text(json.dumps(report, indent=2) + "\n")
-    partial.replace(report_path)
+    write_atomic(report_path, json.dumps(report, indent=2) + "\n")
     return NodesRun(spec.tag, report["status"], seconds, report_path, log_path, command_path)
 
 

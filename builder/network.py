@@ -91,11 +91,11 @@ def host_settings(env: dict[str, str] | None = None, home: Path | None = None) -
     for key in FORWARDED:
         values = pip.get(key, "").split()
         usable = [v for v in values if not _is_local(v)]
-        ignored += [f"pip {key} {redact(v)} (a local path; not reachable inside a build)" for v in values if _is_local(v)]
+        ignored += [f"pip {key} {redact(v)} (a local path: a lock names URLs every machine can fetch)" for v in values if _is_local(v)]
         if usable:
             forwarded[key] = [_check_pip_value(key, v, len(usable)) for v in usable]
     if pip.get("find-links"):
-        ignored += [f"pip find-links {redact(v)} (a local folder; not reachable inside a build)" for v in pip["find-links"].split()]
+        ignored += [f"pip find-links {redact(v)} (a local folder: a lock names URLs every machine can fetch)" for v in pip["find-links"].split()]
 
     ca_files: list[Path] = []
     for name, value in [("pip cert", pip.get("cert"))] + [(v, env.get(v)) for v in CA_VARIABLES]:

@@ -22,6 +22,7 @@ import docker.errors
 
 from builder import reference as references
 from builder import layout
+from builder.files import write_atomic
 from builder.heartbeat import Heartbeat
 from builder.inputs import InputError, shown
 
@@ -84,11 +85,7 @@ def record(tag: str, shipped: Shipped, digests: Path = DIGESTS) -> Path:
     path = record_path(tag, digests)
     entries = records(tag, digests)
     entries[shipped.reference] = {"digest": shipped.digest, "image_id": shipped.image_id}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(dict(sorted(entries.items())), indent=2) + "\n")
-    tmp.replace(path)
-    return path
+    return write_atomic(path, json.dumps(dict(sorted(entries.items())), indent=2) + "\n")
 
 
 def explain(error: str, ref: str) -> str:

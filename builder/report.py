@@ -19,6 +19,7 @@ from markupsafe import Markup
 
 from builder import build, charts, layout, lock, size
 from builder.compat import version_key
+from builder.files import write_atomic
 from builder.matrix import PYPI_INDEX, ImageSpec, Matrix
 from builder.registry import DIGESTS, RegistryError, records
 from builder.units import human
@@ -438,14 +439,6 @@ def markdown(report: Report) -> str:
 
 def write(report: Report, reports: Path = build.REPORTS) -> list[Path]:
     """reports/matrix.json, matrix.md, index.html; each replaced whole (a reader never sees half of one)."""
-    reports.mkdir(parents=True, exist_ok=True)
     outputs = {"matrix.json": json.dumps(asdict(report), indent=2) + "\n", "matrix.md": markdown(report),
                "index.html": html(report)}
-    written = []
-    for name, text in outputs.items():
-        path = reports / name
-        partial = path.with_name(name + ".partial")
-        partial.write_text(text)
-        partial.replace(path)
-        written.append(path)
-    return written
+    return [write_atomic(reports / name, text) for name, text in outputs.items()]

@@ -24,6 +24,7 @@ import docker.errors
 
 from builder import gpu
 from builder.build import REPORTS
+from builder.files import write_atomic
 from builder.matrix import ImageSpec, Matrix
 from smoke_tests import nvml, verdicts
 
@@ -175,7 +176,5 @@ def run(client: docker.DockerClient, spec: ImageSpec, repo: str, matrix: Matrix,
     report.update(image=image, image_id=client.images.get(image).id, reproducer=command_path.read_text().strip(),
                   host_nvml={**nvml.record(answer), "source": answer.source}, host_toolkit=toolkit,
                   gpus_passed="device_requests" in options, data=str(data.resolve()) if data else None)
-    partial = report_path.with_name("smoke.json.partial")
-    partial.write_text(json.dumps(report, indent=2) + "\n")
-    partial.replace(report_path)
+    write_atomic(report_path, json.dumps(report, indent=2) + "\n")
     return SmokeRun(spec.tag, report["status"], exit_code, seconds, report_path, log_path, command_path, report["checks"])
