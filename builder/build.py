@@ -212,11 +212,7 @@ def build(client: docker.DockerClient, spec: ImageSpec, repo: str, network: Netw
     log_path = reports / spec.tag / "build.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     buildargs = {render.BASE_ID_ARG: base_id(client, spec)}
-    # Every artifact the locks name, in the host's cache (fetched with the host's CA bundle and credentials when
-    # missing), then served to this build alone on loopback: nothing of the host's settings enters the build.
     wheels = wheel_cache.wanted([spec], images) if needs_lock else []
-    cache = cache or wheel_cache.folder()
-    wheel_cache.fetch(wheels, network, say, cache)
     say(f"building {image} (full log: {log_path})")
     built_from = context.assemble(spec, images)
     labels = {**provenance_labels(built_from), **(lock_labels(spec, images, buildargs) if needs_lock else {})}
@@ -224,22 +220,57 @@ def build(client: docker.DockerClient, spec: ImageSpec, repo: str, network: Netw
         started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         log.write(f"# torchyard build {image} at {started_at}\n")
         with _Progress(say, log) as progress, _failure_recorded(reports, image, spec.tag, started_at, progress):
-            try:
-                with serve.serving(wheels, cache) as address:
+            # Every artifact the locks name comes from the host's cache (what it lacks fetched now, with the host's CA
+            # bundle and credentials, while the build's first steps run), served to this build alone on loopback:
+            # nothing of the host's settings enters the build.
+            with _Fetching(wheels, network, say, cache or wheel_cache.folder()) as fetching, \
+                    serve.serving(wheels, fetching.cache, fetching.arrivals) as address:
+                try:
                     # on the host's network, so the build reaches the loopback server by the name the Dockerfile uses
                     stream = client.api.build(fileobj=io.BytesIO(built_from.tar), custom_context=True, tag=image, rm=True,
                                               forcerm=True, pull=False, nocache=nocache, decode=True, buildargs=buildargs,
                                               labels=labels, network_mode="host", extra_hosts={serve.HOST: address})
                     image_id = _follow(stream, spec, progress, log_path)
-            except docker.errors.APIError as e:
-                raise BuildFailed(spec.tag, progress.step, progress.instruction, redact(str(e.explanation or e)),
-                                  progress.tail, log_path) from None
+                except docker.errors.APIError as e:
+                    raise BuildFailed(spec.tag, progress.step, progress.instruction, redact(str(e.explanation or e)),
+                                      progress.tail, log_path) from None
             seconds = time.monotonic() - progress.started
     image_id = image_id or client.images.get(image).id
     write_record(reports, spec.tag, _record(image, "built", started_at, seconds, progress, image_id=image_id,
                                             context_sha256=labels[CONTEXT_LABEL]))
     say(f"built {image} {image_id[:19]} in {seconds:.1f}s ({progress.cached}/{progress.steps} steps from cache)")
     return BuildResult(image, image_id, seconds, progress.steps, progress.cached, log_path, tuple(progress.layers))
+
+
+class _Fetching:
+    """wheel_cache.fetch on a thread of its own while the build runs. On leaving, a failed fetch is the error that
+    counts (the build then failed for want of its wheels); a build that failed or was interrupted first stops it."""
+
+    def __init__(self, wheels: list[wheel_cache.Wanted], network: NetworkSettings, say, cache: Path):
+        self.cache, self.arrivals = cache, serve.Arrivals()
+        self._stop, self._error = threading.Event(), None
+        self._thread = threading.Thread(target=self._run, args=(wheels, network, say), daemon=True)
+
+    def _run(self, wheels, network, say) -> None:
+        try:
+            wheel_cache.fetch(wheels, network, say, self.cache, ready=self.arrivals.arrived, stop=self._stop)
+        except BaseException as e:  # noqa: BLE001 - handed to the building thread
+            self._error = e
+            self.arrivals.failed()
+
+    def __enter__(self) -> _Fetching:
+        self._thread.start()
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        if error is not None:
+            self._stop.set()
+        self._thread.join()
+        self.arrivals.failed()  # nothing waits any more
+        if isinstance(self._error, wheel_cache.FetchError):
+            raise self._error from None
+        if self._error is not None and error is None:
+            raise self._error
 
 
 def _follow(stream, spec: ImageSpec, progress: _Progress, log_path: Path) -> str | None:

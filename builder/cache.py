@@ -244,9 +244,11 @@ def _download(item: Wanted, cache: Path, network: NetworkSettings, connections: 
 
 
 def fetch(items: list[Wanted], network: NetworkSettings, say=print, cache: Path | None = None,
-          workers: int = WORKERS) -> Fetched:
+          workers: int = WORKERS, ready=lambda sha256: None, stop: threading.Event | None = None) -> Fetched:
     """Make every artifact present and intact in the cache; FetchError naming the package and its lock when one
-    cannot be fetched or differs from its lock (the other downloads then stop, leaving nothing half-written)."""
+    cannot be fetched or differs from its lock (the other downloads then stop, leaving nothing half-written).
+    ready(sha256) is called for each artifact as soon as it is known intact (a build may read it from then on);
+    setting `stop` makes the downloads give up."""
     cache = cache or folder()
     cache.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
@@ -257,16 +259,19 @@ def fetch(items: list[Wanted], network: NetworkSettings, say=print, cache: Path 
         if state is False:
             say(f"the cached {item.package.filename} is corrupt (not the sha256 {item.lock} names); fetching it again")
             path(item.package.sha256, cache).unlink()
-        if not state:
+        if state:
+            ready(item.package.sha256)
+        else:
             missing.append(item)
     if not missing:
         return Fetched(len(items), 0, 0, time.monotonic() - started)
     say(f"fetching {len(missing)} of {len(items)} artifacts into {cache}")
     connections = _Connections(_tls(network))
-    stop = threading.Event()
+    stop = stop or threading.Event()
     with _Progress(say, len(missing)) as progress, ThreadPoolExecutor(max_workers=workers) as pool:
         def one(item: Wanted) -> None:
             _download(item, cache, network, connections, progress, stop)
+            ready(item.package.sha256)
             progress.finish()
 
         futures = [pool.submit(one, item) for item in sorted(missing, key=lambda i: i.package.name)]
@@ -274,7 +279,7 @@ def fetch(items: list[Wanted], network: NetworkSettings, say=print, cache: Path 
             wait(futures, return_when=FIRST_EXCEPTION)
         finally:
             failed = [f.exception() for f in futures if f.done() and f.exception()]
-            if failed or not all(f.done() for f in futures):  # a failure, or interrupted
+            if failed or not all(f.done() for f in futures):  # a failure, a stop from outside, or interrupted
                 stop.set()  # the other downloads stop and leave nothing behind
                 pool.shutdown(cancel_futures=True)
         if failed:

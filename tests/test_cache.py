@@ -166,9 +166,10 @@ def test_the_build_server_serves_the_locks_artifacts_and_nothing_else(files, tmp
     folder, made = files
     index = Index(folder)
     items = items_of(index.url, made, file=layout.LOCK_FILE)
-    cache.fetch(items, network.NetworkSettings(), say=lambda _: None, cache=tmp_path / "c")
+    arrivals = serve.Arrivals()
+    cache.fetch(items, network.NetworkSettings(), say=lambda _: None, cache=tmp_path / "c", ready=arrivals.arrived)
     index.close()
-    with serve.serving(items, tmp_path / "c") as address:
+    with serve.serving(items, tmp_path / "c", arrivals) as address:
         assert address.startswith("127.") and address != "127.0.0.1"
         base = f"http://{address}:{serve.PORT}"
         page = urllib.request.urlopen(f"{base}/").read().decode()
@@ -195,3 +196,37 @@ def test_make_fetch_refuses_a_tag_without_a_lock_and_says_how(tmp_path):
     assert "1 tag(s) not fetched:" in result.stderr and "requirements.lock is missing" in result.stderr
     assert "make lock TAG=v2.6-cu118" in result.stderr and "0 artifacts" in result.stdout
     assert not (tmp_path / "sha256").exists() or not any((tmp_path / "sha256").iterdir())
+
+
+def test_the_build_server_answers_for_an_artifact_when_the_fetch_has_it(files, tmp_path):
+    """The build starts while the fetch runs: a request for an artifact not yet fetched waits for it; one whose
+    fetch failed is refused at once."""
+    import threading
+    import time
+
+    folder, made = files
+    index = Index(folder)
+    items = items_of(index.url, made)
+    arrivals = serve.Arrivals()
+    odd = next(i for i in items if i.package.name == "odd")
+    try:
+        with serve.serving(items, tmp_path / "c", arrivals) as address:
+            url = f"http://{address}:{serve.PORT}/{odd.package.sha256}/odd-1.0%2Bcu118-py3-none-any.whl"
+            got = {}
+            asking = threading.Thread(target=lambda: got.update(data=urllib.request.urlopen(url, timeout=30).read()))
+            asking.start()
+            time.sleep(0.5)
+            assert asking.is_alive()  # nothing fetched yet: the request waits
+            cache.fetch(items, network.NetworkSettings(), say=lambda _: None, cache=tmp_path / "c", ready=arrivals.arrived)
+            asking.join(timeout=10)
+            assert got["data"] == made["odd-1.0+cu118-py3-none-any.whl"]
+    finally:
+        index.close()
+    failed = serve.Arrivals()
+    with serve.serving(items, tmp_path / "empty", failed) as address:
+        failed.failed()
+        started = time.monotonic()
+        with pytest.raises(urllib.error.HTTPError, match="503"):
+            urllib.request.urlopen(f"http://{address}:{serve.PORT}/{odd.package.sha256}/odd-1.0%2Bcu118-py3-none-any.whl",
+                                   timeout=30)
+        assert time.monotonic() - started < 5
