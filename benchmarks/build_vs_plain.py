@@ -3,8 +3,8 @@ workspace-only change costs on push.
 
     .venv/bin/python benchmarks/build_vs_plain.py [TAG]
 
-1. torchyard, cold: an empty wheel cache (a temporary TORCHYARD_CACHE) and no build cache: the fetch and the
-   build, timed together (what `make build` does on a fresh machine).
+1. torchyard, cold: an empty wheel cache (a temporary TORCHYARD_CACHE) and no build cache: the fetch (beside the
+   build's first steps) and the build, timed together (what `make build` does on a fresh machine).
 2. torchyard with the wheel cache filled, still without build cache; then a no-op rebuild.
 3. plain: the same base, the same Debian packages plus Debian's python3-pip, then ONE `pip install` of every
    locked package at its locked version (both locks), as most projects write it (the proxy's CA in a layer),
@@ -146,7 +146,7 @@ def main(tag: str | None) -> None:
 
         print(f"| image ({spec.tag}) | build | size | compressed (pushed layers) |")
         print("| --- | --- | --- | --- |")
-        print(f"| torchyard, empty wheel cache (fetches {fetched / 1e9:.2f} GB, then builds) | {cold_s:.0f} s | "
+        print(f"| torchyard, empty wheel cache (fetches {fetched / 1e9:.2f} GB beside its first steps) | {cold_s:.0f} s | "
               f"{cold_size:.2f} GB | |")
         print(f"| torchyard, filled wheel cache | {filled_s:.0f} s | {size_gb(client, filled.image):.2f} GB | "
               f"{compressed / 1e9:.2f} GB |")
