@@ -156,7 +156,8 @@ class _Progress(Heartbeat):
         self.step, self.instruction, self.step_started = "0/0", "", self.started
         self.steps = self.cached = 0
         self.layers: list[str] = []
-        self.after_from = False
+        self.created: list[str] = []  # of those, the ones this build made (not "Using cache")
+        self.after_from = self.from_cache = False
         self.tail: list[str] = []
         self.mismatches: list[list[str]] = []  # [package, expected, got, lock file] per artifact pip refused
         self._lock = threading.Lock()
@@ -173,6 +174,7 @@ class _Progress(Heartbeat):
         self.tail = (self.tail + [stripped])[-TAIL_LINES:]
         if stripped == "---> Using cache":
             self.cached += 1
+            self.from_cache = True
         mismatch = HASH_MISMATCH_RE.match(stripped)
         if mismatch:
             source = re.search(r"-r /tmp/([^ )]+)", mismatch[3] or "")
@@ -183,6 +185,10 @@ class _Progress(Heartbeat):
         layer = LAYER_RE.match(stripped)
         if layer and not self.after_from:  # a FROM step's ID is the base's (or an earlier stage's): not this build's
             self.layers.append(layer[1])
+            if not self.from_cache:
+                self.created.append(layer[1])
+        if layer:
+            self.from_cache = False
         match = STEP_RE.match(stripped)
         if layer or match:
             self.after_from = bool(match) and match[3].upper().startswith("FROM ")
@@ -223,23 +229,38 @@ def build(client: docker.DockerClient, spec: ImageSpec, repo: str, network: Netw
             # Every artifact the locks name comes from the host's cache (what it lacks fetched now, with the host's CA
             # bundle and credentials, while the build's first steps run), served to this build alone on loopback:
             # nothing of the host's settings enters the build.
-            with _Fetching(wheels, network, say, cache or wheel_cache.folder()) as fetching, \
-                    serve.serving(wheels, fetching.cache, fetching.arrivals) as address:
-                try:
-                    # on the host's network, so the build reaches the loopback server by the name the Dockerfile uses
-                    stream = client.api.build(fileobj=io.BytesIO(built_from.tar), custom_context=True, tag=image, rm=True,
-                                              forcerm=True, pull=False, nocache=nocache, decode=True, buildargs=buildargs,
-                                              labels=labels, network_mode="host", extra_hosts={serve.HOST: address})
-                    image_id = _follow(stream, spec, progress, log_path)
-                except docker.errors.APIError as e:
-                    raise BuildFailed(spec.tag, progress.step, progress.instruction, redact(str(e.explanation or e)),
-                                      progress.tail, log_path) from None
+            try:
+                with _Fetching(wheels, network, say, cache or wheel_cache.folder()) as fetching, \
+                        serve.serving(wheels, fetching.cache, fetching.arrivals) as address:
+                    try:
+                        # on the host's network, so the build reaches the loopback server by the name the Dockerfile uses
+                        stream = client.api.build(fileobj=io.BytesIO(built_from.tar), custom_context=True, tag=image,
+                                                  rm=True, forcerm=True, pull=False, nocache=nocache, decode=True,
+                                                  buildargs=buildargs, labels=labels, network_mode="host",
+                                                  extra_hosts={serve.HOST: address})
+                        image_id = _follow(stream, spec, progress, log_path)
+                    except docker.errors.APIError as e:
+                        raise BuildFailed(spec.tag, progress.step, progress.instruction, redact(str(e.explanation or e)),
+                                          progress.tail, log_path) from None
+            except (BuildFailed, wheel_cache.FetchError):
+                _discard(client, progress.created)
+                raise
             seconds = time.monotonic() - progress.started
     image_id = image_id or client.images.get(image).id
     write_record(reports, spec.tag, _record(image, "built", started_at, seconds, progress, image_id=image_id,
                                             context_sha256=labels[CONTEXT_LABEL]))
     say(f"built {image} {image_id[:19]} in {seconds:.1f}s ({progress.cached}/{progress.steps} steps from cache)")
     return BuildResult(image, image_id, seconds, progress.steps, progress.cached, log_path, tuple(progress.layers))
+
+
+def _discard(client: docker.DockerClient, created: list[str]) -> None:
+    """The step images a failed build made (the classic builder keeps each committed step): none is left behind
+    to hold layers of other images, last first, nothing else pruned."""
+    for ref in reversed(created):
+        try:
+            client.images.remove(ref, noprune=True)
+        except docker.errors.APIError:
+            pass  # already gone, or another build's child uses it
 
 
 class _Fetching:

@@ -40,3 +40,8 @@ def test_the_step_images_are_the_builds_own_never_the_base():
 def test_steps_and_cache_hits_are_counted():
     progress = progress_of(OUTPUT)
     assert (progress.steps, progress.cached, progress.step) == (6, 1, "6/6")
+
+
+def test_the_step_images_this_build_made_leave_out_the_cached_ones():
+    """A failed build removes what it made (build._discard), never a cached step another image stands on."""
+    assert progress_of(OUTPUT).created == ["2222222222bb", "3333333333cc"]

@@ -122,6 +122,7 @@ def test_a_failed_build_names_the_step_tags_nothing_and_leaves_no_containers(cli
     (images / TAG / "Dockerfile").write_text(
         f"FROM {spec.base.image}\nRUN echo preparing\nRUN echo the-failure-text && false\nRUN echo never\n")
     containers_before = {c.id for c in client.containers.list(all=True)}
+    images_before = {i.id for i in client.images.list(all=True)}
     repo = f"{TEST_REPO}-broken"
     with pytest.raises(build.BuildFailed) as e:
         build.build(client, spec, repo, network.NetworkSettings(), images=images, reports=tmp_path / "reports")
@@ -131,6 +132,7 @@ def test_a_failed_build_names_the_step_tags_nothing_and_leaves_no_containers(cli
     assert "the-failure-text" in message and "returned a non-zero code: 1" in message
     assert client.images.list(name=repo) == []
     assert {c.id for c in client.containers.list(all=True)} == containers_before
+    assert {i.id for i in client.images.list(all=True)} == images_before  # not even the step it committed before
     assert "the-failure-text" in (tmp_path / "reports" / TAG / "build.log").read_text()
 
 
