@@ -135,13 +135,6 @@ class _Progress(Heartbeat):
         self.say(f"[{self.seconds():6.1f}s] fetching: {self.line()}")
 
 
-def _tls(network: NetworkSettings) -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    for ca in network.ca_files:
-        context.load_verify_locations(cafile=str(ca))
-    return context
-
-
 class _Connections(threading.local):
     """One kept-alive connection per host and download thread: a lock's hundred small wheels then cost one DNS
     lookup and one TLS handshake per thread, not one each. HTTPS_PROXY/HTTP_PROXY and NO_PROXY are honoured as
@@ -266,7 +259,7 @@ def fetch(items: list[Wanted], network: NetworkSettings, say=print, cache: Path 
     if not missing:
         return Fetched(len(items), 0, 0, time.monotonic() - started)
     say(f"fetching {len(missing)} of {len(items)} artifacts into {cache}")
-    connections = _Connections(_tls(network))
+    connections = _Connections(network.tls_context())
     stop = stop or threading.Event()
     with _Progress(say, len(missing)) as progress, ThreadPoolExecutor(max_workers=workers) as pool:
         def one(item: Wanted) -> None:

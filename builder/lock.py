@@ -23,7 +23,6 @@ import functools
 import hashlib
 import os
 import re
-import ssl
 import subprocess
 import tempfile
 import time
@@ -366,9 +365,7 @@ def read(path: Path) -> tuple[Locked, ...]:
 def unreachable(url: str, network: NetworkSettings, timeout: float = 10) -> str | None:
     """Why an index cannot be reached or refuses its credentials (a fast check before pip's retries), or None.
     urllib takes no credentials from a URL: they go in an Authorization header."""
-    context = ssl.create_default_context()
-    for ca in network.ca_files:
-        context.load_verify_locations(cafile=str(ca))
+    context = network.tls_context()
     request = urllib.request.Request(urls.redact(url).rstrip("/") + "/", method="HEAD", headers=urls.basic_auth(url))
     try:
         urllib.request.urlopen(request, timeout=timeout, context=context).close()

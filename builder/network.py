@@ -10,6 +10,7 @@ from __future__ import annotations
 import configparser
 import os
 import re
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +38,13 @@ class NetworkSettings:
     def torch_index_url(self, variant: str) -> str:
         """The PyTorch wheel index of a CUDA variant (cu124, …): the one place its URL is made."""
         return f"{self.torch_index}/{variant}"
+
+    def tls_context(self) -> ssl.SSLContext:
+        """The default trust plus every CA file the host names: what `make lock` and `make fetch` connect with."""
+        context = ssl.create_default_context()
+        for ca in self.ca_files:
+            context.load_verify_locations(cafile=str(ca))
+        return context
 
     def ca_bundle(self) -> str:
         """Every CA file the host names, concatenated (each in full, once)."""
