@@ -27,17 +27,13 @@ from builder import cache as wheel_cache
 from builder import context, layout, lock, render, serve
 from builder.files import write_atomic
 from builder.heartbeat import Heartbeat
-from builder.matrix import PYPI_INDEX, ImageSpec
+from builder.matrix import ImageSpec
 from builder.network import NetworkSettings
 from builder.urls import redact
 
 REPORTS = layout.REPORTS
 STEP_RE = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 LAYER_RE = re.compile(r"^---> ([0-9a-f]{12})$")
-# pip's report of an artifact whose sha256 differs from the lock: "<name>==<version> from <url> (from -r …):",
-# then "Expected sha256 <hex>" and "Got <hex>".
-HASH_MISMATCH_RE = re.compile(r"^(\S+==\S+) from (\S+)( \(from .*\))?:$")
-HASH_VALUE_RE = re.compile(r"^(Expected sha256|Got)\s+([0-9a-f]+)$")
 HEARTBEAT_S = 30
 TAIL_LINES = 25
 CONTEXT_LABEL = f"{layout.LABEL_PREFIX}.context.sha256"  # builder/context.py: what the image was built from
@@ -159,7 +155,6 @@ class _Progress(Heartbeat):
         self.created: list[str] = []  # of those, the ones this build made (not "Using cache")
         self.after_from = self.from_cache = False
         self.tail: list[str] = []
-        self.mismatches: list[list[str]] = []  # [package, expected, got, lock file] per artifact pip refused
         self._lock = threading.Lock()
 
     def elapsed(self) -> str:
@@ -175,13 +170,6 @@ class _Progress(Heartbeat):
         if stripped == "---> Using cache":
             self.cached += 1
             self.from_cache = True
-        mismatch = HASH_MISMATCH_RE.match(stripped)
-        if mismatch:
-            source = re.search(r"-r /tmp/([^ )]+)", mismatch[3] or "")
-            self.mismatches.append([mismatch[1], "?", "?", source[1] if source else "the lock"])
-        value = HASH_VALUE_RE.match(stripped)
-        if value and self.mismatches:
-            self.mismatches[-1][1 if value[1].startswith("Expected") else 2] = value[2]
         layer = LAYER_RE.match(stripped)
         if layer and not self.after_from:  # a FROM step's ID is the base's (or an earlier stage's): not this build's
             self.layers.append(layer[1])
@@ -243,7 +231,8 @@ def build(client: docker.DockerClient, spec: ImageSpec, repo: str, network: Netw
                         raise BuildFailed(spec.tag, progress.step, progress.instruction, redact(str(e.explanation or e)),
                                           progress.tail, log_path) from None
             except (BuildFailed, wheel_cache.FetchError):
-                _discard(client, progress.created)
+                # the classic builder keeps each step it committed: none stays to hold layers of other images
+                _remove_each(client, reversed(progress.created), noprune=True)
                 raise
             seconds = time.monotonic() - progress.started
     image_id = image_id or client.images.get(image).id
@@ -251,16 +240,6 @@ def build(client: docker.DockerClient, spec: ImageSpec, repo: str, network: Netw
                                             context_sha256=labels[CONTEXT_LABEL]))
     say(f"built {image} {image_id[:19]} in {seconds:.1f}s ({progress.cached}/{progress.steps} steps from cache)")
     return BuildResult(image, image_id, seconds, progress.steps, progress.cached, log_path, tuple(progress.layers))
-
-
-def _discard(client: docker.DockerClient, created: list[str]) -> None:
-    """The step images a failed build made (the classic builder keeps each committed step): none is left behind
-    to hold layers of other images, last first, nothing else pruned."""
-    for ref in reversed(created):
-        try:
-            client.images.remove(ref, noprune=True)
-        except docker.errors.APIError:
-            pass  # already gone, or another build's child uses it
 
 
 class _Fetching:
@@ -303,12 +282,6 @@ def _follow(stream, spec: ImageSpec, progress: _Progress, log_path: Path) -> str
         if "error" in chunk:
             progress.line(chunk["error"])
             error = redact(chunk["error"].strip())
-            if progress.mismatches:
-                error = (f"the sha256 of {len(progress.mismatches)} artifact(s) differs from the lock: "
-                         + "; ".join(f"{p} (images/{spec.tag}/{f} says {e}, the build got {g})"
-                                     for p, e, g, f in progress.mismatches)
-                         + ". Either the lock was edited or the cache holds other files; "
-                           f"`make lock TAG={spec.tag}` re-resolves after review.\n  " + error)
             raise BuildFailed(spec.tag, progress.step, progress.instruction, error, progress.tail, log_path)
         if "aux" in chunk and "ID" in chunk["aux"]:
             image_id = chunk["aux"]["ID"]
@@ -333,8 +306,13 @@ def _record(image: str, status: str, started: str, seconds: float, progress: _Pr
 
 def remove(client: docker.DockerClient, result: BuildResult) -> None:
     """Remove a built image: its tag and the step images its build made (shared ones stay)."""
-    for ref in (result.image, result.image_id, *reversed(result.layers)):
+    _remove_each(client, (result.image, result.image_id, *reversed(result.layers)))
+
+
+def _remove_each(client: docker.DockerClient, refs, noprune: bool = False) -> None:
+    """Remove each image, last step first as given; one already gone, or still used by another image or tag, stays."""
+    for ref in refs:
         try:
-            client.images.remove(ref)
+            client.images.remove(ref, noprune=noprune)
         except docker.errors.APIError:
-            pass  # gone with its child, or still used by another image or tag
+            pass

@@ -145,24 +145,6 @@ def test_an_unreachable_index_is_said_fast(shipped, tmp_path):
 
 
 
-def test_the_build_names_each_package_whose_hash_pip_refused():
-    """pip's own words, as a build log carries them, become the build failure's message."""
-    from builder import build
-
-    lines = []
-    progress = build._Progress(lambda _: None, type("Log", (), {"write": lambda self, text: lines.append(text)})())
-    for line in [
-        "\x1b[91mERROR: THESE PACKAGES DO NOT MATCH THE HASHES FROM THE REQUIREMENTS FILE. If you have updated ...",
-        "    nvidia-ml-py==13.615.71 from https://files.pythonhosted.org/packages/53/a1/x/nvidia_ml_py-13.615.71-py3-none-any.whl"
-        " (from -r /tmp/requirements.lock (line 5)):",
-        "        Expected sha256 " + "0" * 64,
-        "             Got        959bf4adf6fe1308e4bd739e722236b0d1ec8392e2cefad33ff70c311380b9b6",
-    ]:
-        progress.line(line)
-    assert progress.mismatches == [["nvidia-ml-py==13.615.71", "0" * 64,
-                                    "959bf4adf6fe1308e4bd739e722236b0d1ec8392e2cefad33ff70c311380b9b6", "requirements.lock"]]
-
-
 def test_the_wheel_tags_are_pips_every_manylinux_the_bases_glibc_takes_newest_first(spec, facts, tmp_path):
     bookworm = [str(t) for t in lock.supported_tags(spec)]
     platforms = [t.split("-", 2)[2] for t in bookworm if t.startswith("cp311-cp311-")]
