@@ -103,12 +103,16 @@ def execute(running: Running, token: str, code: str, kernel_id: str | None = Non
             "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
                         "allow_stdin": False, "stop_on_error": True},
         }))
-        out, reply = "", None
-        while reply is None:
+        out, reply, idle = "", None, False
+        # The reply (shell channel) may come before the output (iopub): the request is done when both the reply
+        # and iopub's "idle" for it have come.
+        while reply is None or not idle:
             msg = json.loads(ws.recv())
             if msg.get("parent_header", {}).get("msg_id") != msg_id:
                 continue
-            if msg["msg_type"] == "stream":
+            if msg["msg_type"] == "status" and msg["content"].get("execution_state") == "idle":
+                idle = True
+            elif msg["msg_type"] == "stream":
                 out += msg["content"]["text"]
             elif msg["msg_type"] == "error":
                 out += "\n".join(msg["content"]["traceback"])
