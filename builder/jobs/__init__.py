@@ -1,0 +1,1 @@
+"""Jobs across nodes: one torchrun job for every engine: this host's containers, Kubernetes, Slurm; and the CI workflow."""
