@@ -11,7 +11,7 @@ from builder.host import smoke
 from smoke_tests import nvml
 from smoke_tests.__main__ import parser
 
-RECORDINGS = Path(__file__).parent / "data" / "nvml"
+RECORDINGS = Path(__file__).parent.parent / "data" / "nvml"
 H100 = nvml.replay(RECORDINGS / "h100-driver-535.json")
 NONE = nvml.replay(RECORDINGS / "no-gpu.json")
 CPU_ONLY = {"shm_size": "8g"}
