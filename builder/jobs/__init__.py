@@ -1,1 +1,1 @@
-"""Jobs across nodes: one torchrun job for every engine: this host's containers, Kubernetes, Slurm; and the CI workflow."""
+"""Jobs across nodes: one torchrun line for each engine (containers here, Kubernetes, Slurm), and the CI workflow."""

@@ -1,1 +1,1 @@
-"""The wheels: the locks (`make lock`), the host's wheel cache (`make fetch`), its loopback server for builds, the host's network settings."""
+"""The wheels: locks (`make lock`), the host's wheel cache (`make fetch`) and its loopback index, network settings."""
