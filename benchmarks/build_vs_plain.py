@@ -29,8 +29,11 @@ import time
 import urllib.request
 from pathlib import Path
 
-from builder import base, build, layout, lock, matrix, network, registry, render
-from builder import cache as wheel_cache
+from builder import layout
+from builder.image import base, build, registry, render
+from builder.matrix import spec as matrix
+from builder.wheels import cache as wheel_cache
+from builder.wheels import lock, network
 
 REPO = "torchyard-bench"
 EXTRA_WORKSPACE_PACKAGE = "einops==0.8.1"

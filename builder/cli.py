@@ -17,12 +17,17 @@ import sys
 import time
 from pathlib import Path
 
-from builder import base, build, ci, cluster, compat, doctor, gpu, inputs, k8s, layout, lock, matrix_run, multinode, \
-    network, reference, registry, render, report, serve, size, slurm, smoke, verify, workspace
-from builder import cache as wheel_cache
+from builder import inputs, layout, matrix_run, reference
+from builder.host import doctor, gpu, smoke, workspace
+from builder.image import base, build, registry, render, size, verify
 from builder.inputs import InputError, shown
-from builder.matrix import Matrix, MatrixError, load
+from builder.jobs import ci, cluster, k8s, multinode, slurm
+from builder.matrix import compat
+from builder.matrix.spec import Matrix, MatrixError, load
+from builder.report import report
 from builder.urls import redact
+from builder.wheels import cache as wheel_cache
+from builder.wheels import lock, network, serve
 from smoke_tests import distributed
 
 MATRIX = layout.ROOT / "matrix.yaml"
@@ -453,7 +458,7 @@ def settings(args: argparse.Namespace, environ=os.environ) -> argparse.Namespace
     checked = dict(raw)
     checked["repo"] = reference.repository(raw["repo"], name("repo"))
     if "registry" in raw and not raw["registry"] and args.command in CLUSTER_COMMANDS:
-        checked["registry"] = None  # the one registry digests/<tag>.json records (builder/cluster.py)
+        checked["registry"] = None  # the one registry digests/<tag>.json records (builder/jobs/cluster.py)
     elif "registry" in raw:
         if not raw["registry"]:
             raise InputError("name the registry: REGISTRY=host[:port][/namespace] (or TORCHYARD_REGISTRY), "

@@ -34,7 +34,7 @@ DOCKERFILE = "Dockerfile"
 SPEC = "spec.json"  # what the image claims; check_image.py verifies it at build time
 REQUIREMENTS = "requirements.txt"  # torch's pip step: what `make lock` resolves
 WORKSPACE_REQUIREMENTS = "requirements-workspace.txt"  # the workspace's pip step
-# Written by `make lock` (builder/lock.py), never by render.
+# Written by `make lock` (builder/wheels/lock.py), never by render.
 LOCK_FILE, WORKSPACE_LOCK_FILE = "requirements.lock", "requirements-workspace.lock"
 LOCKS = (LOCK_FILE, WORKSPACE_LOCK_FILE)  # in install order
 
@@ -68,12 +68,12 @@ class Carried:
     source: str  # its path in the build context: relative to the repository root, unless generated
     target: str  # absolute path in the image
     executable: bool = False
-    generated: bool = False  # made for each build (builder/context.py says from what), not a repository file
+    generated: bool = False  # made for each build (builder/image/context.py says from what), not a repository file
 
 
 def carried(python: str) -> tuple[Carried, ...]:
     """The one list of what every image carries beside its tag's folder. The build context gets each at its
-    source path (builder/context.py) with the mode given here, and the Dockerfile copies each to its target:
+    source path (builder/image/context.py) with the mode given here, and the Dockerfile copies each to its target:
     no other route."""
     site = site_packages(python)
     return (

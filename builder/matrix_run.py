@@ -5,7 +5,7 @@ and how to fix it and does not fail the run; a failing tag does not stop it. Exi
 built and passed. A step whose result is current is not redone:
 
 - the image is current when <repo>:<tag> exists, its io.torchyard.context.sha256 label is the hash of the context a
-  build would assemble now (Dockerfile, locks, spec, the files every image carries, smoke_tests/: builder/build.py),
+  build would assemble now (Dockerfile, locks, spec, the files every image carries, smoke_tests/: builder/image/build.py),
   and its io.torchyard.base.id label is the ID of the base image there now;
 - the size is current when size.json and compressed.json name the image's ID;
 - the smoke report is current when smoke.json names the image's ID, says PASS, and ran as this run would (GPUs or
@@ -30,12 +30,16 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from builder import base, build, doctor, gpu, layout, lock, network, render, report, serve, size, smoke
-from builder import cache as wheel_cache
+from builder import layout
 from builder.files import write_atomic
 from builder.heartbeat import Heartbeat
-from builder.matrix import PYPI_INDEX, ImageSpec, Matrix, MatrixError, Problem
+from builder.host import doctor, gpu, smoke
+from builder.image import base, build, render, size
+from builder.matrix.spec import PYPI_INDEX, ImageSpec, Matrix, MatrixError, Problem
+from builder.report import report
 from builder.units import human
+from builder.wheels import cache as wheel_cache
+from builder.wheels import lock, network, serve
 
 STEPS = ("lock", "build", "size", "smoke")
 TIMINGS = "timings.json"

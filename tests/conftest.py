@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from builder import compat, matrix
+from builder.matrix import compat, spec as matrix
 
 ROOT = Path(__file__).resolve().parent.parent
 

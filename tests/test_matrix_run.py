@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from builder import matrix_run
-from builder.matrix import MatrixError
+from builder.matrix.spec import MatrixError
 from tests.conftest import ROOT
 
 

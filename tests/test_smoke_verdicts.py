@@ -5,7 +5,8 @@ import math
 
 import pytest
 
-from builder import render, smoke
+from builder.host import smoke
+from builder.image import render
 from smoke_tests import finetune, report, verdicts
 
 DOCKER_DEFAULT_SHM = 64 * 2**20  # what statvfs("/dev/shm") says in `docker run` without --shm-size

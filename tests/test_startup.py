@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from builder import render
+from builder.image import render
 from smoke_tests import nvml, startup
 from tests.conftest import ROOT
 

@@ -2,7 +2,8 @@
 
 import pytest
 
-from builder import build, urls
+from builder import urls
+from builder.image import build
 
 
 @pytest.mark.parametrize("given, shown", [

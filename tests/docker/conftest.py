@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from builder import base, build, network
+from builder.image import base, build
+from builder.wheels import network
 from tests.docker.containers import Keys
 
 # Never touches the user's torchyard:* images; TORCHYARD_TEST_REPO keeps parallel checkouts apart.

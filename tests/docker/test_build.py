@@ -7,7 +7,9 @@ import shutil
 import docker.errors
 import pytest
 
-from builder import base, build, context, layout, lock, network, render
+from builder import layout
+from builder.image import base, build, context, render
+from builder.wheels import lock, network
 from tests.conftest import ROOT
 from tests.docker.conftest import TAG, TEST_REPO
 

@@ -27,9 +27,9 @@ from pathlib import Path
 
 import pytest
 
-from builder import cache as wheel_cache
-from builder import lock
 from builder.urls import redact
+from builder.wheels import cache as wheel_cache
+from builder.wheels import lock
 from tests.conftest import ROOT
 from tests.docker.conftest import TAG, TEST_REPO
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from builder import base, build, network, render
+from builder.image import base, build, render
+from builder.wheels import network
 from tests.docker.conftest import TEST_REPO
 from tests.docker.test_compile import smoke
 

@@ -5,8 +5,10 @@ import re
 
 import pytest
 
-from builder import build, layout, lock, network, render
-from builder import cache as wheel_cache
+from builder import layout
+from builder.image import build, render
+from builder.wheels import cache as wheel_cache
+from builder.wheels import lock, network
 from tests.conftest import ROOT
 from tests.docker.conftest import TAG, TEST_REPO
 

@@ -11,7 +11,10 @@ import urllib.request
 
 import pytest
 
-from builder import build, layout, matrix_run, network, report, size
+from builder import layout, matrix_run
+from builder.image import build, size
+from builder.report import report
+from builder.wheels import network
 from tests.conftest import ROOT
 from tests.docker.conftest import TAG, TEST_REPO
 # The loopback registry (docker-registry with htpasswd) and a logged-in client, as test_registry.py makes them.

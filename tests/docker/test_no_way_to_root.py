@@ -24,7 +24,7 @@ import pytest
 
 from builder import layout
 from tests.docker.containers import Containers, ssh
-from tests.test_workspace import load_template
+from tests.host.test_workspace import load_template
 
 RECORDS = "/tmp/plant-records"
 NEW_UID, NEW_GID = 4321, 4322

@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from builder import layout, multinode
+from builder import layout
+from builder.jobs import multinode
 from tests.docker.conftest import TAG, TEST_REPO
 
 RUN_LABEL = "io.torchyard.smoke.run"

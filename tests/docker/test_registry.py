@@ -17,7 +17,7 @@ import urllib.request
 import docker
 import pytest
 
-from builder import registry
+from builder.image import registry
 from tests.docker.conftest import TAG
 
 pytestmark = pytest.mark.removes_the_built_image

@@ -5,7 +5,7 @@ import re
 import subprocess
 import sys
 
-from builder import size
+from builder.image import size
 from tests.conftest import ROOT
 from tests.docker.conftest import TAG, TEST_REPO
 

@@ -2,7 +2,8 @@
 
 import pytest
 
-from builder import build, network, verify
+from builder.image import build, verify
+from builder.wheels import network
 from tests.docker.conftest import TEST_REPO
 
 

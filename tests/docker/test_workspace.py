@@ -24,7 +24,8 @@ from pathlib import Path
 import docker.errors
 import pytest
 
-from builder import layout, workspace
+from builder import layout
+from builder.host import workspace
 from tests.docker.containers import Containers, Running, execute, free_port, logs, ssh, start_kernel
 
 START_TIMEOUT_S = 120
@@ -335,7 +336,7 @@ def test_health_turns_healthy_and_docker_stop_is_quick(containers, keys):
 
 # ---------------------------------------------------------------- make run
 def test_make_run_starts_the_workspace_and_prints_the_url_with_its_token(client, built, keys, tmp_path, free_host_port):
-    """What `make run` does (builder.workspace.start), on free ports and a name of the test's own."""
+    """What `make run` does (builder.host.workspace.start), on free ports and a name of the test's own."""
     ws = workspace.plan(built.image, "test", tmp_path / "workspace", "127.0.0.1", free_host_port(), free_host_port(),
                         environ={"PUBLIC_KEY_FILE": f"{keys.user}.pub"}, uid=4321, gid=4321,
                         name=f"torchyard-test-run-{uuid.uuid4().hex[:8]}")

@@ -1,0 +1,86 @@
+"""A tag's build context: images/<tag>/ plus what every image carries (layout.carried, the one list), as a tar
+made here rather than by the SDK, so that the same sources give the same bytes: every file at a fixed time,
+owned by root, with the mode the list gives (a checkout's umask or a stray chmod changes nothing). Its sha256
+is the image's io.torchyard.context.sha256 label, which `make matrix` compares to decide a build is current.
+
+Nothing of the host's settings is in it: no CA bundle, pip setting or credential (the build reads its wheels from
+the host's cache on loopback, builder/wheels/serve.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from builder import layout
+from builder.image import render
+from builder.image.base import SOURCE_DATE_EPOCH
+from builder.matrix.spec import ImageSpec
+
+SKIP = ("__pycache__", ".pytest_cache")  # what a checkout accumulates that no image needs
+
+
+@dataclass(frozen=True)
+class Context:
+    tar: bytes  # what the engine gets
+    sha256: str  # of that tar
+    files: tuple[str, ...]  # the sources' paths inside the context
+    sources: tuple[Path, ...]  # where they come from in the repository (for the revision's -dirty)
+
+
+def _files_under(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*")
+                  if p.is_file() and not any(part in SKIP or part.endswith(".pyc") for part in p.relative_to(folder).parts))
+
+
+def members(spec: ImageSpec, images: Path = layout.IMAGES, root: Path = layout.ROOT) -> dict[str, tuple[bytes, bool]]:
+    """context path -> (content, executable): every file of images/<tag>/, then each carried file or folder."""
+    folder = layout.tag_dir(spec.tag, images)
+    found = {p.relative_to(folder).as_posix(): (p.read_bytes(), False) for p in _files_under(folder)}
+    for item in layout.carried(spec.python):
+        source = root / item.source
+        if item.generated:
+            found[item.source] = (generated(spec, item.source).encode(), item.executable)
+        elif source.is_dir():
+            found.update({p.relative_to(root).as_posix(): (p.read_bytes(), item.executable) for p in _files_under(source)})
+        else:
+            found[item.source] = (source.read_bytes(), item.executable)
+    return found
+
+
+def generated(spec: ImageSpec, name: str) -> str:
+    if name == "matrix.json":
+        return render.siblings(spec)
+    raise ValueError(f"no generator for the carried file {name}")  # a new generated entry in layout.carried needs one
+
+
+def sources(spec: ImageSpec, images: Path = layout.IMAGES, root: Path = layout.ROOT) -> tuple[Path, ...]:
+    """The repository paths the context is made from: a generated file comes from matrix.yaml."""
+    carried = tuple(root / item.source for item in layout.carried(spec.python) if not item.generated)
+    made_from = (root / layout.MATRIX.name,) if any(item.generated for item in layout.carried(spec.python)) else ()
+    return (layout.tag_dir(spec.tag, images), *carried, *made_from)
+
+
+def _tar(files: dict[str, tuple[bytes, bool]]) -> bytes:
+    buffer = io.BytesIO()
+    folders = sorted({parent.as_posix() for name in files for parent in Path(name).parents if parent.as_posix() != "."})
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for name in folders:
+            info = tarfile.TarInfo(name)
+            info.type, info.mtime, info.mode = tarfile.DIRTYPE, int(SOURCE_DATE_EPOCH), 0o755
+            tar.addfile(info)
+        for name in sorted(files):
+            data, executable = files[name]
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode = len(data), int(SOURCE_DATE_EPOCH), 0o755 if executable else 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def assemble(spec: ImageSpec, images: Path = layout.IMAGES, root: Path = layout.ROOT) -> Context:
+    files = members(spec, images, root)
+    tar = _tar(files)
+    return Context(tar, hashlib.sha256(tar).hexdigest(), tuple(sorted(files)), sources(spec, images, root))

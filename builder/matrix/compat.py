@@ -1,0 +1,152 @@
+"""Compatibility facts (builder/matrix/compat.yaml) as typed, read-only objects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import yaml
+
+FACTS_FILE = Path(__file__).with_name("compat.yaml")
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    """'2.10.0' -> (2, 10, 0), so versions sort as numbers, not strings."""
+    return tuple(int(part) for part in version.split("."))
+
+
+def minor(version: str) -> str:
+    """'2.6.0' -> '2.6'."""
+    return ".".join(version.split(".")[:2])
+
+
+def cuda_of_variant(variant: str) -> str:
+    """'cu124' -> '12.4', 'cu118' -> '11.8', 'cu130' -> '13.0'."""
+    digits = variant.removeprefix("cu")
+    return f"{digits[:-1]}.{digits[-1]}"
+
+
+def cudnn_number(version: str) -> int:
+    """The integer torch.backends.cudnn.version() reports: 9.1.0.70 -> 90100, 8.9.2.26 -> 8902."""
+    major, minor_, patch = (int(p) for p in version.split(".")[:3])
+    return major * 10000 + minor_ * 100 + patch if major >= 9 else major * 1000 + minor_ * 100 + patch
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str  # cu124
+    cuda_runtime: str | None  # 12.4.127, the nvidia-cuda-runtime the wheel pins; None: not recorded
+    cudnn: str | None
+    nccl: str | None
+    archs: tuple[str, ...] | None  # None: not recorded
+
+    @property
+    def cuda(self) -> str:
+        return cuda_of_variant(self.name)
+
+
+@dataclass(frozen=True)
+class TorchRelease:
+    version: str
+    torchvision: str
+    torchaudio: str | None
+    python: tuple[str, ...]  # CPython versions torch has wheels for
+    pypi_variant: str
+    variants: dict[str, Variant]
+    torchvision_python: tuple[str, ...] | None = None  # where torchvision's wheels cover fewer than torch's
+
+    @property
+    def minor(self) -> str:
+        return minor(self.version)
+
+    def missing_wheels(self, python: str) -> str | None:
+        """Which of torch and torchvision publishes no wheel for this Python, with the versions each has; None: both do."""
+        if python not in self.python:
+            return f"torch {self.version} has no wheels for Python {python} (it has {', '.join(self.python)})"
+        if self.torchvision_python and python not in self.torchvision_python:
+            return (f"torchvision {self.torchvision} (the one torch {self.version} pairs with) has no wheels for Python "
+                    f"{python} (it has {', '.join(self.torchvision_python)}, torch has {', '.join(self.python)})")
+        return None
+
+
+NVCC_SOURCES = ("pypi", "debian")
+
+
+@dataclass(frozen=True)
+class Nvcc:
+    """Where a -devel image's CUDA compiler comes from: PyPI wheels in the venv, or a Debian package."""
+
+    source: str  # one of NVCC_SOURCES
+    home: str  # CUDA_HOME: inside site-packages for pypi, an absolute path for debian
+    packages: tuple[tuple[str, str], ...]  # (wheel or Debian package, version): the compiler, pinned as one release
+    suite: str | None = None  # debian: the suite whose package it is
+    component: str | None = None  # debian: its archive area (non-free), which the base must carry
+    host_driver_provides: tuple[str, ...] = ()  # debian: driver libraries the host mounts at run time
+
+    @property
+    def version(self) -> str:
+        return self.packages[0][1]
+
+
+@dataclass(frozen=True)
+class Facts:
+    debian_python: dict[str, str]
+    minor_compat_floor: dict[str, str]
+    toolkit_driver: dict[str, str | None]
+    nvcc: dict[str, Nvcc]
+    releases: dict[str, TorchRelease]
+
+    def release(self, torch: str) -> TorchRelease | None:
+        """The release for '2.6.0', or for a bare minor like '2.6'."""
+        if torch in self.releases:
+            return self.releases[torch]
+        return next((r for r in self.releases.values() if r.minor == torch), None)
+
+    def release_for_minor(self, minor_: str) -> TorchRelease | None:
+        return next((r for r in self.releases.values() if r.minor == minor_), None)
+
+    def min_driver(self, cuda: str) -> str:
+        """The oldest driver that runs an image built for this CUDA (minor-version compatibility)."""
+        return self.minor_compat_floor[cuda.split(".")[0]]
+
+
+def _nvcc(raw: dict) -> Nvcc:
+    if raw["source"] not in NVCC_SOURCES:
+        raise ValueError(f"compat.yaml: nvcc source {raw['source']!r} is not one of {', '.join(NVCC_SOURCES)}")
+    return Nvcc(source=raw["source"], home=raw["home"], packages=tuple(raw["packages"].items()),
+                suite=raw.get("suite"), component=raw.get("component"),
+                host_driver_provides=tuple(raw.get("host_driver_provides", ())))
+
+
+@cache
+def load(path: Path = FACTS_FILE) -> Facts:
+    raw = yaml.safe_load(path.read_text())
+    releases = {}
+    for version, r in raw["torch"].items():
+        variants = {
+            name: Variant(
+                name=name,
+                cuda_runtime=v["cuda"],
+                cudnn=v["cudnn"],
+                nccl=v["nccl"],
+                archs=tuple(v["archs"]) if v["archs"] else None,
+            )
+            for name, v in r["variants"].items()
+        }
+        releases[version] = TorchRelease(
+            version=version,
+            torchvision=r["torchvision"],
+            torchaudio=r["torchaudio"],
+            python=tuple(r["python"]),
+            torchvision_python=tuple(r["torchvision_python"]) if "torchvision_python" in r else None,
+            pypi_variant=r["pypi"],
+            variants=variants,
+        )
+    return Facts(
+        debian_python={suite: d["python"] for suite, d in raw["debian"].items()},
+        minor_compat_floor=raw["driver"]["minor_compat_floor"],
+        toolkit_driver=raw["driver"]["toolkit"],
+        nvcc={cuda: _nvcc(n) for cuda, n in raw["nvcc"].items()},
+        releases=dict(sorted(releases.items(), key=lambda kv: version_key(kv[0]))),
+    )

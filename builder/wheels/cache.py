@@ -1,0 +1,282 @@
+"""The wheel cache: every locked artifact, fetched once by the host and kept by its sha256.
+
+`make fetch` (and `make build`, for what is missing) downloads each artifact a tag's locks name, with the host's
+CA bundle and the credentials of the index it comes from (sent to that origin only, never on a redirect to
+another), checks its sha256 and only then renames it into place: nothing half-written or unchecked ever has a
+name in the cache. An entry is hashed again before each build, so a corrupt one is fetched anew. One cache serves
+every tag (the cu12 nvidia-* wheels are the same for several torch releases), and a filled cache builds with no
+index reachable: the build reads it from builder/wheels/serve.py, on loopback.
+
+    <cache>/sha256/<hex>      the artifact whose sha256 is <hex> (its file name is in the lock)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import ssl
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+
+from builder import layout, urls
+from builder.heartbeat import Heartbeat
+from builder.matrix.spec import ImageSpec
+from builder.units import human
+from builder.wheels import lock
+from builder.wheels.lock import Locked
+from builder.wheels.network import NetworkSettings
+
+WORKERS = 4  # downloads at once: enough to fill the link with a few large wheels
+CHUNK = 1 << 20
+ATTEMPTS = 3  # a dropped connection is tried again; a wrong sha256 is not
+HEARTBEAT_S = 5
+TIMEOUT_S = 60  # per read, not per file
+MAX_REDIRECTS = 5
+
+
+class FetchError(Exception):
+    pass
+
+
+class _Stopped(Exception):
+    """Another download failed: this one gives up too."""
+
+
+@dataclass(frozen=True)
+class Wanted:
+    package: Locked
+    lock: str  # the lock file that names it (images/<tag>/<file>), for messages
+    tag: str
+
+
+@dataclass(frozen=True)
+class Fetched:
+    files: int  # artifacts the locks name (each once)
+    downloaded: int  # of them, fetched now
+    bytes: int  # bytes downloaded now
+    seconds: float
+
+
+def folder(env: dict[str, str] | None = None) -> Path:
+    return layout.cache_dir(env) / "sha256"
+
+
+def path(sha256: str, cache: Path) -> Path:
+    return cache / sha256
+
+
+def file_sha256(file: Path) -> str:
+    digest = hashlib.sha256()
+    with file.open("rb") as f:
+        for block in iter(lambda: f.read(CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def wanted(specs: list[ImageSpec], images: Path = layout.IMAGES) -> list[Wanted]:
+    """Each artifact the tags' locks name, once (by sha256), in lock order."""
+    seen: dict[str, Wanted] = {}
+    for spec in specs:
+        for file in layout.LOCKS:
+            where = images / spec.tag / file
+            for package in lock.read(where):
+                seen.setdefault(package.sha256, Wanted(package, f"images/{spec.tag}/{file}", spec.tag))
+    return list(seen.values())
+
+
+def intact(sha256: str, cache: Path) -> bool | None:
+    """True: in the cache with its sha256; None: absent; False: there but corrupt."""
+    file = path(sha256, cache)
+    if not file.is_file():
+        return None
+    return file_sha256(file) == sha256
+
+
+def authorization(network: NetworkSettings, url: str) -> dict[str, str]:
+    """The Authorization header for an artifact: the credentials of the configured index on the artifact's own
+    origin (scheme, host and port), or none. A lock keeps URLs without credentials; the host's settings hold them."""
+    target = urllib.parse.urlsplit(url)
+    for index in [*network.pip.get("index-url", []), *network.pip.get("extra-index-url", []), network.torch_index]:
+        parts = urllib.parse.urlsplit(index)
+        if (parts.scheme, parts.hostname, parts.port) == (target.scheme, target.hostname, target.port):
+            header = urls.basic_auth(index)
+            if header:
+                return header
+    return {}
+
+
+class _Progress(Heartbeat):
+    def __init__(self, say, files: int):
+        super().__init__(HEARTBEAT_S)
+        self.say, self.files = say, files
+        self.done = self.finished = 0
+        self._lock = threading.Lock()
+
+    def add(self, n: int) -> None:
+        with self._lock:
+            self.done += n
+
+    def finish(self) -> None:
+        with self._lock:
+            self.finished += 1
+
+    def line(self) -> str:
+        rate = self.done / max(self.seconds(), 1e-3)
+        return f"{human(self.done)} ({human(rate)}/s), {self.finished} of {self.files} files"
+
+    def beat(self) -> None:
+        self.say(f"[{self.seconds():6.1f}s] fetching: {self.line()}")
+
+
+class _Connections(threading.local):
+    """One kept-alive connection per host and download thread: a lock's hundred small wheels then cost one DNS
+    lookup and one TLS handshake per thread, not one each. HTTPS_PROXY/HTTP_PROXY and NO_PROXY are honoured as
+    urllib would."""
+
+    def __init__(self, context: ssl.SSLContext):
+        self.context, self.open = context, {}
+
+    def get(self, url: str, headers: dict[str, str]) -> http.client.HTTPResponse:
+        """GET url, following redirects; the Authorization header goes to the first origin only."""
+        for _ in range(MAX_REDIRECTS + 1):
+            parts = urllib.parse.urlsplit(url)
+            target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            for attempt in (1, 2):  # a kept-alive connection the server has closed is opened again, once
+                connection = self._connection(parts)
+                try:
+                    connection.request("GET", target, headers=headers)
+                    response = connection.getresponse()
+                    break
+                except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                    self.drop(parts)
+                    if attempt == 2:
+                        raise
+            if response.status not in (301, 302, 303, 307, 308):
+                return response
+            response.read()
+            following = urllib.parse.urljoin(url, response.getheader("Location", ""))
+            moved = urllib.parse.urlsplit(following)
+            if (moved.scheme, moved.netloc) != (parts.scheme, parts.netloc):
+                headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+            url = following
+        raise urllib.error.URLError(f"more than {MAX_REDIRECTS} redirects")
+
+    def _connection(self, parts: urllib.parse.SplitResult) -> http.client.HTTPConnection:
+        key = (parts.scheme, parts.hostname, parts.port)
+        if key not in self.open:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            proxy = None if urllib.request.proxy_bypass(parts.hostname or "") else urllib.request.getproxies().get(parts.scheme)
+            where = urllib.parse.urlsplit(proxy) if proxy else None
+            host, connect_port = (where.hostname, where.port or 80) if where else (parts.hostname, port)
+            if parts.scheme == "https":
+                connection = http.client.HTTPSConnection(host, connect_port, timeout=TIMEOUT_S, context=self.context)
+            else:
+                connection = http.client.HTTPConnection(host, connect_port, timeout=TIMEOUT_S)
+            if where:
+                connection.set_tunnel(parts.hostname, port)
+            self.open[key] = connection
+        return self.open[key]
+
+    def drop(self, parts: urllib.parse.SplitResult) -> None:
+        connection = self.open.pop((parts.scheme, parts.hostname, parts.port), None)
+        if connection is not None:
+            connection.close()
+
+
+def _download(item: Wanted, cache: Path, network: NetworkSettings, connections: _Connections,
+              progress: _Progress, stop: threading.Event) -> None:
+    package = item.package
+    headers = {"User-Agent": "torchyard", **authorization(network, package.url)}
+    target = path(package.sha256, cache)
+    for attempt in range(1, ATTEMPTS + 1):
+        got = 0
+        fd, tmp = tempfile.mkstemp(prefix=f".{package.sha256[:16]}-", suffix=".part", dir=cache)
+        try:
+            digest = hashlib.sha256()
+            with os.fdopen(fd, "wb") as out:
+                response = connections.get(package.url, headers)
+                if response.status != 200:
+                    response.read()
+                    raise urllib.error.HTTPError(urls.redact(package.url), response.status, response.reason,
+                                                 response.headers, None)
+                for block in iter(lambda: response.read(CHUNK), b""):
+                    if stop.is_set():
+                        raise _Stopped()
+                    out.write(block)
+                    digest.update(block)
+                    got += len(block)
+                    progress.add(len(block))
+            if digest.hexdigest() != package.sha256:
+                raise FetchError(
+                    f"the sha256 of {package.name} {package.version} ({package.filename}) is {digest.hexdigest()}, "
+                    f"but {item.lock} says {package.sha256}: either the lock was edited or the index serves another "
+                    f"file; `make lock TAG={item.tag}` re-resolves after review. Nothing was kept.")
+            os.replace(tmp, target)  # only a checked file gets the name
+            return
+        except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
+            connections.drop(urllib.parse.urlsplit(package.url))
+            progress.add(-got)
+            reason = (f"HTTP {e.code} {e.reason}" if isinstance(e, urllib.error.HTTPError)
+                      else getattr(e, "reason", None) or e)
+            if (isinstance(e, urllib.error.HTTPError) and e.code < 500) or attempt == ATTEMPTS:
+                raise FetchError(f"cannot fetch {package.name} {package.version} from {urls.redact(package.url)} "
+                                 f"(named by {item.lock}): {urls.redact(str(reason))}") from None
+        except BaseException:
+            connections.drop(urllib.parse.urlsplit(package.url))  # a half-read response: the connection is spent
+            raise
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+
+def fetch(items: list[Wanted], network: NetworkSettings, say=print, cache: Path | None = None,
+          workers: int = WORKERS, ready=lambda sha256: None, stop: threading.Event | None = None) -> Fetched:
+    """Make every artifact present and intact in the cache; FetchError naming the package and its lock when one
+    cannot be fetched or differs from its lock (the other downloads then stop, leaving nothing half-written).
+    ready(sha256) is called for each artifact as soon as it is known intact (a build may read it from then on);
+    setting `stop` makes the downloads give up."""
+    cache = cache or folder()
+    cache.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=workers) as pool:  # hashing releases the GIL: checks run side by side
+        states = list(pool.map(lambda item: intact(item.package.sha256, cache), items))
+    missing = []
+    for item, state in zip(items, states):
+        if state is False:
+            say(f"the cached {item.package.filename} is corrupt (not the sha256 {item.lock} names); fetching it again")
+            path(item.package.sha256, cache).unlink()
+        if state:
+            ready(item.package.sha256)
+        else:
+            missing.append(item)
+    if not missing:
+        return Fetched(len(items), 0, 0, time.monotonic() - started)
+    say(f"fetching {len(missing)} of {len(items)} artifacts into {cache}")
+    connections = _Connections(network.tls_context())
+    stop = stop or threading.Event()
+    with _Progress(say, len(missing)) as progress, ThreadPoolExecutor(max_workers=workers) as pool:
+        def one(item: Wanted) -> None:
+            _download(item, cache, network, connections, progress, stop)
+            ready(item.package.sha256)
+            progress.finish()
+
+        futures = [pool.submit(one, item) for item in sorted(missing, key=lambda i: i.package.name)]
+        try:
+            wait(futures, return_when=FIRST_EXCEPTION)
+        finally:
+            failed = [f.exception() for f in futures if f.done() and f.exception()]
+            if failed or not all(f.done() for f in futures):  # a failure, a stop from outside, or interrupted
+                stop.set()  # the other downloads stop and leave nothing behind
+                pool.shutdown(cancel_futures=True)
+        if failed:
+            raise failed[0]
+    say(f"fetched {progress.line()} in {progress.seconds():.1f}s")
+    return Fetched(len(items), len(missing), progress.done, time.monotonic() - started)

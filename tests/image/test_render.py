@@ -1,0 +1,227 @@
+"""Rendering: committed images/ equal a fresh render; decisions are Python's, build inputs stay out."""
+
+import filecmp
+import itertools
+import json
+import os
+
+import jinja2
+import pytest
+
+from builder import layout
+from builder.image import render
+from builder.wheels import lock, serve
+from tests.conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def specs(shipped):
+    return shipped.specs
+
+
+def test_committed_images_match_a_fresh_render(specs):
+    differ = [d for s in specs.values() for d in render.diff(s)]
+    stale = [p.name for p in render.stale(list(specs))]
+    assert differ == [] and stale == [], "run `make render` and commit images/"
+
+
+def test_diff_names_an_edited_file(specs, tmp_path):
+    spec = specs["v2.6-cu124"]
+    assert render.write(spec, tmp_path) is True
+    assert render.write(spec, tmp_path) is False  # nothing changed the second time
+    (tmp_path / spec.tag / "Dockerfile").write_text("FROM scratch\n")
+    (tmp_path / spec.tag / "extra.txt").write_text("")
+    assert render.diff(spec, tmp_path) == ["v2.6-cu124/Dockerfile", "v2.6-cu124/extra.txt (not rendered)"]
+
+
+def test_a_missing_variable_is_an_error_not_an_empty_string(specs):
+    context = render.context(specs["v2.6-cu124"])
+    del context["base_image"]
+    with pytest.raises(jinja2.UndefinedError):
+        render._env.get_template("Dockerfile.j2").render(context)
+
+
+def test_pypi_variant_installs_plain_pins_from_the_configured_index(specs):
+    files = render.render(specs["v2.6-cu124"])
+    assert "nvidia-ml-py==13.615.71" in files["requirements.txt"].splitlines()  # the smoke suite reads NVML
+    assert files["requirements.txt"].splitlines()[:2] == ["torch==2.6.0", "torchvision==0.21.0"]
+    assert "--index-url" not in files["Dockerfile"]
+
+
+def test_index_variant_pins_the_local_version_and_installs_from_the_cache_like_any_tag(specs):
+    files = render.render(specs["v2.6-cu118"])
+    assert files["requirements.txt"].splitlines()[:2] == ["torch==2.6.0+cu118", "torchvision==0.21.0+cu118"]
+    assert "download.pytorch.org" not in files["Dockerfile"] and "--index-url" not in files["Dockerfile"]
+
+
+@pytest.mark.parametrize("tag", ["v2.6-cu124", "v2.6-cu118", "v2.15-cu132-devel"])
+def test_one_stage_installs_only_from_the_loopback_cache_and_nothing_of_the_hosts_settings(specs, tag):
+    dockerfile = render.render(specs[tag])["Dockerfile"]
+    assert dockerfile.count("\nFROM ") == 1  # one stage: no venv copied between stages
+    for leak in ("build-inputs", "PIP_CONFIG_FILE", "TORCH_INDEX_URL", "index-url", "--cert", "ca-bundle", "ARG PIP", "netrc"):
+        assert leak not in dockerfile, leak
+    installs = [line for line in dockerfile.splitlines() if "/pip install " in line]
+    assert len(installs) == 2
+    for line in installs:
+        assert f"--no-index --find-links {serve.URL} --trusted-host {serve.HOST}" in line
+        assert " ".join(lock.INSTALL_OPTIONS) in line  # every sha256 required
+
+
+def test_torch_and_the_workspace_are_layers_of_their_own_each_compiled_once(specs):
+    dockerfile = render.render(specs["v2.6-cu124"])["Dockerfile"]
+    instructions = dockerfile.replace("\\\n", "").splitlines()  # one line per instruction
+    torch_step = next(line for line in instructions if f"-r {layout.SHARE}/{layout.LOCK_FILE}" in line)
+    workspace_step = next(line for line in instructions if f"-r {layout.SHARE}/{layout.WORKSPACE_LOCK_FILE}" in line)
+    # the workspace's lock comes in after torch's step, so a change to it leaves that step cached
+    assert instructions.index(torch_step) < instructions.index(f"COPY {layout.WORKSPACE_LOCK_FILE} "
+                                                               f"{layout.SHARE}/{layout.WORKSPACE_LOCK_FILE}")
+    assert instructions.index(torch_step) < instructions.index(workspace_step)
+    assert "compile_dir" in torch_step and "force=True" in torch_step  # pip's own .pyc too
+    assert "cache_from_source" in workspace_step and "compile_dir" not in workspace_step  # only what has no .pyc yet
+    for step in (torch_step, workspace_step):
+        assert "UNCHECKED_HASH" in step and "PYTHONHASHSEED=0" in step
+
+
+def test_labels_carry_the_spec(specs):
+    dockerfile = render.render(specs["v2.6-cu124"])["Dockerfile"]
+    for label in ('io.torchyard.torch="2.6.0"', 'io.torchyard.cudnn="9.1.0.70"', 'io.torchyard.nccl="2.21.5"',
+                  'io.torchyard.driver.min="525.60.13"', 'org.opencontainers.image.version="v2.6-cu124"'):
+        assert label in dockerfile
+
+
+def test_devel_adds_the_compiler_and_cuda_home(specs):
+    spec = specs["v2.15-cu132-devel"]
+    files = render.render(spec)
+    for package in ("nvidia-cuda-nvcc", "nvidia-nvvm", "nvidia-cuda-crt"):
+        assert f"{package}==13.2.86\n" in files["requirements.txt"]
+    assert "build-essential" in files["Dockerfile"]
+    assert "CUDA_HOME=/opt/venv/lib/python3.11/site-packages/nvidia/cu13" in files["Dockerfile"]
+    assert "build-essential" not in render.render(specs["v2.15-cu132"])["Dockerfile"]
+
+
+def test_every_image_carries_its_check_and_spec(specs):
+    files = render.render(specs["v2.6-cu124"])
+    assert f"COPY image_files/check_image.py {layout.SHARE}/check_image.py\n" in files["Dockerfile"]
+    assert f"COPY spec.json {layout.SHARE}/spec.json\n" in files["Dockerfile"]
+    assert '"cudnn": "9.1.0.70"' in files["spec.json"]
+
+
+@pytest.mark.parametrize("tag", ["v2.6-cu124", "v2.6-cu124-devel", "v2.15-cu132-devel"])
+def test_every_carried_file_is_copied_once_from_the_one_list_after_the_environment(specs, tag):
+    spec = specs[tag]
+    dockerfile = render.render(spec)["Dockerfile"]
+    copies = [line.split()[1:] for line in dockerfile.splitlines() if line.startswith("COPY ")]
+    carried = [[item.source + slash, item.target + slash] for item in layout.carried(spec.python)
+               for slash in ["/" if (layout.ROOT / item.source).is_dir() else ""]]
+    start = copies.index(carried[0])
+    assert copies[start:start + len(carried)] == carried
+    assert copies.index([layout.WORKSPACE_LOCK_FILE, f"{layout.SHARE}/{layout.WORKSPACE_LOCK_FILE}"]) < start
+    assert "chmod" not in dockerfile  # the modes come with the context (builder/image/context.py)
+
+
+def test_install_flags_are_one_list_shared_by_the_lock_and_the_dockerfile(specs):
+    dockerfile = render.render(specs["v2.6-cu124"])["Dockerfile"]
+    assert dockerfile.count(" ".join(lock.INSTALL_OPTIONS)) == 2  # torch's step and the workspace's
+    assert "--only-binary=:all:" in lock.INSTALL_OPTIONS
+
+
+def test_images_hold_only_what_varies_by_tag(specs):
+    """No file under images/ is a copy of another tag's (requirement inputs and locks aside): what every image
+    carries lives once, in image_files/ and smoke_tests/."""
+    allowed = {layout.REQUIREMENTS, layout.WORKSPACE_REQUIREMENTS, *layout.LOCKS}
+    files = sorted(p for p in (ROOT / "images").rglob("*") if p.is_file() and p.name not in allowed)
+    same = [(a.relative_to(ROOT), b.relative_to(ROOT)) for a, b in itertools.combinations(files, 2)
+            if a.parent != b.parent and a.stat().st_size == b.stat().st_size and filecmp.cmp(a, b, shallow=False)]
+    assert same == []
+
+
+def test_templates_hold_templates_only():
+    assert all(p.name.endswith(".j2") for p in layout.TEMPLATES.iterdir())
+    assert all((layout.ROOT / item.source).exists() for item in layout.carried("3.11") if not item.generated)
+
+
+def test_every_image_carries_what_torch_compile_needs_in_a_layer_of_its_own(specs):
+    for tag in ("v2.6-cu124", "v2.6-cu118", "v2.15-cu132", "v2.6-cu124-devel"):
+        dockerfile = render.render(specs[tag])["Dockerfile"]
+        install = f"apt-get install -y --no-install-recommends {' '.join(render.COMPILE_APT_PACKAGES)} \\\n"
+        assert dockerfile.count(install) == 1 and install in dockerfile, tag
+        assert "# torch.compile:" in dockerfile
+
+
+def test_pip_and_uv_are_held_to_the_images_constraints(specs):
+    files = render.render(specs["v2.6-cu124"])
+    assert f"PIP_CONSTRAINT={layout.CONSTRAINTS} \\" in files["Dockerfile"]
+    assert f"UV_CONSTRAINT={layout.CONSTRAINTS} \\" in files["Dockerfile"]
+    assert f"python {layout.SHARE}/constraints.py {layout.SHARE}" in files["Dockerfile"]
+    assert '"constrained": [\n    "torch",\n    "torchvision"\n  ]' in files["spec.json"]
+    assert (layout.IMAGE_FILES / "torchyard-pip-guard.pth").read_text() == "import torchyard_pip_guard\n"
+    site = "/opt/venv/lib/python3.11/site-packages"
+    assert f"COPY image_files/torchyard-pip-guard.pth {site}/torchyard-pip-guard.pth\n" in files["Dockerfile"]
+    assert f"COPY image_files/pip_guard.py {site}/torchyard_pip_guard.py\n" in files["Dockerfile"]
+    assert render.constrained(specs["v2.15-cu132-devel"])[2:] == ["nvidia-cuda-nvcc", "nvidia-nvvm", "nvidia-cuda-crt"]
+
+
+def test_jupyterlab_gets_the_overrides_that_silence_the_news_prompt(specs):
+    files = render.render(specs["v2.6-cu124"])
+    assert "COPY image_files/jupyterlab_overrides.json /opt/venv/share/jupyter/lab/settings/overrides.json" in files["Dockerfile"]
+    overrides = json.loads((layout.IMAGE_FILES / "jupyterlab_overrides.json").read_text())
+    assert overrides["@jupyterlab/apputils-extension:notification"] == {"checkForUpdates": False, "fetchNews": "false"}
+
+
+def test_cuda_12_4_devel_installs_debians_toolkit_on_trixie_without_a_driver(specs):
+    spec = specs["v2.6-cu124-devel"]
+    files = render.render(spec)
+    dockerfile = files["Dockerfile"]
+    assert dockerfile.startswith("# Generated") and "\nFROM torchyard-base:trixie-non-free\n" in dockerfile
+    assert "COPY smoke_tests/ /opt/venv/lib/python3.13/site-packages/smoke_tests/" in dockerfile
+    final = dockerfile
+    assert ("apt-get install -y --no-install-recommends build-essential ninja-build /tmp/torchyard-host-driver.deb "
+            "nvidia-cuda-toolkit") in final
+    assert "CUDA_HOME=/usr \\" in final and "PATH=/opt/venv/bin:$PATH \\" in final
+    assert "nvidia-cuda-nvcc" not in files["requirements.txt"]  # the compiler is Debian's, not a wheel
+    control = files["devel/torchyard-host-driver/DEBIAN/control"]
+    assert "Provides: libcuda-12.4-1, libcuda.so.1 (= 550.54.14), libnvidia-ml.so.1 (= 550.54.14)\n" in control
+    assert files["devel/dpkg-cuda-static"].splitlines()[1:] == render.CUDA_STATIC_EXCLUDES
+    assert f"COPY devel/dpkg-cuda-static {render.DPKG_EXCLUDES}" in final
+    assert json.loads(files["spec.json"])["nvcc"]["source"] == "debian"
+
+
+def _cli(*args, cwd=ROOT):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "builder", *args], cwd=cwd, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "DOCKER_HOST": "unix:///nonexistent/docker.sock"})
+
+
+def test_render_of_a_one_tag_matrix_deletes_nothing_and_says_how(tmp_path):
+    one = tmp_path / "one-tag.yaml"
+    one.write_text('default: v2.6-cu124\nimages:\n  v2.6-cu124: {torch: "2.6.0", size_budget: 6.5GB}\n')
+    before = {p: p.stat().st_mtime_ns for p in (ROOT / "images").rglob("*")}
+    result = _cli("--matrix", str(one), "render")
+    assert result.returncode == 0, result.stderr
+    assert {p: p.stat().st_mtime_ns for p in (ROOT / "images").rglob("*")} == before
+    assert f"kept {len(list((ROOT / 'images').iterdir())) - 1} folder(s) of tags not in one-tag.yaml" in result.stdout
+    assert "images/v2.5-cu124 (holds requirements-workspace.lock, requirements.lock)" in result.stdout
+    assert "make render PRUNE=1" in result.stdout
+
+
+def test_render_prune_removes_the_folders_of_other_tags(tmp_path):
+    """In a copy of the repository: --prune is the one way render deletes."""
+    import shutil
+    import subprocess
+
+    copy = tmp_path / "repo"
+    listed = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            capture_output=True, text=True, check=True).stdout.split("\0")
+    for rel in filter(None, listed):
+        if (ROOT / rel).is_file():
+            (copy / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, copy / rel)
+    (copy / "matrix.yaml").write_text('default: v2.6-cu124\nimages:\n  v2.6-cu124: {torch: "2.6.0", size_budget: 6.5GB}\n')
+    assert "kept" in _cli("render", cwd=copy).stdout
+    result = _cli("render", "--prune", cwd=copy)
+    assert result.returncode == 0, result.stderr
+    assert [p.name for p in (copy / "images").iterdir()] == ["v2.6-cu124"]
+    assert "removed images/v2.5-cu124 (not in matrix.yaml)" in result.stdout
+    assert (copy / "images" / "v2.6-cu124" / "requirements.lock").is_file()

@@ -1,0 +1,61 @@
+"""The compatibility facts hold together: every derived value the code needs is there."""
+
+from builder.matrix.compat import cuda_of_variant, cudnn_number
+
+
+def test_every_release_publishes_its_pypi_variant(facts):
+    for release in facts.releases.values():
+        assert release.pypi_variant in release.variants, release.version
+
+
+def test_variant_runtime_matches_its_name(facts):
+    for release in facts.releases.values():
+        for v in release.variants.values():
+            if v.cuda_runtime is not None:
+                assert v.cuda_runtime.startswith(v.cuda + "."), (release.version, v.name, v.cuda_runtime)
+
+
+def test_every_cuda_has_a_driver_floor(facts):
+    for release in facts.releases.values():
+        for v in release.variants.values():
+            assert facts.min_driver(v.cuda), (release.version, v.name)
+
+
+def test_every_debian_python_has_torch_wheels_somewhere(facts):
+    for suite, python in facts.debian_python.items():
+        assert any(python in r.python for r in facts.releases.values()), suite
+
+
+def test_derived_numbers():
+    assert cuda_of_variant("cu124") == "12.4"
+    assert cuda_of_variant("cu118") == "11.8"
+    assert cuda_of_variant("cu130") == "13.0"
+    assert cudnn_number("9.1.0.70") == 90100
+    assert cudnn_number("9.10.2.21") == 91002
+    assert cudnn_number("8.9.2.26") == 8902
+
+
+def test_releases_sort_as_numbers(facts):
+    versions = list(facts.releases)
+    assert versions.index("2.9.1") < versions.index("2.10.0")
+    assert facts.release("2.6").version == "2.6.0"
+
+
+def test_the_pypi_variant_is_fully_recorded(facts):
+    """The PyPI wheel's pins are read from its metadata, so nothing about it may be unknown."""
+    for release in facts.releases.values():
+        v = release.variants[release.pypi_variant]
+        assert v.cuda_runtime and v.cudnn and v.nccl, release.version
+
+
+def test_the_matrix_ships_every_published_variant(facts, shipped):
+    tags = {(spec.torch, spec.cuda_variant) for spec in shipped.specs.values()}
+    for release in facts.releases.values():
+        for name in release.variants:
+            assert (release.version, name) in tags, f"v{release.minor}-{name}"
+
+
+def test_a_minor_with_no_release_is_none(facts):
+    assert facts.release_for_minor("2.6").version == "2.6.0"
+    assert facts.release_for_minor("1.13") is None
+    assert facts.release("1.13.1") is None and facts.release("1.13") is None

@@ -1,0 +1,410 @@
+"""Validation of matrix.yaml: every refusal says what, where (file:line, tag, key) and what is right."""
+
+import pytest
+
+from builder.matrix import spec as matrix
+from builder.matrix.spec import MatrixError
+
+
+def problems(path, facts) -> list[str]:
+    with pytest.raises(MatrixError) as e:
+        matrix.load(path, facts)
+    return [str(p) for p in e.value.problems]
+
+
+def one_problem(path, facts) -> str:
+    found = problems(path, facts)
+    assert len(found) == 1, found
+    return found[0]
+
+
+def test_the_shipped_matrix_is_valid(shipped):
+    assert shipped.default in shipped.specs
+    assert "v2.6-cu124" in shipped.specs
+
+
+def test_a_valid_entry_derives_everything_from_the_facts(write_matrix, facts):
+    m = matrix.load(write_matrix("""
+        default: v2.6-cu124
+        images:
+          v2.6-cu124: {torch: "2.6.0"}
+          v2.6-cu118: {torch: "2.6"}
+    """), facts)
+    spec = m.specs["v2.6-cu124"]
+    assert (spec.torch, spec.torchvision, spec.cuda, spec.cudnn, spec.nccl) == ("2.6.0", "0.21.0", "12.4", "9.1.0.70", "2.21.5")
+    assert (spec.python, spec.min_driver, spec.index, spec.base.image) == ("3.11", "525.60.13", "pypi", "torchyard-base:bookworm")
+    assert m.specs["v2.6-cu118"].index == "cu118"
+    assert m.specs["v2.6-cu118"].min_driver == "450.80.02"
+
+
+def test_unknown_torch_version(write_matrix, facts):
+    message = one_problem(write_matrix("""
+        default: v2.6-cu124
+        images:
+          v2.6-cu124: {torch: "2.6.7"}
+    """), facts)
+    assert "matrix.yaml:3: images.v2.6-cu124.torch" in message
+    assert "unknown torch version '2.6.7'" in message and "2.6.0" in message
+
+
+def test_torchvision_not_matching_torch(write_matrix, facts):
+    message = one_problem(write_matrix("""
+        default: v2.6-cu124
+        images:
+          v2.6-cu124:
+            torch: "2.6.0"
+            torchvision: "0.20.1"
+    """), facts)
+    assert "matrix.yaml:5: images.v2.6-cu124.torchvision" in message
+    assert "torchvision 0.21.0" in message
+
+
+def test_cuda_variant_never_published(write_matrix, facts):
+    message = one_problem(write_matrix("""
+        default: v2.6-cu124
+        images:
+          v2.6-cu124: {torch: "2.6.0"}
+          v2.6-cu121: {torch: "2.6.0"}
+    """), facts)
+    assert "images.v2.6-cu121.cuda" in message
+    for name in ("cu118", "cu124", "cu126", "v2.6-cu124", "v2.5-cu121", "525.60.13"):
+        assert name in message
+
+
+def test_cudnn_the_wheel_does_not_bundle(write_matrix, facts):
+    message = one_problem(write_matrix("""
+        default: v2.6-cu124
+        images:
+          v2.6-cu124:
+            torch: "2.6.0"
+            cudnn: "8.9"
+    """), facts)
+    assert "matrix.yaml:5: images.v2.6-cu124.cudnn" in message
+    assert "bundles cuDNN 9.1.0.70, not 8.9" in message
+
+
+def test_cudnn_prefix_of_the_bundled_one_is_accepted(write_matrix, facts):
+    m = matrix.load(write_matrix("""
+        default: v2.6-cu124
+        images:
+          v2.6-cu124: {torch: "2.6.0", cudnn: "9.1"}
+    """), facts)
+    assert m.specs["v2.6-cu124"].cudnn == "9.1.0.70"
+
+
+@pytest.mark.parametrize("key, given, right", [
+    ("torchvision", "0.21.1", "0.21.0"),  # a patch release torch 2.6.0 does not pair with
+    ("torchvision", "0.21.0.1", "0.21.0"),
+    ("cudnn", "9.1.1", "9.1.0.70"),  # same major.minor, another patch: a different library
+    ("cudnn", "9.1.0.71", "9.1.0.70"),
+])
+def test_a_patch_mismatch_is_a_mismatch(write_matrix, facts, key, given, right):
+    message = one_problem(write_matrix(f"""
+        default: v2.6-cu124
+        images:
+          v2.6-cu124: {{torch: "2.6.0", {key}: "{given}"}}
+    """), facts)
+    assert f"images.v2.6-cu124.{key}" in message and given in message and right in message
+
+
+@pytest.mark.parametrize("key, given", [("torchvision", "0.21"), ("torchvision", "0.21.0"), ("cudnn", "9"),
+                                        ("cudnn", "9.1.0"), ("cudnn", "9.1.0.70")])
+def test_a_prefix_or_the_whole_release_is_accepted(write_matrix, facts, key, given):
+    m = matrix.load(write_matrix(f"""
+        default: v2.6-cu124
+        images:
+          v2.6-cu124: {{torch: "2.6.0", {key}: "{given}"}}
+    """), facts)
+    assert (m.specs["v2.6-cu124"].torchvision, m.specs["v2.6-cu124"].cudnn) == ("0.21.0", "9.1.0.70")
+
+
+def test_python_with_no_wheels_for_that_torch(write_matrix, facts):
+    message = one_problem(write_matrix("""
+        default: v2.4-cu121
+        images:
+          v2.4-cu121: {torch: "2.4.1", base: trixie}
+    """), facts)
+    assert "images.v2.4-cu121.base" in message
+    assert "no wheels for Python 3.13" in message and "3.12" in message
+
+
+def test_python_the_base_does_not_ship(write_matrix, facts):
+    message = one_problem(write_matrix("""
+        default: v2.6-cu124
+        images:
+          v2.6-cu124: {torch: "2.6.0", python: "3.12"}
+    """), facts)
+    assert "images.v2.6-cu124.python" in message
+    assert "bookworm ships Python 3.11, not 3.12" in message and "trixie -> 3.13" in message
+
+
+def test_unknown_key_is_a_typo_with_a_suggestion(write_matrix, facts):
+    message = one_problem(write_matrix("""
+        default: v2.6-cu124
+        images:
+          v2.6-cu124:
+            torch: "2.6.0"
+            torchvison: "0.21.0"
+    """), facts)
+    assert "matrix.yaml:5: images.v2.6-cu124.torchvison" in message
+    assert "did you mean 'torchvision'?" in message
+
+
+def test_unknown_top_level_key(write_matrix, facts):
+    message = one_problem(write_matrix("""
+        defualt: v2.6-cu124
+        default: v2.6-cu124
+        images:
+          v2.6-cu124: {torch: "2.6.0"}
+    """), facts)
+    assert "matrix.yaml:1: defualt" in message and "did you mean 'default'?" in message
+
+
+def test_duplicate_tags(write_matrix, facts):
+    message = one_problem(write_matrix("""
+        default: v2.6-cu124
+        images:
+          v2.6-cu124: {torch: "2.6.0"}
+          v2.6-cu118: {torch: "2.6.0"}
+          v2.6-cu124: {torch: "2.6.0"}
+    """), facts)
+    assert "matrix.yaml:5" in message
+    assert "duplicate key 'v2.6-cu124' (first on line 3)" in message
+
+
+def test_malformed_yaml_names_its_line(write_matrix, facts):
+    message = one_problem(write_matrix("""
+        default: v2.6-cu124
+        images:
+          v2.6-cu124: {torch: "2.6.0"
+          v2.6-cu118: {torch: "2.6.0"}
+    """), facts)
+    assert "malformed YAML" in message
+    assert "matrix.yaml:4:" in message
+
+
+def test_a_version_yaml_reads_as_a_number(write_matrix, facts):
+    message = one_problem(write_matrix("""
+        default: v2.10-cu128
+        images:
+          v2.10-cu128: {torch: 2.10}
+    """), facts)
+    assert "quoted strings" in message and "2.1" in message
+
+
+def test_tag_grammar(write_matrix, facts):
+    message = one_problem(write_matrix("""
+        default: torch26
+        images:
+          torch26: {torch: "2.6.0"}
+    """), facts)
+    assert "v<torch major.minor>-cu<CUDA digits>[-devel]" in message
+
+
+def test_tag_and_entry_must_agree(write_matrix, facts):
+    message = one_problem(write_matrix("""
+        default: v2.6-cu124
+        images:
+          v2.6-cu124: {torch: "2.5.1"}
+    """), facts)
+    assert "tag v2.6-cu124 says torch 2.6 but the entry names 2.5.1" in message
+
+
+def test_registry_base_must_be_pinned_by_digest(write_matrix, facts):
+    message = one_problem(write_matrix("""
+        default: v2.6-cu124
+        images:
+          v2.6-cu124: {torch: "2.6.0", base: "debian:bookworm-slim"}
+    """), facts)
+    assert "not pinned" in message and "@sha256:" in message
+
+
+def test_registry_base_pinned_by_digest_is_accepted(write_matrix, facts):
+    digest = "a" * 64
+    m = matrix.load(write_matrix(f"""
+        default: v2.6-cu124
+        images:
+          v2.6-cu124: {{torch: "2.6.0", base: "docker.io/library/debian:bookworm-slim@sha256:{digest}"}}
+    """), facts)
+    base = m.specs["v2.6-cu124"].base
+    assert (base.suite, base.is_local, base.image.endswith(digest)) == ("bookworm", False, True)
+
+
+def test_devel_needs_a_known_compiler_source(write_matrix, facts):
+    message = one_problem(write_matrix("""
+        default: v2.6-cu126
+        images:
+          v2.6-cu126-devel: {torch: "2.6.0"}
+          v2.6-cu126: {torch: "2.6.0"}
+    """), facts)
+    assert "images.v2.6-cu126-devel" in message and "CUDA 12.6 compiler" in message
+    assert "CUDA 12.4 (debian)" in message and "CUDA 13.0 (pypi)" in message  # what is known, to choose from
+
+
+def test_cuda_12_4_devel_takes_nvcc_from_trixie_non_free(write_matrix, facts):
+    spec = matrix.load(write_matrix("""
+        default: v2.6-cu124-devel
+        defaults: {base: bookworm}
+        images:
+          v2.6-cu124-devel: {torch: "2.6.0"}
+    """), facts).specs["v2.6-cu124-devel"]
+    assert (spec.nvcc.source, spec.nvcc.version, spec.nvcc.home) == ("debian", "12.4.131", "/usr")
+    assert (spec.base.suite, spec.base.components, spec.base.image) == ("trixie", ("main", "non-free"),
+                                                                        "torchyard-base:trixie-non-free")
+    assert spec.python == "3.13"  # trixie's, and torch 2.6.0 and torchvision 0.21.0 publish cp313 wheels
+
+
+def test_torch_2_5_has_no_cuda_12_4_devel_because_its_torchvision_skips_python_3_13(write_matrix, facts):
+    message = one_problem(write_matrix("""
+        default: v2.5-cu124-devel
+        images:
+          v2.5-cu124-devel: {torch: "2.5.1"}
+    """), facts)
+    assert "images.v2.5-cu124-devel" in message
+    assert "torchvision 0.20.1 (the one torch 2.5.1 pairs with) has no wheels for Python 3.13" in message
+    assert "this -devel tag's compiler needs Debian trixie" in message
+
+
+@pytest.mark.parametrize("base, says", [
+    ("bookworm", "base bookworm does not have it. Remove the base key (the trixie base is then used) or write base: trixie"),
+    (f"docker.io/library/debian:trixie-slim@sha256:{'a' * 64}", "a registry base (docker.io/library/debian:trixie-slim"),
+])
+def test_a_debian_compiler_refuses_another_suite_or_a_registry_base(write_matrix, facts, base, says):
+    message = one_problem(write_matrix(f"""
+        default: v2.6-cu124
+        images:
+          v2.6-cu124: {{torch: "2.6.0"}}
+          v2.6-cu124-devel: {{torch: "2.6.0", base: "{base}"}}
+    """), facts)
+    assert "images.v2.6-cu124-devel.base" in message
+    assert "CUDA 12.4's nvcc comes from Debian trixie's non-free nvidia-cuda-toolkit (12.4.131)" in message
+    assert says in message
+
+
+def test_all_problems_are_reported_together(write_matrix, facts):
+    found = problems(write_matrix("""
+        default: v2.6-cu124
+        images:
+          v2.6-cu124: {torch: "2.6.0", cudnn: "8.9"}
+          v2.6-cu121: {torch: "2.6.0"}
+    """), facts)
+    assert len(found) == 2
+
+
+def test_default_must_be_a_tag(write_matrix, facts):
+    message = one_problem(write_matrix("""
+        default: v2.6-cu125
+        images:
+          v2.6-cu124: {torch: "2.6.0"}
+    """), facts)
+    assert "'v2.6-cu125' is not a tag under images; nearest: v2.6-cu124" in message
+
+
+# ---------------------------------------------------------------- TAG selection
+
+
+def test_no_tag_means_the_default(shipped):
+    assert [s.tag for s in shipped.select(None)] == [shipped.default]
+    assert [s.tag for s in shipped.select("")] == [shipped.default]
+
+
+def test_all_means_every_tag(shipped):
+    assert len(shipped.select("all")) == len(shipped.specs)
+
+
+def test_a_tag_not_in_the_matrix_names_the_nearest(shipped):
+    with pytest.raises(MatrixError) as e:
+        shipped.select("v2.6-cu12")
+    assert "nearest: v2.6-cu126, v2.6-cu124" in str(e.value)
+
+
+def test_v2_6_cu121_is_refused_truthfully(shipped):
+    with pytest.raises(MatrixError) as e:
+        shipped.select("v2.6-cu121")
+    message = str(e.value)
+    assert "PyTorch 2.6 was never published for CUDA 12.1" in message
+    for name in ("cu118, cu124, cu126", "v2.6-cu124", "525.60.13", "v2.5-cu121"):
+        assert name in message
+
+
+def test_size_budget_is_parsed_per_tag_and_from_defaults(write_matrix, facts):
+    loaded = matrix.load(write_matrix("""
+        default: v2.6-cu124
+        defaults: {size_budget: 8GB}
+        images:
+          v2.6-cu124: {torch: "2.6.0", size_budget: "6.5 GB"}
+          v2.5-cu124: {torch: "2.5.1"}
+    """), facts)
+    assert loaded.specs["v2.6-cu124"].size_budget == 6_500_000_000
+    assert loaded.specs["v2.5-cu124"].size_budget == 8_000_000_000
+
+
+def test_a_size_budget_that_is_no_size_names_its_line(write_matrix, facts):
+    message = one_problem(write_matrix("""
+        default: v2.6-cu124
+        images:
+          v2.6-cu124:
+            torch: "2.6.0"
+            size_budget: 7 gigs
+    """), facts)
+    assert "matrix.yaml:5: images.v2.6-cu124.size_budget" in message and '"7GB"' in message
+    assert "matrix.yaml:2: defaults.size_budget" in one_problem(write_matrix("""
+        default: v2.6-cu124
+        defaults: {size_budget: lots}
+        images:
+          v2.6-cu124: {torch: "2.6.0"}
+    """), facts)
+
+
+# ---------------------------------------------------------------- strict grammars
+
+
+def test_extra_packages_are_pep_508_written_in_normal_form(write_matrix, facts):
+    loaded = matrix.load(write_matrix("""
+        default: v2.6-cu124
+        images:
+          v2.6-cu124:
+            torch: "2.6.0"
+            extra_packages: ["einops >= 0.8", "Pillow[avif]==11.0; python_version >= '3.11'"]
+    """), facts)
+    assert loaded.specs["v2.6-cu124"].extra_packages == ("einops>=0.8", 'Pillow[avif]==11.0; python_version >= "3.11"')
+
+
+def test_a_direct_url_needs_the_entrys_permission(write_matrix, facts):
+    url = "einops @ https://files.example/einops-0.8.1-py3-none-any.whl#sha256=" + "a" * 64
+    text = f"""
+        default: v2.6-cu124
+        images:
+          v2.6-cu124: {{torch: "2.6.0", extra_packages: ["{url}"]ALLOW}}
+    """
+    assert "allow_direct_urls: true" in one_problem(write_matrix(text.replace("ALLOW", "")), facts)
+    loaded = matrix.load(write_matrix(text.replace("ALLOW", ", allow_direct_urls: true")), facts)
+    assert loaded.specs["v2.6-cu124"].extra_packages == (url,)
+
+
+@pytest.mark.parametrize("base, suite", [
+    ("docker.io/library/debian:bookworm-slim", "bookworm"),
+    ("Registry.Example.com:5000/mirror/debian:trixie", "trixie"),
+    ("localhost/debian:bookworm", "bookworm"),
+    ("[::1]:5000/debian:bookworm", "bookworm"),
+])
+def test_registry_bases_by_dockers_grammar(write_matrix, facts, base, suite):
+    ref = f"{base}@sha256:{'b' * 64}"
+    loaded = matrix.load(write_matrix(f"""
+        default: v2.6-cu124
+        images:
+          v2.6-cu124: {{torch: "2.6.0", base: "{ref}"}}
+    """), facts)
+    assert (loaded.specs["v2.6-cu124"].base.ref, loaded.specs["v2.6-cu124"].base.suite) == (ref, suite)
+
+
+def test_a_refusal_lists_the_first_50_problems_and_counts_the_rest(write_matrix, facts):
+    tags = "".join(f'\n          bad{i}: {{torch: "2.6.0"}}' for i in range(120))
+    with pytest.raises(MatrixError) as e:
+        matrix.load(write_matrix(f"""
+        default: bad0
+        images:{tags}
+        """), facts)
+    assert len(e.value.problems) == 120
+    lines = e.value.lines()
+    assert len(lines) == 51 and lines[-1] == "... and 70 more problems"

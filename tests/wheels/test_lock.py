@@ -1,0 +1,369 @@
+"""Locks: uv's resolution for the image's platform and Python, isolated from this machine; the wheel pip would
+choose; staleness; the committed locks."""
+
+import pytest
+
+from builder import layout
+from builder.image import render
+from builder.matrix import spec as matrix
+from builder.wheels import lock, network
+from tests.conftest import ROOT
+
+SHA = "a" * 64
+
+
+def report(*packages):
+    """What `uv pip compile --format pylock.toml` writes, for the given (name, version, sha256)."""
+    return {"packages": [{"name": name, "version": version,
+                          "wheels": [{"name": f"{name}-{version}-py3-none-any.whl", "size": 1,
+                                      "url": f"https://files.example/{name}-{version}-py3-none-any.whl",
+                                      "hashes": {"sha256": sha}}]}
+                         for name, version, sha in packages]}
+
+
+@pytest.fixture
+def spec(shipped):
+    return shipped.specs["v2.6-cu124"]
+
+
+def test_a_lock_lists_every_package_sorted_with_its_hash_and_artifact(spec):
+    made = lock.from_pylock(spec, report(("torch", "2.6.0", SHA), ("Jinja2", "3.1.6", "b" * 64)), "c" * 64, [lock.PYPI_SIMPLE])
+    text = made.text()
+    assert "# input: requirements.txt sha256=" + "c" * 64 in text
+    assert text.index("jinja2==3.1.6 --hash=sha256:" + "b" * 64) < text.index("torch==2.6.0 --hash=sha256:" + SHA)
+    assert "# https://files.example/torch-2.6.0-py3-none-any.whl\ntorch==2.6.0" in text
+    assert "Debian bookworm (glibc 2.36)" in text and "CPython 3.11" in text
+
+
+def test_an_artifact_without_sha256_is_refused(spec):
+    bad = report(("torch", "2.6.0", SHA))
+    bad["packages"][0]["wheels"][0]["hashes"] = {"md5": "x"}
+    with pytest.raises(lock.LockError, match="no sha256 or URL for torch 2.6.0"):
+        lock.from_pylock(spec, bad, SHA, [lock.PYPI_SIMPLE])
+
+
+def test_uv_sees_only_the_build_index_and_the_image_platform(spec, tmp_path):
+    command = lock.uv_command(spec, tmp_path / "r.txt", tmp_path / "out.toml", lock.indexes(spec, network.NetworkSettings()),
+                              network.NetworkSettings(), tmp_path / "cache")
+    assert "--no-config" in command and "--no-python-downloads" in command
+    assert command[command.index("--only-binary") + 1] == ":all:"
+    assert command[command.index("--index-url") + 1] == "https://pypi.org/simple"
+    assert "--extra-index-url" not in command and "--find-links" not in " ".join(command)
+    assert command[command.index("--python-version") + 1] == "3.11"  # markers are the image's Python's
+    assert command[command.index("--python-platform") + 1] == "x86_64-manylinux_2_36"  # bookworm's glibc
+    env = lock.clean_environment({"PIP_FIND_LINKS": "/opt/wheels", "PIP_CONSTRAINT": "/c.txt", "UV_INDEX_URL": "x",
+                                  "UV_CONSTRAINT": "/c.txt", "SSL_CERT_FILE": "/mine.crt", "NETRC": "/n", "HOME": "/root"},
+                                 tmp_path / "ca.crt")
+    assert env == {"HOME": "/root", "SSL_CERT_FILE": str(tmp_path / "ca.crt")}
+    assert lock.clean_environment({"REQUESTS_CA_BUNDLE": "/x", "HOME": "/root"}, None) == {"HOME": "/root"}
+
+
+def test_a_forwarded_mirror_is_what_the_lock_resolves_against(spec, shipped):
+    mirror = network.NetworkSettings(pip={"index-url": ["https://mirror.example/simple"],
+                                          "extra-index-url": ["https://more.example/simple"]})
+    assert lock.indexes(spec, mirror) == ["https://mirror.example/simple", "https://more.example/simple"]
+    # An index variant reads only the PyTorch wheel index, as its Dockerfile's --index-url says.
+    assert lock.indexes(shipped.specs["v2.6-cu118"], mirror) == [f"{network.TORCH_INDEX}/cu118"]
+
+
+def test_missing_and_stale_locks_say_what_to_run(spec, shipped, tmp_path):
+    render.write(spec, tmp_path)
+    assert "is missing" in lock.problem(spec, tmp_path) and "make lock TAG=v2.6-cu124" in lock.problem(spec, tmp_path)
+    requirements = (tmp_path / spec.tag / "requirements.txt").read_text()
+    made = lock.from_pylock(spec, report(("torch", "2.6.0", SHA)), lock.sha256_text(requirements), [lock.PYPI_SIMPLE])
+    assert lock.write(made, tmp_path) is True and lock.write(made, tmp_path) is False
+    assert "requirements-workspace.lock is missing" in lock.problem(spec, tmp_path)
+    workspace = (tmp_path / spec.tag / "requirements-workspace.txt").read_text()
+    second = lock.from_pylock(spec, report(("jupyterlab", "4.6.6", SHA)), lock.sha256_text(workspace + made.text()),
+                              [lock.PYPI_SIMPLE])
+    lock.write(lock.dataclasses.replace(second, file=lock.WORKSPACE_LOCK_FILE), tmp_path)
+    assert lock.problem(spec, tmp_path) is None
+    lock.write(lock.from_pylock(spec, report(("torch", "2.6.1", SHA)), lock.sha256_text(requirements),
+                                [lock.PYPI_SIMPLE]), tmp_path)  # torch's lock changed: the workspace's is stale
+    assert "requirements-workspace.lock is stale" in lock.problem(spec, tmp_path)
+    lock.write(made, tmp_path)
+    (tmp_path / spec.tag / "requirements.txt").write_text(requirements + "einops==0.8.1\n")
+    assert "is stale" in lock.problem(spec, tmp_path)
+    variant = shipped.specs["v2.6-cu118"]
+    render.write(variant, tmp_path)
+    assert "download.pytorch.org" in lock.problem(variant, tmp_path)
+
+
+def test_render_leaves_the_lock_alone(spec, tmp_path):
+    render.write(spec, tmp_path)
+    (tmp_path / spec.tag / lock.LOCK_FILE).write_text("# a lock\n")
+    (tmp_path / spec.tag / "Dockerfile").write_text("FROM scratch\n")
+    assert render.diff(spec, tmp_path) == [f"{spec.tag}/Dockerfile"]
+    assert render.write(spec, tmp_path) is True
+    assert (tmp_path / spec.tag / lock.LOCK_FILE).read_text() == "# a lock\n"
+
+
+def test_every_pypi_tag_has_a_current_lock_and_index_variants_say_why_not(shipped):
+    for spec in shipped.specs.values():
+        problem = lock.problem(spec)
+        if spec.index == "pypi":
+            assert problem is None, problem
+            locked = lock.packages(ROOT / "images" / spec.tag / lock.LOCK_FILE)
+            assert locked["torch"] == spec.torch and locked["torchvision"] == spec.torchvision
+        else:
+            assert "is missing" in problem and "download.pytorch.org" in problem
+
+
+def test_a_real_resolution_ignores_the_machines_pip_and_uv_settings(spec, tmp_path, monkeypatch):
+    """uv against the real index; constraints, a local wheel folder and a uv.toml of this machine (as on a machine
+    with pip and uv settings of its own) must not reach the lock."""
+    render.write(spec, tmp_path)
+    (tmp_path / spec.tag / "requirements.txt").write_text("nvidia-ml-py==13.615.71\nfilelock\n")
+    (tmp_path / spec.tag / "requirements-workspace.txt").write_text("filelock\nsix\n")
+    constraint = tmp_path / "constraints.txt"
+    constraint.write_text("filelock<3\n")
+    settings = network.host_settings()
+    config = tmp_path / "config"
+    (config / "uv").mkdir(parents=True)
+    (config / "uv" / "uv.toml").write_text('constraint-dependencies = ["filelock<3"]\n')
+    monkeypatch.setenv("TORCHYARD_CACHE", str(tmp_path / "cache"))
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("PIP_CONSTRAINT", str(constraint))
+        env.setenv("PIP_FIND_LINKS", str(tmp_path))
+        env.setenv("UV_CONSTRAINT", str(constraint))
+        env.setenv("XDG_CONFIG_HOME", str(config))
+        made, workspace = lock.resolve(spec, settings, tmp_path)
+    versions = {p.name: p.version for p in made.packages}
+    assert versions["nvidia-ml-py"] == "13.615.71" and int(versions["filelock"].split(".")[0]) >= 3
+    assert all(p.url.startswith("https://") and len(p.sha256) == 64 for p in made.packages + workspace.packages)
+    # The workspace step holds only what torch's step does not: filelock is already there.
+    assert [p.name for p in workspace.packages] == ["six"] and workspace.file == "requirements-workspace.lock"
+    # Freshly made, both locks are current: the build takes them (the workspace lock's input covers torch's lock).
+    assert all(lock.write(made_lock, tmp_path) for made_lock in (made, workspace))
+    assert lock.problem(spec, tmp_path) is None
+
+
+def test_an_unreachable_index_is_said_fast(shipped, tmp_path):
+    variant = shipped.specs["v2.6-cu118"]
+    settings = network.NetworkSettings(torch_index="https://torch-index.invalid/whl")
+    said = []
+    assert lock.lock_all([variant], settings, say=said.append, images=tmp_path) == ["v2.6-cu118"]
+    assert "https://torch-index.invalid/whl/cu118 cannot be used" in said[0]
+    assert not (tmp_path / "v2.6-cu118").exists() or not (tmp_path / "v2.6-cu118" / lock.LOCK_FILE).exists()
+
+
+
+def test_the_wheel_tags_are_pips_every_manylinux_the_bases_glibc_takes_newest_first(spec, facts, tmp_path):
+    bookworm = [str(t) for t in lock.supported_tags(spec)]
+    platforms = [t.split("-", 2)[2] for t in bookworm if t.startswith("cp311-cp311-")]
+    assert platforms[:2] == ["manylinux_2_36_x86_64", "manylinux_2_35_x86_64"] and platforms[-1] == "linux_x86_64"
+    assert platforms.index("manylinux2014_x86_64") == platforms.index("manylinux_2_17_x86_64") + 1  # PEP 600's alias
+    assert "cp311-abi3-manylinux_2_17_x86_64" in bookworm and "py3-none-any" in bookworm and "cp312-cp312-linux_x86_64" not in bookworm
+    path = tmp_path / "matrix.yaml"
+    path.write_text('default: v2.15-cu132\nimages:\n  v2.15-cu132: {torch: "2.15.0", base: trixie}\n')
+    trixie = [str(t) for t in lock.supported_tags(matrix.load(path, facts).specs["v2.15-cu132"])]
+    assert trixie[0] == "cp313-cp313-manylinux_2_41_x86_64"  # trixie: Python 3.13, glibc 2.41
+
+
+def test_of_every_wheel_uv_lists_the_lock_keeps_the_one_pip_would_install(spec):
+    def wheel(name):
+        return {"name": name, "url": f"https://files.example/{name}", "size": 1, "hashes": {"sha256": SHA}}
+
+    wheels = [wheel("pkg-1.0-cp311-cp311-manylinux2014_x86_64.whl"), wheel("pkg-1.0-cp311-cp311-manylinux_2_28_x86_64.whl"),
+              wheel("pkg-1.0-cp312-cp312-manylinux_2_28_x86_64.whl"), wheel("pkg-1.0-cp311-cp311-manylinux_2_39_x86_64.whl"),
+              wheel("pkg-1.0-py3-none-any.whl"), wheel("not-a-wheel.tar.gz")]
+    assert lock.choose_wheel(wheels, spec)["name"] == "pkg-1.0-cp311-cp311-manylinux_2_28_x86_64.whl"
+    assert lock.choose_wheel(wheels[-2:], spec)["name"] == "pkg-1.0-py3-none-any.whl"
+    assert lock.choose_wheel([wheels[2], wheels[3]], spec) is None  # another Python, a newer glibc than bookworm's
+    data = {"packages": [{"name": "Pkg", "version": "1.0", "wheels": [wheels[2], wheels[3]]}]}
+    with pytest.raises(lock.LockError, match="no wheel of pkg 1.0 fits CPython 3.11, linux/amd64, Debian bookworm"):
+        lock.from_pylock(spec, data, SHA, [lock.PYPI_SIMPLE])
+
+
+def test_markers_are_the_images_python_not_this_machines(shipped):
+    """v2.6-cu124-devel runs Python 3.13: torch's `setuptools; python_version >= "3.12"` is in its lock, with no pin
+    of ours, and the bookworm tags (3.11) have none."""
+    devel = lock.packages(ROOT / "images" / "v2.6-cu124-devel" / lock.LOCK_FILE)
+    assert "setuptools" in devel and "setuptools" not in (ROOT / "images" / "v2.6-cu124-devel" / "requirements.txt").read_text()
+    assert "setuptools" not in lock.packages(ROOT / "images" / "v2.6-cu124" / lock.LOCK_FILE)
+
+
+def test_uvs_command_is_exactly_the_images_platform_and_the_given_indexes(spec, shipped, tmp_path):
+    settings = network.NetworkSettings(pip={"trusted-host": ["mirror.example"]})
+    command = lock.uv_command(spec, tmp_path / "r.txt", tmp_path / "out.toml",
+                              ["https://a.example/simple", "https://b.example/simple"], settings, tmp_path / "cache",
+                              tmp_path / "c.txt")
+    assert command == [
+        lock.uv_binary(), "pip", "compile", "--quiet", "--no-progress", "--color", "never", "--no-config",
+        "--no-python-downloads", "--no-header", "--format", "pylock.toml", "--python-version", "3.11",
+        "--python-platform", "x86_64-manylinux_2_36", "--only-binary", ":all:", "--cache-dir", str(tmp_path / "cache"),
+        "--index-url", "https://a.example/simple", "--extra-index-url", "https://b.example/simple",
+        "--allow-insecure-host", "mirror.example", "--constraints", str(tmp_path / "c.txt"),
+        "--output-file", str(tmp_path / "out.toml"), str(tmp_path / "r.txt")]
+    devel = lock.uv_command(shipped.specs["v2.6-cu124-devel"], tmp_path / "r.txt", tmp_path / "out.toml",
+                            [lock.PYPI_SIMPLE], network.NetworkSettings(), tmp_path / "cache")
+    assert "--allow-insecure-host" not in devel and "--constraints" not in devel
+    # trixie's glibc is 2.41; uv names platforms up to manylinux_2_40
+    assert devel[devel.index("--python-version") + 1:devel.index("--python-platform") + 2] == [
+        "3.13", "--python-platform", "x86_64-manylinux_2_40"]
+
+
+def test_a_lock_is_exactly_its_header_then_each_artifact_and_pin(spec):
+    made = lock.from_pylock(spec, report(("Torch", "2.6.0", SHA), ("nvidia_ml.py", "13.615.71", "b" * 64)), "c" * 64,
+                            [lock.PYPI_SIMPLE, "https://extra.example/simple"])
+    assert made.text() == (
+        "# Generated by `make lock TAG=v2.6-cu124` from requirements.txt: do not edit.\n"
+        f"# input: requirements.txt sha256={'c' * 64}\n"
+        "# resolved against: https://pypi.org/simple https://extra.example/simple\n"
+        "# for: CPython 3.11, linux/amd64, Debian bookworm (glibc 2.36), wheels only\n"
+        "# install: pip install --require-hashes --no-deps --only-binary=:all: -r requirements.lock\n"
+        "# https://files.example/nvidia_ml.py-13.615.71-py3-none-any.whl\n"
+        f"nvidia-ml-py==13.615.71 --hash=sha256:{'b' * 64}\n"
+        "# https://files.example/Torch-2.6.0-py3-none-any.whl\n"
+        f"torch==2.6.0 --hash=sha256:{SHA}\n")
+    assert [p.filename for p in made.packages] == ["nvidia_ml.py-13.615.71-py3-none-any.whl", "Torch-2.6.0-py3-none-any.whl"]
+
+
+def test_uvs_complaint_keeps_its_last_twelve_lines_and_names_an_unreachable_torch_index(spec, shipped):
+    stderr = "\n".join(f"error: line {i}" for i in range(15)) + "\n\n"
+    assert lock._complaint(stderr, spec) == "\n".join(f"    error: line {i}" for i in range(3, 15))
+    variant = shipped.specs["v2.6-cu118"]
+    for words in ("dns error: failed to lookup address information", "Connection refused (os error 111)",
+                  "error sending request for url", "Because torch was not found in the package registry"):
+        assert lock._complaint(f"error: {words}", variant) == (
+            f"    error: {words}\n  v2.6-cu118 takes torch from the PyTorch wheel index (cu118), which this machine "
+            "cannot reach; lock it where download.pytorch.org (or a mirror named by TORCHYARD_TORCH_INDEX) answers")
+    assert lock._complaint("error: torch==9.9 was not found in the package registry", spec) == (
+        "    error: torch==9.9 was not found in the package registry")  # PyPI answered: no index to blame
+    assert lock._complaint("error: No solution found", variant) == "    error: No solution found"
+
+
+def test_an_index_that_answers_is_reachable_whatever_it_answers():
+    """A real HTTP server on loopback: one HEAD of the index's root (no body to wait for); any answer, even 404,
+    means the index is there; a closed port is not, and says why."""
+    import http.server
+    import socket
+    import threading
+
+    asked = []
+
+    class Index(http.server.BaseHTTPRequestHandler):
+        def do_HEAD(self):
+            asked.append(("HEAD", self.path))
+            self.send_response(200 if self.path == "/simple/" else 404)
+            self.end_headers()
+
+        def do_GET(self):
+            asked.append(("GET", self.path))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Index)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        assert lock.unreachable(f"http://127.0.0.1:{port}/simple", network.NetworkSettings()) is None
+        assert lock.unreachable(f"http://127.0.0.1:{port}/nothing-here//", network.NetworkSettings()) is None
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert asked == [("HEAD", "/simple/"), ("HEAD", "/nothing-here/")]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    assert lock.unreachable(f"http://127.0.0.1:{closed}/simple", network.NetworkSettings()) == (
+        "[Errno 111] Connection refused")
+
+
+def test_the_first_configured_index_is_the_index_and_the_extras_follow():
+    settings = network.NetworkSettings(pip={"index-url": ["https://a.example/simple", "https://ignored.example/simple"],
+                                            "extra-index-url": ["https://b.example/simple"]})
+    assert lock._configured_indexes(settings) == ["https://a.example/simple", "https://b.example/simple"]
+
+
+def test_the_workspace_locks_header_names_its_inputs(spec):
+    made = lock.dataclasses.replace(lock.from_pylock(spec, report(("six", "1.17.0", SHA)), "d" * 64, [lock.PYPI_SIMPLE]),
+                                    source="requirements-workspace.txt + requirements.lock", file=lock.WORKSPACE_LOCK_FILE)
+    assert made.text().splitlines()[:2] == [
+        "# Generated by `make lock TAG=v2.6-cu124` from requirements-workspace.txt: do not edit.",
+        f"# input: requirements-workspace.txt + requirements.lock sha256={'d' * 64}"]
+
+
+def test_an_artifact_without_any_hash_or_url_is_refused_whole(spec):
+    bare = report(("torch", "2.6.0", SHA))
+    del bare["packages"][0]["wheels"][0]["hashes"]
+    with pytest.raises(lock.LockError) as refused:
+        lock.from_pylock(spec, bare, SHA, [lock.PYPI_SIMPLE])
+    assert str(refused.value) == ("v2.6-cu124: the index gave no sha256 or URL for torch 2.6.0 "
+                                  "(https://files.example/torch-2.6.0-py3-none-any.whl); a lock needs both for every artifact")
+    bare = report(("torch", "2.6.0", SHA))
+    del bare["packages"][0]["wheels"][0]["url"]
+    with pytest.raises(lock.LockError, match=r"no sha256 or URL for torch 2.6.0 \(torch-2.6.0-py3-none-any.whl\)"):
+        lock.from_pylock(spec, bare, SHA, [lock.PYPI_SIMPLE])
+
+
+def test_an_index_variants_missing_lock_says_where_it_can_be_made(shipped, tmp_path):
+    variant = shipped.specs["v2.6-cu118"]
+    render.write(variant, tmp_path)
+    assert lock.problem(variant, tmp_path) == (
+        f"{tmp_path}/v2.6-cu118/requirements.lock is missing: the build installs only what a lock names, with hashes; "
+        "run `make lock TAG=v2.6-cu118` where the PyTorch wheel index for cu118 answers (download.pytorch.org, or a "
+        "mirror named by TORCHYARD_TORCH_INDEX)")
+
+
+def test_an_index_that_never_answers_is_unreachable_after_the_timeout():
+    import socket
+
+    with socket.socket() as silent:  # listens, so the connection opens, and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        assert lock.unreachable(f"http://127.0.0.1:{port}/simple", network.NetworkSettings(), timeout=0.5) == "timed out"
+
+
+def test_index_credentials_go_to_a_netrc_only_the_user_can_read(tmp_path):
+    env = lock._netrc(["https://alice:s3cret@mirror.example:8443/simple", "https://pypi.org/simple"], tmp_path)
+    netrc = tmp_path / "netrc"
+    assert env == {"NETRC": str(netrc)} and netrc.stat().st_mode & 0o777 == 0o600
+    assert netrc.read_text() == "machine mirror.example login alice password s3cret\n"  # a netrc names hosts, not ports
+    assert lock._netrc(["https://pypi.org/simple"], tmp_path / "none") == {}
+    for bad in ("al%20ice:pw", "alice:p%23w", "alice:p%22w", "alice:p%27w"):  # percent-decoded, as uv would
+        with pytest.raises(lock.LockError, match="mirror.example hold a space, quote or '#'"):
+            lock._netrc([f"https://{bad}@mirror.example/simple"], tmp_path)
+
+
+def test_every_ca_netrc_and_environment_variable_of_the_machine_is_dropped(tmp_path):
+    machine = {name: "/x" for name in ("SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "VIRTUAL_ENV",
+                                       "CONDA_PREFIX", "NETRC", "UV_CACHE_DIR", "PIP_INDEX_URL")}
+    assert lock.clean_environment({**machine, "PATH": "/usr/bin"}, None) == {"PATH": "/usr/bin"}
+
+
+def test_the_platforms_are_every_manylinux_down_to_2_5_with_pep_600s_aliases_then_linux(spec):
+    platforms = [str(t).split("-", 2)[2] for t in lock.supported_tags(spec) if str(t).startswith("cp311-cp311-")]
+    expected = []
+    for minor in range(36, 4, -1):
+        expected.append(f"manylinux_2_{minor}_x86_64")
+        expected += {17: ["manylinux2014_x86_64"], 12: ["manylinux2010_x86_64"], 5: ["manylinux1_x86_64"]}.get(minor, [])
+    assert platforms == expected + ["linux_x86_64"]
+
+
+def test_a_wheel_named_only_by_its_url_counts_and_the_first_of_equals_is_kept(spec):
+    by_url = {"url": "https://files.example/a/b/pkg-1.0-py3-none-any.whl", "size": 1, "hashes": {"sha256": SHA}}
+    same = {"url": "https://mirror.example/pkg-1.0-py3-none-any.whl", "size": 1, "hashes": {"sha256": SHA}}
+    assert lock.choose_wheel([{"name": "not-a-wheel.zip"}, by_url, same], spec) is by_url
+    with pytest.raises(lock.LockError, match="no wheel of pkg 1.0"):
+        lock.from_pylock(spec, {"packages": [{"name": "pkg", "version": "1.0"}]}, SHA, [lock.PYPI_SIMPLE])
+    assert lock.from_pylock(spec, {}, SHA, [lock.PYPI_SIMPLE]).packages == ()
+
+
+def test_every_committed_lock_loads_as_the_lock_that_wrote_it(shipped):
+    for spec in shipped.specs.values():
+        for file in layout.LOCKS:
+            path = ROOT / "images" / spec.tag / file
+            if path.is_file():
+                assert lock.load(path, spec.tag).text() == path.read_text(), path
+
+
+def test_a_lock_without_its_header_does_not_load(tmp_path):
+    path = tmp_path / layout.LOCK_FILE
+    path.write_text("# https://example.org/a-1.0-py3-none-any.whl\na==1.0 --hash=sha256:" + "0" * 64 + "\n")
+    with pytest.raises(lock.LockError, match="is not a lock `make lock` wrote"):
+        lock.load(path, "v2.6-cu124")
