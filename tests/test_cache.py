@@ -64,7 +64,7 @@ def files(tmp_path):
 
 def items_of(url, made, tag="v2.6-cu124", file=layout.WORKSPACE_LOCK_FILE):
     return [cache.Wanted(Locked(name.split("-")[0], name.split("-")[1], hashlib.sha256(data).hexdigest(),
-                                f"{url}/{name.replace('+', '%2B')}"), f"images/{tag}/{file}", tag)
+                                f"{url}/{name.replace('+', '%2B')}", len(data)), f"images/{tag}/{file}", tag)
             for name, data in sorted(made.items())]
 
 
@@ -117,7 +117,7 @@ def test_a_corrupt_entry_is_found_and_fetched_again(files, tmp_path):
 def test_an_artifact_that_differs_from_its_lock_fails_naming_the_package_and_leaves_nothing(files, tmp_path):
     folder, made = files
     index = Index(folder)
-    items = [cache.Wanted(Locked(i.package.name, i.package.version, "0" * 64, i.package.url), i.lock, i.tag)
+    items = [cache.Wanted(Locked(i.package.name, i.package.version, "0" * 64, i.package.url, i.package.size), i.lock, i.tag)
              if i.package.name == "small" else i for i in items_of(index.url, made)]
     try:
         with pytest.raises(cache.FetchError) as failed:
@@ -142,7 +142,7 @@ def test_credentials_go_to_their_own_index_only_and_into_no_output(files, tmp_pa
         with pytest.raises(cache.FetchError, match="401") as refused:  # without them the index says no
             cache.fetch(items_of(index.url, made), network.NetworkSettings(), say=said.append, cache=tmp_path / "c")
         elsewhere = network.NetworkSettings(pip={"index-url": [f"http://{USER}:{PASSWORD}@127.0.0.2:1/simple"]})
-        assert cache.authorization(elsewhere, f"{index.url}/x.whl") == {}  # another origin's credentials stay home
+        assert elsewhere.authorization(f"{index.url}/x.whl") == {}  # another origin's credentials stay home
         settings = network.NetworkSettings(pip={"index-url": ["https://pypi.org/simple"],
                                                 "extra-index-url": [f"{credentialed}/simple"]})
         fetched = cache.fetch(items_of(index.url, made), settings, say=said.append, cache=tmp_path / "c")

@@ -28,7 +28,7 @@ def test_a_lock_lists_every_package_sorted_with_its_hash_and_artifact(spec):
     text = made.text()
     assert "# input: requirements.txt sha256=" + "c" * 64 in text
     assert text.index("jinja2==3.1.6 --hash=sha256:" + "b" * 64) < text.index("torch==2.6.0 --hash=sha256:" + SHA)
-    assert "# https://files.example/torch-2.6.0-py3-none-any.whl\ntorch==2.6.0" in text
+    assert "# https://files.example/torch-2.6.0-py3-none-any.whl size=1\ntorch==2.6.0" in text
     assert "Debian bookworm (glibc 2.36)" in text and "CPython 3.11" in text
 
 
@@ -209,9 +209,9 @@ def test_a_lock_is_exactly_its_header_then_each_artifact_and_pin(spec):
         "# resolved against: https://pypi.org/simple https://extra.example/simple\n"
         "# for: CPython 3.11, linux/amd64, Debian bookworm (glibc 2.36), wheels only\n"
         "# install: pip install --require-hashes --no-deps --only-binary=:all: -r requirements.lock\n"
-        "# https://files.example/nvidia_ml.py-13.615.71-py3-none-any.whl\n"
+        "# https://files.example/nvidia_ml.py-13.615.71-py3-none-any.whl size=1\n"
         f"nvidia-ml-py==13.615.71 --hash=sha256:{'b' * 64}\n"
-        "# https://files.example/Torch-2.6.0-py3-none-any.whl\n"
+        "# https://files.example/Torch-2.6.0-py3-none-any.whl size=1\n"
         f"torch==2.6.0 --hash=sha256:{SHA}\n")
     assert [p.filename for p in made.packages] == ["nvidia_ml.py-13.615.71-py3-none-any.whl", "Torch-2.6.0-py3-none-any.whl"]
 
