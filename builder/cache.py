@@ -32,9 +32,11 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import weakref
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from builder import layout, lock, urls
 from builder.heartbeat import Heartbeat
@@ -94,8 +96,9 @@ def file_sha256(file: Path) -> str:
     return digest.hexdigest()
 
 
-def wanted(specs: list[ImageSpec], images: Path = layout.IMAGES) -> list[Wanted]:
+def wanted(specs: list[ImageSpec], images: Path | None = None) -> list[Wanted]:
     """Each artifact the tags' locks name, once (by sha256), in lock order."""
+    images = images or layout.IMAGES
     seen: dict[str, Wanted] = {}
     for spec in specs:
         for file in layout.LOCKS:
@@ -141,9 +144,9 @@ class _Connections(threading.local):
     lookup and one TLS handshake per thread, not one each. HTTPS_PROXY/HTTP_PROXY and NO_PROXY are honoured as
     urllib would."""
 
-    def __init__(self, context: ssl.SSLContext, every: set, guard: threading.Lock):
+    def __init__(self, context: ssl.SSLContext, every: weakref.WeakSet, guard: threading.Lock):
         self.context, self.open = context, {}
-        self.every, self.guard = every, guard  # every thread's connections, for close_all
+        self.every, self.guard = every, guard  # every thread's sockets, for close_all
 
     def get(self, url: str, headers: dict[str, str]) -> http.client.HTTPResponse:
         """GET url, following redirects; the Authorization header goes to the first origin only."""
@@ -154,6 +157,8 @@ class _Connections(threading.local):
                 connection = self._connection(parts)
                 try:
                     connection.request("GET", target, headers=headers)
+                    with self.guard:  # the socket, not the connection: a response that closes it keeps reading it
+                        self.every.add(connection.sock)
                     response = connection.getresponse()
                     break
                 except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
@@ -186,15 +191,11 @@ class _Connections(threading.local):
             if where:
                 connection.set_tunnel(parts.hostname, port)
             self.open[key] = connection
-            with self.guard:
-                self.every.add(connection)
         return self.open[key]
 
     def drop(self, parts: urllib.parse.SplitResult) -> None:
         connection = self.open.pop((parts.scheme, parts.hostname, parts.port), None)
         if connection is not None:
-            with self.guard:
-                self.every.discard(connection)
             connection.close()
 
 
@@ -203,16 +204,15 @@ class _Pool:
     ends a read that waits on a silent server now, not after TIMEOUT_S."""
 
     def __init__(self, context: ssl.SSLContext):
-        self.every: set[http.client.HTTPConnection] = set()
+        self.every: weakref.WeakSet[socket.socket] = weakref.WeakSet()
         self.guard = threading.Lock()
         self.local = _Connections(context, self.every, self.guard)
 
     def close_all(self) -> None:
         with self.guard:
-            for connection in self.every:
-                if connection.sock is not None:
-                    with contextlib.suppress(OSError):
-                        connection.sock.shutdown(socket.SHUT_RDWR)
+            for sock in list(self.every):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
 
 
 def _download(item: Wanted, cache: Path, network: NetworkSettings, connections: _Connections,
@@ -307,22 +307,29 @@ def remove_abandoned(cache: Path, grace_s: float = PART_GRACE_S) -> int:
 
 
 @contextlib.contextmanager
-def _terminate_as_interrupt():
-    """SIGTERM (CI cancelling a job, `docker stop`, systemd) ends a fetch as Ctrl-C does: the downloads stop and
-    remove their .part files, rather than the process dying with them in the cache. Only the main thread can set a
-    handler; a fetch on another thread (a build's) relies on remove_abandoned."""
+def _signals_stop(stop: threading.Event) -> Iterator[list[int]]:
+    """While `make fetch` downloads in its main thread, SIGINT and SIGTERM (CI cancelling a job, `docker stop`) set
+    `stop`; the fetch raises KeyboardInterrupt once its downloads have stopped and removed their .part files. A
+    handler that raised at once could raise inside concurrent.futures' own locking and leave a download thread
+    waiting forever. Only the main thread can set a handler: a build's fetch thread relies on remove_abandoned."""
+    caught: list[int] = []
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield caught
         return
 
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
+    def handler(signum, frame):
+        caught.append(signum)
+        stop.set()
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for s, was in previous.items():
+        if was is not signal.SIG_IGN:  # a background job's ignored SIGINT stays ignored
+            signal.signal(s, handler)
     try:
-        yield
+        yield caught
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for s, was in previous.items():
+            signal.signal(s, was)
 
 
 def fetch(items: list[Wanted], network: NetworkSettings, say=print, cache: Path | None = None,
@@ -352,7 +359,7 @@ def fetch(items: list[Wanted], network: NetworkSettings, say=print, cache: Path 
     say(f"fetching {len(missing)} of {len(items)} artifacts into {cache}")
     connections = _Pool(network.tls_context())
     stop = stop or threading.Event()
-    with _terminate_as_interrupt(), _Progress(say, len(missing)) as progress, \
+    with _signals_stop(stop) as caught, _Progress(say, len(missing)) as progress, \
             ThreadPoolExecutor(max_workers=workers) as pool:
         def one(item: Wanted) -> None:
             _download(item, cache, network, connections.local, progress, stop)
@@ -361,13 +368,18 @@ def fetch(items: list[Wanted], network: NetworkSettings, say=print, cache: Path 
 
         futures = [pool.submit(one, item) for item in sorted(missing, key=lambda i: i.package.name)]
         try:
-            wait(futures, return_when=FIRST_EXCEPTION)  # SIGINT, and SIGTERM here, interrupt it
+            while True:  # in steps, so that a stop (a signal's, or the build's) is seen while downloads run
+                done, running = wait(futures, timeout=0.25, return_when=FIRST_EXCEPTION)
+                if not running or stop.is_set() or any(f.exception() for f in done):
+                    break
         finally:
-            failed = [f.exception() for f in futures if f.done() and f.exception()]
-            if failed or not all(f.done() for f in futures):  # a failure, a stop from outside, or interrupted
+            if not all(f.done() and not f.exception() for f in futures):  # a failure, a stop, or interrupted
                 stop.set()  # the other downloads stop and leave nothing behind
                 connections.close_all()
                 pool.shutdown(cancel_futures=True)
+        if caught:
+            raise KeyboardInterrupt(f"signal {caught[0]}")
+        failed = [f.exception() for f in futures if not f.cancelled() and f.exception()]
         if failed:
             raise failed[0]
     say(f"fetched {progress.line()} in {progress.seconds():.1f}s")

@@ -235,6 +235,9 @@ def from_pylock(spec: ImageSpec, data: dict, input_sha256: str, index: list[str]
         size = wheel.get("size")
         if size is None and size_of is not None and not urls.unfetchable(url):
             size = size_of(url)
+        if size is None:
+            raise LockError(f"{spec.tag}: the index lists {name} {entry.get('version')} with no size "
+                            f"({urls.redact(url)}); a lock needs each artifact's size")
         locked = Locked(name, str(entry["version"]), str(sha256), urls.redact(url), size)
         if found := artifact_problem(locked):
             raise LockError(f"{spec.tag}: the index gave {name} {entry.get('version')} as "
@@ -380,8 +383,9 @@ def write(lock: Lock, images: Path = layout.IMAGES) -> bool:
     return True
 
 
-def problem(spec: ImageSpec, images: Path = layout.IMAGES) -> str | None:
+def problem(spec: ImageSpec, images: Path | None = None) -> str | None:
     """Why the tag's lock cannot be built from (missing, stale, or not what `make lock` writes), or None when it can."""
+    images = images or layout.IMAGES
     path = images / spec.tag / LOCK_FILE
     how = f"run `make lock TAG={spec.tag}`"
     if spec.index != PYPI_INDEX:
@@ -407,9 +411,10 @@ def problem(spec: ImageSpec, images: Path = layout.IMAGES) -> str | None:
     return None
 
 
-def check(spec: ImageSpec, images: Path = layout.IMAGES) -> None:
+def check(spec: ImageSpec, images: Path | None = None) -> None:
     """LockFormatError (exit 2) when a lock of the tag holds what `make lock` does not write; a missing or stale
     lock is problem()'s to say."""
+    images = images or layout.IMAGES
     for file in layout.LOCKS:
         path = images / spec.tag / file
         if path.exists() or path.is_symlink():
@@ -431,9 +436,10 @@ def read_text(path: Path, limit: int = MAX_LOCK_BYTES) -> str:
     except OSError as e:
         raise LockFormatError(f"{path}: cannot be read ({'a symlink' if e.errno == errno.ELOOP else e.strerror}); "
                               "a lock is a regular file that `make lock` writes") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # a folder, a FIFO, /dev/zero
+        os.close(fd)
+        raise LockFormatError(f"{path}: not a regular file; a lock is one that `make lock` writes")
     with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-            raise LockFormatError(f"{path}: not a regular file; a lock is one that `make lock` writes")
         data = f.read(limit + 1)
     if len(data) > limit:
         raise LockFormatError(f"{path}: larger than {limit} bytes, which no lock is")
@@ -491,7 +497,8 @@ def read(path: Path, tag: str | None = None) -> tuple[Locked, ...]:
         elif line.startswith("# ") and line[2:].startswith(_HEADERS) and not found and pending is None:
             continue
         else:
-            what = "a URL line with no entry below it" if pending else f"{shown(line)} is not a line `make lock` writes"
+            what = f"{shown(line)} is not a line `make lock` writes" + (
+                f" (line {pending[0]}'s URL wants its entry here)" if pending else "")
             raise LockFormatError(f"{where}: {what}; a lock holds its header, then {ENTRY_FORMAT}; {redo}")
     if pending is not None:
         raise LockFormatError(f"{path}:{pending[0]}: a URL line with no entry below it; {redo}")
