@@ -127,6 +127,8 @@ def cmd_lock(matrix: Matrix, args) -> int:
 
 def cmd_fetch(matrix: Matrix, args) -> int:
     specs = matrix_run.select(matrix, args.tag) if args.tag and "," in args.tag else matrix.select(args.tag)
+    for spec in specs:
+        lock.check(spec)  # a lock line that is no lock's: exit 2 before anything is fetched or removed
     refused = {spec.tag: problem for spec in specs if (problem := lock.problem(spec))}
     for note in args.network.ignored:
         _say(f"note: not using {note}")
@@ -151,6 +153,8 @@ def cmd_base(matrix: Matrix, args) -> int:
 
 def cmd_build(matrix: Matrix, args) -> int:
     specs = matrix.select(args.tag)
+    for spec in specs:
+        lock.check(spec)
     settings = args.network
     for note in settings.ignored:
         _say(f"note: not using {note}")
@@ -525,6 +529,8 @@ def _check_public_key(environ) -> None:
 
 def _check_environment(command: str, environ) -> None:
     """Variables that the steps of a command read themselves, checked before the first step."""
+    if command in ("lock", "fetch", "build", "smoke", "verify", "matrix"):
+        inputs.folder(layout.cache_dir(environ), "TORCHYARD_CACHE")  # the wheel cache and uv's go under it
     if command in ("base", "build", "smoke", "verify", "matrix") and environ.get("TORCHYARD_DEBIAN_MIRROR"):
         inputs.url(environ["TORCHYARD_DEBIAN_MIRROR"], "TORCHYARD_DEBIAN_MIRROR", ("http", "https", "file"))
     if command in ("build", "smoke", "verify", "matrix") and environ.get("SOURCE_DATE_EPOCH", "") != "" \

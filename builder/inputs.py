@@ -71,9 +71,14 @@ def url(value: str, what: str, schemes: tuple[str, ...] = ("http", "https")) -> 
         raise InputError(f"{what}={shown(value)} holds a space or control character; give one URL like {example}")
     try:
         parts = urllib.parse.urlsplit(value)
-        parts.port  # a port that is no number from 0 to 65535 raises ValueError
+        port = parts.port  # a port that is no number from 0 to 65535 raises ValueError
     except ValueError as e:
-        raise InputError(f"{what}={shown(value)} is not a URL ({e}); give one like {example}") from None
+        # not urllib's words: they quote the port, which a password with a raw '/', '?' or '#' in it becomes
+        why = "its port is not a number from 1 to 65535" if "port" in str(e).lower() else "its host part does not parse"
+        raise InputError(f"{what}={shown(value)} is not a URL ({why}); give one like {example}") from None
+    if port == 0:
+        raise InputError(f"{what}={shown(value)} is not a URL (its port is not a number from 1 to 65535); "
+                         f"give one like {example}")
     if parts.scheme not in schemes or not parts.hostname:
         raise InputError(f"{what}={shown(value)} is not a {'/'.join(schemes)} URL with a host; give one like {example}")
     return value

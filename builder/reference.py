@@ -49,6 +49,12 @@ def _is_domain(first: str) -> bool:
     return "." in first or ":" in first or first == "localhost"
 
 
+def _port_in_range(domain: str) -> bool:
+    """A domain's port, when it names one, is 1-65535 (the grammar takes any digits)."""
+    found = re.search(r"(?<!:):([0-9]+)$", domain.rsplit("]", 1)[-1], re.ASCII)
+    return found is None or 0 < int(found[1]) < 65536
+
+
 def parse(value: str) -> Reference | None:
     """An image reference by Docker's grammar, or None when it is not one."""
     found = _REFERENCE_RE.fullmatch(value)
@@ -59,7 +65,7 @@ def parse(value: str) -> Reference | None:
         domain, path = None, f"{domain}/{path}"
         if not re.fullmatch(PATH, path, re.ASCII):
             return None
-    if len(f"{domain}/{path}" if domain else path) > NAME_MAX:
+    if len(f"{domain}/{path}" if domain else path) > NAME_MAX or (domain and not _port_in_range(domain)):
         return None
     return Reference(domain, path, found["tag"], found["digest"])
 
@@ -82,6 +88,8 @@ def registry(value: str, what: str = "REGISTRY") -> str:
         elif found and not _is_domain(found["domain"]):
             hint = " (the first part names a registry only with a '.', a ':port' or as localhost)"
         raise InputError(f"{what}={shown(value)} is not host[:port][/namespace]{hint}; {example}")
+    if not _port_in_range(found["domain"]):
+        raise InputError(f"{what}={shown(value)}: its port is not a number from 1 to 65535; {example}")
     return value
 
 

@@ -8,23 +8,35 @@ every tag (the cu12 nvidia-* wheels are the same for several torch releases), an
 index reachable: the build reads it from builder/wheels/serve.py, on loopback.
 
     <cache>/sha256/<hex>      the artifact whose sha256 is <hex> (its file name is in the lock)
+    <cache>/sha256/.<hex16>-….part   a download under way, locked (flock) by the process writing it
+
+A download stops at the size its lock gives (no server fills the disk), and its .part file goes on any exit: an
+error, a stop, SIGINT or SIGTERM (while `make fetch` runs them in its main thread). One that a killed process left
+(SIGKILL, a build's fetch thread) is removed by the next fetch, once no process holds its lock.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import http.client
 import os
+import signal
+import socket
 import ssl
+import stat
 import tempfile
 import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import weakref
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from builder import layout, urls
 from builder.heartbeat import Heartbeat
@@ -40,6 +52,7 @@ ATTEMPTS = 3  # a dropped connection is tried again; a wrong sha256 is not
 HEARTBEAT_S = 5
 TIMEOUT_S = 60  # per read, not per file
 MAX_REDIRECTS = 5
+PART_GRACE_S = 60  # a .part file younger than this may be one another process has just made and not yet locked
 
 
 class FetchError(Exception):
@@ -70,6 +83,9 @@ def folder(env: dict[str, str] | None = None) -> Path:
 
 
 def path(sha256: str, cache: Path) -> Path:
+    """The entry of an artifact; only a sha256 that is one (64 lowercase hex digits) names a path."""
+    if not lock.SHA256_RE.fullmatch(sha256):
+        raise ValueError(f"not a sha256: {sha256!r}")  # lock.read refuses such a lock first: a bug if reached
     return cache / sha256
 
 
@@ -81,8 +97,9 @@ def file_sha256(file: Path) -> str:
     return digest.hexdigest()
 
 
-def wanted(specs: list[ImageSpec], images: Path = layout.IMAGES) -> list[Wanted]:
+def wanted(specs: list[ImageSpec], images: Path | None = None) -> list[Wanted]:
     """Each artifact the tags' locks name, once (by sha256), in lock order."""
+    images = images or layout.IMAGES
     seen: dict[str, Wanted] = {}
     for spec in specs:
         for file in layout.LOCKS:
@@ -98,19 +115,6 @@ def intact(sha256: str, cache: Path) -> bool | None:
     if not file.is_file():
         return None
     return file_sha256(file) == sha256
-
-
-def authorization(network: NetworkSettings, url: str) -> dict[str, str]:
-    """The Authorization header for an artifact: the credentials of the configured index on the artifact's own
-    origin (scheme, host and port), or none. A lock keeps URLs without credentials; the host's settings hold them."""
-    target = urllib.parse.urlsplit(url)
-    for index in [*network.pip.get("index-url", []), *network.pip.get("extra-index-url", []), network.torch_index]:
-        parts = urllib.parse.urlsplit(index)
-        if (parts.scheme, parts.hostname, parts.port) == (target.scheme, target.hostname, target.port):
-            header = urls.basic_auth(index)
-            if header:
-                return header
-    return {}
 
 
 class _Progress(Heartbeat):
@@ -141,8 +145,9 @@ class _Connections(threading.local):
     lookup and one TLS handshake per thread, not one each. HTTPS_PROXY/HTTP_PROXY and NO_PROXY are honoured as
     urllib would."""
 
-    def __init__(self, context: ssl.SSLContext):
+    def __init__(self, context: ssl.SSLContext, every: weakref.WeakSet, guard: threading.Lock):
         self.context, self.open = context, {}
+        self.every, self.guard = every, guard  # every thread's sockets, for close_all
 
     def get(self, url: str, headers: dict[str, str]) -> http.client.HTTPResponse:
         """GET url, following redirects; the Authorization header goes to the first origin only."""
@@ -153,6 +158,8 @@ class _Connections(threading.local):
                 connection = self._connection(parts)
                 try:
                     connection.request("GET", target, headers=headers)
+                    with self.guard:  # the socket, not the connection: a response that closes it keeps reading it
+                        self.every.add(connection.sock)
                     response = connection.getresponse()
                     break
                 except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
@@ -163,6 +170,8 @@ class _Connections(threading.local):
                 return response
             response.read()
             following = urllib.parse.urljoin(url, response.getheader("Location", ""))
+            if why := urls.unfetchable(following):  # never file:, ftp: or plain http off loopback
+                raise FetchError(f"{urls.redact(url)} redirects to {urls.redact(following)}, {why}: refused")
             moved = urllib.parse.urlsplit(following)
             if (moved.scheme, moved.netloc) != (parts.scheme, parts.netloc):
                 headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
@@ -191,15 +200,32 @@ class _Connections(threading.local):
             connection.close()
 
 
+class _Pool:
+    """The download threads' connections (each thread its own), and a way to cut them all at once: a stop then
+    ends a read that waits on a silent server now, not after TIMEOUT_S."""
+
+    def __init__(self, context: ssl.SSLContext):
+        self.every: weakref.WeakSet[socket.socket] = weakref.WeakSet()
+        self.guard = threading.Lock()
+        self.local = _Connections(context, self.every, self.guard)
+
+    def close_all(self) -> None:
+        with self.guard:
+            for sock in list(self.every):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+
 def _download(item: Wanted, cache: Path, network: NetworkSettings, connections: _Connections,
               progress: _Progress, stop: threading.Event) -> None:
     package = item.package
-    headers = {"User-Agent": "torchyard", **authorization(network, package.url)}
+    headers = {"User-Agent": "torchyard", **network.authorization(package.url)}
     target = path(package.sha256, cache)
     for attempt in range(1, ATTEMPTS + 1):
         got = 0
         fd, tmp = tempfile.mkstemp(prefix=f".{package.sha256[:16]}-", suffix=".part", dir=cache)
         try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # held while it is written: no other fetch takes it for a dead one's
             digest = hashlib.sha256()
             with os.fdopen(fd, "wb") as out:
                 response = connections.get(package.url, headers)
@@ -207,13 +233,20 @@ def _download(item: Wanted, cache: Path, network: NetworkSettings, connections: 
                     response.read()
                     raise urllib.error.HTTPError(urls.redact(package.url), response.status, response.reason,
                                                  response.headers, None)
-                for block in iter(lambda: response.read(CHUNK), b""):
+                announced = response.getheader("Content-Length")
+                if announced and announced.isdigit() and int(announced) != package.size:
+                    raise FetchError(_wrong_size(item, f"the server announces {announced} bytes"))
+                while block := response.read(min(CHUNK, package.size + 1 - got)):  # never past size + 1 bytes
                     if stop.is_set():
                         raise _Stopped()
+                    got += len(block)
+                    if got > package.size:
+                        raise FetchError(_wrong_size(item, "the server sends more"))
                     out.write(block)
                     digest.update(block)
-                    got += len(block)
                     progress.add(len(block))
+            if got != package.size:
+                raise FetchError(_wrong_size(item, f"the server sent {got} bytes"))
             if digest.hexdigest() != package.sha256:
                 raise FetchError(
                     f"the sha256 of {package.name} {package.version} ({package.filename}) is {digest.hexdigest()}, "
@@ -224,6 +257,8 @@ def _download(item: Wanted, cache: Path, network: NetworkSettings, connections: 
         except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
             connections.drop(urllib.parse.urlsplit(package.url))
             progress.add(-got)
+            if stop.is_set():
+                raise _Stopped() from None  # a connection close_all cut
             reason = (f"HTTP {e.code} {e.reason}" if isinstance(e, urllib.error.HTTPError)
                       else getattr(e, "reason", None) or e)
             if (isinstance(e, urllib.error.HTTPError) and e.code < 500) or attempt == ATTEMPTS:
@@ -231,10 +266,71 @@ def _download(item: Wanted, cache: Path, network: NetworkSettings, connections: 
                                  f"(named by {item.lock}): {urls.redact(str(reason))}") from None
         except BaseException:
             connections.drop(urllib.parse.urlsplit(package.url))  # a half-read response: the connection is spent
+            progress.add(-got)
             raise
         finally:
-            if os.path.exists(tmp):
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
+
+
+def _wrong_size(item: Wanted, what: str) -> str:
+    p = item.package
+    return (f"{p.name} {p.version} ({p.filename}) is {p.size} bytes by {item.lock}, but {what}: either the lock was "
+            f"edited or the index serves another file; `make lock TAG={item.tag}` re-resolves after review. "
+            "Nothing was kept.")
+
+
+def remove_abandoned(cache: Path, grace_s: float = PART_GRACE_S) -> int:
+    """Remove the .part files that killed fetches left (SIGKILL, a build's fetch thread under SIGTERM): each that
+    no process holds locked and that is older than grace_s (a fetch locks its own right after making it). Never
+    follows a symlink; returns how many went."""
+    removed = 0
+    for part in cache.glob(".*.part"):
+        try:
+            fd = os.open(part, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            continue  # gone meanwhile, or a symlink: not ours
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode) or time.time() - info.st_mtime < grace_s:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a live fetch's
+            with contextlib.suppress(FileNotFoundError):
+                if os.stat(part, follow_symlinks=False).st_ino == info.st_ino:  # the file we locked, not a new one
+                    os.unlink(part)
+                    removed += 1
+        finally:
+            os.close(fd)
+    return removed
+
+
+@contextlib.contextmanager
+def _signals_stop(stop: threading.Event) -> Iterator[list[int]]:
+    """While `make fetch` downloads in its main thread, SIGINT and SIGTERM (CI cancelling a job, `docker stop`) set
+    `stop`; the fetch raises KeyboardInterrupt once its downloads have stopped and removed their .part files. A
+    handler that raised at once could raise inside concurrent.futures' own locking and leave a download thread
+    waiting forever. Only the main thread can set a handler: a build's fetch thread relies on remove_abandoned."""
+    caught: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield caught
+        return
+
+    def handler(signum, frame):
+        caught.append(signum)
+        stop.set()
+
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for s, was in previous.items():
+        if was is not signal.SIG_IGN:  # a background job's ignored SIGINT stays ignored
+            signal.signal(s, handler)
+    try:
+        yield caught
+    finally:
+        for s, was in previous.items():
+            signal.signal(s, was)
 
 
 def fetch(items: list[Wanted], network: NetworkSettings, say=print, cache: Path | None = None,
@@ -245,6 +341,8 @@ def fetch(items: list[Wanted], network: NetworkSettings, say=print, cache: Path 
     setting `stop` makes the downloads give up."""
     cache = cache or folder()
     cache.mkdir(parents=True, exist_ok=True)
+    if removed := remove_abandoned(cache):
+        say(f"removed {removed} partial download(s) that an interrupted fetch left in {cache}")
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=workers) as pool:  # hashing releases the GIL: checks run side by side
         states = list(pool.map(lambda item: intact(item.package.sha256, cache), items))
@@ -260,22 +358,29 @@ def fetch(items: list[Wanted], network: NetworkSettings, say=print, cache: Path 
     if not missing:
         return Fetched(len(items), 0, 0, time.monotonic() - started)
     say(f"fetching {len(missing)} of {len(items)} artifacts into {cache}")
-    connections = _Connections(network.tls_context())
+    connections = _Pool(network.tls_context())
     stop = stop or threading.Event()
-    with _Progress(say, len(missing)) as progress, ThreadPoolExecutor(max_workers=workers) as pool:
+    with _signals_stop(stop) as caught, _Progress(say, len(missing)) as progress, \
+            ThreadPoolExecutor(max_workers=workers) as pool:
         def one(item: Wanted) -> None:
-            _download(item, cache, network, connections, progress, stop)
+            _download(item, cache, network, connections.local, progress, stop)
             ready(item.package.sha256)
             progress.finish()
 
         futures = [pool.submit(one, item) for item in sorted(missing, key=lambda i: i.package.name)]
         try:
-            wait(futures, return_when=FIRST_EXCEPTION)
+            while True:  # in steps, so that a stop (a signal's, or the build's) is seen while downloads run
+                done, running = wait(futures, timeout=0.25, return_when=FIRST_EXCEPTION)
+                if not running or stop.is_set() or any(f.exception() for f in done):
+                    break
         finally:
-            failed = [f.exception() for f in futures if f.done() and f.exception()]
-            if failed or not all(f.done() for f in futures):  # a failure, a stop from outside, or interrupted
+            if not all(f.done() and not f.exception() for f in futures):  # a failure, a stop, or interrupted
                 stop.set()  # the other downloads stop and leave nothing behind
+                connections.close_all()
                 pool.shutdown(cancel_futures=True)
+        if caught:
+            raise KeyboardInterrupt(f"signal {caught[0]}")
+        failed = [f.exception() for f in futures if not f.cancelled() and f.exception()]
         if failed:
             raise failed[0]
     say(f"fetched {progress.line()} in {progress.seconds():.1f}s")

@@ -11,10 +11,14 @@ import configparser
 import os
 import re
 import ssl
+import urllib.error
+import urllib.parse
+import urllib.request
+import urllib.response
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from builder import inputs
+from builder import inputs, urls
 from builder.inputs import InputError, shown
 from builder.urls import redact
 
@@ -46,9 +50,39 @@ class NetworkSettings:
             context.load_verify_locations(cafile=str(ca))
         return context
 
+    def authorization(self, url: str) -> dict[str, str]:
+        """The Authorization header for a URL: the credentials of the configured index on the URL's own origin
+        (scheme, host and port), or none. A lock keeps URLs without credentials; the host's settings hold them."""
+        for index in [*self.pip.get("index-url", []), *self.pip.get("extra-index-url", []), self.torch_index]:
+            if urls.origin(index) == urls.origin(url) and (header := urls.basic_auth(index)):
+                return header
+        return {}
+
+    def request(self, url: str, method: str = "GET") -> urllib.request.Request:
+        """A request for a URL as urllib.parse reads it, without its userinfo (so no part of a password is ever
+        taken for the host name), with the credentials for its origin as a header that no redirect carries on."""
+        request = urllib.request.Request(urls.without_credentials(url), method=method, headers={"User-Agent": "torchyard"})
+        for name, value in {**self.authorization(url), **urls.basic_auth(url)}.items():
+            request.add_unredirected_header(name, value)
+        return request
+
+    def open(self, request: urllib.request.Request, timeout: float) -> urllib.response.addinfourl:
+        """urlopen with the host's TLS trust, following a redirect only to where an artifact may come from
+        (urls.unfetchable: https, or http on loopback; never file: or ftp:)."""
+        opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=self.tls_context()), _SafeRedirects())
+        return opener.open(request, timeout=timeout)
+
     def ca_bundle(self) -> str:
         """Every CA file the host names, concatenated (each in full, once)."""
         return "".join(p.read_text().rstrip("\n") + "\n" for p in self.ca_files)
+
+
+class _SafeRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        if why := urls.unfetchable(newurl):
+            raise urllib.error.HTTPError(redact(req.full_url), code, f"redirected to {redact(newurl)}, {why}: refused",
+                                         headers, fp)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
 def pip_config_files(env: dict[str, str], home: Path) -> list[Path]:

@@ -38,3 +38,21 @@ def test_records_keep_one_entry_per_registry(tmp_path):
 ])
 def test_engine_errors_are_explained(error, meaning):
     assert meaning in registry.explain(error, "127.0.0.1:1/torchyard:v2.6-cu124")
+
+
+@pytest.mark.parametrize("value", ["127.0.0.1:0", "127.0.0.1:65536", "registry.example.com:99999/ml", "[::1]:70000",
+                                   "localhost:00000"])
+def test_a_registry_port_outside_1_to_65535_is_refused(value):
+    from builder import reference
+    from builder.inputs import InputError
+
+    with pytest.raises(InputError, match="its port is not a number from 1 to 65535"):
+        reference.registry(value)
+    assert reference.parse(f"{value.split('/')[0]}/torchyard:v2.6-cu124") is None
+
+
+@pytest.mark.parametrize("value", ["127.0.0.1:1", "localhost:65535", "[::1]:5000/ml", "registry.example.com"])
+def test_a_registry_port_inside_the_range_is_taken(value):
+    from builder import reference
+
+    assert reference.registry(value) == value

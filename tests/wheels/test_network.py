@@ -133,3 +133,36 @@ def test_forwarded_settings_are_checked_and_shown_without_credentials(home):
     s = settings(home, PIP_CONFIG_FILE=os.devnull, PIP_INDEX_URL="https://alice:s3cret@mirror.example/simple",
                  PIP_TRUSTED_HOST="mirror.example:8443", PIP_TIMEOUT="60", PIP_RETRIES="3")
     assert s.pip["index-url"] == ["https://alice:s3cret@mirror.example/simple"]  # kept for the build's pip
+
+
+@pytest.mark.parametrize("password", ["pa'ss", 'pa"ss', "pa<s>s", "pa:ss", "p!$&()*+,;=", "pa%27ss%40"])
+def test_the_index_probe_reaches_the_urls_host_whatever_the_password_holds(password):
+    """The probe's request is made from the parsed host and port; the credentials go only in its header."""
+    import base64
+    import http.server
+    import threading
+    import urllib.parse
+
+    from builder.wheels import lock
+
+    got = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_HEAD(self):
+            got.append(self.headers.get("Authorization"))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        url = f"http://user:{password}@127.0.0.1:{httpd.server_address[1]}/simple"
+        assert lock.unreachable(url, network.NetworkSettings(), timeout=5) is None
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    decoded = urllib.parse.unquote(password)
+    assert got == ["Basic " + base64.b64encode(f"user:{decoded}".encode()).decode()]
