@@ -30,6 +30,10 @@ class Refused(ValueError):
     """A file is not what was expected (no regular file, too large, nested too deeply): its message says why."""
 
 
+class TooLarge(Refused):
+    """A file holds more than the cap."""
+
+
 def _kind(mode: int) -> str:
     for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
                        (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
@@ -50,10 +54,11 @@ def read_bounded(path: Path, limit: int, follow_symlinks: bool = True) -> bytes:
         if e.errno == errno.ELOOP and not follow_symlinks:
             raise Refused(f"{path} is a symlink; it is read only as a regular file of its own") from None
         raise
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise Refused(f"{path} is {_kind(mode)}, not a regular file")
     with os.fdopen(fd, "rb", buffering=0) as f:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise Refused(f"{path} is {_kind(mode)}, not a regular file")
         chunks, size = [], 0
         while size <= limit:  # the cap holds whatever the file's size says (a file can grow while it is read)
             chunk = f.read(min(CHUNK, limit + 1 - size))
@@ -62,7 +67,7 @@ def read_bounded(path: Path, limit: int, follow_symlinks: bool = True) -> bytes:
             chunks.append(chunk)
             size += len(chunk)
     if size > limit:
-        raise Refused(f"{path} is larger than {limit:,} bytes, the most such a file holds")
+        raise TooLarge(f"{path} is larger than {limit:,} bytes, the most such a file holds")
     return b"".join(chunks)
 
 
