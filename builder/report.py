@@ -426,7 +426,7 @@ def markdown(report: Report) -> str:
         smoke_cells = [(f"{c.status} {c.headline}" if c.headline and c.value is not None else c.status) if (c := by_name.get(n)) else ""
                        for n in checks]
         lines.append("| " + " | ".join(_md(cell) for cell in [
-            r.tag, r.state + ("" if r.state == PASSED else f": {r.note}"), r.torch, r.cuda, r.cudnn or "not recorded",
+            r.tag, r.state + ("" if r.state == PASSED and not r.broken else f": {r.note}"), r.torch, r.cuda, r.cudnn or "not recorded",
             r.nccl or "not recorded", r.python, r.min_driver, r.wheel,
             f"{b.status} in {_duration(b.seconds)} ({short_date(b.started)})" if b else "",
             f"{human(r.size)} ({human(r.compressed)})" if r.size and r.compressed else human(r.size) if r.size else "",
