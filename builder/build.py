@@ -186,7 +186,7 @@ def build(client: docker.DockerClient, spec: ImageSpec, repo: str, network: Netw
           say=print, images: Path = layout.IMAGES, reports: Path = REPORTS, nocache: bool = False,
           cache: Path | None = None) -> BuildResult:
     image = f"{repo}:{spec.tag}"
-    needs_lock = lock.LOCK_FILE in (images / spec.tag / "Dockerfile").read_text()  # every rendered one does
+    needs_lock = lock.LOCK_FILE in (images / spec.tag / layout.DOCKERFILE).read_text()  # every rendered one does
     problem = lock.problem(spec, images) if needs_lock else None
     if problem:
         raise lock.LockError(f"not building {image}: {problem}")
