@@ -23,7 +23,7 @@ $(eval $(call pass-setting,GPUS,TORCHYARD_GPUS_PER_NODE))
 unexport $(SETTINGS)
 
 .DEFAULT_GOAL := help
-.PHONY: help list validate render lock fetch base build smoke run size verify push pull matrix report doctor k8s slurm ci test unit-test docker-test mutation clean
+.PHONY: help list validate render lock fetch base build smoke run size verify push pull matrix report doctor k8s slurm ci test unit-test docker-test mutation docs clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -107,6 +107,10 @@ mutation: $(VENV)/.mutation ## mutation testing (mutmut) of the verdicts, measur
 	rm -rf mutants && mkdir -p reports
 	$(VENV)/bin/mutmut run > reports/mutation.log 2>&1 || { tail -20 reports/mutation.log; exit 1; }
 	$(PY) tests/mutation_score.py
+
+# NO_MKDOCS_2_WARNING: mkdocs-material's banner about its end of life; the build itself is what counts
+docs: $(VENV)/.installed ## build the docs site (docs/, mkdocs.yml) into site/ with mkdocs build --strict
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
 
 clean: $(VENV)/.installed ## remove the torchyard:* images (the base images and build cache stay)
 	@$(BUILDER) clean
