@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from builder import files
 from builder import inputs, layout, matrix_run, reference
 from builder.host import doctor, gpu, smoke, workspace
 from builder.image import base, build, registry, render, size, verify
@@ -28,7 +29,7 @@ from builder.report import report
 from builder.urls import redact
 from builder.wheels import cache as wheel_cache
 from builder.wheels import lock, network, serve
-from smoke_tests import distributed
+from smoke_tests import distributed, nvml
 
 MATRIX = layout.ROOT / "matrix.yaml"
 INVALID = 2
@@ -539,9 +540,12 @@ def _check_environment(command: str, environ) -> None:
                          "(e.g. $(git log -1 --format=%ct)), or unset it")
     if command in ("smoke", "run", "matrix"):
         gpu.requested(environ)
+    if command in ("smoke", "doctor", "matrix") and environ.get(nvml.RECORD_VARIABLE):
+        nvml.read(environ)  # a recording that stands in for NVML is read whole before any work (RecordingError: exit 2)
 
 
 def main(argv: list[str] | None = None) -> int:
+    files.exit_on_sigterm()  # SIGTERM ends as Ctrl-C does: every `finally` runs, no temporary file stays
     args = parser().parse_args(argv)
     try:
         matrix = load(args.matrix, compat.load())
@@ -551,7 +555,7 @@ def main(argv: list[str] | None = None) -> int:
         count = len(e.problems)
         return _fail(f"refused: {count} problem{'s' if count > 1 else ''}; nothing was rendered or built.\n"
                      + "\n".join(f"  {line}" for line in e.lines()), INVALID)
-    except (InputError, gpu.GpuSettingError) as e:
+    except (InputError, gpu.GpuSettingError, nvml.RecordingError) as e:
         return _fail(f"refused: {e}; nothing was done.", INVALID)
     except registry.RegistryError as e:
         return _fail(str(e), 1)

@@ -44,6 +44,12 @@ def shown(value) -> str:
     return text
 
 
+def printable(text: str) -> str:
+    """text with every control character (a terminal's escape sequences, newlines, C1 codes) shown escaped, as
+    repr() shows it: for recorded strings printed to a terminal or a report (an NVML device name, a build error)."""
+    return SPACE_OR_CONTROL_RE.sub(lambda m: " " if m[0] == " " else repr(m[0])[1:-1], text)
+
+
 def mountable(value: str, what: str) -> str:
     """A host path as `docker run -v` takes it and a pasted `docker run` line shows it."""
     if not value or not PATH_RE.fullmatch(value):

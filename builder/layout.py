@@ -18,6 +18,7 @@ SMOKE_TESTS = ROOT / "smoke_tests"  # the smoke suite: runs inside every image, 
 IMAGES = ROOT / "images"  # what varies by tag: images/<tag>/
 REPORTS = ROOT / "reports"
 DIGESTS = ROOT / "digests"
+REGISTRY_NAME = "torchyard"  # the repository name in every registry: <REGISTRY>/torchyard:<tag>
 
 
 def cache_dir(env: dict[str, str] | None = None) -> Path:

@@ -17,21 +17,18 @@ reports/timings.json (the last time each step of each tag did work).
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import docker
 import docker.errors
 
-from builder import layout
-from builder.files import write_atomic
+from builder import layout, records
 from builder.heartbeat import Heartbeat
 from builder.host import doctor, gpu, smoke
 from builder.image import base, build, render, size
@@ -42,28 +39,12 @@ from builder.wheels import cache as wheel_cache
 from builder.wheels import lock, network, serve
 
 STEPS = ("lock", "build", "size", "smoke")
-TIMINGS = "timings.json"
 HEARTBEAT_S = 60
 DEFAULT_IMAGE_BYTES = 6_500_000_000  # until this machine has measured one (a v2.6-cu124 image is 5.9 GB)
 DONE, CURRENT, FAILED, REFUSED = "done", "current", "failed", "not buildable"
 
 
-@dataclass(frozen=True)
-class Step:
-    name: str
-    status: str  # DONE, CURRENT (not redone), FAILED, REFUSED
-    seconds: float
-    note: str
-
-
-@dataclass(frozen=True)
-class Outcome:
-    tag: str
-    result: str  # report.PASSED, report.FAILED or report.NOT_HERE
-    reason: str
-    fix: str | None
-    steps: tuple[Step, ...]
-    date: str
+Step, Outcome = records.Step, records.Outcome  # reports/<tag>/run.json
 
 
 def select(matrix: Matrix, value: str | None) -> list[ImageSpec]:
@@ -82,18 +63,10 @@ def select(matrix: Matrix, value: str | None) -> list[ImageSpec]:
     return [s for s in matrix.specs.values() if s.tag in chosen]
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def check_text(check: dict) -> str:
+def check_text(check: records.Check) -> str:
     """'resnet50 amp PASS (90 images/s)': a check's status, and its figure when it has one."""
     text, value = report.headline(check)
-    return f"{check['name']} {check['status']}" + (f" ({text})" if value is not None else "")
+    return f"{check.name} {check.status}" + (f" ({text})" if value is not None else "")
 
 
 def duration(seconds: float | None) -> str:
@@ -108,11 +81,12 @@ def duration(seconds: float | None) -> str:
 class Timings:
     """reports/timings.json: step -> tag -> seconds the step took the last time it did work on that tag."""
 
-    def __init__(self, reports: Path):
-        self.path = reports / TIMINGS
+    def __init__(self, reports: Path, say=print):
+        self.path = reports / records.TIMINGS
         try:
-            self.data: dict[str, dict[str, float]] = json.loads(self.path.read_text())
-        except (OSError, ValueError):
+            self.data: records.Timings = records.read(self.path, records.Timings) or {}
+        except records.BrokenRecord as e:  # estimates are a convenience: start afresh, and the next step rewrites it
+            say(f"{e.short(reports.name)}: estimates start afresh")
             self.data = {}
 
     def estimate(self, step: str, tag: str) -> float | None:
@@ -133,7 +107,7 @@ class Timings:
 
     def record(self, step: str, tag: str, seconds: float) -> None:
         self.data.setdefault(step, {})[tag] = round(seconds, 1)
-        write_atomic(self.path, json.dumps(self.data, indent=2, sort_keys=True) + "\n")
+        records.write(self.path, {name: dict(sorted(times.items())) for name, times in sorted(self.data.items())})
 
 
 class _Beat(Heartbeat):
@@ -171,13 +145,13 @@ class _Steps:
         self.run.line(self.prefix_of(step), text)
 
     def add(self, name: str, status: str, seconds: float, note: str) -> None:
-        self.done.append(Step(name, status, round(seconds, 1), note))
+        self.done.append(Step(name=name, status=status, seconds=round(seconds, 1), note=note))
         if status == DONE and name != "lock":
             self.run.timings.record(name, self.spec.tag, seconds)
         self.say(name, note)
 
     def outcome(self, result: str, reason: str, fix: str | None) -> Outcome:
-        return Outcome(self.spec.tag, result, reason, fix, tuple(self.done), self.date)
+        return Outcome(tag=self.spec.tag, result=result, reason=reason, fix=fix, steps=tuple(self.done), date=self.date)
 
 
 class Runner:
@@ -185,7 +159,7 @@ class Runner:
                  settings: network.NetworkSettings, say=print, images: Path = layout.IMAGES, require_gpu: bool = False):
         self.matrix, self.client, self.repo, self.reports, self.say = matrix, client, repo, reports, say
         self.images, self.require_gpu, self.settings = images, require_gpu, settings
-        self.timings = Timings(reports)
+        self.timings = Timings(reports, say)
         self.gpus = gpu.host_has_gpus(client)  # as make smoke decides: the toolkit's route, or TORCHYARD_GPUS
         self.started = time.monotonic()
 
@@ -212,15 +186,23 @@ class Runner:
             return False, f"the base {spec.base.image} is not the one it was built on"
         return True, f"{found.id[7:19]}, built from these inputs"
 
+    def _record(self, spec: ImageSpec, name: str, schema):
+        """The tag's record, or None; a broken one is said and counts as none (the step that writes it runs)."""
+        try:
+            return records.read_report(self.reports, spec.tag, name, schema)
+        except records.BrokenRecord as e:
+            self.say(f"  {e.short(f'reports/{spec.tag}')}: measured again")
+            return None
+
     def size_current(self, spec: ImageSpec, image_id: str) -> bool:
-        measured = _read_json(self.reports / spec.tag / "size.json")
-        packed = _read_json(self.reports / spec.tag / size.COMPRESSED)
-        return measured.get("image_id") == image_id and packed.get("image_id") == image_id
+        measured = self._record(spec, records.SIZE, records.SizeReport)
+        packed = self._record(spec, records.COMPRESSED, records.Compressed)
+        return bool(measured and packed) and measured.image_id == image_id and packed.image_id == image_id
 
     def smoke_current(self, spec: ImageSpec, image_id: str) -> bool:
-        found = _read_json(self.reports / spec.tag / "smoke.json")
-        return (found.get("image_id") == image_id and found.get("status") == "PASS" and found.get("gpus_passed") == self.gpus
-                and bool(found.get("require_gpu")) == self.require_gpu and found.get("data") is None)
+        found = self._record(spec, records.SMOKE, records.SmokeReport)
+        return (found is not None and found.image_id == image_id and found.status == "PASS"
+                and found.gpus_passed == self.gpus and found.require_gpu == self.require_gpu and found.data is None)
 
     # ------------------------------------------------------------ planning
 
@@ -272,7 +254,7 @@ class Runner:
         root = self.client.info().get("DockerRootDir")
         if not root or not Path(root).is_dir():
             return None
-        largest, _ = doctor.largest_image(self.reports)
+        largest, _, _ = doctor.largest_image(self.reports)
         need = doctor.BUILD_FACTOR * (largest or DEFAULT_IMAGE_BYTES)
         free = shutil.disk_usage(root).free
         if free >= need:
@@ -302,7 +284,7 @@ class Runner:
         if "smoke" in todo:
             failures.append(self.smoke_step(spec, steps))
         else:
-            steps.add("smoke", CURRENT, 0, f"current: PASS on {image_id[7:19]} (reports/{spec.tag}/smoke.json)")
+            steps.add("smoke", CURRENT, 0, f"current: PASS on {image_id[7:19]} (reports/{spec.tag}/{records.SMOKE})")
         if any(failures):
             return steps.outcome(report.FAILED, "; ".join(filter(None, failures)), f"see reports/{spec.tag}/")
         return steps.outcome(report.PASSED, "built and passed", None)
@@ -331,7 +313,7 @@ class Runner:
                 measured = size.check(self.client, image, spec.tag, spec.size_budget, say=beat.inner, reports=self.reports)
             except size.SizeError as e:  # the report is written all the same
                 over = str(e)
-                measured = size.SizeReport.from_json((self.reports / spec.tag / "size.json").read_text())
+                measured = records.read_report(self.reports, spec.tag, records.SIZE, records.SizeReport)
             packed = size.compressed(self.client, image, spec.tag, self.reports, say=beat.inner)
         text = f"{human(measured.total)}, {human(packed.total)} compressed (as a push sends) in {duration(beat.seconds())}"
         if over:
@@ -376,9 +358,9 @@ class Runner:
         elif not any(todo.values()):
             self.say("nothing to build or smoke-test: every buildable tag asked for is current")
         elif estimate is not None:
-            self.say(f"estimate: about {duration(estimate)}, from earlier runs' times (reports/{TIMINGS})")
+            self.say(f"estimate: about {duration(estimate)}, from earlier runs' times (reports/{records.TIMINGS})")
         else:
-            self.say(f"estimate: not yet (a step's first run records its time in reports/{TIMINGS})")
+            self.say(f"estimate: not yet (a step's first run records its time in reports/{records.TIMINGS})")
         outcomes = []
         buildable = [s for s in specs if s.tag not in refused]
         width = max(map(len, self.matrix.specs))
@@ -386,8 +368,9 @@ class Runner:
             for s in specs:
                 if s.tag in refused:
                     why, fix = refused[s.tag]
-                    outcome = Outcome(s.tag, report.NOT_HERE, why, fix, (Step("lock", REFUSED, 0, why),),
-                                      datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                    outcome = Outcome(tag=s.tag, result=report.NOT_HERE, reason=why, fix=fix,
+                                      steps=(Step(name="lock", status=REFUSED, seconds=0, note=why),),
+                                      date=datetime.now(timezone.utc).isoformat(timespec="seconds"))
                     self.line(f"{s.tag:<{width}} {'':>5} lock ", f"not buildable here: {why}; fix: {fix}")
                 else:
                     index = buildable.index(s)
@@ -408,9 +391,7 @@ class Runner:
 
     def write_outcome(self, outcome: Outcome) -> None:
         """reports/<tag>/run.json: what this run said of the tag (the report shows it with its date)."""
-        folder = self.reports / outcome.tag
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / report.RUN_RECORD).write_text(json.dumps(asdict(outcome), indent=2) + "\n")
+        records.write_report(self.reports, outcome.tag, records.RUN, outcome)
 
 
 def run(matrix: Matrix, tags: str | None, repo: str, reports: Path, settings: network.NetworkSettings, say=print,

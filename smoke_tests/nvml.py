@@ -13,10 +13,20 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 RECORD_VARIABLE = "TORCHYARD_NVML_RECORD"
+RECORD_MAX_BYTES = 256 * 1024  # a recording of 8 GPUs is ~1 KB
+_GPU_FIELDS = {"index": "a whole number", "name": "a string", "capability": "[major, minor], two whole numbers",
+               "memory_bytes": "a whole number"}
+
+
+class RecordingError(ValueError):
+    """The recording TORCHYARD_NVML_RECORD names is missing or is not one: which file, which field, what is expected.
+    (Validated here, with the standard library alone: this module runs inside the images too, where builder's
+    records.py and msgspec are not.)"""
 
 
 @dataclass(frozen=True)
@@ -77,10 +87,60 @@ def record(answer: Nvml) -> dict:
     return {k: v for k, v in asdict(answer).items() if k != "source"}
 
 
+def _read(path: Path) -> bytes:
+    """The recording's bytes: a regular file (no FIFO or device, which would block or never end), read to at most
+    RECORD_MAX_BYTES."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        raise RecordingError(f"{RECORD_VARIABLE}={path}: cannot be read ({e.strerror}); name a recording "
+                             "(the JSON smoke_tests.nvml.record() writes, e.g. tests/data/nvml/h100-driver-580.json)") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise RecordingError(f"{RECORD_VARIABLE}={path}: not a regular file; name a recording")
+    with os.fdopen(fd, "rb", buffering=0) as f:
+        data = f.read(RECORD_MAX_BYTES + 1)
+    if len(data) > RECORD_MAX_BYTES:
+        raise RecordingError(f"{RECORD_VARIABLE}={path}: larger than {RECORD_MAX_BYTES:,} bytes; a recording is ~1 KB")
+    return data
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def replay(path: Path) -> Nvml:
-    data = json.loads(path.read_text())
-    gpus = tuple(Gpu(g["index"], g["name"], tuple(g["capability"]), g["memory_bytes"]) for g in data.get("gpus", []))
-    return Nvml(data.get("driver"), data.get("cuda"), gpus, data.get("problem"), source=str(path))
+    """The answer a recording holds; RecordingError naming the field when it holds no answer."""
+    def broken(where: str, expected: str):
+        return RecordingError(f"{RECORD_VARIABLE}={path}: {where} is not {expected}")
+
+    try:
+        data = json.loads(_read(path).decode("utf-8"))
+    except RecordingError:
+        raise
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:  # RecursionError: nested past the parser's depth
+        raise RecordingError(f"{RECORD_VARIABLE}={path}: not JSON in UTF-8 ({e.__class__.__name__}); name a "
+                             "recording (the JSON smoke_tests.nvml.record() writes)") from None
+    if not isinstance(data, dict):
+        raise broken("$", "an object of driver, cuda, gpus and problem")
+    for key in ("driver", "cuda", "problem"):
+        if not (data.get(key) is None or isinstance(data[key], str) and len(data[key]) <= 1000):
+            raise broken(f"$.{key}", "a string or null")
+    if not isinstance(data.get("gpus", []), list) or len(data.get("gpus", [])) > 1024:
+        raise broken("$.gpus", "a list of GPUs")
+    gpus = []
+    for i, g in enumerate(data.get("gpus", [])):
+        if not isinstance(g, dict):
+            raise broken(f"$.gpus[{i}]", "an object of " + ", ".join(_GPU_FIELDS))
+        for key, expected in _GPU_FIELDS.items():
+            value = g.get(key)
+            ok = (isinstance(value, str) and len(value) <= 1000 if key == "name" else
+                  isinstance(value, list) and len(value) == 2 and all(_whole(v) and 0 <= v < 1000 for v in value)
+                  if key == "capability" else _whole(value) and value >= 0)
+            if not ok:
+                raise broken(f"$.gpus[{i}].{key}", expected)
+        gpus.append(Gpu(g["index"], g["name"], tuple(g["capability"]), g["memory_bytes"]))
+    return Nvml(data.get("driver"), data.get("cuda"), tuple(gpus), data.get("problem"), source=str(path))
 
 
 def read(environ: dict[str, str] | None = None) -> Nvml:

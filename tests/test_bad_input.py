@@ -226,12 +226,24 @@ RECORDS = [
     Case(f"digests-{name}", args=("pull", "--registry", "127.0.0.1:5000", "--digests", "{tmp}/digests"),
          files={"digests/v2.6-cu124.json": content}, says=("{tmp}/digests/v2.6-cu124.json", expected))
     for name, content, expected in [
-        ("list", "[]\n", "holds a list, not an object"),
-        ("not-json", "{\n", "is not JSON"),
-        ("not-utf8", b'{"\xff": 1}', "is not JSON in UTF-8"),
-        ("entry-without-digest", '{"127.0.0.1:5000/torchyard:v2.6-cu124": {"image_id": "sha256:x"}}', "is not {\"digest\""),
-        ("digest-not-sha256", '{"r": {"digest": "md5:x", "image_id": "sha256:x"}}', "sha256:<64 hex>"),
+        ("list", "[]\n", "is broken: Expected `object`, got `array`"),
+        ("not-json", "{\n", "is broken: not JSON"),
+        ("not-utf8", b'{"\xff": 1}', "is broken: not UTF-8"),
+        ("entry-without-digest", '{"127.0.0.1:5000/torchyard:v2.6-cu124": {"image_id": "sha256:%s"}}' % ("1" * 64),
+         "missing required field `digest` - at `$['127.0.0.1:5000/torchyard:v2.6-cu124']`"),
+        ("digest-not-sha256", '{"127.0.0.1:5000/torchyard:v2.6-cu124": {"digest": "md5:x", "image_id": "sha256:x"}}',
+         "matching regex '^sha256:[0-9a-f]{64}$'"),
+        ("image-id-short", '{"127.0.0.1:5000/torchyard:v2.6-cu124": {"digest": "sha256:%s", "image_id": "sha256:x"}}'
+         % ("1" * 64), ".image_id`"),
+        ("key-not-a-reference", '{"r": {"digest": "md5:x", "image_id": "sha256:x"}}', "the key $['r'] is not a reference"),
     ]
+] + [
+    # nested 100,000 deep: refused before any parser recurses, by every command that reads the record
+    Case(f"digests-nested-{command}", args=(command, *more, "--digests", "{tmp}/digests"),
+         files={"digests/v2.6-cu124.json": "[" * 100_000 + "]" * 100_000},
+         says=("{tmp}/digests/v2.6-cu124.json is broken", "nested more than"))
+    for command, more in [("push", ("--registry", "127.0.0.1:5000")), ("pull", ("--registry", "127.0.0.1:5000")),
+                          ("k8s", ()), ("slurm", ())]
 ]
 
 PAYLOADS = ["v2.6-cu124;touch {tmp}/pwned", "$(shell touch {tmp}/pwned)", "`touch {tmp}/pwned`"]

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from builder import matrix_run
+from builder import matrix_run, records
 from builder.matrix.spec import MatrixError
 from tests.conftest import ROOT
 
@@ -46,9 +46,16 @@ def test_estimates_come_from_this_tags_last_time_else_the_median_of_the_others(t
     assert again.estimate("smoke", "v2.6-cu124") is None
 
 
-def test_a_corrupt_timings_file_means_no_estimate_not_a_crash(tmp_path):
-    (tmp_path / matrix_run.TIMINGS).write_text("{not json")
-    assert matrix_run.Timings(tmp_path).estimate("build", "v2.6-cu124") is None
+@pytest.mark.parametrize("content", ["{not json", "[]", '{"build": 5}', '{"build": {"v2.6-cu124": "9"}}',
+                                     "[" * 100_000 + "]" * 100_000])
+def test_a_corrupt_timings_file_means_no_estimate_not_a_crash(tmp_path, content):
+    (tmp_path / records.TIMINGS).write_text(content)
+    said = []
+    timings = matrix_run.Timings(tmp_path, said.append)
+    assert timings.estimate("build", "v2.6-cu124") is None
+    assert len(said) == 1 and f"{tmp_path.name}/{records.TIMINGS} is broken" in said[0], said
+    timings.record("build", "v2.6-cu124", 240)  # after a finished build: the record is written anew, no TypeError
+    assert matrix_run.Timings(tmp_path).estimate("build", "v2.6-cu124") == 240
 
 
 @pytest.mark.parametrize("seconds, text", [(0, "0s"), (59.4, "59s"), (61, "1m 01s"), (3725, "1h 02m"), (None, "?")])
@@ -57,8 +64,8 @@ def test_durations_read_as_people_say_them(seconds, text):
 
 
 def test_a_check_line_names_its_figure_only_when_it_has_one():
-    resnet = {"name": "resnet50 amp", "status": "PASS", "reason": "", "figures": {"images_per_s": 90.2}}
-    cuda = {"name": "cuda", "status": "SKIPPED", "reason": "no GPU: NVML cannot start", "figures": {}}
+    resnet = records.Check(name="resnet50 amp", status="PASS", figures={"images_per_s": 90.2})
+    cuda = records.Check(name="cuda", status="SKIPPED", reason="no GPU: NVML cannot start")
     assert matrix_run.check_text(resnet) == "resnet50 amp PASS (90 images/s)"
     assert matrix_run.check_text(cuda) == "cuda SKIPPED"
 

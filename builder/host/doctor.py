@@ -7,7 +7,6 @@ engine is asked whether containers can get GPUs; /dev/shm and free disk are set 
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -15,8 +14,10 @@ from pathlib import Path
 
 import docker.errors
 
+from builder import records
 from builder.host import gpu
 from builder.image import build
+from builder.inputs import printable
 from builder.matrix.compat import version_key
 from builder.matrix.spec import ImageSpec, Matrix
 from builder.report import report as matrix_report
@@ -48,6 +49,7 @@ class Disk:
     free: int
     image: int | None  # the largest image size measured here (reports/<tag>/size.json), bytes
     image_tag: str | None
+    broken: tuple[str, ...] = ()  # size records that do not parse (left out of the largest)
 
 
 @dataclass(frozen=True)
@@ -73,24 +75,26 @@ def engine_facts(client: docker.DockerClient | None = None) -> Engine:
                   info.get("DockerRootDir"))
 
 
-def largest_image(reports: Path) -> tuple[int | None, str | None]:
-    """The largest image measured here (size reports), as (bytes, tag)."""
+def largest_image(reports: Path) -> tuple[int | None, str | None, tuple[str, ...]]:
+    """The largest image measured here (size reports), as (bytes, tag, the size records that are broken)."""
     best: tuple[int | None, str | None] = (None, None)
-    for path in reports.glob("*/size.json"):
+    broken = []
+    for path in sorted(reports.glob(f"*/{records.SIZE}")):
         try:
-            total = json.loads(path.read_text())["total"]
-        except (OSError, ValueError, KeyError, TypeError):
+            found = records.read(path, records.SizeReport)
+        except records.BrokenRecord as e:
+            broken.append(e.short(f"{reports.name}/{path.parent.name}"))
             continue
-        if best[0] is None or total > best[0]:
-            best = (total, path.parent.name)
-    return best
+        if found and (best[0] is None or found.total > best[0]):
+            best = (found.total, path.parent.name)
+    return (*best, tuple(broken))
 
 
 def disk_facts(engine: Engine, reports: Path) -> Disk:
     """Free space where the engine keeps images (when it is this machine's folder), else here."""
     path = engine.root if engine.root and os.path.isdir(engine.root) else str(reports.parent)
-    size, tag = largest_image(reports)
-    return Disk(path, shutil.disk_usage(path).free, size, tag)
+    size, tag, broken = largest_image(reports)
+    return Disk(path, shutil.disk_usage(path).free, size, tag, broken)
 
 
 def judge(spec: ImageSpec, host: nvml.Nvml, engine: Engine, images: Path) -> TagVerdict:
@@ -152,6 +156,7 @@ def host_lines(host: nvml.Nvml, engine: Engine, shm: int, disk: Disk) -> list[st
     else:
         lines.append(f"disk            {human(disk.free)} free in {disk.path}; no image measured here yet "
                      "(an image is about 6 GB, a build needs about twice that)")
+    lines += [f"                {broken}: left out (remove it; make matrix measures the tag again)" for broken in disk.broken]
     return lines
 
 
@@ -211,5 +216,5 @@ def run(matrix: Matrix, images: Path, reports: Path, say=print) -> int:
     host = nvml.read()
     engine = engine_facts()
     for line in report(matrix, host, engine, shm_bytes(), disk_facts(engine, reports), images):
-        say(line)
+        say(printable(line))  # a device name, an engine's answer, a path: what the terminal shows, never what it obeys
     return 0

@@ -14,10 +14,13 @@ from pathlib import Path
 import docker
 import docker.types
 
+from builder import files
+
 # Docker's default /dev/shm is 64 MB: DataLoader workers and NCCL's shared-memory transport run out of it.
 # A tmpfs limit reserves nothing; only the pages used count against the container's memory.
 SHM_GIB = 8  # the one figure: `docker run --shm-size` and a Kubernetes Job's memory-backed /dev/shm (builder/jobs/k8s.py)
 SHM_SIZE = f"{SHM_GIB}g"  # Docker's g is GiB
+CDI_SPEC_MAX_BYTES = 4 * 2**20  # `nvidia-ctk cdi generate` writes ~20 KB per GPU
 HOOKS = ("nvidia-container-runtime-hook", "nvidia-container-toolkit", "nvidia-ctk")
 
 
@@ -59,11 +62,12 @@ def cdi_gpu_specs(info: dict) -> list[Path]:
     specs = []
     for folder in info.get("CDISpecDirs") or []:
         for path in sorted(Path(folder).glob("*")):
-            try:
-                if path.suffix in (".yaml", ".yml", ".json") and "nvidia.com/gpu" in path.read_text(errors="replace"):
+            try:  # a regular file of a CDI spec's size only: a FIFO there must not hang make doctor
+                if path.suffix in (".yaml", ".yml", ".json") and \
+                        b"nvidia.com/gpu" in files.read_bounded(path, CDI_SPEC_MAX_BYTES):
                     specs.append(path)
-            except OSError:
-                continue  # unreadable here (another user's file): not ours to judge
+            except (OSError, files.Refused):
+                continue  # unreadable here (another user's file), or no spec: not ours to judge
     return specs
 
 

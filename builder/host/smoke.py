@@ -10,7 +10,6 @@ reports/<tag>/ gets smoke.json (every figure), smoke.log (what the container pri
 from __future__ import annotations
 
 import io
-import json
 import os
 import shlex
 import tarfile
@@ -21,8 +20,10 @@ from pathlib import Path
 
 import docker
 import docker.errors
+import msgspec
 
-from builder.files import write_atomic
+from builder import records
+from builder.files import open_fresh, write_atomic
 from builder.host import gpu
 from builder.image.build import REPORTS
 from builder.matrix.spec import ImageSpec, Matrix
@@ -46,7 +47,7 @@ class SmokeRun:
     report: Path
     log: Path
     command: Path
-    checks: list[dict]
+    checks: tuple[records.Check, ...]
 
 
 def host_gpus(answer: nvml.Nvml, toolkit: bool) -> str | None:
@@ -95,19 +96,19 @@ def covering_tags(matrix: Matrix, capability: str) -> list[str]:
     return [s.tag for s in matrix.specs.values() if s.archs and verdicts.arch((major, minor), list(s.archs)).ok]
 
 
-def explain_arch(report: dict, matrix: Matrix) -> None:
+def explain_arch(report: records.SmokeReport, matrix: Matrix) -> records.SmokeReport:
     """An uncovered GPU: the image cannot know the rest of the matrix, so name the tags that cover it here."""
-    for check in report["checks"]:
-        if check["name"] != "cuda" or check["status"] != "FAIL":
-            continue
+    checks = []
+    for check in report.checks:
+        figures = records.figures(check)
         reasons = []
-        for device in check["figures"].get("devices", []):
-            capability = tuple(int(p) for p in device["capability"].split("."))
-            verdict = verdicts.arch(capability, check["figures"]["arch_list"], covering_tags(matrix, device["capability"]))
+        for device in figures.devices if check.name == "cuda" and check.status == "FAIL" else ():
+            capability = tuple(int(p) for p in device.capability.split("."))
+            verdict = verdicts.arch(capability, list(figures.arch_list), covering_tags(matrix, device.capability))
             if not verdict.ok:
-                reasons.append(f"GPU {device['index']} ({device['name']}): {verdict.reason}")
-        if reasons:
-            check["reason"] = "; ".join(reasons)
+                reasons.append(f"GPU {device.index} ({device.name}): {verdict.reason}")
+        checks.append(msgspec.structs.replace(check, reason="; ".join(reasons)) if reasons else check)
+    return msgspec.structs.replace(report, checks=tuple(checks))
 
 
 def _read_file(container, path: str) -> bytes | None:
@@ -131,8 +132,8 @@ def run(client: docker.DockerClient, spec: ImageSpec, repo: str, matrix: Matrix,
     host = host_gpus(answer, toolkit)
     args = suite_args(require_gpu, data, host)
     volumes = {str(data.resolve()): {"bind": DATA_MOUNT, "mode": "ro"}} if data else {}
-    command_path, log_path, report_path = out / "smoke.cmd", out / "smoke.log", out / "smoke.json"
-    command_path.write_text(reproducer(image, options, args, data) + "\n")
+    command_path, log_path, report_path = out / "smoke.cmd", out / "smoke.log", out / records.SMOKE
+    write_atomic(command_path, reproducer(image, options, args, data) + "\n")
     report_path.unlink(missing_ok=True)  # never leave an older run's report beside this run's log
     say(f"smoke-testing {image} on {describe(options, answer, host)} (log: {log_path})")
     started = time.monotonic()
@@ -154,7 +155,7 @@ def run(client: docker.DockerClient, spec: ImageSpec, repo: str, matrix: Matrix,
             raise SmokeError(f"the engine refused to start {image}: {e.explanation or e}\n  the same run by hand: "
                              f"{command_path.read_text().strip()}") from None
         watchdog.start()
-        with log_path.open("w") as log:
+        with open_fresh(log_path) as log:
             log.write(f"$ {command_path.read_text()}")
             for chunk in container.logs(stream=True, follow=True):
                 text = chunk.decode(errors="replace")
@@ -170,11 +171,15 @@ def run(client: docker.DockerClient, spec: ImageSpec, repo: str, matrix: Matrix,
     seconds = time.monotonic() - started
     if raw is None:
         raise SmokeError(f"the smoke suite in {image} exited with {exit_code} and wrote no report; log: {log_path}")
-    report = json.loads(raw)
-    explain_arch(report, matrix)
-    # How it ran (GPUs passed, data), so `make matrix` can tell whether this report answers for the run it would make now.
-    report.update(image=image, image_id=client.images.get(image).id, reproducer=command_path.read_text().strip(),
-                  host_nvml={**nvml.record(answer), "source": answer.source}, host_toolkit=toolkit,
-                  gpus_passed="device_requests" in options, data=str(data.resolve()) if data else None)
-    write_atomic(report_path, json.dumps(report, indent=2) + "\n")
-    return SmokeRun(spec.tag, report["status"], exit_code, seconds, report_path, log_path, command_path, report["checks"])
+    try:
+        # How it ran (GPUs passed, data), so `make matrix` can tell whether this report answers for the run it would
+        # make now.
+        report = records.smoke_from_suite(
+            raw, Path(f"{image}:{CONTAINER_JSON}"), image=image, image_id=client.images.get(image).id,
+            reproducer=command_path.read_text().strip(), host_nvml={**nvml.record(answer), "source": answer.source},
+            host_toolkit=toolkit, gpus_passed="device_requests" in options, data=str(data.resolve()) if data else None)
+    except records.BrokenRecord as e:
+        raise SmokeError(f"{e}; log: {log_path}") from None
+    report = explain_arch(report, matrix)
+    records.write(report_path, report)
+    return SmokeRun(spec.tag, report.status, exit_code, seconds, report_path, log_path, command_path, report.checks)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import os
 import re
 import subprocess
@@ -23,8 +22,8 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from builder import layout
-from builder.files import write_atomic
+from builder import layout, records
+from builder.files import open_fresh
 from builder.heartbeat import Heartbeat
 from builder.image import context, render
 from builder.matrix.spec import ImageSpec
@@ -39,7 +38,6 @@ LAYER_RE = re.compile(r"^---> ([0-9a-f]{12})$")
 HEARTBEAT_S = 30
 TAIL_LINES = 25
 CONTEXT_LABEL = f"{layout.LABEL_PREFIX}.context.sha256"  # builder/image/context.py: what the image was built from
-RECORD = "build.json"  # reports/<tag>/build.json: the last build's outcome, for `make matrix` and the report
 
 
 class EngineError(Exception):
@@ -134,17 +132,6 @@ def inputs_sha256(spec: ImageSpec, images: Path = layout.IMAGES) -> str:
     return context.assemble(spec, images=images).sha256
 
 
-def write_record(reports: Path, tag: str, record: dict) -> Path:
-    return write_atomic(reports / tag / RECORD, json.dumps(record, indent=2) + "\n")
-
-
-def read_record(reports: Path, tag: str) -> dict | None:
-    try:
-        return json.loads((reports / tag / RECORD).read_text())
-    except (OSError, ValueError):
-        return None
-
-
 class _Progress(Heartbeat):
     """Prints each step as it starts, and a heartbeat while one runs long."""
 
@@ -201,7 +188,7 @@ def build(client: docker.DockerClient, spec: ImageSpec, repo: str, network: Netw
           say=print, images: Path = layout.IMAGES, reports: Path = REPORTS, nocache: bool = False,
           cache: Path | None = None) -> BuildResult:
     image = f"{repo}:{spec.tag}"
-    needs_lock = lock.LOCK_FILE in (images / spec.tag / "Dockerfile").read_text()  # every rendered one does
+    needs_lock = lock.LOCK_FILE in (images / spec.tag / layout.DOCKERFILE).read_text()  # every rendered one does
     problem = lock.problem(spec, images) if needs_lock else None
     if problem:
         raise lock.LockError(f"not building {image}: {problem}")
@@ -212,7 +199,7 @@ def build(client: docker.DockerClient, spec: ImageSpec, repo: str, network: Netw
     say(f"building {image} (full log: {log_path})")
     built_from = context.assemble(spec, images)
     labels = {**provenance_labels(built_from), **(lock_labels(spec, images, buildargs) if needs_lock else {})}
-    with log_path.open("w") as log:
+    with open_fresh(log_path) as log:
         started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         log.write(f"# torchyard build {image} at {started_at}\n")
         with _Progress(say, log) as progress, _failure_recorded(reports, image, spec.tag, started_at, progress):
@@ -238,8 +225,9 @@ def build(client: docker.DockerClient, spec: ImageSpec, repo: str, network: Netw
                 raise
             seconds = time.monotonic() - progress.started
     image_id = image_id or client.images.get(image).id
-    write_record(reports, spec.tag, _record(image, "built", started_at, seconds, progress, image_id=image_id,
-                                            context_sha256=labels[CONTEXT_LABEL]))
+    records.write_report(reports, spec.tag, records.BUILD,
+                         _record(image, "built", started_at, seconds, progress, image_id=image_id,
+                                 context_sha256=labels[CONTEXT_LABEL]))
     say(f"built {image} {image_id[:19]} in {seconds:.1f}s ({progress.cached}/{progress.steps} steps from cache)")
     return BuildResult(image, image_id, seconds, progress.steps, progress.cached, log_path, tuple(progress.layers))
 
@@ -295,15 +283,16 @@ def _failure_recorded(reports: Path, image: str, tag: str, started: str, progres
     try:
         yield
     except BuildFailed as failure:
-        write_record(reports, tag, _record(image, "failed", started, progress.seconds(), progress, failed_step=failure.step,
-                                           instruction=failure.instruction, error=failure.error.splitlines()[0][:300]))
+        records.write_report(reports, tag, records.BUILD,
+                             _record(image, "failed", started, progress.seconds(), progress, failed_step=failure.step,
+                                     instruction=failure.instruction, error=failure.error.splitlines()[0][:300]))
         raise
 
 
-def _record(image: str, status: str, started: str, seconds: float, progress: _Progress, **more) -> dict:
+def _record(image: str, status: str, started: str, seconds: float, progress: _Progress, **more) -> records.BuildRecord:
     """reports/<tag>/build.json: what the last build of the tag did (its log is build.log beside it)."""
-    return {"image": image, "status": status, "started": started, "seconds": round(seconds, 1),
-            "steps": progress.steps, "cached": progress.cached, **more}
+    return records.BuildRecord(image=image, status=status, started=started, seconds=round(seconds, 1),
+                               steps=progress.steps, cached=progress.cached, **more)
 
 
 def remove(client: docker.DockerClient, result: BuildResult) -> None:

@@ -12,7 +12,6 @@ when it differs from the record, then pulls by that digest, so the engine itself
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,21 +21,16 @@ import docker.errors
 
 from builder import reference as references
 from builder import layout
-from builder.files import write_atomic
+from builder import records as records_
 from builder.heartbeat import Heartbeat
-from builder.inputs import InputError, shown
 
-DIGESTS = layout.ROOT / "digests"
-NAME = "torchyard"  # the repository name in every registry: <REGISTRY>/torchyard:<tag>
+DIGESTS = records_.DIGESTS
+NAME = layout.REGISTRY_NAME  # the repository name in every registry: <REGISTRY>/torchyard:<tag>
 HEARTBEAT_S = 15
 
 
 class RegistryError(Exception):
     """The registry or the engine failed: exit 1."""
-
-
-class RecordError(RegistryError, InputError):
-    """digests/<tag>.json is malformed: exit 2, nothing pushed or pulled."""
 
 
 @dataclass(frozen=True)
@@ -53,39 +47,19 @@ def reference(registry: str, tag: str) -> str:
 
 
 def record_path(tag: str, digests: Path = DIGESTS) -> Path:
-    return digests / f"{tag}.json"
+    return records_.digests_path(tag, digests)
 
 
-def records(tag: str, digests: Path = DIGESTS) -> dict[str, dict[str, str]]:
-    """reference -> {digest, image_id} as digests/<tag>.json records them; RecordError when it is malformed."""
-    path = record_path(tag, digests)
-    if not path.is_file():
-        return {}
-    restore = f"restore it from git (`git checkout -- {path.parent.name}/{path.name}`) or remove it"
-    try:
-        entries = json.loads(path.read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise RecordError(f"{path} is not JSON in UTF-8 ({e}); {restore}") from None
-    if not isinstance(entries, dict):
-        raise RecordError(f"{path} holds a {type(entries).__name__}, not an object of registry references; {restore}")
-    for ref, entry in entries.items():
-        if not (isinstance(entry, dict) and isinstance(entry.get("digest"), str) and isinstance(entry.get("image_id"), str)
-                and re.fullmatch(references.SHA256, entry["digest"], re.ASCII)):
-            raise RecordError(f"{path}: the entry for {ref[:200]!r} is not {{\"digest\": \"sha256:<64 hex>\", "
-                              f"\"image_id\": \"sha256:…\"}}; {restore}")
-        # the key reaches other engines (a Kubernetes manifest, an sbatch script: builder/jobs/cluster.py) as the image
-        found = references.parse(ref)
-        if found is None or not found.domain or found.path.rsplit("/", 1)[-1] != NAME or found.tag != tag or found.digest:
-            raise RecordError(f"{path}: {shown(ref)} is not a reference {tag} is pushed as "
-                              f"(<REGISTRY>/{NAME}:{tag}, e.g. registry.example.com/ml/{NAME}:{tag}); {restore}")
-    return entries
+def records(tag: str, digests: Path = DIGESTS) -> records_.Digests:
+    """reference -> what was pushed there, as digests/<tag>.json records it; records.BrokenRecord (exit 2) when it
+    is malformed."""
+    return records_.read_digests(tag, digests)
 
 
 def record(tag: str, shipped: Shipped, digests: Path = DIGESTS) -> Path:
-    path = record_path(tag, digests)
     entries = records(tag, digests)
-    entries[shipped.reference] = {"digest": shipped.digest, "image_id": shipped.image_id}
-    return write_atomic(path, json.dumps(dict(sorted(entries.items())), indent=2) + "\n")
+    entries[shipped.reference] = records_.Pushed(digest=shipped.digest, image_id=shipped.image_id)
+    return records_.write_digests(tag, entries, digests)
 
 
 def explain(error: str, ref: str) -> str:
@@ -188,15 +162,15 @@ def pull(client: docker.DockerClient, registry: str, tag: str, say=print, digest
         raise RegistryError(f"no recorded digest for {ref} in {record_path(tag, digests)}: a pull is verified "
                             f"against the digest its push recorded; push from a checkout that commits digests/")
     found = remote_digest(client, ref)
-    if found != entry["digest"]:
+    if found != entry.digest:
         raise RegistryError(f"refused: the registry's {ref} is {found}, but {record_path(tag, digests).name} records "
-                            f"{entry['digest']}; the tag was pushed over since. Nothing was pulled.")
+                            f"{entry.digest}; the tag was pushed over since. Nothing was pulled.")
     say(f"pulling {ref} ({found}, as recorded)")
     with _Progress(say, "pulled") as progress:
         _stream(client.api.pull(repository, tag=found, stream=True, decode=True), ref, progress)
     image = client.images.get(f"{repository}@{found}")
-    if image.id != entry["image_id"]:  # before the tag moves: a refused pull leaves the tag where it was
-        raise RegistryError(f"{ref}@{found} unpacked to image {image.id}, not the recorded {entry['image_id']}; "
+    if image.id != entry.image_id:  # before the tag moves: a refused pull leaves the tag where it was
+        raise RegistryError(f"{ref}@{found} unpacked to image {image.id}, not the recorded {entry.image_id}; "
                             f"the tag {ref} was not moved")
     image.tag(repository, tag)
     shipped = Shipped(ref, found, image.id, progress.seconds(), progress.bytes)

@@ -14,12 +14,15 @@ from pathlib import Path
 
 import jinja2
 
-from builder import layout
+from builder import files, layout
+from builder.files import write_atomic
+from builder.inputs import InputError
 from builder.layout import GID, HOME, SHARE, UID, USER, VENV, WORKSPACE, site_packages
 from builder.matrix.compat import cudnn_number
 from builder.matrix.spec import PYPI_INDEX, ImageSpec
 from builder.wheels import lock, serve
 
+MAX_RENDERED_BYTES = 2**20  # the largest rendered file, the Dockerfile, is ~10 KB
 BASE_ID_ARG = "TORCHYARD_BASE_ID"  # the base image's ID, for the manifest; builder/image/build.py passes it
 # What the smoke suite needs beside torch: NVML, to read the driver version even where CUDA cannot start.
 SMOKE_REQUIREMENTS = ["nvidia-ml-py==13.615.71"]
@@ -308,33 +311,45 @@ def render(spec: ImageSpec) -> dict[str, str]:
 
 
 def write(spec: ImageSpec, images: Path = layout.IMAGES) -> bool:
-    """Write images/<tag>/ exactly as rendered; True when anything changed."""
-    files = render(spec)
+    """Write images/<tag>/ exactly as rendered; True when anything changed. Nothing is written through a symlink:
+    one standing in the folder where a rendered file or folder goes is replaced (images/<tag>/ itself being one is
+    refused), so a committed link cannot make render write outside images/<tag>/."""
+    rendered = render(spec)
     target = images / spec.tag
     changed = diff(spec, images) != []
     if changed:
+        if target.is_symlink():
+            raise InputError(f"{target} is a symlink; render writes images/<tag>/ as a folder of its own: "
+                             "remove the link and render again")
         for path in sorted(target.rglob("*"), reverse=True) if target.exists() else []:
             rel = str(path.relative_to(target))
-            if path.is_file() and rel not in files and rel not in layout.LOCKS:
-                path.unlink()
+            if rel not in layout.LOCKS and (path.is_symlink() or (path.is_file() and rel not in rendered)):
+                path.unlink()  # a link is never render's own: removed, whatever it points at
             elif path.is_dir() and not any(path.iterdir()):
                 path.rmdir()
-        for rel, content in files.items():
-            path = target / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(content)
+        for rel, content in rendered.items():
+            write_atomic(target / rel, content)
     return changed
+
+
+def _text(path: Path) -> str | None:
+    """A rendered file's text as it is on disk; None where no regular file of its own stands (a symlink, a FIFO)."""
+    try:
+        return files.read_bounded(path, MAX_RENDERED_BYTES, follow_symlinks=False).decode("utf-8")
+    except (OSError, ValueError):  # missing, refused, not UTF-8: it differs from what render makes
+        return None
 
 
 def diff(spec: ImageSpec, images: Path = layout.IMAGES) -> list[str]:
     """Files of images/<tag>/ that differ from a fresh render (missing, changed or extra)."""
     target = images / spec.tag
-    files = render(spec)
-    on_disk = {str(p.relative_to(target)) for p in target.rglob("*") if p.is_file()} if target.exists() else set()
+    rendered = render(spec)
+    on_disk = {str(p.relative_to(target)) for p in target.rglob("*") if p.is_file() or p.is_symlink()} \
+        if target.exists() else set()
     on_disk -= set(layout.LOCKS)
-    problems = [f"{spec.tag}/{rel}" for rel, text in files.items()
-                if rel not in on_disk or (target / rel).read_text() != text]
-    return problems + [f"{spec.tag}/{rel} (not rendered)" for rel in sorted(on_disk - files.keys())]
+    problems = [f"{spec.tag}/{rel}" for rel, text in rendered.items()
+                if rel not in on_disk or _text(target / rel) != text]
+    return problems + [f"{spec.tag}/{rel} (not rendered)" for rel in sorted(on_disk - rendered.keys())]
 
 
 def stale(tags: list[str], images: Path = layout.IMAGES) -> list[Path]:

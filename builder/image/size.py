@@ -15,12 +15,12 @@ import re
 import tarfile
 import zlib
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import docker
 
-from builder import layout
+from builder import layout, records
+from builder.files import write_atomic
 from builder.units import human
 
 REPORTS = layout.ROOT / "reports"
@@ -46,39 +46,17 @@ class SizeError(Exception):
     pass
 
 
-@dataclass(frozen=True)
-class Layer:
-    size: int
-    instruction: str
+Layer, SizeReport = records.Layer, records.SizeReport  # reports/<tag>/size.json
 
 
-@dataclass(frozen=True)
-class SizeReport:
-    tag: str
-    image: str
-    image_id: str
-    total: int
-    layers: tuple[Layer, ...]  # oldest first, only those that add bytes
-    packages: tuple[tuple[str, int], ...]  # largest first
-
-    def to_json(self) -> str:
-        data = asdict(self)
-        data["packages"] = dict(self.packages)
-        return json.dumps(data, indent=2) + "\n"
-
-    @classmethod
-    def from_json(cls, text: str) -> SizeReport:
-        data = json.loads(text)
-        return cls(data["tag"], data["image"], data["image_id"], data["total"],
-                   tuple(Layer(**layer) for layer in data["layers"]), tuple(data["packages"].items()))
-
-    def markdown(self) -> str:
-        lines = [f"# {self.image}: {human(self.total)}", "", "| layer size | instruction |", "| ---: | --- |"]
-        lines += [f"| {human(layer.size)} | `{_short(layer.instruction, 110)}` |"
-                  for layer in sorted(self.layers, key=lambda layer: -layer.size)]
-        lines += ["", f"Largest Python packages (of {len(self.packages)}):", "", "| size | package |", "| ---: | --- |"]
-        lines += [f"| {human(size)} | {name} |" for name, size in self.packages[:TOP_PACKAGES]]
-        return "\n".join(lines) + "\n"
+def markdown(report: SizeReport) -> str:
+    """reports/<tag>/size.md: the layers, largest first, and the largest packages."""
+    lines = [f"# {report.image}: {human(report.total)}", "", "| layer size | instruction |", "| ---: | --- |"]
+    lines += [f"| {human(layer.size)} | `{_short(layer.instruction, 110)}` |"
+              for layer in sorted(report.layers, key=lambda layer: -layer.size)]
+    lines += ["", f"Largest Python packages (of {len(report.packages)}):", "", "| size | package |", "| ---: | --- |"]
+    lines += [f"| {human(size)} | {name} |" for name, size in list(report.packages.items())[:TOP_PACKAGES]]
+    return "\n".join(lines) + "\n"
 
 
 def _short(text: str, width: int) -> str:
@@ -96,11 +74,11 @@ def _short(text: str, width: int) -> str:
 def measure(client: docker.DockerClient, image: str, tag: str) -> SizeReport:
     found = client.images.get(image)
     history = client.api.history(found.id)
-    layers = tuple(Layer(entry["Size"], _short(entry["CreatedBy"], 400)) for entry in reversed(history) if entry["Size"])
+    layers = tuple(Layer(size=entry["Size"], instruction=_short(entry["CreatedBy"], 400)) for entry in reversed(history) if entry["Size"])
     out = client.containers.run(found.id, ["python", "-c", PACKAGE_SIZES], remove=True, stderr=True)
     sizes = json.loads(out.decode().strip().splitlines()[-1])
-    packages = tuple(sorted(sizes.items(), key=lambda item: (-item[1], item[0])))
-    return SizeReport(tag, image, found.id, found.attrs["Size"], layers, packages)
+    packages = dict(sorted(sizes.items(), key=lambda item: (-item[1], item[0])))
+    return SizeReport(tag=tag, image=image, image_id=found.id, total=found.attrs["Size"], layers=layers, packages=packages)
 
 
 def over_budget(report: SizeReport, budget: int, previous: SizeReport | None) -> str | None:
@@ -113,41 +91,43 @@ def over_budget(report: SizeReport, budget: int, previous: SizeReport | None) ->
     biggest = sorted(report.layers, key=lambda layer: -layer.size)[:3]
     lines.append("Largest layers: " + "; ".join(f"{human(layer.size)} from `{_short(layer.instruction, 90)}`" for layer in biggest))
     if previous is not None:
-        before = dict(previous.packages)
-        grew = sorted(((name, size - before.get(name, 0)) for name, size in report.packages if size > before.get(name, 0)),
+        before = previous.packages
+        grew = sorted(((name, size - before.get(name, 0)) for name, size in report.packages.items() if size > before.get(name, 0)),
                       key=lambda item: -item[1])[:5]
         lines.append(f"Against the previous report ({human(previous.total)}): "
                      + ("; ".join(f"{name} +{human(delta)}" + ("" if name in before else " (new)") for name, delta in grew)
                         if grew else "no package grew; the growth is outside the Python packages"))
-    lines.append("Largest packages: " + ", ".join(f"{name} {human(size)}" for name, size in report.packages[:5]))
+    lines.append("Largest packages: " + ", ".join(f"{name} {human(size)}" for name, size in list(report.packages.items())[:5]))
     lines.append("Raise size_budget in matrix.yaml if the growth is wanted.")
     return "\n  ".join(lines)
 
 
-def baseline(tag: str, reports: Path = REPORTS) -> SizeReport | None:
-    """The last report that was within budget (or had none): what growth is measured against."""
-    path = reports / tag / "size.baseline.json"
-    return SizeReport.from_json(path.read_text()) if path.is_file() else None
+def baseline(tag: str, reports: Path = REPORTS, say=print) -> SizeReport | None:
+    """The last report that was within budget (or had none): what growth is measured against (none when it is
+    broken: the one written now replaces it)."""
+    try:
+        return records.read_report(reports, tag, records.SIZE_BASELINE, SizeReport)
+    except records.BrokenRecord as e:
+        say(f"{e.short(f'reports/{tag}')}: measured against nothing")
+        return None
 
 
 def write(report: SizeReport, reports: Path = REPORTS, within_budget: bool = True) -> None:
     """reports/<tag>/size.{json,md}; size.baseline.json too when within budget, so that an image over its
     budget is compared with the last good one however often it is rebuilt."""
-    folder = reports / report.tag
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "size.json").write_text(report.to_json())
-    (folder / "size.md").write_text(report.markdown())
+    records.write_report(reports, report.tag, records.SIZE, report)
+    write_atomic(reports / report.tag / "size.md", markdown(report))
     if within_budget:
-        (folder / "size.baseline.json").write_text(report.to_json())
+        records.write_report(reports, report.tag, records.SIZE_BASELINE, report)
 
 
 def check(client: docker.DockerClient, image: str, tag: str, budget: int | None, say=print,
           reports: Path = REPORTS) -> SizeReport:
     """Measure, write the report, and raise SizeError when over budget."""
     report = measure(client, image, tag)
-    problem = over_budget(report, budget, baseline(tag, reports)) if budget is not None else None
+    problem = over_budget(report, budget, baseline(tag, reports, say)) if budget is not None else None
     write(report, reports, within_budget=problem is None)
-    top = ", ".join(f"{name} {human(size)}" for name, size in report.packages[:3])
+    top = ", ".join(f"{name} {human(size)}" for name, size in list(report.packages.items())[:3])
     say(f"size of {image}: {human(report.total)} in {len(report.layers)} layers; largest packages: {top} "
         f"(reports/{tag}/size.md)" + (f"; budget {human(budget)}" if budget else ""))
     if problem:
@@ -160,17 +140,11 @@ def check(client: docker.DockerClient, image: str, tag: str, budget: int | None,
 GZIP_LEVEL = 6  # `docker push` gzips each layer at Go's default level, 6
 GZIP_FRAME = 18  # gzip's header and trailer around the deflate stream
 CHUNK = 16 * 2**20  # deflated independently, in parallel: 16 MiB pieces cost < 0.01% against one stream
-COMPRESSED = "compressed.json"
 PROGRESS_EVERY = 256 * 2**20
 
 
-@dataclass(frozen=True)
-class Compressed:
-    tag: str
-    image_id: str
-    total: int  # the sum of the image's gzipped layers: the bytes a push to an empty registry sends
-    layers: tuple[tuple[str, int, int], ...]  # (diff_id, bytes, gzipped bytes), oldest first
-    method: str = f"gzip -{GZIP_LEVEL} per layer, as docker push"
+Compressed = records.Compressed  # reports/<tag>/compressed.json
+METHOD = f"gzip -{GZIP_LEVEL} per layer, as docker push"
 
 
 def _deflated(chunk: bytes) -> int:
@@ -200,13 +174,15 @@ class _Stream(io.RawIOBase):
 
 def known_layers(reports: Path = REPORTS) -> dict[str, tuple[int, int]]:
     """diff_id -> (bytes, gzipped bytes) from every tag's compressed.json: a layer is measured once (the base and
-    the system stage are shared by many tags; a rebuild that changed the last layers keeps the venv's)."""
+    the system stage are shared by many tags; a rebuild that changed the last layers keeps the venv's). A broken
+    record is passed over: its layers are measured again."""
     known = {}
-    for path in reports.glob(f"*/{COMPRESSED}"):
+    for path in reports.glob(f"*/{records.COMPRESSED}"):
         try:
-            known.update({diff_id: (size, packed) for diff_id, size, packed in json.loads(path.read_text())["layers"]})
-        except (OSError, ValueError, KeyError, TypeError):
+            found = records.read(path, Compressed)
+        except records.BrokenRecord:
             continue
+        known.update({diff_id: (size, packed) for diff_id, size, packed in found.layers} if found else {})
     return known
 
 
@@ -235,10 +211,9 @@ def compressed(client: docker.DockerClient, image: str, tag: str, reports: Path 
     if absent:
         raise SizeError(f"`docker save {image}` did not hold the layer(s) {', '.join(a[:19] for a in absent)}")
     layers = tuple((d, *known[d]) for d in diff_ids)
-    result = Compressed(tag, found.id, sum(packed for _, _, packed in layers), layers)
-    folder = reports / tag
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / COMPRESSED).write_text(json.dumps(asdict(result), indent=2) + "\n")
+    result = Compressed(tag=tag, image_id=found.id, total=sum(packed for _, _, packed in layers), layers=layers,
+                        method=METHOD)
+    records.write_report(reports, tag, records.COMPRESSED, result)
     return result
 
 
@@ -272,10 +247,3 @@ def _measure(client: docker.DockerClient, image_id: str, wanted: set[str], skip:
             if diff_id in wanted and compress:
                 measured[diff_id] = (size, packed)
     return measured
-
-
-def read_compressed(tag: str, reports: Path = REPORTS) -> dict | None:
-    try:
-        return json.loads((reports / tag / COMPRESSED).read_text())
-    except (OSError, ValueError):
-        return None

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import docker
 
-from builder import layout
+from builder import layout, records
 
 # Written by the engine into every container's filesystem, whatever the image holds.
 ENGINE_FILES = {".dockerenv", "etc/hostname", "etc/hosts", "etc/resolv.conf", "etc/mtab"}
@@ -148,7 +148,5 @@ def compare(client: docker.DockerClient, first: str, second: str, with_manifest:
 
 
 def write(comparison: Comparison, tag: str, reports: Path) -> Path:
-    path = reports / tag / "verify.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({**asdict(comparison), "identical_contents": comparison.identical_contents}, indent=2) + "\n")
-    return path
+    return records.write_report(reports, tag, records.VERIFY,
+                                {**asdict(comparison), "identical_contents": comparison.identical_contents})

@@ -60,10 +60,10 @@ def image(tag: str, registry_name: str | None, digests: Path = registry.DIGESTS)
     if registry_name:
         ref = registry.reference(registry_name, tag)
         entry = recorded.get(ref)
-        return Image(ref, entry["digest"] if entry else None)
+        return Image(ref, entry.digest if entry else None)
     if len(recorded) == 1:
         ref, entry = next(iter(recorded.items()))
-        return Image(ref, entry["digest"])
+        return Image(ref, entry.digest)
     if not recorded:
         raise InputError(f"a cluster pulls {tag} from a registry, and {registry.record_path(tag, digests).name} records "
                      f"none: push it first (make push TAG={tag} REGISTRY=host[:port]/namespace records its digest), "

@@ -14,7 +14,6 @@ reports/<tag>/smoke-nodes<n>.json (node 0's report), .log (every node's output, 
 
 from __future__ import annotations
 
-import json
 import secrets
 import shlex
 import signal
@@ -27,7 +26,8 @@ import docker
 import docker.errors
 import docker.types
 
-from builder.files import write_atomic
+from builder import records
+from builder.files import open_fresh, write_atomic
 from builder.host import gpu, smoke
 from builder.image.build import REPORTS
 from builder.jobs.cluster import RENDEZVOUS_PORT, Torchrun
@@ -116,8 +116,8 @@ def run(client: docker.DockerClient, spec: ImageSpec, repo: str, nodes: int, say
     image = f"{repo}:{spec.tag}"
     out = reports / spec.tag
     out.mkdir(parents=True, exist_ok=True)
-    stem = f"smoke-nodes{nodes}"
-    command_path, log_path, report_path = (out / f"{stem}.{ext}" for ext in ("cmd", "log", "json"))
+    report_path = out / records.nodes_name(nodes)
+    command_path, log_path = report_path.with_suffix(".cmd"), report_path.with_suffix(".log")
     report_path.unlink(missing_ok=True)  # never an older run's report beside this run's log
     options, answer, toolkit = gpu.run_options(client), nvml.read(), gpu.toolkit_configured(client)
     host = smoke.host_gpus(answer, toolkit)  # a host with GPUs is judged as one: no GPU in a node FAILs
@@ -131,7 +131,7 @@ def run(client: docker.DockerClient, spec: ImageSpec, repo: str, nodes: int, say
                         join_timeout_s=JOIN_TIMEOUT_S, worker_args=worker)
     script = torchrun.script(INDEX_VARIABLE)
     names = [f"{run_id}-node{i}" for i in range(nodes)]
-    command_path.write_text(_reproducer(image, run_id, names, [script] * nodes, shares))
+    write_atomic(command_path, _reproducer(image, run_id, names, [script] * nodes, shares))
     labels = {"io.torchyard.smoke.run": run_id}
     where = f"GPUs: {procs} each" if shares else f"one process each on {smoke.describe(options, answer, host)}"
     say(f"smoke-testing {image} on {nodes} nodes ({where}), "
@@ -143,7 +143,7 @@ def run(client: docker.DockerClient, spec: ImageSpec, repo: str, nodes: int, say
     ends: dict[int, tuple[int, float, bool]] = {}
     raw = None
     try:
-        with log_path.open("w") as log:
+        with open_fresh(log_path) as log:
             log.write(command_path.read_text())
             lock = threading.Lock()
             for index, name in enumerate(names):
@@ -172,12 +172,15 @@ def run(client: docker.DockerClient, spec: ImageSpec, repo: str, nodes: int, say
     # (a signal, the engine's kill) or a node stopped by us means a node died.
     if raw is None or any(code not in (0, 1) or ours for code, _, ours in ends.values()):
         raise smoke.SmokeError(_failure(nodes, names, ends, outputs, log_path))
-    report = json.loads(raw)
-    report.update(image=image, image_id=client.images.get(image).id, reproducer=command_path.read_text().strip(),
-                  host_nvml={**nvml.record(answer), "source": answer.source}, host_toolkit=toolkit,
-                  gpus_passed=shares is not None)
-    write_atomic(report_path, json.dumps(report, indent=2) + "\n")
-    return NodesRun(spec.tag, report["status"], seconds, report_path, log_path, command_path)
+    try:
+        report = records.smoke_from_suite(
+            raw, Path(f"{names[0]}:{CONTAINER_JSON}"), image=image, image_id=client.images.get(image).id,
+            reproducer=command_path.read_text().strip(), host_nvml={**nvml.record(answer), "source": answer.source},
+            host_toolkit=toolkit, gpus_passed=shares is not None)
+    except records.BrokenRecord as e:
+        raise smoke.SmokeError(f"{e}; log: {log_path}") from None
+    records.write(report_path, report)
+    return NodesRun(spec.tag, report.status, seconds, report_path, log_path, command_path)
 
 
 def _start(client: docker.DockerClient, image: str, index: int, name: str, script: str, labels: dict, network: str,

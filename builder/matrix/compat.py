@@ -8,7 +8,10 @@ from pathlib import Path
 
 import yaml
 
+from builder import files
+
 FACTS_FILE = Path(__file__).with_name("compat.yaml")
+MAX_BYTES = 2**20  # the facts are ~20 KB
 
 
 def version_key(version: str) -> tuple[int, ...]:
@@ -121,7 +124,7 @@ def _nvcc(raw: dict) -> Nvcc:
 
 @cache
 def load(path: Path = FACTS_FILE) -> Facts:
-    raw = yaml.safe_load(path.read_text())
+    raw = yaml.safe_load(files.read_bounded(path, MAX_BYTES).decode("utf-8"))
     releases = {}
     for version, r in raw["torch"].items():
         variants = {

@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 from packaging.requirements import InvalidRequirement, Requirement
 
+from builder import files
 from builder import reference as references
 from builder.inputs import shown
 from builder.matrix import compat
@@ -192,13 +193,15 @@ def _line_of(data: bytes | str, offset: int) -> int:
 
 def _read_yaml(path: Path):
     try:
-        size = path.stat().st_size
+        data = files.read_bounded(path, MAX_BYTES)  # the cap holds while reading: /dev/zero and a pipe say size 0
+    except files.TooLarge:
+        raise MatrixError([Problem(str(path), f"is larger than {MAX_BYTES // 1024} KiB; a matrix is at most "
+                                              f"{MAX_BYTES // 1024} KiB (a thousand tags take about 40 KB)")]) from None
+    except files.Refused as e:
         if path.is_dir():
-            raise MatrixError([Problem(str(path), "is a folder; name the matrix file, e.g. --matrix matrix.yaml")])
-        if size > MAX_BYTES:
-            raise MatrixError([Problem(str(path), f"is {size:,} bytes; a matrix is at most {MAX_BYTES // 1024} KiB "
-                                                  "(a thousand tags take about 40 KB)")])
-        data = path.read_bytes()
+            raise MatrixError([Problem(str(path), "is a folder; name the matrix file, e.g. --matrix matrix.yaml")]) from None
+        raise MatrixError([Problem(str(path), f"{str(e).removeprefix(f'{path} ')}; name the matrix file, "
+                                              "e.g. --matrix matrix.yaml")]) from None
     except OSError as e:
         raise MatrixError([Problem(str(path), f"cannot read the matrix: {e.strerror}")]) from None
     try:

@@ -8,26 +8,26 @@ than the last build says so. Made from files alone: the same recorded results al
 
 from __future__ import annotations
 
-import json
+import re
 import subprocess
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 import jinja2
 from markupsafe import Markup
 
-from builder import layout
+from builder import layout, records
 from builder.files import write_atomic
 from builder.image import build, size
-from builder.image.registry import DIGESTS, RegistryError, records
+from builder.inputs import printable
 from builder.matrix.compat import version_key
 from builder.matrix.spec import PYPI_INDEX, ImageSpec, Matrix
+from builder.records import DIGESTS
 from builder.report import charts
 from builder.units import human
 from builder.wheels import lock
 
-RUN_RECORD = "run.json"  # reports/<tag>/run.json: the last `make matrix` outcome of the tag (builder/matrix_run.py)
 # A tag's state, from best to worst news; the page colours and filters by these.
 PASSED, FAILED, UNTESTED, NOT_HERE, NOT_RUN = "passed", "failed", "not smoke-tested", "not built here", "not run"
 STATES = (PASSED, FAILED, UNTESTED, NOT_HERE, NOT_RUN)
@@ -91,7 +91,8 @@ class Row:
     sizes_of_last_build: bool = True
     pushed: tuple[dict, ...] = ()
     smoke: Smoke | None = None
-    last_run: dict | None = None
+    last_run: records.Outcome | None = None
+    broken: tuple[str, ...] = ()  # the tag's records that do not parse, each with its field and what was expected
     order: int = 0  # the tag's place in matrix.yaml
 
 
@@ -102,77 +103,56 @@ class Report:
     rows: tuple[Row, ...] = field(default_factory=tuple)
 
 
-def _read(path: Path) -> dict | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _round(value, digits: int = 1) -> str:
-    return f"{value:.{digits}f}"
-
-
-def headline(check: dict) -> tuple[str, float | None]:
+def headline(check: records.Check) -> tuple[str, float | None]:
     """The figure a person looks for in one smoke check (and its number), or the reason in short."""
-    name, status, figures = check.get("name", ""), check.get("status", ""), check.get("figures") or {}
+    name, status, figures = check.name, check.status, records.figures(check)
     if status == "SKIPPED":
-        return ("no GPU" if "no GPU" in check.get("reason", "") else "skipped"), None
-    try:
-        if name == "environment":
-            return f"torch {figures['torch']}", None
-        if name == "cuda" and figures.get("devices"):
-            devices = figures["devices"]
-            names = sorted({d["name"] for d in devices})
-            return f"{len(devices)}× {', '.join(names)} sm_{devices[0]['capability'].replace('.', '')}", None
-        if name == "cudnn conv" and "bfloat16" in figures:
-            tflops = figures["bfloat16"]["tflops"]
-            ratio = figures.get("ratio_to_matmul")
-            return f"bf16 {tflops:.0f} TFLOP/s" + (f", {ratio:.2f}× matmul" if ratio is not None else ""), tflops
-        if name.endswith("all-reduce") and figures.get("sizes"):
-            top = figures["sizes"][-1]
-            if top.get("busbw_gbs") is None:
-                return f"{figures.get('world_size', 1)} rank: no traffic", None
-            return f"busbw {top['busbw_gbs']:.1f} GB/s", top["busbw_gbs"]
-        if name.endswith(" amp") and figures.get("images_per_s") is not None:
-            return f"{figures['images_per_s']:.0f} images/s", figures["images_per_s"]
-    except (KeyError, TypeError, IndexError, AttributeError):
-        pass  # an older or partial report: fall back to the reason
-    reason = check.get("reason", "")
+        return ("no GPU" if "no GPU" in check.reason else "skipped"), None
+    if name == "environment" and figures.torch:
+        return f"torch {figures.torch}", None
+    if name == "cuda" and figures.devices:
+        names = sorted({d.name for d in figures.devices})
+        return f"{len(figures.devices)}× {', '.join(names)} sm_{figures.devices[0].capability.replace('.', '')}", None
+    if name == "cudnn conv" and figures.bfloat16:
+        tflops, ratio = figures.bfloat16.tflops, figures.ratio_to_matmul
+        return f"bf16 {tflops:.0f} TFLOP/s" + (f", {ratio:.2f}× matmul" if ratio is not None else ""), tflops
+    if name.endswith("all-reduce") and figures.sizes:
+        top = figures.sizes[-1].busbw_gbs
+        if top is None:
+            return f"{figures.world_size} rank: no traffic", None
+        return f"busbw {top:.1f} GB/s", top
+    if name.endswith(" amp") and figures.images_per_s is not None:
+        return f"{figures.images_per_s:.0f} images/s", figures.images_per_s
+    reason = check.reason  # an older or partial report: the reason in short
     return (reason if len(reason) <= 60 else reason[:57] + "..."), None
 
 
-def _device(report: dict) -> tuple[str, str | None]:
+def _device(report: records.SmokeReport) -> tuple[str, str | None]:
     """Where the figures were measured: the GPUs the cuda check saw, else the CPU."""
-    checks = {c.get("name"): c for c in report.get("checks", [])}
-    cuda = (checks.get("cuda") or {}).get("figures") or {}
-    if cuda.get("devices"):
-        names = sorted({d["name"] for d in cuda["devices"]})
-        count = len(cuda["devices"])
-        return (f"{count}× " if count > 1 else "") + ", ".join(names), cuda.get("driver")
-    cpus = ((checks.get("environment") or {}).get("figures") or {}).get("cpus")
+    checks = {c.name: records.figures(c) for c in report.checks}
+    cuda = checks.get("cuda") or records.Figures()
+    if cuda.devices:
+        names = sorted({d.name for d in cuda.devices})
+        count = len(cuda.devices)
+        return (f"{count}× " if count > 1 else "") + ", ".join(names), cuda.driver
+    cpus = (checks.get("environment") or records.Figures()).cpus
     return (f"CPU, {cpus} cores" if cpus else "CPU"), None
 
 
-def _smoke(report: dict | None, last_image: str | None) -> Smoke | None:
-    if not report or "checks" not in report:
+def _smoke(report: records.SmokeReport | None, last_image: str | None) -> Smoke | None:
+    if not report:
         return None
     device, driver = _device(report)
-    checks = []
-    for c in report["checks"]:
-        text, value = headline(c)
-        checks.append(Check(c.get("name", "?"), c.get("status", "?"), text, value, c.get("reason", "")))
-    image_id = report.get("image_id")
-    return Smoke(report.get("status", "?"), report.get("started", ""), report.get("seconds"), image_id,
-                 bool(image_id) and image_id == last_image, device, driver, tuple(checks))
+    checks = tuple(Check(c.name, c.status, *headline(c), c.reason) for c in report.checks)
+    return Smoke(report.status, report.started, report.seconds, report.image_id,
+                 bool(report.image_id) and report.image_id == last_image, device, driver, checks)
 
 
-def _build(record: dict | None) -> Build | None:
+def _build(record: records.BuildRecord | None) -> Build | None:
     if not record:
         return None
-    return Build(record.get("status", "?"), record.get("started", ""), record.get("seconds", 0.0),
-                 record.get("steps", 0), record.get("cached", 0), record.get("image_id"), record.get("error"))
+    return Build(record.status, record.started, record.seconds, record.steps, record.cached, record.image_id,
+                 record.error)
 
 
 def lock_problem(spec: ImageSpec, images: Path) -> str | None:
@@ -192,14 +172,14 @@ def wheel_source(spec: ImageSpec) -> str:
 
 
 def _state(spec: ImageSpec, lock_problem: str | None, built: Build | None, total: int | None,
-           smoke: Smoke | None, last_run: dict | None) -> tuple[str, str]:
+           smoke: Smoke | None, last_run: records.Outcome | None) -> tuple[str, str]:
     """The tag's state and the sentence behind it."""
     if built and built.status == "failed":
         return FAILED, f"build failed: {built.error or 'see reports/' + spec.tag + '/build.log'}"
     if lock_problem:
         return NOT_HERE, lock_problem
-    if last_run and last_run.get("result") == NOT_HERE and (not built or last_run.get("date", "") > built.started):
-        return NOT_HERE, last_run.get("reason", "")
+    if last_run and last_run.result == NOT_HERE and (not built or last_run.date > built.started):
+        return NOT_HERE, last_run.reason
     if not built:
         return NOT_RUN, "no build recorded here yet: make matrix TAG=" + spec.tag
     if total and spec.size_budget and total > spec.size_budget * (1 + size.BUDGET_SLACK):
@@ -213,38 +193,47 @@ def _state(spec: ImageSpec, lock_problem: str | None, built: Build | None, total
 
 
 def row(spec: ImageSpec, order: int, images: Path, reports: Path, digests: Path) -> Row:
-    folder = reports / spec.tag
-    built = _build(build.read_record(reports, spec.tag))
+    broken: list[str] = []
+
+    def read(name: str, schema):  # a broken record is said in the row and read as none: the report goes on
+        try:
+            return records.read_report(reports, spec.tag, name, schema)
+        except records.BrokenRecord as e:
+            broken.append(e.short(f"reports/{spec.tag}"))
+            return None
+
+    built = _build(read(records.BUILD, records.BuildRecord))
     last_image = built.image_id if built and built.status == "built" else None
-    size_report = _read(folder / "size.json")
-    packed = _read(folder / size.COMPRESSED)
-    smoke = _smoke(_read(folder / "smoke.json"), last_image)
-    last_run = _read(folder / RUN_RECORD)
+    size_report = read(records.SIZE, records.SizeReport)
+    packed = read(records.COMPRESSED, records.Compressed)
+    smoke = _smoke(read(records.SMOKE, records.SmokeReport), last_image)
+    last_run = read(records.RUN, records.Outcome)
+    pushed = _pushed(spec.tag, digests, last_image, broken)
     problem = lock_problem(spec, images)
-    total = size_report.get("total") if size_report and isinstance(size_report.get("total"), int) else None
-    sizes_current = bool(size_report) and size_report.get("image_id") == last_image
-    compressed = packed.get("total") if packed and packed.get("image_id") == (size_report or {}).get("image_id") else None
+    total = size_report.total if size_report else None
+    sizes_current = bool(size_report) and size_report.image_id == last_image
+    compressed = packed.total if packed and size_report and packed.image_id == size_report.image_id else None
     state, note = _state(spec, problem, built, total if sizes_current else None, smoke, last_run)
+    if broken:
+        note = "; ".join(broken) + f" (remove it, or make matrix TAG={spec.tag} writes it again); " + note
     return Row(
         tag=spec.tag, torch=spec.torch, torchvision=spec.torchvision, cuda=spec.cuda, cudnn=spec.cudnn, nccl=spec.nccl,
         python=spec.python, base=spec.base.ref, min_driver=spec.min_driver, archs=spec.archs, wheel=wheel_source(spec),
         lock_sha256=lock_sha256(spec, images), lock_problem=problem, state=state, note=note, build=built,
         size=total, compressed=compressed, size_budget=spec.size_budget, sizes_of_last_build=sizes_current or total is None,
-        pushed=_pushed(spec.tag, digests, last_image), smoke=smoke,
-        last_run=last_run, order=order)
+        pushed=pushed, smoke=smoke, last_run=last_run, broken=tuple(broken), order=order)
 
 
-def _pushed(tag: str, digests: Path, last_image: str | None) -> tuple[dict, ...]:
-    """digests/<tag>.json's references, each saying whether it is the last build's image. A broken record is left
-    out (make pull says what is wrong with it); it must not stop the report."""
+def _pushed(tag: str, digests: Path, last_image: str | None, broken: list[str]) -> tuple[dict, ...]:
+    """digests/<tag>.json's references, each saying whether it is the last build's image. A broken record is said
+    in the row (make pull says what is wrong with it); it must not stop the report."""
     try:
-        entries = records(tag, digests)
-    except RegistryError:
+        entries = records.read_digests(tag, digests)
+    except records.BrokenRecord as e:
+        broken.append(e.short(digests.name))
         return ()
-    if not isinstance(entries, dict):
-        return ()
-    return tuple({"reference": ref, "digest": entry.get("digest"), "of_last_build": entry.get("image_id") == last_image}
-                 for ref, entry in entries.items() if isinstance(entry, dict))
+    return tuple({"reference": ref, "digest": entry.digest, "of_last_build": entry.image_id == last_image}
+                 for ref, entry in entries.items())
 
 
 def _commit() -> str | None:
@@ -416,6 +405,16 @@ def html(report: Report) -> str:
     )
 
 
+_MARKDOWN_RE = re.compile(r"[\\`*\[\]<>|~]")
+
+
+def _md(text: str) -> str:
+    """A table cell's text shown as it is: control characters escaped, no line break, and no character that ends
+    the cell (|), opens HTML (<) or makes a link, code or emphasis (markdown's own backslash escapes)."""
+    text = printable(" ".join(text.splitlines())).replace("&", "&amp;")
+    return _MARKDOWN_RE.sub(lambda m: "\\" + m[0], text)
+
+
 def markdown(report: Report) -> str:
     checks = check_names(report.rows)
     lines = [f"# torchyard matrix: {len(report.rows)} tags", "",
@@ -429,19 +428,19 @@ def markdown(report: Report) -> str:
         by_name = {c.name: c for c in s.checks} if s else {}
         smoke_cells = [(f"{c.status} {c.headline}" if c.headline and c.value is not None else c.status) if (c := by_name.get(n)) else ""
                        for n in checks]
-        lines.append("| " + " | ".join([
-            r.tag, r.state + ("" if r.state == PASSED else f": {r.note}"), r.torch, r.cuda, r.cudnn or "not recorded",
+        lines.append("| " + " | ".join(_md(cell) for cell in [
+            r.tag, r.state + ("" if r.state == PASSED and not r.broken else f": {r.note}"), r.torch, r.cuda, r.cudnn or "not recorded",
             r.nccl or "not recorded", r.python, r.min_driver, r.wheel,
             f"{b.status} in {_duration(b.seconds)} ({short_date(b.started)})" if b else "",
             f"{human(r.size)} ({human(r.compressed)})" if r.size and r.compressed else human(r.size) if r.size else "",
             *smoke_cells,
             f"{s.device}{' · driver ' + s.driver if s.driver else ''} · {short_date(s.started)}" if s else "",
-        ]).replace("\n", " ") + " |")
+        ]) + " |")
     return "\n".join(lines) + "\n"
 
 
 def write(report: Report, reports: Path = build.REPORTS) -> list[Path]:
     """reports/matrix.json, matrix.md, index.html; each replaced whole (a reader never sees half of one)."""
-    outputs = {"matrix.json": json.dumps(asdict(report), indent=2) + "\n", "matrix.md": markdown(report),
+    outputs = {"matrix.json": records.encode(report), "matrix.md": markdown(report),
                "index.html": html(report)}
     return [write_atomic(reports / name, text) for name, text in outputs.items()]

@@ -5,6 +5,7 @@ import re
 import subprocess
 import sys
 
+from builder import records
 from builder.image import size
 from tests.conftest import ROOT
 from tests.docker.conftest import TAG, TEST_REPO
@@ -18,7 +19,7 @@ def test_the_size_report_accounts_for_the_image(client, built, tmp_path):
     # torch's step: the venv and torch's lock, one layer (the workspace's is another)
     assert largest.instruction.startswith("python3 -m venv --system-site-packages /opt/venv && ") and largest.size > 4e9
     assert "-r /usr/share/torchyard/requirements.lock" in largest.instruction
-    names = [name for name, _ in report.packages[:5]]
+    names = list(report.packages)[:5]
     assert "torch" in names and "nvidia-cudnn-cu12" in names
     assert json.loads((tmp_path / TAG / "size.json").read_text())["total"] == report.total
     assert "| torch |" in (tmp_path / TAG / "size.md").read_text()
@@ -33,8 +34,9 @@ def test_a_build_over_its_budget_fails_naming_layer_and_packages(built, tmp_path
     assert "size_budget: 2GB" in matrix.read_text()
     reports = tmp_path / "reports"
     (reports / TAG).mkdir(parents=True)
-    (reports / TAG / "size.baseline.json").write_text(size.SizeReport(
-        TAG, built.image, "sha256:before", 2_000_000_000, (), (("torch", 1_000_000_000),)).to_json())
+    records.write_report(reports, TAG, records.SIZE_BASELINE, size.SizeReport(
+        tag=TAG, image=built.image, image_id="sha256:before", total=2_000_000_000, layers=(),
+        packages={"torch": 1_000_000_000}))
     result = subprocess.run([sys.executable, "-m", "builder", "--matrix", str(matrix), "--repo", TEST_REPO,
                              "build", "--tag", TAG, "--reports", str(reports)],
                             cwd=ROOT, capture_output=True, text=True, timeout=900)

@@ -2,6 +2,7 @@
 
 import pytest
 
+from builder import records
 from builder.image import registry
 from builder.inputs import InputError
 
@@ -20,14 +21,15 @@ def test_what_is_not_a_registry_is_refused(value):
 
 
 def test_records_keep_one_entry_per_registry(tmp_path):
-    first = registry.Shipped("a.example/torchyard:v2.6-cu124", "sha256:" + "1" * 64, "sha256:i", 1.0, 10)
-    second = registry.Shipped("b.example/torchyard:v2.6-cu124", "sha256:" + "2" * 64, "sha256:i", 1.0, 10)
+    image_id = "sha256:" + "3" * 64
+    first = registry.Shipped("a.example/torchyard:v2.6-cu124", "sha256:" + "1" * 64, image_id, 1.0, 10)
+    second = registry.Shipped("b.example/torchyard:v2.6-cu124", "sha256:" + "2" * 64, image_id, 1.0, 10)
     registry.record("v2.6-cu124", first, tmp_path)
     registry.record("v2.6-cu124", second, tmp_path)
     registry.record("v2.6-cu124", first, tmp_path)
     entries = registry.records("v2.6-cu124", tmp_path)
     assert list(entries) == [first.reference, second.reference]
-    assert entries[second.reference] == {"digest": second.digest, "image_id": "sha256:i"}
+    assert entries[second.reference] == records.Pushed(digest=second.digest, image_id=image_id)
 
 
 @pytest.mark.parametrize("error, meaning", [

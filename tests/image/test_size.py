@@ -2,6 +2,7 @@
 
 import pytest
 
+from builder import records
 from builder.image import size
 from builder.units import human, parse_size
 
@@ -9,8 +10,9 @@ GB = 10**9
 
 
 def report(total, layers, packages):
-    return size.SizeReport("v2.6-cu124", "torchyard:v2.6-cu124", "sha256:x", total,
-                           tuple(size.Layer(s, i) for s, i in layers), tuple(packages))
+    return size.SizeReport(tag="v2.6-cu124", image="torchyard:v2.6-cu124", image_id="sha256:x", total=int(total),
+                           layers=tuple(size.Layer(size=s, instruction=i) for s, i in layers),
+                           packages={name: int(n) for name, n in packages})
 
 
 NOW = report(6 * GB, [(100_000_000, "ADD file:base in /"), (5_800_000_000, "COPY dir:venv in /opt/venv")],
@@ -51,7 +53,7 @@ def test_the_baseline_is_the_last_report_within_budget(tmp_path):
     bigger = report(9 * GB, [], [("torch", 4 * GB)])
     size.write(bigger, tmp_path, within_budget=False)
     assert size.baseline("v2.6-cu124", tmp_path) == NOW
-    assert size.SizeReport.from_json((tmp_path / "v2.6-cu124" / "size.json").read_text()) == bigger
+    assert records.read_report(tmp_path, "v2.6-cu124", records.SIZE, size.SizeReport) == bigger
     assert "| 4.00 GB | torch |" in (tmp_path / "v2.6-cu124" / "size.md").read_text()
 
 

@@ -8,6 +8,9 @@ from datetime import datetime, timezone
 
 import pytest
 
+import msgspec
+
+from builder import records
 from builder.report import charts, report
 from tests.conftest import ROOT
 
@@ -102,7 +105,7 @@ def test_pushed_digests_are_shown_and_an_earlier_images_is_marked(shipped, repor
     built = json.loads((reports / "v2.6-cu124" / "build.json").read_text())
     (digests / "v2.6-cu124.json").write_text(json.dumps({
         "127.0.0.1:5000/torchyard:v2.6-cu124": {"digest": "sha256:" + "a" * 64, "image_id": built["image_id"]},
-        "registry.example.com/ml/torchyard:v2.6-cu124": {"digest": "sha256:" + "b" * 64, "image_id": "sha256:old"}}))
+        "registry.example.com/ml/torchyard:v2.6-cu124": {"digest": "sha256:" + "b" * 64, "image_id": "sha256:" + "0" * 64}}))
     row = rows(collect(shipped, reports, digests))["v2.6-cu124"]
     assert [(p["reference"].split("/")[0], p["of_last_build"]) for p in row.pushed] == [
         ("127.0.0.1:5000", True), ("registry.example.com", False)]
@@ -159,7 +162,7 @@ def test_a_broken_record_is_skipped_not_fatal(shipped, reports):
      "compiled output differs from eager", None),
 ])
 def test_each_check_has_its_headline(check, text, value):
-    assert report.headline(check) == (text, value)
+    assert report.headline(msgspec.convert(check, records.Check)) == (text, value)
 
 
 def test_chart_ticks_are_round_numbers():
