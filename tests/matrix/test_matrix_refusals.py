@@ -287,3 +287,15 @@ def test_only_devel_tags_carry_a_compiler(tmp_path, facts):
     path.write_text('default: v2.15-cu132\nimages:\n  v2.15-cu132: {torch: "2.15.0"}\n  v2.15-cu132-devel: {torch: "2.15.0"}\n')
     specs = matrix.load(path, facts).specs  # loaded here, not from a fixture: the test runs the validation itself
     assert specs["v2.15-cu132"].nvcc is None and specs["v2.15-cu132-devel"].nvcc == facts.nvcc["13.2"]
+
+
+@pytest.mark.parametrize("key", ["torch", "python", "torchvision", "cudnn"])
+def test_a_version_key_without_a_value_is_refused_not_read_as_unset(write_matrix, facts, key):
+    """`torch:` with nothing after it once dropped the tag from the matrix without a word (exit 0)."""
+    body = '{torch: "2.6.0", %s: }' % key if key != "torch" else "{torch: }"
+    path = write_matrix(f"default: v2.6-cu124\nimages:\n  v2.6-cu124: {{torch: \"2.6.0\"}}\n  v2.6-cu118: {body}\n")
+    with pytest.raises(MatrixError) as refused:
+        matrix.load(path, facts)
+    (problem,) = refused.value.problems
+    assert problem.where == f"{path}:4: images.v2.6-cu118.{key}"
+    assert problem.message.startswith("has no value (YAML reads an empty value as null); write a version, e.g.")
