@@ -1,11 +1,20 @@
+import os
 import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from builder.matrix import compat, spec as matrix
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Generated tests (tests/test_properties.py): the same cases on every run and every machine (derandomize, no example
+# database), so CI's result is the code's and not the draw's; each test sets its own max_examples. No deadline: a
+# shared 2-core machine's timing is no property of the code.
+settings.register_profile("torchyard", derandomize=True, database=None, deadline=None, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "torchyard"))
 
 
 @pytest.fixture(scope="session")

@@ -144,6 +144,11 @@ class _Mapping(dict):
 
     lines: dict
     line: int
+    broken_base: bool = False  # defaults whose base is refused
+
+    def __init__(self, items=(), broken_base: bool = False):
+        super().__init__(items)
+        self.broken_base = broken_base
 
 
 class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's parser when PyYAML has it
@@ -254,6 +259,12 @@ def load(path: Path, facts: Facts | None = None) -> Matrix:
             _size_budget(defaults["size_budget"])
         except ValueError as e:
             problems.append(Problem(at(defaults, "size_budget", "defaults.size_budget"), str(e)))
+    if "base" in defaults:  # checked once, here: not again under each entry that takes it (none of which holds it)
+        before = len(problems)
+        _validate_base(defaults["base"], facts,
+                       lambda key, message: problems.append(Problem(at(defaults, "base", "defaults.base"), message)))
+        if len(problems) > before:
+            defaults = _Mapping({k: v for k, v in defaults.items() if k != "base"}, broken_base=True)
     images = raw.get("images")
     if not isinstance(images, dict) or not images:
         problems.append(Problem(at(raw, "images", "images"), "needs at least one tag, e.g. 'v2.6-cu124: {torch: \"2.6.0\"}'"))
@@ -387,7 +398,10 @@ def _validate_entry(tag: str, entry, defaults: dict, facts: Facts, report) -> Im
     nvcc = facts.nvcc.get(variant.cuda) if devel else None
     # A compiler from a Debian package decides the suite, unless the entry names its own base (then checked).
     compiler_suite = nvcc.suite if nvcc and nvcc.source == "debian" else None
-    base = _validate_base(entry.get("base", compiler_suite or defaults.get("base", "bookworm")), facts, report)
+    if "base" not in entry and not compiler_suite and getattr(defaults, "broken_base", False):
+        base = None  # defaults.base is refused already (load)
+    else:
+        base = _validate_base(entry.get("base", compiler_suite or defaults.get("base", "bookworm")), facts, report)
     if base is not None and compiler_suite:
         base = _compiler_base(base, nvcc, variant.cuda, report)
     python = _version_string(entry, "python", report)
