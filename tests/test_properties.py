@@ -3,8 +3,8 @@ must load, each broken in one place and refused with one problem that names the 
 the CLI's settings; the entrypoint's variables through its own checks; and no generated password in any message.
 
 Each refusal is the project's refusal type (MatrixError or InputError, exit 2; StartError in the image), never
-another exception: Hypothesis reports any other as a failure with the smallest input that raises it. About 12,000
-cases a run (the max_examples below: 11,600).
+another exception: Hypothesis reports any other as a failure with the smallest input that raises it. 11,600 cases
+a run (the max_examples below), the same on every run (derandomized).
 """
 
 from __future__ import annotations
