@@ -66,6 +66,8 @@ def folder(value: str | Path, what: str, must_exist: bool = False) -> Path:
     """A folder: an existing one, or (unless must_exist) one that can be made: a path the kernel takes (each name at
     most NAME_MAX bytes, the whole at most PATH_MAX), where nothing that is not a folder stands where it or a parent
     would be."""
+    if str(value) == "":  # Path("") is the current folder: `make report REPORTS=` would write into the checkout
+        raise InputError(f"{what} is empty; name a folder, or leave {what} out for its default")
     given = Path(value)
     whole = given.absolute()
     if "\0" in str(value):

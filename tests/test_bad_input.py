@@ -193,6 +193,7 @@ CLI_ARGUMENTS = [
                                                                                           "at most 255 bytes")),
     Case("reports-name-300", args=("report",), env={"TORCHYARD_REPORTS": "{tmp}/" + "r" * 300},
          says=("REPORTS=", "at most 255 bytes")),
+    Case("reports-empty", args=("report",), env={"TORCHYARD_REPORTS": ""}, says=("REPORTS is empty; name a folder",)),
     Case("reports-path-5000", args=("report",), env={"TORCHYARD_REPORTS": "{tmp}" + "/r" * 2500},
          says=("REPORTS=", "give one shorter than 4096 bytes")),
     Case("unknown-command", args=("bulid",), says=("invalid choice: 'bulid'",)),
