@@ -15,6 +15,14 @@ ROOT = Path(__file__).resolve().parent.parent
 settings.register_profile("torchyard", derandomize=True, database=None, deadline=None, print_blob=True,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "torchyard"))
+# `make mutation` runs each mutant's tests in mutants/ (a copy of the checkout): there a surviving mutant would run
+# the whole generated suite (a minute and a half) once each, hours in all, so each test draws a 30th of its cases.
+UNDER_MUTATION = ROOT.name == "mutants"
+
+
+def cases(n: int) -> int:
+    """A generated test's max_examples: n, or a 30th of it (at least 10) under `make mutation`."""
+    return max(10, n // 30) if UNDER_MUTATION else n
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from builder import cli, cluster, inputs, matrix, matrix_run, multinode, reference, workspace
 from builder.inputs import InputError
 from tests import strategies as gen
+from tests.conftest import cases
 from tests.strategies import FACTS
 
 # One folder per module for the generated files (a function-scoped tmp_path is made once per test, not per example).
@@ -51,7 +52,7 @@ def write(text: str, name: str = "matrix.yaml") -> Path:
 # ---------------------------------------------------------------- matrix.yaml
 
 
-@settings(max_examples=500)
+@settings(max_examples=cases(500))
 @given(gen.valid_matrices())
 def test_a_generated_valid_matrix_loads_with_every_tag(doc):
     loaded = matrix.load(write(doc.text()), FACTS)
@@ -81,13 +82,13 @@ def the_one_problem(broken: gen.Broken, path: Path) -> matrix.Problem:
     return problem
 
 
-@settings(max_examples=3000)
+@settings(max_examples=cases(3000))
 @given(gen.broken_matrices())
 def test_a_matrix_broken_in_one_place_is_refused_with_one_problem_naming_it(broken):
     the_one_problem(broken, write(broken.text))
 
 
-@settings(max_examples=300)
+@settings(max_examples=cases(300))
 @given(broken=gen.broken_matrices())
 def test_the_cli_refuses_a_broken_matrix_with_exit_2_and_writes_nothing(broken):
     path = write(broken.text, "cli.yaml")
@@ -112,7 +113,7 @@ def tag_values():
                                                     max_size=4).map(",".join), st.sampled_from(tags))
 
 
-@settings(max_examples=1000)
+@settings(max_examples=cases(1000))
 @given(tag_values())
 def test_any_tag_value_selects_tags_or_is_refused_naming_tag(shipped, value):
     for select in (shipped.select, lambda v: matrix_run.select(shipped, v)):
@@ -200,7 +201,7 @@ def one_setting(draw):
     return command, variable, name, draw(values.filter(lambda v: "\x00" not in v)), oracle
 
 
-@settings(max_examples=3000)
+@settings(max_examples=cases(3000))
 @given(one_setting())
 def test_a_generated_make_variable_is_taken_or_refused_naming_it(setting):
     command, variable, name, value, oracle = setting
@@ -220,14 +221,14 @@ def test_a_generated_make_variable_is_taken_or_refused_naming_it(setting):
         assert reference.registry(checked.registry) == checked.registry
 
 
-@settings(max_examples=300)
+@settings(max_examples=cases(300))
 @given(gen.registries(), gen.repositories)
 def test_a_generated_valid_registry_and_repository_are_taken(registry, repository):
     checked = settle("push", {"TORCHYARD_REGISTRY": registry, "TORCHYARD_REPO": repository})
     assert (checked.registry, checked.repo) == (registry, repository)
 
 
-@settings(max_examples=500)
+@settings(max_examples=cases(500))
 @given(gen.users, gen.passwords, gen.registries(), st.sampled_from(["push", "pull"]))
 def test_a_password_in_registry_is_refused_and_never_shown(user, password, registry, command):
     with pytest.raises(InputError) as refused:
@@ -236,7 +237,7 @@ def test_a_password_in_registry_is_refused_and_never_shown(user, password, regis
     assert password not in str(refused.value)
 
 
-@settings(max_examples=500)
+@settings(max_examples=cases(500))
 @given(gen.users, gen.passwords, gen.hosts, st.sampled_from([":0x1", ":99999", ":-1", " /x", "\n", ":8080\t"]))
 def test_a_password_in_a_refused_url_is_never_shown(user, password, host, flaw):
     with pytest.raises(InputError) as refused:
@@ -269,7 +270,7 @@ def entrypoint_environments(draw):
     return env
 
 
-@settings(max_examples=2000)
+@settings(max_examples=cases(2000))
 @given(entrypoint_environments())
 def test_generated_entrypoint_variables_start_or_stop_with_one_line_and_no_secret(environ):
     try:
@@ -290,7 +291,7 @@ def test_generated_entrypoint_variables_start_or_stop_with_one_line_and_no_secre
         assert port_ok(environ["JUPYTER_PORT"])
 
 
-@settings(max_examples=500)
+@settings(max_examples=cases(500))
 @given(st.one_of(st.lists(gen.public_keys, min_size=1, max_size=3).map("\n".join),
                  gen.broken_public_keys()))
 def test_make_run_takes_a_key_file_exactly_when_the_entrypoint_takes_its_key(keys):
