@@ -17,15 +17,15 @@ from dataclasses import dataclass
 import yaml
 from hypothesis import strategies as st
 
-from builder import compat, matrix
+from builder.matrix import compat
+from builder.matrix import spec as matrix
 
 FACTS = compat.load()
 SECRET_MARK = "pw"  # a generated password starts with it, so that a test can look for the whole password
 
-# What a password in a URL's userinfo may hold, unencoded: RFC 3986's unreserved characters and sub-delims, and
-# percent-escapes. The quote and angle characters (', ", <, >), which urllib takes there too, join once redaction is by
-# parsing (builder/urls.py, the other part of issue 20): today's pattern-based redaction stops at them.
-PASSWORD_ALPHABET = string.ascii_letters + string.digits + "-._~!$&()*+,;="
+# What a password in a URL's userinfo may hold, unencoded: RFC 3986's unreserved characters, sub-delims and ':', the
+# quote and angle characters urllib takes there too, and (below) percent-escapes.
+PASSWORD_ALPHABET = string.ascii_letters + string.digits + "-._~!$&()*+,;=:'\"<>"
 passwords = st.builds(lambda a, escape, b: f"{SECRET_MARK}{a}{escape}{b}", st.text(PASSWORD_ALPHABET, min_size=3, max_size=12),
                       st.sampled_from(["", "%40", "%2F", "%3A", "%25"]), st.text(PASSWORD_ALPHABET, min_size=3, max_size=12))
 users = st.text(string.ascii_letters + string.digits + "-._~", min_size=1, max_size=12)

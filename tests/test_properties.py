@@ -22,7 +22,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from builder import cli, cluster, inputs, matrix, matrix_run, multinode, reference, workspace
+from builder import cli, inputs, matrix_run, reference
+from builder.host import workspace
+from builder.jobs import cluster, multinode
+from builder.matrix import spec as matrix
 from builder.inputs import InputError
 from tests import strategies as gen
 from tests.conftest import cases
