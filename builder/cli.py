@@ -13,6 +13,7 @@ import argparse
 import os
 import re
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -53,8 +54,6 @@ SETTINGS = {
     "nodes": ("NODES", "TORCHYARD_NODES", "1"),
 }
 CLUSTER_COMMANDS = ("k8s", "slurm")  # what they print runs on another engine, which pulls the image from a registry
-PUBLIC_KEY_RE = re.compile(r"(?:ssh-(?:ed25519|rsa|dss)|ecdsa-sha2-nistp(?:256|384|521)|sk-(?:ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com)"
-                           r" [A-Za-z0-9+/]+={0,3}(?: [^\x00-\x1f\x7f]*)?", re.ASCII)
 
 
 def _say(text: str) -> None:
@@ -522,8 +521,12 @@ def _check_public_key(environ) -> None:
         raise InputError(f"PUBLIC_KEY_FILE={shown(str(found))}: cannot be read as text ({e.__class__.__name__})") from None
     if "PRIVATE KEY" in text:
         raise InputError(f"PUBLIC_KEY_FILE={shown(str(found))} is a private key; name its public half (the .pub file)")
-    lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
-    if not lines or not all(PUBLIC_KEY_RE.fullmatch(line.strip()) for line in lines):
+    try:  # the grammar the image's entrypoint checks PUBLIC_KEY with, so that a key passed here starts there
+        keys = workspace.public_keys(text, "the file")
+    except workspace.WorkspaceError as e:
+        raise InputError(f"PUBLIC_KEY_FILE={shown(str(found))} does not hold OpenSSH public keys as the image takes them "
+                         f"({e})") from None
+    if not keys:
         raise InputError(f"PUBLIC_KEY_FILE={shown(str(found))} does not hold OpenSSH public keys "
                          "(lines like 'ssh-ed25519 AAAA… comment', as ssh-keygen writes them to a .pub file)")
 
@@ -546,6 +549,19 @@ def _check_environment(command: str, environ) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     files.exit_on_sigterm()  # SIGTERM ends as Ctrl-C does: every `finally` runs, no temporary file stays
+    try:
+        status = _main(argv)
+        sys.stdout.flush()  # a reader that has gone shows here, inside the try, not in the flush at exit
+        return status
+    except BrokenPipeError:
+        # `make -s list | head -1`: the reader took what it wanted and closed the pipe. As Python's documentation
+        # says to (the signal module's note on SIGPIPE): stdout goes to /dev/null, so that the flush at exit cannot
+        # fail again, and the status is a process's that SIGPIPE ended, as `yes | head -1` leaves it.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+
+
+def _main(argv: list[str] | None) -> int:
     args = parser().parse_args(argv)
     try:
         matrix = load(args.matrix, compat.load())

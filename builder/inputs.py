@@ -7,6 +7,7 @@ A refusal is an InputError: the CLI exits 2 and has written nothing.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import reprlib
 import urllib.parse
@@ -21,6 +22,9 @@ PORT_RE = re.compile(r"[0-9]{1,5}", re.ASCII)
 COUNT_RE = re.compile(r"[0-9]{1,9}", re.ASCII)
 SPACE_OR_CONTROL_RE = re.compile(r"[\x00-\x20\x7f-\x9f]")
 SHOWN_CHARACTERS = 120
+# Linux's limits on a path (limits.h): a name is at most NAME_MAX bytes, a path fewer than PATH_MAX (its NUL counted).
+# Past them every system call fails (ENAMETOOLONG), so a longer one is refused before it is used.
+NAME_MAX, PATH_MAX = 255, 4096
 _bounded = reprlib.Repr()
 _bounded.maxstring = _bounded.maxother = 60
 _bounded.maxlevel = 3
@@ -59,14 +63,30 @@ def mountable(value: str, what: str) -> str:
 
 
 def folder(value: str | Path, what: str, must_exist: bool = False) -> Path:
-    """A folder: an existing one, or (unless must_exist) one that can be made: nothing that is not a folder
-    stands where it or a parent would be."""
+    """A folder: an existing one, or (unless must_exist) one that can be made: a path the kernel takes (each name at
+    most NAME_MAX bytes, the whole at most PATH_MAX), where nothing that is not a folder stands where it or a parent
+    would be."""
+    if str(value) == "":  # Path("") is the current folder: `make report REPORTS=` would write into the checkout
+        raise InputError(f"{what} is empty; name a folder, or leave {what} out for its default")
     given = Path(value)
-    if must_exist and not given.is_dir():
-        raise InputError(f"{what}={shown(str(value))}: not a folder" + ("" if given.exists() else " (it does not exist)"))
-    for part in (given.absolute(), *given.absolute().parents):
-        if part.exists() and not part.is_dir():
-            raise InputError(f"{what}={shown(str(value))}: {shown(str(part))} exists and is not a folder; name a folder")
+    whole = given.absolute()
+    if "\0" in str(value):
+        raise InputError(f"{what}={shown(str(value))}: a path holds no NUL character")
+    long_name = next((name for name in whole.parts if len(os.fsencode(name)) > NAME_MAX), None)
+    if long_name is not None:
+        raise InputError(f"{what}={shown(str(value))}: the name {shown(long_name)} is {len(os.fsencode(long_name))} bytes; "
+                         f"a file or folder name here is at most {NAME_MAX} bytes")
+    if len(os.fsencode(str(whole))) >= PATH_MAX:
+        raise InputError(f"{what}={shown(str(value))}: the path is {len(os.fsencode(str(whole)))} bytes as an absolute "
+                         f"path; give one shorter than {PATH_MAX} bytes")
+    try:
+        if must_exist and not given.is_dir():
+            raise InputError(f"{what}={shown(str(value))}: not a folder" + ("" if given.exists() else " (it does not exist)"))
+        for part in (whole, *whole.parents):
+            if part.exists() and not part.is_dir():
+                raise InputError(f"{what}={shown(str(value))}: {shown(str(part))} exists and is not a folder; name a folder")
+    except OSError as e:  # a folder on the way that cannot be searched (EACCES), a loop of links (ELOOP)
+        raise InputError(f"{what}={shown(str(value))}: cannot look at it ({e.strerror}); name a folder you can use") from None
     return given
 
 

@@ -54,6 +54,9 @@ USER, UID, GID = "torchyard", 1000, 1000  # the default non-root user; NB_UID/NB
 HOME = f"/home/{USER}"
 JUPYTER_PORT, SSH_PORT = 8888, 22
 ENTRYPOINT = "/usr/local/bin/torchyard-entrypoint"
+# Its source: also the grammar of the settings the image checks at start that the host checks first (PUBLIC_KEY:
+# builder/workspace.py loads this file, which imports only the standard library).
+ENTRYPOINT_SOURCE = "image_files/entrypoint.py"
 HEALTHCHECK = "/usr/local/bin/torchyard-healthcheck"
 LABEL_PREFIX = "io.torchyard"
 
@@ -88,7 +91,7 @@ def carried(python: str) -> tuple[Carried, ...]:
         Carried("image_files/pip_guard.py", f"{site}/torchyard_pip_guard.py"),
         Carried("image_files/torchyard-pip-guard.pth", f"{site}/torchyard-pip-guard.pth"),
         Carried("smoke_tests", f"{site}/smoke_tests"),  # `python -m smoke_tests`
-        Carried("image_files/entrypoint.py", ENTRYPOINT, executable=True),
+        Carried(ENTRYPOINT_SOURCE, ENTRYPOINT, executable=True),
         Carried("image_files/healthcheck.py", HEALTHCHECK, executable=True),
         Carried("image_files/sshd_config", "/etc/ssh/sshd_config.d/torchyard.conf"),
         Carried("image_files/jupyter_server_config.py", "/etc/jupyter/jupyter_server_config.py"),

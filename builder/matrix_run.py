@@ -32,6 +32,7 @@ from builder import layout, records
 from builder.heartbeat import Heartbeat
 from builder.host import doctor, gpu, smoke
 from builder.image import base, build, render, size
+from builder.inputs import shown
 from builder.matrix.spec import PYPI_INDEX, ImageSpec, Matrix, MatrixError, Problem
 from builder.report import report
 from builder.units import human
@@ -51,8 +52,13 @@ def select(matrix: Matrix, value: str | None) -> list[ImageSpec]:
     """TAG=a,b,c (any order, matrix order kept) or all (the default); unknown tags are refused, each explained."""
     if value in (None, "", "all"):
         return list(matrix.specs.values())
+    names = [t for t in (t.strip() for t in value.split(",")) if t]
+    if "all" in names and len(names) > 1:  # 'all,x' would quietly mean every tag
+        others = ",".join(t for t in names if t != "all")
+        raise MatrixError([Problem("TAG", f"{shown(value)} mixes 'all' with tag names; give TAG=all alone for every "
+                                          f"tag, or only the tags you want: {shown(others)}")])
     wanted, problems = [], []
-    for tag in filter(None, (t.strip() for t in value.split(","))):
+    for tag in names:
         try:
             wanted += matrix.select(tag)
         except MatrixError as e:

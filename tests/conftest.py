@@ -1,11 +1,28 @@
+import os
 import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from builder.matrix import compat, spec as matrix
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Generated tests (tests/test_properties.py): the same cases on every run and every machine (derandomize, no example
+# database), so CI's result is the code's and not the draw's; each test sets its own max_examples. No deadline: a
+# shared 2-core machine's timing is no property of the code.
+settings.register_profile("torchyard", derandomize=True, database=None, deadline=None, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "torchyard"))
+# `make mutation` runs each mutant's tests in mutants/ (a copy of the checkout): there a surviving mutant would run
+# the whole generated suite (a minute and a half) once each, hours in all, so each test draws a 30th of its cases.
+UNDER_MUTATION = ROOT.name == "mutants"
+
+
+def cases(n: int) -> int:
+    """A generated test's max_examples: n, or a 30th of it (at least 10) under `make mutation`."""
+    return max(10, n // 30) if UNDER_MUTATION else n
 
 
 @pytest.fixture(scope="session")

@@ -187,6 +187,15 @@ CLI_ARGUMENTS = [
     Case("digests-under-a-file", args=("pull", "--registry", "127.0.0.1:5000", "--digests", "{tmp}/file/digests"),
          files={"file": "x"}, says=("DIGESTS=",)),
     Case("run-all", args=("run", "--tag", "all"), matrix=None, says=("run starts one workspace",)),
+    Case("matrix-all-and-a-tag", args=("matrix", "--tag", "all,v2.6-cu124"), matrix=None,
+         says=("TAG: 'all,v2.6-cu124' mixes 'all' with tag names", "give TAG=all alone")),
+    Case("workspace-name-300", args=("run", "--workspace", "{tmp}/" + "w" * 300), says=("WORKSPACE=", "is 300 bytes",
+                                                                                          "at most 255 bytes")),
+    Case("reports-name-300", args=("report",), env={"TORCHYARD_REPORTS": "{tmp}/" + "r" * 300},
+         says=("REPORTS=", "at most 255 bytes")),
+    Case("reports-empty", args=("report",), env={"TORCHYARD_REPORTS": ""}, says=("REPORTS is empty; name a folder",)),
+    Case("reports-path-5000", args=("report",), env={"TORCHYARD_REPORTS": "{tmp}" + "/r" * 2500},
+         says=("REPORTS=", "give one shorter than 4096 bytes")),
     Case("unknown-command", args=("bulid",), says=("invalid choice: 'bulid'",)),
 ]
 

@@ -61,3 +61,16 @@ def test_make_help_lists_every_target():
     targets = phony.split(":")[1].split()
     for target in targets:
         assert f"make {target} " in out
+
+
+def test_a_reader_that_leaves_early_ends_the_output_without_a_traceback():
+    """`make -s list | head -1`: the pipe is closed before the CLI writes; it stops quietly with SIGPIPE's status."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        result = subprocess.run([sys.executable, "-m", "builder", "list"], cwd=ROOT, stdout=write, stderr=subprocess.PIPE,
+                                text=True, timeout=60)
+    finally:
+        os.close(write)
+    assert result.returncode == 128 + 13, result.stderr
+    assert result.stderr == ""

@@ -85,3 +85,13 @@ def test_an_estimate_says_where_it_comes_from(tmp_path):
     timings.record("build", "v2.6-cu124", 240)
     assert timings.said("build", "v2.6-cu124") == "; ~4m 00s last time"
     assert timings.said("build", "v2.15-cu132") == "; ~4m 00s as other tags took"
+
+
+@pytest.mark.parametrize("value", ["all,v2.6-cu124", "v2.6-cu124, all", "all,all", "all,nope"])
+def test_all_mixed_with_tag_names_is_refused_not_read_as_all(shipped, value):
+    with pytest.raises(MatrixError) as refused:
+        matrix_run.select(shipped, value)
+    (problem,) = refused.value.problems
+    assert problem.where == "TAG"
+    assert "mixes 'all' with tag names; give TAG=all alone" in problem.message
+    assert [s.tag for s in matrix_run.select(shipped, "all,")] == list(shipped.specs)  # a stray comma names nothing more

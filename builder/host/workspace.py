@@ -7,6 +7,8 @@ and the container's user gets that user's ids (NB_UID/NB_GID), so what it writes
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import os
 import re
 import shlex
@@ -15,6 +17,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Callable
 
 import docker
@@ -55,6 +58,26 @@ def find_public_key(environ: dict[str, str], home: Path) -> Path | None:
                                  "or unset it to use ~/.ssh/id_ed25519.pub")
         return path
     return next((home / ".ssh" / n for n in KEY_NAMES if (home / ".ssh" / n).is_file()), None)
+
+
+@functools.cache
+def _entrypoint() -> ModuleType:
+    """The image's entrypoint as a module (it runs nothing when imported): the image cannot import builder, so the
+    grammar both sides share lives there."""
+    spec = importlib.util.spec_from_file_location("torchyard_entrypoint", layout.ROOT / layout.ENTRYPOINT_SOURCE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def public_keys(text: str, source: str) -> str:
+    """The OpenSSH public key lines of a .pub file's text, by the grammar the image's entrypoint checks PUBLIC_KEY
+    with at start (its check_keys): what passes here passes there, short of ssh-keygen's decoding of the key itself."""
+    grammar = _entrypoint()
+    try:
+        return grammar.check_keys(text, source)
+    except grammar.StartError as e:
+        raise WorkspaceError(str(e)) from None
 
 
 def plan(image: str, tag: str, folder: Path, bind: str, jupyter_port: int, ssh_port: int,

@@ -28,6 +28,7 @@ TOP_KEYS = ("default", "defaults", "images")
 ENTRY_KEYS = ("torch", "cuda", "python", "torchvision", "cudnn", "base", "extra_packages", "allow_direct_urls",
               "size_budget")
 DEFAULT_KEYS = ("base", "size_budget")
+VERSION_EXAMPLES = {"torch": "2.6.0", "torchvision": "0.21.0", "cudnn": "9.1.0.70", "python": "3.11"}
 # user:password@host/… or user@host/…: credentials in front of a registry (never image@sha256:… or name@tag).
 CREDENTIALS_RE = re.compile(r"^[^/@]+:[^/@]*@(?!sha256:)|^[^/@:]+@(?!sha256:)[^/@]+/")
 PYPI_INDEX = "pypi"
@@ -143,6 +144,11 @@ class _Mapping(dict):
 
     lines: dict
     line: int
+    broken_base: bool = False  # defaults whose base is refused
+
+    def __init__(self, items=(), broken_base: bool = False):
+        super().__init__(items)
+        self.broken_base = broken_base
 
 
 class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's parser when PyYAML has it
@@ -253,6 +259,12 @@ def load(path: Path, facts: Facts | None = None) -> Matrix:
             _size_budget(defaults["size_budget"])
         except ValueError as e:
             problems.append(Problem(at(defaults, "size_budget", "defaults.size_budget"), str(e)))
+    if "base" in defaults:  # checked once, here: not again under each entry that takes it (none of which holds it)
+        before = len(problems)
+        _validate_base(defaults["base"], facts,
+                       lambda key, message: problems.append(Problem(at(defaults, "base", "defaults.base"), message)))
+        if len(problems) > before:
+            defaults = _Mapping({k: v for k, v in defaults.items() if k != "base"}, broken_base=True)
     images = raw.get("images")
     if not isinstance(images, dict) or not images:
         problems.append(Problem(at(raw, "images", "images"), "needs at least one tag, e.g. 'v2.6-cu124: {torch: \"2.6.0\"}'"))
@@ -315,8 +327,13 @@ def _size_budget(value) -> int:
     return budget
 
 
-def _version_string(value, key: str, report) -> str | None:
-    if value is None:
+def _version_string(entry: dict, key: str, report) -> str | None:
+    if key not in entry:
+        return None
+    value = entry[key]
+    if value is None:  # `torch:` with nothing after it: unset by mistake, not on purpose (torch's would drop the tag)
+        report(key, f"has no value (YAML reads an empty value as null); write a version, e.g. {key}: \"{VERSION_EXAMPLES[key]}\""
+                    + ("" if key == "torch" else ", or leave the key out"))
         return None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         report(key, f"write versions as quoted strings ({key}: \"{value}\"): YAML reads {value} as the number {value!r}")
@@ -340,7 +357,7 @@ def _validate_entry(tag: str, entry, defaults: dict, facts: Facts, report) -> Im
         report(None, f"tag {shown(tag)} does not follow v<torch major.minor>-cu<CUDA digits>[-devel], e.g. v2.6-cu124 or v2.6-cu124-devel")
         return None
 
-    torch_v = _version_string(entry.get("torch"), "torch", report)
+    torch_v = _version_string(entry, "torch", report)
     if torch_v is None:
         if "torch" not in entry:
             report(None, f"names no torch version; add e.g. torch: \"{parsed['torch']}\"")
@@ -363,12 +380,12 @@ def _validate_entry(tag: str, entry, defaults: dict, facts: Facts, report) -> Im
         report("cuda", unpublished_variant_message(release, variant_name, None, facts))
         return None
 
-    torchvision = _version_string(entry.get("torchvision"), "torchvision", report)
+    torchvision = _version_string(entry, "torchvision", report)
     if torchvision is not None and not _same_release(torchvision, release.torchvision):
         report("torchvision", f"torchvision {_word(torchvision)} does not match torch {release.version}; "
                               f"torch {release.version} pairs with torchvision {release.torchvision} (its 'requires torch==' pin)")
 
-    cudnn = _version_string(entry.get("cudnn"), "cudnn", report)
+    cudnn = _version_string(entry, "cudnn", report)
     if cudnn is not None:
         if variant.cudnn is None:
             report("cudnn", f"the cuDNN that torch {release.version}+{variant_name} bundles is not recorded in builder/matrix/compat.yaml; "
@@ -381,10 +398,13 @@ def _validate_entry(tag: str, entry, defaults: dict, facts: Facts, report) -> Im
     nvcc = facts.nvcc.get(variant.cuda) if devel else None
     # A compiler from a Debian package decides the suite, unless the entry names its own base (then checked).
     compiler_suite = nvcc.suite if nvcc and nvcc.source == "debian" else None
-    base = _validate_base(entry.get("base", compiler_suite or defaults.get("base", "bookworm")), facts, report)
+    if "base" not in entry and not compiler_suite and getattr(defaults, "broken_base", False):
+        base = None  # defaults.base is refused already (load)
+    else:
+        base = _validate_base(entry.get("base", compiler_suite or defaults.get("base", "bookworm")), facts, report)
     if base is not None and compiler_suite:
         base = _compiler_base(base, nvcc, variant.cuda, report)
-    python = _version_string(entry.get("python"), "python", report)
+    python = _version_string(entry, "python", report)
     if base is not None:
         suite_python = facts.debian_python[base.suite]
         if python is not None and python != suite_python:

@@ -380,7 +380,10 @@ def fetch(items: list[Wanted], network: NetworkSettings, say=print, cache: Path 
                 pool.shutdown(cancel_futures=True)
         if caught:
             raise KeyboardInterrupt(f"signal {caught[0]}")
-        failed = [f.exception() for f in futures if not f.cancelled() and f.exception()]
+        # The cause first: a download that the stop cut (_Stopped) failed because another one did, and a download
+        # listed before the one that failed may be cut before the failure is read (seen under make mutation).
+        failed = sorted((f.exception() for f in futures if not f.cancelled() and f.exception()),
+                        key=lambda e: isinstance(e, _Stopped))
         if failed:
             raise failed[0]
     say(f"fetched {progress.line()} in {progress.seconds():.1f}s")

@@ -1,6 +1,7 @@
 """The workspace without an engine: what `make run` would start, the entrypoint's pure parts, the rendered files."""
 
 import ast
+import base64
 import importlib.util
 import shlex
 
@@ -161,3 +162,49 @@ def test_sshd_is_key_only_and_never_root():
     assert settings["KbdInteractiveAuthentication"] == "no"
     assert settings["AuthenticationMethods"] == "publickey"
     assert settings["AllowUsers"] == layout.USER
+
+
+# A real ed25519 public key (its private half was thrown away), and keys built by the wire format's rule.
+ED25519 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBBXve+qAXayajaRpdwN1K/qOk4Hz+V91ojd3vk1nvXN table@torchyard"
+
+
+def wire_key(key_type: str, body: bytes = b"\x00\x00\x00\x01\x01", named: str | None = None) -> str:
+    name = (named or key_type).encode()
+    return f"{key_type} {base64.b64encode(len(name).to_bytes(4, 'big') + name + body).decode()} me@host"
+
+
+@pytest.mark.parametrize("key, says", [
+    (wire_key("ssh-dss"), "not an OpenSSH public key"),  # OpenSSH refuses DSA; so do the image and make run
+    ("ssh-ed25519 AAAA me", "not a valid OpenSSH public key"),
+    ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBROKEN me", "not a valid OpenSSH public key"),
+    (wire_key("ssh-ed25519", named="ssh-rsa"), "does not decode to a ssh-ed25519 key"),
+    (wire_key("ssh-rsa", body=b""), "not a valid OpenSSH public key"),
+    (f'command="/bin/sh" {ED25519}', "not an OpenSSH public key"),
+])
+def test_make_run_refuses_the_keys_the_entrypoint_refuses(entrypoint, tmp_path, key, says):
+    from builder import cli
+    from builder.inputs import InputError
+
+    with pytest.raises(entrypoint.StartError, match=says):
+        entrypoint.check_keys(key, "PUBLIC_KEY")
+    (tmp_path / "id.pub").write_text(key + "\n")
+    args = cli.parser().parse_args(["run"])
+    with pytest.raises(InputError, match=f"does not hold OpenSSH public keys as the image takes them .*{says}"):
+        cli.settings(args, environ={"PUBLIC_KEY_FILE": str(tmp_path / "id.pub")})
+
+
+@pytest.mark.parametrize("key", [ED25519, wire_key("ssh-rsa"), wire_key("ecdsa-sha2-nistp256"),
+                                 wire_key("sk-ssh-ed25519@openssh.com"), f"# mine\n{ED25519}\n\n{wire_key('ssh-rsa')}"])
+def test_make_run_and_the_entrypoint_take_the_same_keys(entrypoint, tmp_path, key):
+    from builder import cli
+
+    assert entrypoint.check_keys(key, "PUBLIC_KEY") == workspace.public_keys(key, "PUBLIC_KEY") != ""
+    (tmp_path / "id.pub").write_text(key + "\n")
+    checked = cli.settings(cli.parser().parse_args(["run"]), environ={"PUBLIC_KEY_FILE": str(tmp_path / "id.pub")})
+    assert checked.ssh_port == 2222
+
+
+def test_the_grammar_make_run_uses_is_the_one_the_image_carries():
+    entry = next(c for c in layout.carried("3.11") if c.target == layout.ENTRYPOINT)
+    assert entry.source == layout.ENTRYPOINT_SOURCE
+    assert workspace._entrypoint().__file__ == str(layout.ROOT / entry.source)

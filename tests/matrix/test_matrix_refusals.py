@@ -63,7 +63,7 @@ REFUSALS = [
     pytest.param('default: v2.6-cu124\nimages:\n  v2.6-cu124: {torch: "2.6.0", base: "example/bookworm-trixie:x@sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"}\n',
                  ["matrix.yaml:3: images.v2.6-cu124.base: cannot tell the Debian suite of 'example/bookworm-trixie:x@sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb'; use an image whose tag names it (e.g. debian:bookworm-slim@sha256:…)"], id='base_two_suites'),
     pytest.param('default: v2.6-cu124\ndefaults: {base: bullseye}\nimages:\n  v2.6-cu124: {torch: "2.6.0"}\n',
-                 ["matrix.yaml:4: images.v2.6-cu124.base: unknown Debian suite 'bullseye'; known: bookworm, trixie"], id='default_base_bad'),
+                 ["matrix.yaml:2: defaults.base: unknown Debian suite 'bullseye'; known: bookworm, trixie"], id='default_base_bad'),
     pytest.param('default: v2.10-cu126\nimages:\n  v2.10-cu126: {torch: "2.10.0", cudnn: "9.5"}\n',
                  ['matrix.yaml:3: images.v2.10-cu126.cudnn: the cuDNN that torch 2.10.0+cu126 bundles is not recorded in builder/matrix/compat.yaml; remove the cudnn key or add the fact with its source'], id='cudnn_unrecorded'),
     pytest.param('default: v2.4-cu121\nimages:\n  v2.4-cu121: {torch: "2.4.1", base: trixie, python: "3.13"}\n',
@@ -287,3 +287,26 @@ def test_only_devel_tags_carry_a_compiler(tmp_path, facts):
     path.write_text('default: v2.15-cu132\nimages:\n  v2.15-cu132: {torch: "2.15.0"}\n  v2.15-cu132-devel: {torch: "2.15.0"}\n')
     specs = matrix.load(path, facts).specs  # loaded here, not from a fixture: the test runs the validation itself
     assert specs["v2.15-cu132"].nvcc is None and specs["v2.15-cu132-devel"].nvcc == facts.nvcc["13.2"]
+
+
+@pytest.mark.parametrize("key", ["torch", "python", "torchvision", "cudnn"])
+def test_a_version_key_without_a_value_is_refused_not_read_as_unset(write_matrix, facts, key):
+    """`torch:` with nothing after it once dropped the tag from the matrix without a word (exit 0)."""
+    body = '{torch: "2.6.0", %s: }' % key if key != "torch" else "{torch: }"
+    path = write_matrix(f"default: v2.6-cu124\nimages:\n  v2.6-cu124: {{torch: \"2.6.0\"}}\n  v2.6-cu118: {body}\n")
+    with pytest.raises(MatrixError) as refused:
+        matrix.load(path, facts)
+    (problem,) = refused.value.problems
+    assert problem.where == f"{path}:4: images.v2.6-cu118.{key}"
+    assert problem.message.startswith("has no value (YAML reads an empty value as null); write a version, e.g.")
+
+
+def test_a_refused_defaults_base_is_one_problem_at_its_own_line(write_matrix, facts):
+    """Not one per entry that takes it, each under images.<tag>.base, a key none of them holds."""
+    path = write_matrix('default: v2.6-cu124\ndefaults: {base: "bookworm; rm -rf /"}\nimages:\n  v2.6-cu124: {torch: "2.6.0"}\n'
+                        '  v2.6-cu118: {torch: "2.6.0"}\n  v2.6-cu126: {torch: "2.6.0", base: trixie}\n')
+    with pytest.raises(MatrixError) as refused:
+        matrix.load(path, facts)
+    (problem,) = refused.value.problems
+    assert problem.where == f"{path}:2: defaults.base"
+    assert "is not an image reference by Docker's grammar" in problem.message

@@ -464,3 +464,36 @@ def test_a_cache_path_is_never_made_from_what_is_not_a_sha256(tmp_path):
         cache.path("/tmp/victim.txt", tmp_path)
     with pytest.raises(ValueError):
         cache.path("../" + "a" * 61, tmp_path)
+
+
+def test_a_failed_download_is_the_error_not_the_one_its_stop_cut(files, tmp_path):
+    """big (listed first) is mid-transfer when odd is refused: the stop cuts big, and the refusal is what is raised."""
+    folder, made = files
+    release = threading.Event()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            if "big" not in self.path:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(made["big-1.0-py3-none-any.whl"])))
+            self.end_headers()
+            self.wfile.write(made["big-1.0-py3-none-any.whl"][:1000])
+            self.wfile.flush()
+            release.wait(30)  # the rest never comes while the test runs
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(cache.FetchError, match="404"):
+            cache.fetch(items_of(f"http://127.0.0.1:{server.server_port}", made), network.NetworkSettings(),
+                        say=lambda _: None, cache=tmp_path / "c", workers=3)
+    finally:
+        release.set()
+        server.shutdown()
+        server.server_close()
+    assert not list((tmp_path / "c").glob(".*part"))
