@@ -75,7 +75,7 @@ def registry(value: str, what: str = "REGISTRY") -> str:
     path components, no scheme, tag, digest or credentials."""
     example = "e.g. registry.example.com/ml or 127.0.0.1:5000; images go to <REGISTRY>/torchyard:<tag>"
     if "@" in value.split("/")[0]:
-        raise InputError(f"{what} holds credentials (user:password@host); leave them out: push and pull use the "
+        raise InputError(f"{what} holds credentials (a user and password before an '@'); leave them out: push and pull use the "
                          "Docker config that `docker login <host>` writes")
     value = value.rstrip("/")
     found = _REGISTRY_RE.fullmatch(value)

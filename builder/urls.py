@@ -24,7 +24,9 @@ import urllib.parse
 _TOKEN_RE = re.compile(r"\S+")
 # where a bare user:password@host starts inside a token: after a '=', a quote or a bracket (KEY='u:p@host')
 _BARE_START = "=\"'<([{,"
-_DIGEST_RE = re.compile(r"sha256:[0-9a-fA-F]{32}")  # name:tag@sha256:<hex> is an image reference, not a userinfo
+# name:tag@sha256:<hex> is an image reference, not a userinfo: after the '@' stands a digest, not a host named sha256
+# with a port (digits alone)
+_DIGEST_RE = re.compile(r"sha256:(?![0-9]{1,5}(?:/|$))")
 LOOPBACK_NAMES = ("localhost",)
 
 

@@ -116,3 +116,12 @@ def test_no_output_of_the_cli_holds_the_password(command, env, password, monkeyp
     assert out + err  # it said something
     for shown in forms(password):
         assert shown not in out + err, (shown, out + err)
+
+
+def test_an_image_reference_with_a_digest_stays_and_a_host_named_sha256_with_a_port_does_not():
+    """name:tag@sha256:… is an image reference (a digest, also as a message's placeholder), never a userinfo; a host
+    that is called sha256 and has a port is a host, so what stands before the '@' goes."""
+    assert urls.redact("write it as name:tag@sha256:<64 hex digits>") == "write it as name:tag@sha256:<64 hex digits>"
+    assert urls.redact("debian:bookworm@sha256:" + "a" * 64) == "debian:bookworm@sha256:" + "a" * 64
+    assert urls.redact("REGISTRY=alice:s3cret@sha256:5000/ns") == "REGISTRY=sha256:5000/ns"
+    assert urls.redact("alice:s3cret@sha256:443") == "sha256:443"

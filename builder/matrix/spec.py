@@ -542,7 +542,7 @@ def _validate_base(value, facts: Facts, report) -> Base | None:
         report("base", f"unknown Debian suite {shown(value)}; known: {', '.join(suites)}")
         return None
     if CREDENTIALS_RE.match(value):
-        report("base", "holds credentials (user:password@registry); leave them out: a base is pulled with the "
+        report("base", "holds credentials (a user and password before an '@'); leave them out: a base is pulled with the "
                        "Docker config's credentials (`docker login <registry>`)")
         return None
     ref = references.parse(value)

@@ -226,7 +226,7 @@ def test_a_base_with_an_at_but_no_digest_is_not_a_reference(tmp_path, facts, bas
 def test_a_base_with_credentials_is_refused_without_echoing_them(tmp_path, facts):
     ref = "u:s3cret@reg.example/debian:bookworm@sha256:" + "a" * 64
     message = load_refusal(tmp_path, facts, f'default: v2.6-cu124\nimages:\n  v2.6-cu124: {{torch: "2.6.0", base: "{ref}"}}\n')
-    assert message == ("matrix.yaml:3: images.v2.6-cu124.base: holds credentials (user:password@registry); leave them out: "
+    assert message == ("matrix.yaml:3: images.v2.6-cu124.base: holds credentials (a user and password before an '@'); leave them out: "
                        "a base is pulled with the Docker config's credentials (`docker login <registry>`)")
 
 
