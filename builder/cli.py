@@ -10,6 +10,7 @@ TORCHYARD_TAG), as data that no shell reads. Messages name the Makefile's variab
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import re
 import shutil
@@ -547,6 +548,9 @@ def _check_environment(command: str, environ) -> None:
         nvml.read(environ)  # a recording that stands in for NVML is read whole before any work (RecordingError: exit 2)
 
 
+_OUTPUT_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO)  # what writing stdout can meet
+
+
 def main(argv: list[str] | None = None) -> int:
     files.exit_on_sigterm()  # SIGTERM ends as Ctrl-C does: every `finally` runs, no temporary file stays
     try:
@@ -559,6 +563,12 @@ def main(argv: list[str] | None = None) -> int:
         # fail again, and the status is a process's that SIGPIPE ended, as `yes | head -1` leaves it.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 128 + signal.SIGPIPE
+    except OSError as e:
+        if e.filename is not None or e.errno not in _OUTPUT_ERRORS:  # not standard output's: not for this handler
+            raise
+        # stdout on a full disk or a broken device (`> /dev/full`): say so once, on stderr, and leave no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return _fail(f"could not write the output: {e.strerror or e}", 1)
 
 
 def _main(argv: list[str] | None) -> int:

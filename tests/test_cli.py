@@ -74,3 +74,12 @@ def test_a_reader_that_leaves_early_ends_the_output_without_a_traceback():
         os.close(write)
     assert result.returncode == 128 + 13, result.stderr
     assert result.stderr == ""
+
+
+def test_an_output_on_a_full_disk_is_one_line_on_stderr_not_a_traceback():
+    """`make -s list > /dev/full`: the write fails with ENOSPC; the CLI says so once and exits 1."""
+    with open("/dev/full", "w") as full:
+        result = subprocess.run([sys.executable, "-m", "builder", "list"], cwd=ROOT, stdout=full, stderr=subprocess.PIPE,
+                                text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr == "torchyard: could not write the output: No space left on device\n"
