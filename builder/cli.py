@@ -19,7 +19,7 @@ from pathlib import Path
 
 from builder import base, build, ci, cluster, compat, doctor, gpu, inputs, k8s, layout, lock, matrix_run, multinode, \
     network, reference, registry, render, report, serve, size, slurm, smoke, verify, workspace
-from builder import cache as wheel_cache
+from builder import cache as wheel_cache, wheel_archs
 from builder.inputs import InputError, shown
 from builder.matrix import Matrix, MatrixError, load
 from builder.urls import redact
@@ -131,9 +131,23 @@ def cmd_fetch(matrix: Matrix, args) -> int:
     except wheel_cache.FetchError as e:
         return _fail(str(e), 1)
     _say(f"{len(locked)} tag(s): {fetched.files} artifacts in {wheel_cache.folder()}, {fetched.downloaded} fetched now")
+    _record_archs(locked)
     if refused:
         return _fail(f"{len(refused)} tag(s) not fetched:\n" + "\n".join(f"  {problem}" for problem in refused.values()), 1)
     return 0
+
+
+def _record_archs(specs) -> None:
+    """The GPU archs of each fetched torch wheel, read from the wheel (images/<tag>/archs.json): `make doctor` then
+    judges the tag by its own wheel, not by the build scripts' list in compat.yaml."""
+    for spec in specs:
+        try:
+            archs = wheel_archs.record(spec.tag, wheel_cache.folder())
+        except wheel_archs.WheelArchsError as e:
+            _say(f"{spec.tag}: GPU archs not read from its torch wheel ({e}); compat.yaml's list stands")
+            continue
+        if archs:
+            _say(f"{spec.tag}: GPU archs of its torch wheel: {' '.join(archs)} (images/{spec.tag}/{wheel_archs.RECORD})")
 
 
 def cmd_base(matrix: Matrix, args) -> int:

@@ -7,6 +7,7 @@ engine is asked whether containers can get GPUs; /dev/shm and free disk are set 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import docker.errors
 
-from builder import build, gpu, report as matrix_report
+from builder import build, gpu, report as matrix_report, wheel_archs
 from builder.compat import version_key
 from builder.matrix import ImageSpec, Matrix
 from builder.units import human
@@ -92,6 +93,8 @@ def disk_facts(engine: Engine, reports: Path) -> Disk:
 
 
 def judge(spec: ImageSpec, host: nvml.Nvml, engine: Engine, images: Path) -> TagVerdict:
+    # The list read from the locked wheel itself (make fetch) wins over compat.yaml's, taken from build scripts.
+    spec = dataclasses.replace(spec, archs=wheel_archs.recorded(spec.tag, images) or spec.archs)
     result = fit.judge(host, spec.cuda, spec.min_driver, spec.archs)
     problem = matrix_report.lock_problem(spec, images)
     if result.status == fit.NO_GPU:

@@ -37,6 +37,8 @@ WORKSPACE_REQUIREMENTS = "requirements-workspace.txt"  # the workspace's pip ste
 # Written by `make lock` (builder/lock.py), never by render.
 LOCK_FILE, WORKSPACE_LOCK_FILE = "requirements.lock", "requirements-workspace.lock"
 LOCKS = (LOCK_FILE, WORKSPACE_LOCK_FILE)  # in install order
+ARCHS_FILE = "archs.json"  # written by `make fetch` (builder/wheel_archs.py): the GPU archs read from the locked torch wheel
+RECORDED = (*LOCKS, ARCHS_FILE)  # what images/<tag>/ holds that render does not write, and leaves alone
 
 
 def tag_dir(tag: str, images: Path = IMAGES) -> Path:

@@ -314,7 +314,7 @@ def write(spec: ImageSpec, images: Path = layout.IMAGES) -> bool:
     if changed:
         for path in sorted(target.rglob("*"), reverse=True) if target.exists() else []:
             rel = str(path.relative_to(target))
-            if path.is_file() and rel not in files and rel not in layout.LOCKS:
+            if path.is_file() and rel not in files and rel not in layout.RECORDED:
                 path.unlink()
             elif path.is_dir() and not any(path.iterdir()):
                 path.rmdir()
@@ -330,7 +330,7 @@ def diff(spec: ImageSpec, images: Path = layout.IMAGES) -> list[str]:
     target = images / spec.tag
     files = render(spec)
     on_disk = {str(p.relative_to(target)) for p in target.rglob("*") if p.is_file()} if target.exists() else set()
-    on_disk -= set(layout.LOCKS)
+    on_disk -= set(layout.RECORDED)
     problems = [f"{spec.tag}/{rel}" for rel, text in files.items()
                 if rel not in on_disk or (target / rel).read_text() != text]
     return problems + [f"{spec.tag}/{rel} (not rendered)" for rel in sorted(on_disk - files.keys())]
