@@ -29,6 +29,7 @@ from builder.matrix import compat
 from builder.matrix.spec import Matrix, MatrixError, load
 from builder.report import report
 from builder.urls import redact
+from builder.wheels import archs as wheel_archs
 from builder.wheels import cache as wheel_cache
 from builder.wheels import lock, network, serve
 from smoke_tests import distributed, nvml
@@ -139,9 +140,23 @@ def cmd_fetch(matrix: Matrix, args) -> int:
     except wheel_cache.FetchError as e:
         return _fail(str(e), 1)
     _say(f"{len(locked)} tag(s): {fetched.files} artifacts in {wheel_cache.folder()}, {fetched.downloaded} fetched now")
+    _record_archs(locked)
     if refused:
         return _fail(f"{len(refused)} tag(s) not fetched:\n" + "\n".join(f"  {problem}" for problem in refused.values()), 1)
     return 0
+
+
+def _record_archs(specs) -> None:
+    """The GPU archs of each fetched torch wheel, read from the wheel (images/<tag>/archs.json): `make doctor` then
+    judges the tag by its own wheel, not by the build scripts' list in compat.yaml."""
+    for spec in specs:
+        try:
+            archs = wheel_archs.record(spec.tag, wheel_cache.folder())
+        except wheel_archs.WheelArchsError as e:
+            _say(f"{spec.tag}: GPU archs not read from its torch wheel ({e}); compat.yaml's list stands")
+            continue
+        if archs:
+            _say(f"{spec.tag}: GPU archs of its torch wheel: {' '.join(archs)} (images/{spec.tag}/{wheel_archs.RECORD})")
 
 
 def cmd_base(matrix: Matrix, args) -> int:

@@ -38,6 +38,8 @@ WORKSPACE_REQUIREMENTS = "requirements-workspace.txt"  # the workspace's pip ste
 # Written by `make lock` (builder/wheels/lock.py), never by render.
 LOCK_FILE, WORKSPACE_LOCK_FILE = "requirements.lock", "requirements-workspace.lock"
 LOCKS = (LOCK_FILE, WORKSPACE_LOCK_FILE)  # in install order
+ARCHS_FILE = "archs.json"  # written by `make fetch` (builder/wheels/archs.py): the GPU archs read from the locked torch wheel
+RECORDED = (*LOCKS, ARCHS_FILE)  # what images/<tag>/ holds that render does not write, and leaves alone
 
 
 def tag_dir(tag: str, images: Path = IMAGES) -> Path:
@@ -55,7 +57,7 @@ HOME = f"/home/{USER}"
 JUPYTER_PORT, SSH_PORT = 8888, 22
 ENTRYPOINT = "/usr/local/bin/torchyard-entrypoint"
 # Its source: also the grammar of the settings the image checks at start that the host checks first (PUBLIC_KEY:
-# builder/workspace.py loads this file, which imports only the standard library).
+# builder/host/workspace.py loads this file, which imports only the standard library).
 ENTRYPOINT_SOURCE = "image_files/entrypoint.py"
 HEALTHCHECK = "/usr/local/bin/torchyard-healthcheck"
 LABEL_PREFIX = "io.torchyard"

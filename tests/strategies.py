@@ -1,5 +1,5 @@
 """Hypothesis strategies for what torchyard reads from outside: each kind of input has a strategy that builds a VALID
-value from the project's own facts (builder/compat.yaml, the grammars' documented forms), and one that BREAKS a valid
+value from the project's own facts (builder/matrix/compat.yaml, the grammars' documented forms), and one that BREAKS a valid
 value in one place and says where a refusal must point.
 
 A broken value is a `Broken`: the text to feed in, and `where`, the label the one refusal must name (for a matrix,
@@ -126,7 +126,7 @@ sizes = st.builds(lambda n, unit: f"{n}{unit}", st.integers(1, 99_999), st.sampl
 
 @st.composite
 def entries(draw, default_suite: str) -> tuple[str, dict]:
-    """(tag, entry) of one image that builder/matrix.py accepts, given the suite of the matrix's defaults.base."""
+    """(tag, entry) of one image that builder/matrix/spec.py accepts, given the suite of the matrix's defaults.base."""
     devel_variants = [(r, v) for r in FACTS.releases.values() for v in r.variants.values() if v.cuda in FACTS.nvcc]
     release, variant, devel = draw(st.one_of(
         st.sampled_from([(r, v, False) for r in FACTS.releases.values() for v in r.variants.values()]),

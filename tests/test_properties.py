@@ -24,9 +24,9 @@ from hypothesis import strategies as st
 
 from builder import cli, inputs, matrix_run, reference
 from builder.host import workspace
+from builder.inputs import InputError
 from builder.jobs import cluster, multinode
 from builder.matrix import spec as matrix
-from builder.inputs import InputError
 from tests import strategies as gen
 from tests.conftest import cases
 from tests.strategies import FACTS

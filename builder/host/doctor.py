@@ -7,6 +7,7 @@ engine is asked whether containers can get GPUs; /dev/shm and free disk are set 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from builder.matrix.compat import version_key
 from builder.matrix.spec import ImageSpec, Matrix
 from builder.report import report as matrix_report
 from builder.units import human
+from builder.wheels import archs as wheel_archs
 from smoke_tests import fit, nvml, verdicts
 from smoke_tests.environment import shm_bytes
 
@@ -98,6 +100,8 @@ def disk_facts(engine: Engine, reports: Path) -> Disk:
 
 
 def judge(spec: ImageSpec, host: nvml.Nvml, engine: Engine, images: Path) -> TagVerdict:
+    # The list read from the locked wheel itself (make fetch) wins over compat.yaml's, taken from build scripts.
+    spec = dataclasses.replace(spec, archs=wheel_archs.recorded(spec.tag, images) or spec.archs)
     result = fit.judge(host, spec.cuda, spec.min_driver, spec.archs)
     problem = matrix_report.lock_problem(spec, images)
     if result.status == fit.NO_GPU:

@@ -39,7 +39,9 @@ def _files_under(folder: Path) -> list[Path]:
 def members(spec: ImageSpec, images: Path = layout.IMAGES, root: Path = layout.ROOT) -> dict[str, tuple[bytes, bool]]:
     """context path -> (content, executable): every file of images/<tag>/, then each carried file or folder."""
     folder = layout.tag_dir(spec.tag, images)
-    found = {p.relative_to(folder).as_posix(): (p.read_bytes(), False) for p in _files_under(folder)}
+    # archs.json is the doctor's (make fetch writes it): no image needs it, and fetching must not change a context
+    found = {p.relative_to(folder).as_posix(): (p.read_bytes(), False) for p in _files_under(folder)
+             if p.name != layout.ARCHS_FILE}
     for item in layout.carried(spec.python):
         source = root / item.source
         if item.generated:

@@ -323,7 +323,7 @@ def write(spec: ImageSpec, images: Path = layout.IMAGES) -> bool:
                              "remove the link and render again")
         for path in sorted(target.rglob("*"), reverse=True) if target.exists() else []:
             rel = str(path.relative_to(target))
-            if rel not in layout.LOCKS and (path.is_symlink() or (path.is_file() and rel not in rendered)):
+            if rel not in layout.RECORDED and (path.is_symlink() or (path.is_file() and rel not in rendered)):
                 path.unlink()  # a link is never render's own: removed, whatever it points at
             elif path.is_dir() and not any(path.iterdir()):
                 path.rmdir()
@@ -346,7 +346,7 @@ def diff(spec: ImageSpec, images: Path = layout.IMAGES) -> list[str]:
     rendered = render(spec)
     on_disk = {str(p.relative_to(target)) for p in target.rglob("*") if p.is_file() or p.is_symlink()} \
         if target.exists() else set()
-    on_disk -= set(layout.LOCKS)
+    on_disk -= set(layout.RECORDED)
     problems = [f"{spec.tag}/{rel}" for rel, text in rendered.items()
                 if rel not in on_disk or _text(target / rel) != text]
     return problems + [f"{spec.tag}/{rel} (not rendered)" for rel in sorted(on_disk - rendered.keys())]

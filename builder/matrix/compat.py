@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -28,6 +29,44 @@ def cuda_of_variant(variant: str) -> str:
     """'cu124' -> '12.4', 'cu118' -> '11.8', 'cu130' -> '13.0'."""
     digits = variant.removeprefix("cu")
     return f"{digits[:-1]}.{digits[-1]}"
+
+
+ARCH_NAME = re.compile(r"(?:sm|compute)_\d+a?")  # what torch reports: sm_90, sm_90a, compute_120
+_ARCH_ENTRY = re.compile(r"(\d+)\.(\d+)(\+PTX)?")
+
+
+def arch_list(torch_cuda_arch_list: str) -> tuple[str, ...]:
+    """A TORCH_CUDA_ARCH_LIST as PyTorch's wheel build scripts set it, as torch._C._cuda_getArchFlags() reports the
+    result: '5.0;8.6;3.7;9.0+PTX' -> (sm_50, sm_86, sm_37, sm_90, compute_90). The script's order is kept (CMake
+    keeps it); each +PTX entry adds its compute_XY after every sm_XY, as CMake emits the PTX gencodes last."""
+    cubins, ptx = [], []
+    for entry in torch_cuda_arch_list.split(";"):
+        found = _ARCH_ENTRY.fullmatch(entry.strip())
+        if not found:
+            raise ValueError(f"{entry!r} in TORCH_CUDA_ARCH_LIST {torch_cuda_arch_list!r} is not of the form "
+                             "<major>.<minor> or <major>.<minor>+PTX (e.g. 8.6, 12.0+PTX)")
+        number = f"{found[1]}{found[2]}"
+        cubins.append(f"sm_{number}")
+        if found[3]:
+            ptx.append(f"compute_{number}")
+    return tuple(dict.fromkeys(cubins + ptx))
+
+
+def _archs(raw: str | list | None, where: str) -> tuple[str, ...] | None:
+    """compat.yaml's archs: a TORCH_CUDA_ARCH_LIST string (the build script's, [bcs]), a list of sm_/compute_ names
+    (the wheel's own, [gpu]/[arch]), or null."""
+    if raw is None:
+        return None
+    try:
+        if isinstance(raw, str):
+            return arch_list(raw)
+        if isinstance(raw, list) and raw and all(isinstance(a, str) and ARCH_NAME.fullmatch(a) for a in raw):
+            return tuple(raw)
+    except ValueError as e:
+        raise ValueError(f"compat.yaml: {where} archs: {e}") from None
+    raise ValueError(f"compat.yaml: {where} archs: expected a TORCH_CUDA_ARCH_LIST string, a list of sm_XY/compute_XY "
+                     f"names, or null, not {raw!r}")
+
 
 
 def cudnn_number(version: str) -> int:
@@ -133,7 +172,7 @@ def load(path: Path = FACTS_FILE) -> Facts:
                 cuda_runtime=v["cuda"],
                 cudnn=v["cudnn"],
                 nccl=v["nccl"],
-                archs=tuple(v["archs"]) if v["archs"] else None,
+                archs=_archs(v["archs"], f"torch {version} {name}"),
             )
             for name, v in r["variants"].items()
         }

@@ -49,9 +49,27 @@ def test_h100_on_driver_535_runs_cuda_12_and_not_cuda_13(shipped):
         assert "535.129.03 < 580.65.06" in judged[tag].why
     assert any("is older than 580.65.06, the minimum for CUDA 13.2" in r for r in judged["v2.15-cu132"].reasons)
     lines = output(shipped, "h100-driver-535")
-    assert lines[-1] == "newest tag that runs here: make build TAG=v2.6-cu124"
+    assert lines[-1] == "newest tag that runs here: make build TAG=v2.10-cu128"  # the newest with a lock here
     assert "GPU 0           NVIDIA H100 80GB HBM3: sm_90 (compute capability 9.0), 79.6 GiB" in lines
     assert "NVIDIA driver   535.129.03, supports CUDA up to 12.2 (NVML)" in lines
+
+
+def test_h100_on_driver_535_finds_the_cuda_12_6_builds_of_the_newest_releases(shipped):
+    """A cluster on driver 535 (CUDA 12.2) runs torch 2.13 and 2.14 through their cu126 builds (minor-version
+    compatibility: CUDA 12.x on >= 525.60.13; sm_90 is in their arch list), and the doctor names the newest."""
+    judged = verdicts(shipped, "h100-driver-535")
+    for tag in ("v2.13-cu126", "v2.14-cu126"):
+        assert judged[tag].verdict == doctor.RUNS, (tag, judged[tag].why)
+        assert judged[tag].why == "driver 535.129.03 >= 525.60.13; sm_90 covered"
+    assert doctor.newest(list(judged.values()), doctor.RUNS).spec.tag == "v2.14-cu126"
+    lines = output(shipped, "h100-driver-535")
+    assert ("v2.14-cu126 would run here too but cannot be built here: images/v2.14-cu126/requirements.lock is missing"
+            in "\n".join(lines))
+    # "cannot tell" only where no source gives the arch list: the three variants compat.yaml leaves null
+    unknown = {tag for tag, v in judged.items() if v.verdict == doctor.UNKNOWN}
+    assert unknown == {tag for tag, spec in shipped.specs.items() if spec.archs is None} == {
+        "v2.5-cu118", "v2.5-cu121", "v2.7-cu118"}
+    assert not any("their GPU architectures are not recorded" in line for line in lines)  # none newer than 2.14
 
 
 def test_h100_on_driver_580_runs_the_newest_tag(shipped):
@@ -68,7 +86,8 @@ def test_the_h200_recorded_on_a_real_host_runs_the_tags_whose_archs_are_known(sh
     for tag in ("v2.6-cu124", "v2.11-cu130", "v2.15-cu132"):
         assert judged[tag].verdict == doctor.RUNS, (tag, judged[tag].why)
     assert judged["v2.11-cu130"].why == "driver 580.159.04 >= 580.65.06; sm_90 covered"
-    assert judged["v2.10-cu128"].verdict == doctor.UNKNOWN  # its archs are not recorded: said, not guessed
+    assert judged["v2.10-cu128"].verdict == doctor.RUNS  # sm_90 in its build script's list ([bcs])
+    assert judged["v2.7-cu118"].verdict == doctor.UNKNOWN  # its archs are not recorded: said, not guessed
     lines = output(shipped, "h200-driver-580-recorded")
     assert "GPU 0           NVIDIA H200: sm_90 (compute capability 9.0), 140.4 GiB" in lines
     assert "NVIDIA driver   580.159.04, supports CUDA up to 13.0 (NVML)" in lines
@@ -83,10 +102,13 @@ def test_rtx_5090_sm_120_is_not_covered_by_the_cuda_12_4_wheel(shipped):
     assert judged["v2.15-cu132"].verdict == doctor.DOES_NOT_RUN
     assert judged["v2.15-cu132"].why == "driver 570.133.07 < 580.65.06"
     # Tags whose arch list is not recorded are not guessed at.
-    assert judged["v2.8-cu128"].verdict == doctor.UNKNOWN
-    assert "archs not recorded" in judged["v2.8-cu128"].why
+    assert judged["v2.7-cu118"].verdict == doctor.UNKNOWN
+    assert "archs not recorded" in judged["v2.7-cu118"].why
+    # The CUDA 12.8 builds carry sm_120 cubins; 12.6 ones stop at sm_90, with no PTX to JIT from.
+    assert judged["v2.8-cu128"].verdict == doctor.RUNS
+    assert judged["v2.14-cu126"].verdict == doctor.DOES_NOT_RUN and judged["v2.14-cu126"].why == "sm_120 not in sm_50…sm_90"
     lines = output(shipped, "rtx5090-driver-570")
-    assert lines[-1].startswith("no tag of the matrix is known to run on this host's GPUs")
+    assert lines[-1] == "newest tag that runs here: make build TAG=v2.10-cu128"
 
 
 def test_p100_sm_60_is_not_covered_by_the_cuda_13_wheels(shipped):
