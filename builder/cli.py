@@ -25,7 +25,7 @@ from builder.inputs import InputError, shown
 from builder.jobs import ci, cluster, k8s, multinode, slurm
 from builder.matrix import compat
 from builder.matrix.spec import Matrix, MatrixError, load
-from builder.report import report
+from builder.report import page, rows
 from builder.urls import redact
 from builder.wheels import cache as wheel_cache
 from builder.wheels import lock, network, serve
@@ -42,7 +42,7 @@ SETTINGS = {
     "require_gpu": ("REQUIRE_GPU", "TORCHYARD_REQUIRE_GPU", ""),
     "data": ("DATA", "TORCHYARD_DATA", ""),
     "reports": ("REPORTS", "TORCHYARD_REPORTS", str(build.REPORTS)),
-    "digests": ("DIGESTS", "TORCHYARD_DIGESTS", str(registry.DIGESTS)),
+    "digests": ("DIGESTS", "TORCHYARD_DIGESTS", str(layout.DIGESTS)),
     "workspace": ("WORKSPACE", "TORCHYARD_WORKSPACE", "workspace"),
     "bind": ("BIND", "TORCHYARD_BIND", "127.0.0.1"),
     "jupyter_port": ("JUPYTER_PORT", "TORCHYARD_JUPYTER_PORT", "8888"),
@@ -366,7 +366,7 @@ def cmd_matrix(matrix: Matrix, args) -> int:
 
 
 def cmd_report(matrix: Matrix, args) -> int:
-    for path in report.write(report.collect(matrix, reports=args.reports, digests=args.digests), args.reports):
+    for path in page.write(rows.collect(matrix, reports=args.reports, digests=args.digests), args.reports):
         _say(f"wrote {path}")
     return 0
 

@@ -33,7 +33,7 @@ from builder.heartbeat import Heartbeat
 from builder.host import doctor, gpu, smoke
 from builder.image import base, build, render, size
 from builder.matrix.spec import PYPI_INDEX, ImageSpec, Matrix, MatrixError, Problem
-from builder.report import report
+from builder.report import page, rows
 from builder.units import human
 from builder.wheels import cache as wheel_cache
 from builder.wheels import lock, network, serve
@@ -65,7 +65,7 @@ def select(matrix: Matrix, value: str | None) -> list[ImageSpec]:
 
 def check_text(check: records.Check) -> str:
     """'resnet50 amp PASS (90 images/s)': a check's status, and its figure when it has one."""
-    text, value = report.headline(check)
+    text, value = rows.headline(check)
     return f"{check.name} {check.status}" + (f" ({text})" if value is not None else "")
 
 
@@ -209,7 +209,7 @@ class Runner:
     def unbuildable(self, specs: list[ImageSpec]) -> dict[str, tuple[str, str]]:
         """tag -> (why it cannot be built here, how to fix it), for tags without a current lock; the wheel index of
         each is asked once whether it answers, so the reason says which of the two it is."""
-        problems = {s.tag: report.lock_problem(s, self.images) for s in specs}
+        problems = {s.tag: lock.problem(s, self.images, as_repository=True) for s in specs}
         missing = [s for s in specs if problems[s.tag]]
         indexes = {s.tag: lock.indexes(s, self.settings)[0] for s in missing}
         with ThreadPoolExecutor(8) as pool:
@@ -254,7 +254,7 @@ class Runner:
         root = self.client.info().get("DockerRootDir")
         if not root or not Path(root).is_dir():
             return None
-        largest, _, _ = doctor.largest_image(self.reports)
+        largest, _, _ = records.largest_image(self.reports)
         need = doctor.BUILD_FACTOR * (largest or DEFAULT_IMAGE_BYTES)
         free = shutil.disk_usage(root).free
         if free >= need:
@@ -264,15 +264,15 @@ class Runner:
 
     def run_tag(self, spec: ImageSpec, number: str, todo: list[str]) -> Outcome:
         steps = _Steps(self, spec, f"{spec.tag:<{max(map(len, self.matrix.specs))}} {number}")
-        steps.add("lock", DONE, 0, "current: " + ", ".join(f"images/{spec.tag}/{f}" for f in (lock.LOCK_FILE, lock.WORKSPACE_LOCK_FILE)))
+        steps.add("lock", DONE, 0, "current: " + ", ".join(f"images/{spec.tag}/{f}" for f in layout.LOCKS))
         if render.write(spec):
             steps.say("build", f"rendered images/{spec.tag}/ from matrix.yaml")
         if "build" in todo:
             if self.image(spec) is None and (problem := self.disk_problem(spec)):
                 steps.add("build", REFUSED, 0, f"not buildable here: {problem}")
-                return steps.outcome(report.NOT_HERE, problem, "free disk space")
+                return steps.outcome(rows.NOT_HERE, problem, "free disk space")
             if failure := self.build_step(spec, steps):
-                return steps.outcome(report.FAILED, failure, f"see reports/{spec.tag}/build.log")
+                return steps.outcome(rows.FAILED, failure, f"see reports/{spec.tag}/build.log")
         else:
             steps.add("build", CURRENT, 0, "current: " + self.image_current(spec)[1])
         image_id = self.image(spec).id
@@ -286,8 +286,8 @@ class Runner:
         else:
             steps.add("smoke", CURRENT, 0, f"current: PASS on {image_id[7:19]} (reports/{spec.tag}/{records.SMOKE})")
         if any(failures):
-            return steps.outcome(report.FAILED, "; ".join(filter(None, failures)), f"see reports/{spec.tag}/")
-        return steps.outcome(report.PASSED, "built and passed", None)
+            return steps.outcome(rows.FAILED, "; ".join(filter(None, failures)), f"see reports/{spec.tag}/")
+        return steps.outcome(rows.PASSED, "built and passed", None)
 
     def build_step(self, spec: ImageSpec, steps: _Steps) -> str | None:
         """Build the image; what went wrong, or None."""
@@ -368,7 +368,7 @@ class Runner:
             for s in specs:
                 if s.tag in refused:
                     why, fix = refused[s.tag]
-                    outcome = Outcome(tag=s.tag, result=report.NOT_HERE, reason=why, fix=fix,
+                    outcome = Outcome(tag=s.tag, result=rows.NOT_HERE, reason=why, fix=fix,
                                       steps=(Step(name="lock", status=REFUSED, seconds=0, note=why),),
                                       date=datetime.now(timezone.utc).isoformat(timespec="seconds"))
                     self.line(f"{s.tag:<{width}} {'':>5} lock ", f"not buildable here: {why}; fix: {fix}")
@@ -377,17 +377,17 @@ class Runner:
                     outcome = self.run_tag(s, f"{index + 1}/{len(buildable)}".rjust(5), todo[s.tag])
                     left = self.remaining(todo, index + 1)
                     self.line(f"{s.tag:<{width}} {'':>5} =>   ",
-                              f"{outcome.result.upper()}" + ("" if outcome.result == report.PASSED else f": {outcome.reason}")
+                              f"{outcome.result.upper()}" + ("" if outcome.result == rows.PASSED else f": {outcome.reason}")
                               + (f"; about {duration(left)} left" if left and index + 1 < len(buildable) else ""))
                 outcomes.append(outcome)
                 self.write_outcome(outcome)
         finally:  # interrupted too: the report shows what finished, each tag with its date
-            written = report.write(report.collect(self.matrix, self.images, self.reports), self.reports)
+            written = page.write(rows.collect(self.matrix, self.images, self.reports), self.reports)
             self.say("report: " + ", ".join(str(p) for p in written))
-        counts = {state: sum(o.result == state for o in outcomes) for state in (report.PASSED, report.FAILED, report.NOT_HERE)}
-        self.say(f"matrix: {counts[report.PASSED]} passed, {counts[report.FAILED]} failed, {counts[report.NOT_HERE]} "
+        counts = {state: sum(o.result == state for o in outcomes) for state in (rows.PASSED, rows.FAILED, rows.NOT_HERE)}
+        self.say(f"matrix: {counts[rows.PASSED]} passed, {counts[rows.FAILED]} failed, {counts[rows.NOT_HERE]} "
                  f"not buildable here, in {duration(time.monotonic() - self.started)}")
-        return 1 if counts[report.FAILED] else 0
+        return 1 if counts[rows.FAILED] else 0
 
     def write_outcome(self, outcome: Outcome) -> None:
         """reports/<tag>/run.json: what this run said of the tag (the report shows it with its date)."""

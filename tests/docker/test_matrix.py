@@ -13,7 +13,7 @@ import pytest
 
 from builder import layout, matrix_run, records
 from builder.image import size
-from builder.report import report
+from builder.report import rows as report_rows
 from builder.wheels import network
 from tests.conftest import ROOT
 from tests.docker.conftest import TAG, TEST_REPO
@@ -52,7 +52,7 @@ def test_a_current_tag_is_not_redone(runner, spec, reports):
     for step in ("build", "size ", "smoke"):
         assert any(f" {step} current" in line for line in lines), (step, text)
     assert "matrix: 1 passed, 0 failed, 0 not buildable here" in text
-    assert json.loads((reports / TAG / records.RUN).read_text())["result"] == report.PASSED
+    assert json.loads((reports / TAG / records.RUN).read_text())["result"] == report_rows.PASSED
     page = (reports / "index.html").read_text()
     assert f'data-tag="{TAG}"' in page and "row-passed" in page
 
