@@ -18,13 +18,14 @@ import time
 from pathlib import Path
 
 from builder import files
-from builder import inputs, layout, matrix_run, reference
+from builder import inputs, layout, reference
 from builder.host import doctor, gpu, smoke, workspace
 from builder.image import base, build, registry, render, size, verify
 from builder.inputs import InputError, shown
 from builder.jobs import ci, cluster, k8s, multinode, slurm
 from builder.matrix import compat
 from builder.matrix.spec import Matrix, MatrixError, load
+from builder.matrix_run import run as matrix_run
 from builder.report import page, rows
 from builder.urls import redact
 from builder.wheels import cache as wheel_cache
@@ -113,7 +114,7 @@ def cmd_render(matrix: Matrix, args) -> int:
 
 def cmd_lock(matrix: Matrix, args) -> int:
     # TAG=a,b,… as make matrix takes it: locking is seconds a tag, so several are often asked for at once
-    specs = matrix_run.select(matrix, args.tag) if args.tag and "," in args.tag else matrix.select(args.tag)
+    specs = matrix.select(args.tag)
     settings = args.network
     for spec in specs:
         if render.write(spec):
@@ -127,7 +128,7 @@ def cmd_lock(matrix: Matrix, args) -> int:
 
 
 def cmd_fetch(matrix: Matrix, args) -> int:
-    specs = matrix_run.select(matrix, args.tag) if args.tag and "," in args.tag else matrix.select(args.tag)
+    specs = matrix.select(args.tag)
     for spec in specs:
         lock.check(spec)  # a lock line that is no lock's: exit 2 before anything is fetched or removed
     refused = {spec.tag: problem for spec in specs if (problem := lock.problem(spec))}
