@@ -7,9 +7,9 @@ alone. Other modules ask this one; none names a record's file or parses one.
     reports/<tag>/compressed.json      Compressed   what a push sends (builder/image/size.py)
     reports/<tag>/smoke.json           SmokeReport  the smoke suite's report (builder/host/smoke.py)
     reports/<tag>/smoke-nodes<N>.json  SmokeReport  node 0's report of a run across N containers (builder/jobs/multinode.py)
-    reports/<tag>/run.json             Outcome      the last `make matrix` verdict (builder/matrix_run.py)
+    reports/<tag>/run.json             Outcome      the last `make matrix` verdict (builder/matrix_run/run.py)
     reports/<tag>/verify.json          (written)    a rebuild compared (builder/image/verify.py); nothing reads it back
-    reports/timings.json               Timings      step -> tag -> seconds (builder/matrix_run.py)
+    reports/timings.json               Timings      step -> tag -> seconds (builder/matrix_run/progress.py)
 
 The NVML recording (TORCHYARD_NVML_RECORD) is read inside images as well, where only the standard library is:
 smoke_tests/nvml.py keeps its own bounded, validated reader.
