@@ -20,14 +20,15 @@ import time
 from pathlib import Path
 
 from builder import files
-from builder import inputs, layout, matrix_run, reference
+from builder import inputs, layout, reference
 from builder.host import doctor, gpu, smoke, workspace
 from builder.image import base, build, registry, render, size, verify
 from builder.inputs import InputError, shown
 from builder.jobs import ci, cluster, k8s, multinode, slurm
 from builder.matrix import compat
 from builder.matrix.spec import Matrix, MatrixError, load
-from builder.report import report
+from builder.matrix_run import run as matrix_run
+from builder.report import page, rows
 from builder.urls import redact
 from builder.wheels import archs as wheel_archs
 from builder.wheels import cache as wheel_cache
@@ -45,7 +46,7 @@ SETTINGS = {
     "require_gpu": ("REQUIRE_GPU", "TORCHYARD_REQUIRE_GPU", ""),
     "data": ("DATA", "TORCHYARD_DATA", ""),
     "reports": ("REPORTS", "TORCHYARD_REPORTS", str(build.REPORTS)),
-    "digests": ("DIGESTS", "TORCHYARD_DIGESTS", str(registry.DIGESTS)),
+    "digests": ("DIGESTS", "TORCHYARD_DIGESTS", str(layout.DIGESTS)),
     "workspace": ("WORKSPACE", "TORCHYARD_WORKSPACE", "workspace"),
     "bind": ("BIND", "TORCHYARD_BIND", "127.0.0.1"),
     "jupyter_port": ("JUPYTER_PORT", "TORCHYARD_JUPYTER_PORT", "8888"),
@@ -114,7 +115,7 @@ def cmd_render(matrix: Matrix, args) -> int:
 
 def cmd_lock(matrix: Matrix, args) -> int:
     # TAG=a,b,… as make matrix takes it: locking is seconds a tag, so several are often asked for at once
-    specs = matrix_run.select(matrix, args.tag) if args.tag and "," in args.tag else matrix.select(args.tag)
+    specs = matrix.select(args.tag)
     settings = args.network
     for spec in specs:
         if render.write(spec):
@@ -128,7 +129,7 @@ def cmd_lock(matrix: Matrix, args) -> int:
 
 
 def cmd_fetch(matrix: Matrix, args) -> int:
-    specs = matrix_run.select(matrix, args.tag) if args.tag and "," in args.tag else matrix.select(args.tag)
+    specs = matrix.select(args.tag)
     for spec in specs:
         lock.check(spec)  # a lock line that is no lock's: exit 2 before anything is fetched or removed
     refused = {spec.tag: problem for spec in specs if (problem := lock.problem(spec))}
@@ -381,7 +382,7 @@ def cmd_matrix(matrix: Matrix, args) -> int:
 
 
 def cmd_report(matrix: Matrix, args) -> int:
-    for path in report.write(report.collect(matrix, reports=args.reports, digests=args.digests), args.reports):
+    for path in page.write(rows.collect(matrix, reports=args.reports, digests=args.digests), args.reports):
         _say(f"wrote {path}")
     return 0
 

@@ -7,9 +7,9 @@ alone. Other modules ask this one; none names a record's file or parses one.
     reports/<tag>/compressed.json      Compressed   what a push sends (builder/image/size.py)
     reports/<tag>/smoke.json           SmokeReport  the smoke suite's report (builder/host/smoke.py)
     reports/<tag>/smoke-nodes<N>.json  SmokeReport  node 0's report of a run across N containers (builder/jobs/multinode.py)
-    reports/<tag>/run.json             Outcome      the last `make matrix` verdict (builder/matrix_run.py)
+    reports/<tag>/run.json             Outcome      the last `make matrix` verdict (builder/matrix_run/run.py)
     reports/<tag>/verify.json          (written)    a rebuild compared (builder/image/verify.py); nothing reads it back
-    reports/timings.json               Timings      step -> tag -> seconds (builder/matrix_run.py)
+    reports/timings.json               Timings      step -> tag -> seconds (builder/matrix_run/progress.py)
 
 The NVML recording (TORCHYARD_NVML_RECORD) is read inside images as well, where only the standard library is:
 smoke_tests/nvml.py keeps its own bounded, validated reader.
@@ -45,7 +45,6 @@ MAX_BYTES = 4 * 2**20  # a smoke report with every figure is ~10 KB, a size repo
 DIGESTS_MAX_BYTES = 256 * 1024  # a few hundred bytes per registry
 MAX_DEPTH = 32  # the deepest record nests 6 levels
 
-DIGESTS = layout.DIGESTS
 BUILD, SIZE, SIZE_BASELINE, COMPRESSED = "build.json", "size.json", "size.baseline.json", "compressed.json"
 SMOKE, RUN, VERIFY, TIMINGS = "smoke.json", "run.json", "verify.json", "timings.json"
 
@@ -80,11 +79,11 @@ class Pushed(_Record, kw_only=True):
 Digests = dict[str, Pushed]  # <REGISTRY>/torchyard:<tag> -> what was pushed there
 
 
-def digests_path(tag: str, digests: Path = DIGESTS) -> Path:
+def digests_path(tag: str, digests: Path = layout.DIGESTS) -> Path:
     return digests / f"{tag}.json"
 
 
-def read_digests(tag: str, digests: Path = DIGESTS) -> Digests:
+def read_digests(tag: str, digests: Path = layout.DIGESTS) -> Digests:
     """reference -> Pushed as digests/<tag>.json records them ({} when there is none); BrokenRecord when malformed."""
     path = digests_path(tag, digests)
     fix = f"restore it from git (`git checkout -- {path.parent.name}/{path.name}`) or remove it"
@@ -106,7 +105,7 @@ def read_digests(tag: str, digests: Path = DIGESTS) -> Digests:
     return entries
 
 
-def write_digests(tag: str, entries: Digests, digests: Path = DIGESTS) -> Path:
+def write_digests(tag: str, entries: Digests, digests: Path = layout.DIGESTS) -> Path:
     return write(digests_path(tag, digests), dict(sorted(entries.items())))
 
 
@@ -142,6 +141,21 @@ class SizeReport(_Record, kw_only=True):
     total: int
     layers: tuple[Layer, ...]  # oldest first, only those that add bytes
     packages: dict[str, int]  # name -> bytes, largest first
+
+
+def largest_image(reports: Path) -> tuple[int | None, str | None, tuple[str, ...]]:
+    """The largest image measured here (size reports), as (bytes, tag, the size records that are broken)."""
+    best: tuple[int | None, str | None] = (None, None)
+    broken = []
+    for path in sorted(reports.glob(f"*/{SIZE}")):
+        try:
+            found = read(path, SizeReport)
+        except BrokenRecord as e:
+            broken.append(e.short(f"{reports.name}/{path.parent.name}"))
+            continue
+        if found and (best[0] is None or found.total > best[0]):
+            best = (found.total, path.parent.name)
+    return (*best, tuple(broken))
 
 
 # ---------------------------------------------------------------- reports/<tag>/compressed.json

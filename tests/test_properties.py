@@ -22,11 +22,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from builder import cli, inputs, matrix_run, reference
+from builder import cli, inputs, reference
 from builder.host import workspace
 from builder.inputs import InputError
 from builder.jobs import cluster, multinode
 from builder.matrix import spec as matrix
+from builder.matrix_run import plan
 from tests import strategies as gen
 from tests.conftest import cases
 from tests.strategies import FACTS
@@ -119,7 +120,7 @@ def tag_values():
 @settings(max_examples=cases(1000))
 @given(tag_values())
 def test_any_tag_value_selects_tags_or_is_refused_naming_tag(shipped, value):
-    for select in (shipped.select, lambda v: matrix_run.select(shipped, v)):
+    for select in (shipped.select, lambda v: plan.asked(shipped, v)):
         try:
             chosen = select(value)
         except matrix.MatrixError as e:

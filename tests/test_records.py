@@ -19,7 +19,7 @@ import pytest
 from builder import files, layout, records
 from builder.host import doctor
 from builder.image import render
-from builder.report import report
+from builder.report import page, rows
 from smoke_tests import nvml
 from tests.conftest import ROOT
 
@@ -82,22 +82,22 @@ BROKEN = [
 @pytest.mark.parametrize("name, change, says", BROKEN, ids=[f"{n}-{s.split('`')[-2]}" for n, _, s in BROKEN])
 def test_a_broken_record_is_named_in_its_row_and_the_report_goes_on(shipped, reports, name, change, says):
     edit(reports / TAG / name, change)
-    made = report.collect(shipped, reports=reports, digests=reports / "none", now=NOW)
+    made = rows.collect(shipped, reports=reports, digests=reports / "none", now=NOW)
     row = next(r for r in made.rows if r.tag == TAG)
     assert row.broken == (f"reports/{TAG}/{name} is broken ({says})",)
     assert row.note.startswith(f"reports/{TAG}/{name} is broken") and str(reports) not in row.note
-    written = report.write(made, reports)
+    written = page.write(made, reports)
     assert [p.name for p in written] == ["matrix.json", "matrix.md", "index.html"]
     line = next(line for line in (reports / "matrix.md").read_text().splitlines() if line.startswith(f"| {TAG} |"))
     assert f"reports/{TAG}/{name} is broken" in line
     other = next(r for r in made.rows if r.tag == "v2.15-cu132")
-    assert other.state == report.PASSED and not other.broken
+    assert other.state == rows.PASSED and not other.broken
 
 
 @pytest.mark.parametrize("name", [records.SMOKE, records.BUILD, records.SIZE, records.COMPRESSED, records.RUN])
 def test_a_record_nested_100000_deep_is_broken_not_a_recursion_error(shipped, reports, name):
     (reports / TAG / name).write_text(DEEP)
-    row = next(r for r in report.collect(shipped, reports=reports, digests=reports / "none", now=NOW).rows if r.tag == TAG)
+    row = next(r for r in rows.collect(shipped, reports=reports, digests=reports / "none", now=NOW).rows if r.tag == TAG)
     assert row.broken == (f"reports/{TAG}/{name} is broken (nested more than {records.MAX_DEPTH} levels deep "
                           f"(a record is at most {records.MAX_DEPTH}))",)
 
@@ -105,7 +105,7 @@ def test_a_record_nested_100000_deep_is_broken_not_a_recursion_error(shipped, re
 def test_a_broken_digest_record_is_named_in_the_report(shipped, reports, tmp_path):
     (tmp_path / "digests").mkdir()
     (tmp_path / "digests" / f"{TAG}.json").write_text(DEEP)
-    row = next(r for r in report.collect(shipped, reports=reports, digests=tmp_path / "digests", now=NOW).rows
+    row = next(r for r in rows.collect(shipped, reports=reports, digests=tmp_path / "digests", now=NOW).rows
                if r.tag == TAG)
     assert row.pushed == () and row.broken[0].startswith(f"digests/{TAG}.json is broken (nested more than")
 
@@ -124,7 +124,7 @@ def test_make_report_on_broken_records_exits_0_and_says_so(reports):
 
 def test_doctor_leaves_a_broken_size_record_out_and_says_so(reports):
     edit(reports / TAG / records.SIZE, lambda d: d.update(total="x"))
-    total, tag, broken = doctor.largest_image(reports)
+    total, tag, broken = records.largest_image(reports)
     assert tag == "v2.15-cu132" and total > 5e9
     assert broken == (f"reports/{TAG}/size.json is broken (Expected `int`, got `str` - at `$.total`)",)
     disk = doctor.disk_facts(doctor.Engine("no engine"), reports)
@@ -238,7 +238,7 @@ def test_make_report_does_not_write_through_a_symlink_at_its_temporary_or_final_
     other.write_text("keep me too\n")
     os.symlink(victim, reports / "matrix.md.partial")
     os.symlink(other, reports / "matrix.md")
-    report.write(report.collect(shipped, reports=reports, digests=reports / "none", now=NOW), reports)
+    page.write(rows.collect(shipped, reports=reports, digests=reports / "none", now=NOW), reports)
     assert victim.read_text() == "keep me\n" and other.read_text() == "keep me too\n"
     assert not (reports / "matrix.md").is_symlink() and (reports / "matrix.md").read_text().startswith("# torchyard")
     assert (reports / "matrix.md.partial").is_symlink()  # not the tool's: left alone, never written
@@ -313,7 +313,7 @@ def test_write_atomic_leaves_no_temporary_file_on_an_error_or_sigterm(tmp_path):
 def test_a_build_errors_raw_text_is_escaped_in_the_markdown_table(shipped, reports):
     error = "<script>alert(1)</script> | injected | cell\n| v9 | passed |\x1b[31m [link](http://x) `code` *em*"
     edit(reports / TAG / records.BUILD, lambda d: d.update(status="failed", error=error))
-    text = report.markdown(report.collect(shipped, reports=reports, digests=reports / "none", now=NOW))
+    text = page.markdown(rows.collect(shipped, reports=reports, digests=reports / "none", now=NOW))
     line = next(line for line in text.splitlines() if line.startswith(f"| {TAG} |"))
     header = next(line for line in text.splitlines() if line.startswith("| tag |"))
     unescaped_pipes = lambda s: len(s.replace("\\|", "")) - len(s.replace("\\|", "").replace("|", ""))  # noqa: E731

@@ -21,9 +21,9 @@ from builder.image import build
 from builder.inputs import printable
 from builder.matrix.compat import version_key
 from builder.matrix.spec import ImageSpec, Matrix
-from builder.report import report as matrix_report
 from builder.units import human
 from builder.wheels import archs as wheel_archs
+from builder.wheels import lock
 from smoke_tests import fit, nvml, verdicts
 from smoke_tests.environment import shm_bytes
 
@@ -77,25 +77,10 @@ def engine_facts(client: docker.DockerClient | None = None) -> Engine:
                   info.get("DockerRootDir"))
 
 
-def largest_image(reports: Path) -> tuple[int | None, str | None, tuple[str, ...]]:
-    """The largest image measured here (size reports), as (bytes, tag, the size records that are broken)."""
-    best: tuple[int | None, str | None] = (None, None)
-    broken = []
-    for path in sorted(reports.glob(f"*/{records.SIZE}")):
-        try:
-            found = records.read(path, records.SizeReport)
-        except records.BrokenRecord as e:
-            broken.append(e.short(f"{reports.name}/{path.parent.name}"))
-            continue
-        if found and (best[0] is None or found.total > best[0]):
-            best = (found.total, path.parent.name)
-    return (*best, tuple(broken))
-
-
 def disk_facts(engine: Engine, reports: Path) -> Disk:
     """Free space where the engine keeps images (when it is this machine's folder), else here."""
     path = engine.root if engine.root and os.path.isdir(engine.root) else str(reports.parent)
-    size, tag, broken = largest_image(reports)
+    size, tag, broken = records.largest_image(reports)
     return Disk(path, shutil.disk_usage(path).free, size, tag, broken)
 
 
@@ -103,7 +88,7 @@ def judge(spec: ImageSpec, host: nvml.Nvml, engine: Engine, images: Path) -> Tag
     # The list read from the locked wheel itself (make fetch) wins over compat.yaml's, taken from build scripts.
     spec = dataclasses.replace(spec, archs=wheel_archs.recorded(spec.tag, images) or spec.archs)
     result = fit.judge(host, spec.cuda, spec.min_driver, spec.archs)
-    problem = matrix_report.lock_problem(spec, images)
+    problem = lock.problem(spec, images, as_repository=True)
     if result.status == fit.NO_GPU:
         needs = f"for GPUs: driver >= {spec.min_driver}, " + (
             f"a GPU of {spec.archs[0]}…{spec.archs[-1]}" if spec.archs else "a GPU its torch has kernels for (archs not recorded)")
@@ -187,7 +172,7 @@ def report(matrix: Matrix, host: nvml.Nvml, engine: Engine, shm: int, disk: Disk
 
 def conclusion(judged: list[TagVerdict], host: nvml.Nvml, engine: Engine) -> list[str]:
     if judged and all(v.verdict == CPU_ONLY for v in judged):
-        floors = sorted({(v.spec.cuda.split(".")[0], v.spec.min_driver) for v in judged}, key=lambda f: int(f[0]))
+        floors = sorted({(v.spec.cuda.split(".")[0], v.spec.min_driver) for v in judged}, key=lambda f: version_key(f[0]))
         lines = ["No NVIDIA GPU here: every image runs on the CPU only (the smoke suite's GPU checks say SKIPPED). "
                  "For GPUs this host needs an NVIDIA GPU, its driver ("
                  + ", ".join(f">= {d} for CUDA {c} images" for c, d in floors)

@@ -118,7 +118,7 @@ def locks_sha256(paths: list[Path]) -> str:
 
 def lock_labels(spec: ImageSpec, images: Path, buildargs: dict[str, str]) -> dict[str, str]:
     """The manifest's summary: the locks' hash (both files, in install order) and size, the base's ID."""
-    paths = [images / spec.tag / lock.LOCK_FILE, images / spec.tag / lock.WORKSPACE_LOCK_FILE]
+    paths = [images / spec.tag / layout.LOCK_FILE, images / spec.tag / layout.WORKSPACE_LOCK_FILE]
     return {
         f"{layout.LABEL_PREFIX}.lock.sha256": locks_sha256(paths),
         f"{layout.LABEL_PREFIX}.lock.packages": str(sum(len(lock.packages(p)) for p in paths)),
@@ -188,7 +188,7 @@ def build(client: docker.DockerClient, spec: ImageSpec, repo: str, network: Netw
           say=print, images: Path = layout.IMAGES, reports: Path = REPORTS, nocache: bool = False,
           cache: Path | None = None) -> BuildResult:
     image = f"{repo}:{spec.tag}"
-    needs_lock = lock.LOCK_FILE in (images / spec.tag / layout.DOCKERFILE).read_text()  # every rendered one does
+    needs_lock = layout.LOCK_FILE in (images / spec.tag / layout.DOCKERFILE).read_text()  # every rendered one does
     problem = lock.problem(spec, images) if needs_lock else None
     if problem:
         raise lock.LockError(f"not building {image}: {problem}")

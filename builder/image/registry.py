@@ -24,8 +24,6 @@ from builder import layout
 from builder import records as records_
 from builder.heartbeat import Heartbeat
 
-DIGESTS = records_.DIGESTS
-NAME = layout.REGISTRY_NAME  # the repository name in every registry: <REGISTRY>/torchyard:<tag>
 HEARTBEAT_S = 15
 
 
@@ -43,20 +41,20 @@ class Shipped:
 
 
 def reference(registry: str, tag: str) -> str:
-    return f"{references.registry(registry)}/{NAME}:{tag}"
+    return f"{references.registry(registry)}/{layout.REGISTRY_NAME}:{tag}"
 
 
-def record_path(tag: str, digests: Path = DIGESTS) -> Path:
+def record_path(tag: str, digests: Path = layout.DIGESTS) -> Path:
     return records_.digests_path(tag, digests)
 
 
-def records(tag: str, digests: Path = DIGESTS) -> records_.Digests:
+def records(tag: str, digests: Path = layout.DIGESTS) -> records_.Digests:
     """reference -> what was pushed there, as digests/<tag>.json records it; records.BrokenRecord (exit 2) when it
     is malformed."""
     return records_.read_digests(tag, digests)
 
 
-def record(tag: str, shipped: Shipped, digests: Path = DIGESTS) -> Path:
+def record(tag: str, shipped: Shipped, digests: Path = layout.DIGESTS) -> Path:
     entries = records(tag, digests)
     entries[shipped.reference] = records_.Pushed(digest=shipped.digest, image_id=shipped.image_id)
     return records_.write_digests(tag, entries, digests)
@@ -117,7 +115,7 @@ def _stream(stream, ref: str, progress: _Progress) -> dict:
     return aux
 
 
-def push(client: docker.DockerClient, image: str, registry: str, tag: str, say=print, digests: Path = DIGESTS) -> Shipped:
+def push(client: docker.DockerClient, image: str, registry: str, tag: str, say=print, digests: Path = layout.DIGESTS) -> Shipped:
     """Push the local image as <registry>/torchyard:<tag>; record and return its digest."""
     ref = reference(registry, tag)
     repository = ref.rsplit(":", 1)[0]
@@ -153,7 +151,7 @@ def remote_digest(client: docker.DockerClient, ref: str) -> str:
         raise RegistryError(explain(str(e.explanation or e), ref)) from None
 
 
-def pull(client: docker.DockerClient, registry: str, tag: str, say=print, digests: Path = DIGESTS) -> Shipped:
+def pull(client: docker.DockerClient, registry: str, tag: str, say=print, digests: Path = layout.DIGESTS) -> Shipped:
     """Pull <registry>/torchyard:<tag> if, and only if, the registry's digest is the recorded one."""
     ref = reference(registry, tag)
     repository = ref.rsplit(":", 1)[0]

@@ -23,10 +23,6 @@ from builder import layout, records
 ENGINE_FILES = {".dockerenv", "etc/hostname", "etc/hosts", "etc/resolv.conf", "etc/mtab"}
 
 
-class VerifyError(Exception):
-    pass
-
-
 @dataclass(frozen=True)
 class Comparison:
     first: str

@@ -11,9 +11,9 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
+from builder import layout
 from builder import reference as references
 from builder.image import registry
-from builder.image.render import VENV
 from builder.inputs import InputError
 
 # GPUs per node: the most one server holds today (HGX-2/DGX-2 class boards carry 16).
@@ -23,8 +23,8 @@ MAX_NODES = 512
 RENDEZVOUS_PORT = 29400  # torchrun's default c10d port
 # Every node must reach the rendezvous within this: on a cluster a node may first pull a 6 GB image.
 JOIN_TIMEOUT_S = 900
-PYTHON = f"{VENV}/bin/python"  # absolute: an engine that skips the image's entrypoint may not have its PATH
-TORCHRUN = f"{VENV}/bin/torchrun"
+PYTHON = f"{layout.VENV}/bin/python"  # absolute: an engine that skips the image's entrypoint may not have its PATH
+TORCHRUN = f"{layout.VENV}/bin/torchrun"
 ALLREDUCE_MODULE = "smoke_tests.distributed"  # the all-reduce every rank of every node runs under torchrun
 _NAME_RE = re.compile(r"[^a-z0-9]+")
 
@@ -54,7 +54,7 @@ class Image:
         return f"{ref.domain}#{ref.path}:{self.digest or ref.tag}"
 
 
-def image(tag: str, registry_name: str | None, digests: Path = registry.DIGESTS) -> Image:
+def image(tag: str, registry_name: str | None, digests: Path = layout.DIGESTS) -> Image:
     """REGISTRY= names the registry; without it, the one registry digests/<tag>.json records."""
     recorded = registry.records(tag, digests)
     if registry_name:

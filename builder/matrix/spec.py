@@ -126,14 +126,30 @@ class Matrix:
     specs: dict[str, ImageSpec]
 
     def select(self, tag: str | None, facts: Facts | None = None) -> list[ImageSpec]:
-        """The specs a TAG= asks for: none given -> the default tag, 'all' -> every tag."""
+        """The specs a TAG= asks for: none given -> the default tag, 'all' -> every tag, a,b,c -> those (any order,
+        matrix order kept); unknown tags are refused, each explained."""
         if tag in (None, ""):
             return [self.specs[self.default]]
         if tag == "all":
             return list(self.specs.values())
         if tag in self.specs:
             return [self.specs[tag]]
-        raise MatrixError([Problem("TAG", unknown_tag_message(tag, self, facts or compat.load()))])
+        if "," not in tag:
+            raise MatrixError([Problem("TAG", unknown_tag_message(tag, self, facts or compat.load()))])
+        names = [t for t in (t.strip() for t in tag.split(",")) if t]
+        if "all" in names and len(names) > 1:  # 'all,x' would quietly mean every tag
+            others = ",".join(t for t in names if t != "all")
+            raise MatrixError([Problem("TAG", f"{shown(tag)} mixes 'all' with tag names; give TAG=all alone for every "
+                                              f"tag, or only the tags you want: {shown(others)}")])
+        wanted, problems = set(), []
+        for one in names:
+            try:
+                wanted |= {s.tag for s in self.select(one, facts)}
+            except MatrixError as e:
+                problems += e.problems
+        if problems or not wanted:
+            raise MatrixError(problems or [Problem("TAG", "give a comma-separated list of tags, or all")])
+        return [s for s in self.specs.values() if s.tag in wanted]
 
 
 # ---------------------------------------------------------------- YAML with line numbers

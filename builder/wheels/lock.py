@@ -53,12 +53,9 @@ from builder.inputs import SPACE_OR_CONTROL_RE, InputError, shown
 from builder.matrix.spec import PYPI_INDEX, ImageSpec
 from builder.wheels.network import NetworkSettings
 
-LOCK_FILE = layout.LOCK_FILE  # torch and what it needs: the first pip step
-INPUT_FILE = layout.REQUIREMENTS
-# The workspace's packages (JupyterLab, …): a second pip step, so changing them keeps torch's layer cached.
-# Resolved with the first lock's versions as constraints (one consistent set), minus what the first holds.
-WORKSPACE_LOCK_FILE = layout.WORKSPACE_LOCK_FILE
-WORKSPACE_INPUT_FILE = layout.WORKSPACE_REQUIREMENTS
+# Two locks (layout.LOCKS): torch and what it needs, the first pip step; then the workspace's packages (JupyterLab,
+# …), a second pip step, so changing them keeps torch's layer cached. The second is resolved with the first lock's
+# versions as constraints (one consistent set), minus what the first holds.
 PYPI_SIMPLE = "https://pypi.org/simple"
 # glibc of each Debian suite: the newest manylinux tag its pip accepts. Images are linux/amd64 only. uv names
 # platforms up to manylinux_2_40: for trixie (2.41) that leaves out only wheels that need glibc 2.41.
@@ -112,8 +109,8 @@ class Lock:
     indexes: tuple[str, ...]
     platform: str
     packages: tuple[Locked, ...]
-    source: str = INPUT_FILE  # what the input hash covers
-    file: str = LOCK_FILE
+    source: str = layout.REQUIREMENTS  # what the input hash covers
+    file: str = layout.LOCK_FILE
 
     def text(self) -> str:
         lines = [
@@ -335,8 +332,8 @@ def _netrc(index: list[str], folder: Path) -> dict[str, str]:
 
 def resolve(spec: ImageSpec, network: NetworkSettings, images: Path = layout.IMAGES) -> tuple[Lock, Lock]:
     """The tag's two locks: torch's step (requirements.txt) and the workspace's step (resolve_workspace)."""
-    requirements = images / spec.tag / INPUT_FILE
-    for path in (requirements, images / spec.tag / WORKSPACE_INPUT_FILE):
+    requirements = images / spec.tag / layout.REQUIREMENTS
+    for path in (requirements, images / spec.tag / layout.WORKSPACE_REQUIREMENTS):
         if not path.is_file():
             raise LockError(f"{path} is missing; run `make render` first")
     index = indexes(spec, network)
@@ -348,14 +345,15 @@ def resolve(spec: ImageSpec, network: NetworkSettings, images: Path = layout.IMA
 def resolve_workspace(spec: ImageSpec, first: Lock, network: NetworkSettings, images: Path = layout.IMAGES) -> Lock:
     """The workspace step's lock, resolved against the configured index (never the PyTorch wheel index) with torch's
     lock's versions as constraints, holding only what that lock does not."""
-    workspace = images / spec.tag / WORKSPACE_INPUT_FILE
+    workspace = images / spec.tag / layout.WORKSPACE_REQUIREMENTS
     workspace_index = _configured_indexes(network)
     data = _run_uv(spec, workspace, workspace_index, network, _uv_cache(),
                    constraints="".join(f"{p.name}=={p.version}\n" for p in first.packages))
     second = from_pylock(spec, data, sha256_text(workspace.read_text() + first.text()), workspace_index,
                          leave_out=frozenset(p.name for p in first.packages),
                          size_of=lambda url: content_length(url, network))
-    return dataclasses.replace(second, source=f"{WORKSPACE_INPUT_FILE} + {LOCK_FILE}", file=WORKSPACE_LOCK_FILE)
+    return dataclasses.replace(second, source=f"{layout.WORKSPACE_REQUIREMENTS} + {layout.LOCK_FILE}",
+                               file=layout.WORKSPACE_LOCK_FILE)
 
 
 def _uv_cache() -> Path:
@@ -382,22 +380,28 @@ def write(lock: Lock, images: Path = layout.IMAGES) -> bool:
     return True
 
 
-def problem(spec: ImageSpec, images: Path | None = None) -> str | None:
-    """Why the tag's lock cannot be built from (missing, stale, or not what `make lock` writes), or None when it can."""
+def problem(spec: ImageSpec, images: Path | None = None, *, as_repository: bool = False) -> str | None:
+    """Why the tag's lock cannot be built from (missing, stale, or not what `make lock` writes), or None when it can.
+    as_repository names paths as images/<tag>/…, never as this machine's folders (what a report or the doctor shows)."""
     images = images or layout.IMAGES
-    path = images / spec.tag / LOCK_FILE
+    found = _problem(spec, images)
+    return found.replace(f"{images}/", "images/") if found and as_repository else found
+
+
+def _problem(spec: ImageSpec, images: Path) -> str | None:
+    path = images / spec.tag / layout.LOCK_FILE
     how = f"run `make lock TAG={spec.tag}`"
     if spec.index != PYPI_INDEX:
         how += (f" where the PyTorch wheel index for {spec.cuda_variant} answers "
                 "(download.pytorch.org, or a mirror named by TORCHYARD_TORCH_INDEX)")
-    workspace = images / spec.tag / WORKSPACE_LOCK_FILE
+    workspace = images / spec.tag / layout.WORKSPACE_LOCK_FILE
     for lock_path in (path, workspace):
         if not lock_path.is_file():
             return f"{lock_path} is missing: the build installs only what a lock names, with hashes; {how}"
     try:
         texts = {p: read_text(p) for p in (path, workspace)}
-        inputs = {path: sha256_text(read_text(images / spec.tag / INPUT_FILE)),
-                  workspace: sha256_text(read_text(images / spec.tag / WORKSPACE_INPUT_FILE) + texts[path])}
+        inputs = {path: sha256_text(read_text(images / spec.tag / layout.REQUIREMENTS)),
+                  workspace: sha256_text(read_text(images / spec.tag / layout.WORKSPACE_REQUIREMENTS) + texts[path])}
         for lock_path, current in inputs.items():
             found = _INPUT_RE.search(texts[lock_path])
             if not found or found[1] != current:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from builder import layout
 from builder.urls import redact
 from builder.wheels import cache as wheel_cache
 from builder.wheels import lock
@@ -187,7 +188,7 @@ def test_a_wrong_password_is_refused_without_printing_it(clone, index, cache):
 
 def test_make_lock_resolves_against_the_credentialed_index_and_records_it_without_them(clone, index, locked):
     url, _ = index
-    text = (clone / "images" / TAG / lock.LOCK_FILE).read_text()
+    text = (clone / "images" / TAG / layout.LOCK_FILE).read_text()
     assert f"# resolved against: {url}\n" in text
     host = url.split("/")[2]
     assert f"# http://{host}/packages/einops-0.8.1-py3-none-any.whl" in text  # served by the index itself
@@ -199,7 +200,7 @@ def test_make_fetch_downloads_from_the_credentialed_index_on_the_host(clone, fet
     result, served = fetched
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "einops-0.8.1-py3-none-any.whl" in served, served[-2000:]  # with the password: the index asks for it
-    sha256 = next(p.sha256 for p in lock.read(clone / "images" / TAG / lock.LOCK_FILE) if p.name == "einops")
+    sha256 = next(p.sha256 for p in lock.read(clone / "images" / TAG / layout.LOCK_FILE) if p.name == "einops")
     assert wheel_cache.file_sha256(cache / "sha256" / sha256) == sha256
 
 

@@ -26,8 +26,8 @@ def run_module(client):
 
 
 def test_the_manifest_lists_exactly_the_locked_python_packages(manifest):
-    locked = {**lock.packages(ROOT / "images" / TAG / lock.LOCK_FILE),
-              **lock.packages(ROOT / "images" / TAG / lock.WORKSPACE_LOCK_FILE)}
+    locked = {**lock.packages(ROOT / "images" / TAG / layout.LOCK_FILE),
+              **lock.packages(ROOT / "images" / TAG / layout.WORKSPACE_LOCK_FILE)}
     assert "torch" in locked and "jupyterlab" in locked
     assert manifest["python_packages"] == dict(sorted(locked.items()))
     assert manifest["lock"]["packages"] == len(locked)
@@ -54,11 +54,11 @@ def test_a_tampered_hash_fails_the_build_and_names_the_package(client, built, sp
     refuses it, keeps nothing under either hash, and the build never starts."""
     images = tmp_path / "images"
     render.write(spec, images)
-    for name in (lock.LOCK_FILE, lock.WORKSPACE_LOCK_FILE):
+    for name in (layout.LOCK_FILE, layout.WORKSPACE_LOCK_FILE):
         (images / TAG / name).write_text((ROOT / "images" / TAG / name).read_text())
-    real = (images / TAG / lock.WORKSPACE_LOCK_FILE).read_text()
+    real = (images / TAG / layout.WORKSPACE_LOCK_FILE).read_text()
     entry = next(line for line in real.splitlines() if line.startswith("ipykernel=="))
-    (images / TAG / lock.WORKSPACE_LOCK_FILE).write_text(
+    (images / TAG / layout.WORKSPACE_LOCK_FILE).write_text(
         real.replace(entry, re.sub(r"sha256:[0-9a-f]{64}", "sha256:" + "0" * 64, entry)))
     repo = f"{TEST_REPO}-tampered"
     with pytest.raises(wheel_cache.FetchError) as failed:

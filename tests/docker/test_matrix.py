@@ -11,9 +11,11 @@ import urllib.request
 
 import pytest
 
-from builder import layout, matrix_run, records
+from builder import layout, records
 from builder.image import size
-from builder.report import report
+from builder.matrix_run import plan
+from builder.matrix_run.run import Runner
+from builder.report import rows as report_rows
 from builder.wheels import network
 from tests.conftest import ROOT
 from tests.docker.conftest import TAG, TEST_REPO
@@ -41,7 +43,7 @@ def reports(tmp_path, built):
 def runner(client, shipped, reports, monkeypatch):
     monkeypatch.setenv("TORCHYARD_GPUS", "none")  # as the recorded smoke run: on the CPU
     lines = []
-    return matrix_run.Runner(shipped, client, TEST_REPO, reports, network.host_settings(), say=lines.append), lines
+    return Runner(shipped, client, TEST_REPO, reports, network.host_settings(), say=lines.append), lines
 
 
 def test_a_current_tag_is_not_redone(runner, spec, reports):
@@ -52,34 +54,34 @@ def test_a_current_tag_is_not_redone(runner, spec, reports):
     for step in ("build", "size ", "smoke"):
         assert any(f" {step} current" in line for line in lines), (step, text)
     assert "matrix: 1 passed, 0 failed, 0 not buildable here" in text
-    assert json.loads((reports / TAG / records.RUN).read_text())["result"] == report.PASSED
+    assert json.loads((reports / TAG / records.RUN).read_text())["result"] == report_rows.PASSED
     page = (reports / "index.html").read_text()
     assert f'data-tag="{TAG}"' in page and "row-passed" in page
 
 
-def test_changed_inputs_make_the_image_not_current(runner, spec, tmp_path):
+def test_changed_inputs_make_the_image_not_current(runner, client, spec, tmp_path):
     run, _ = runner
-    assert run.image_current(spec)[0]
+    assert plan.image_current(spec, plan.image_here(client, TEST_REPO, spec, layout.IMAGES))[0]
     images = tmp_path / "images"
     shutil.copytree(layout.IMAGES / TAG, images / TAG)
     run.images = images
     dockerfile = images / TAG / "Dockerfile"
     dockerfile.write_text(dockerfile.read_text() + "# changed\n")
-    current, why = run.image_current(spec)
+    current, why = plan.image_current(spec, plan.image_here(client, TEST_REPO, spec, images))
     assert not current and why == "its inputs changed since the image was built"
-    assert run.plan([spec], {})[TAG] == ["build", "size", "smoke"]
+    assert run.plan([spec]).todo[TAG] == ["build", "size", "smoke"]
 
 
 def test_a_smoke_report_of_another_image_or_run_is_not_current(runner, spec, reports, built):
     run, _ = runner
     path = reports / TAG / "smoke.json"
     data = json.loads(path.read_text())
-    assert run.smoke_current(spec, built.image_id)
+    assert plan.smoke_current(plan.measured(reports, TAG), built.image_id, run.gpus, run.require_gpu)
     for change in ({"image_id": "sha256:" + "0" * 64}, {"status": "FAIL"}, {"gpus_passed": True}, {"require_gpu": True},
                    {"data": "/data/imagenette"}):
         path.write_text(json.dumps({**data, **change}))
-        assert not run.smoke_current(spec, built.image_id), change
-    assert run.plan([spec], {})[TAG] == ["smoke"]
+        assert not plan.smoke_current(plan.measured(reports, TAG), built.image_id, run.gpus, run.require_gpu), change
+    assert run.plan([spec]).todo[TAG] == ["smoke"]
 
 
 def test_the_compressed_size_is_what_a_push_sends(client, logged_in, server, spec, tmp_path):

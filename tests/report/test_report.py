@@ -11,7 +11,8 @@ import pytest
 import msgspec
 
 from builder import records
-from builder.report import charts, report
+from builder.report import charts, page
+from builder.report import rows as report_rows
 from tests.conftest import ROOT
 
 RECORDED = ROOT / "tests" / "data" / "report"
@@ -25,10 +26,10 @@ def reports(tmp_path):
 
 
 def collect(shipped, reports, digests=None):
-    return report.collect(shipped, reports=reports, digests=digests or reports / "no-digests", now=NOW)
+    return report_rows.collect(shipped, reports=reports, digests=digests or reports / "no-digests", now=NOW)
 
 
-def rows(made) -> dict[str, report.Row]:
+def rows(made) -> dict[str, report_rows.Row]:
     return {r.tag: r for r in made.rows}
 
 
@@ -41,7 +42,7 @@ def test_the_two_tags_run_here_passed_with_their_figures(shipped, reports):
     by_tag = rows(collect(shipped, reports))
     for tag in ("v2.6-cu124", "v2.15-cu132"):
         row = by_tag[tag]
-        assert row.state == report.PASSED, row.note
+        assert row.state == report_rows.PASSED, row.note
         assert row.build.status == "built" and row.build.seconds > 0
         assert 5e9 < row.size < 8e9 and 2e9 < row.compressed < row.size
         checks = {c.name: c for c in row.smoke.checks}
@@ -55,11 +56,11 @@ def test_the_two_tags_run_here_passed_with_their_figures(shipped, reports):
 def test_every_other_tag_keeps_its_facts_and_says_why_it_was_not_built(shipped, reports):
     by_tag = rows(collect(shipped, reports))
     index_variant = by_tag["v2.6-cu126"]
-    assert index_variant.state == report.NOT_HERE
+    assert index_variant.state == report_rows.NOT_HERE
     assert "images/v2.6-cu126/requirements.lock is missing" in index_variant.note
     assert (index_variant.torch, index_variant.cuda, index_variant.cudnn) == ("2.6.0", "12.6", "9.5.1.17")
     pypi_not_run = by_tag["v2.8-cu128"]
-    assert pypi_not_run.state == report.NOT_RUN and pypi_not_run.lock_sha256
+    assert pypi_not_run.state == report_rows.NOT_RUN and pypi_not_run.lock_sha256
     assert by_tag["v2.6-cu124"].archs[-1] == "sm_90" and by_tag["v2.7-cu118"].archs is None
     assert by_tag["v2.8-cu128"].archs[-1] == "sm_120"  # its build script's list ([bcs])
 
@@ -69,14 +70,14 @@ def test_a_smoke_report_of_an_earlier_image_is_kept_but_not_counted(shipped, rep
     data = json.loads(smoke.read_text())
     smoke.write_text(json.dumps({**data, "image_id": "sha256:" + "1" * 64}))
     row = rows(collect(shipped, reports))["v2.6-cu124"]
-    assert row.state == report.UNTESTED and "earlier image" in row.note
+    assert row.state == report_rows.UNTESTED and "earlier image" in row.note
     assert not row.smoke.of_last_build and row.smoke.started == data["started"]  # still shown, with its date
 
 
 def test_a_failed_smoke_check_fails_the_tag_and_is_named(shipped, reports):
     shutil.copy(RECORDED / "require-gpu" / "smoke.json", reports / "v2.15-cu132" / "smoke.json")
     row = rows(collect(shipped, reports))["v2.15-cu132"]
-    assert row.state == report.FAILED
+    assert row.state == report_rows.FAILED
     assert row.note == "smoke: cuda, cudnn conv, nccl all-reduce, resnet50 amp, deit-s amp failed"  # --require-gpu on a CPU
     assert {c.name: c.status for c in row.smoke.checks}["cuda"] == "FAIL"
 
@@ -87,7 +88,7 @@ def test_a_failed_build_fails_the_tag_even_with_older_results(shipped, reports):
     record.write_text(json.dumps({**data, "status": "failed", "image_id": None, "failed_step": "7/21",
                                   "error": "The command '/bin/sh -c …' returned a non-zero code: 1"}))
     row = rows(collect(shipped, reports))["v2.6-cu124"]
-    assert row.state == report.FAILED and "returned a non-zero code" in row.note
+    assert row.state == report_rows.FAILED and "returned a non-zero code" in row.note
 
 
 def test_over_its_size_budget_fails_the_tag(shipped, reports, write_matrix):
@@ -97,7 +98,7 @@ def test_over_its_size_budget_fails_the_tag(shipped, reports, write_matrix):
     assert changed == 1
     tight = matrix.load(write_matrix(text))
     row = rows(collect(tight, reports))["v2.6-cu124"]
-    assert row.state == report.FAILED and "over its size budget of 4.00 GB" in row.note
+    assert row.state == report_rows.FAILED and "over its size budget of 4.00 GB" in row.note
 
 
 def test_pushed_digests_are_shown_and_an_earlier_images_is_marked(shipped, reports, tmp_path):
@@ -114,7 +115,7 @@ def test_pushed_digests_are_shown_and_an_earlier_images_is_marked(shipped, repor
 
 def test_the_json_holds_every_row_and_reads_back(shipped, reports):
     made = collect(shipped, reports)
-    report.write(made, reports)
+    page.write(made, reports)
     data = json.loads((reports / "matrix.json").read_text())
     assert len(data["rows"]) == len(shipped.specs)
     v26 = next(r for r in data["rows"] if r["tag"] == "v2.6-cu124")
@@ -122,7 +123,7 @@ def test_the_json_holds_every_row_and_reads_back(shipped, reports):
 
 
 def test_the_markdown_has_a_line_per_tag(shipped, reports):
-    text = report.markdown(collect(shipped, reports))
+    text = page.markdown(collect(shipped, reports))
     body = [line for line in text.splitlines() if line.startswith("| v")]
     assert len(body) == len(shipped.specs)
     line = next(line for line in body if line.startswith("| v2.6-cu124 |"))
@@ -130,23 +131,23 @@ def test_the_markdown_has_a_line_per_tag(shipped, reports):
 
 
 def test_the_page_fetches_nothing(shipped, reports):
-    page = report.html(collect(shipped, reports))
+    html = page.html(collect(shipped, reports))
     # No script, style, image, font or frame from anywhere: the only URL is SVG's namespace name.
-    assert not re.search(r"""(src|href)\s*=|url\(|@import|<link""", page, re.I)
-    assert set(re.findall(r"https?://[^\s\"'<]+", page)) <= {"http://www.w3.org/2000/svg"}
+    assert not re.search(r"""(src|href)\s*=|url\(|@import|<link""", html, re.I)
+    assert set(re.findall(r"https?://[^\s\"'<]+", html)) <= {"http://www.w3.org/2000/svg"}
 
 
 def test_an_empty_reports_folder_still_makes_a_report(shipped, tmp_path):
     made = collect(shipped, tmp_path)
-    assert {r.state for r in made.rows} == {report.NOT_HERE, report.NOT_RUN}
-    assert "No image measured yet" in report.html(made)
+    assert {r.state for r in made.rows} == {report_rows.NOT_HERE, report_rows.NOT_RUN}
+    assert "No image measured yet" in page.html(made)
 
 
 def test_a_broken_record_is_skipped_not_fatal(shipped, reports):
     (reports / "v2.6-cu124" / "smoke.json").write_text("{broken")
     (reports / "v2.15-cu132" / "size.json").write_text("[]")
     by_tag = rows(collect(shipped, reports))
-    assert by_tag["v2.6-cu124"].smoke is None and by_tag["v2.6-cu124"].state == report.UNTESTED
+    assert by_tag["v2.6-cu124"].smoke is None and by_tag["v2.6-cu124"].state == report_rows.UNTESTED
     assert by_tag["v2.15-cu132"].size is None
 
 
@@ -163,7 +164,7 @@ def test_a_broken_record_is_skipped_not_fatal(shipped, reports):
      "compiled output differs from eager", None),
 ])
 def test_each_check_has_its_headline(check, text, value):
-    assert report.headline(msgspec.convert(check, records.Check)) == (text, value)
+    assert report_rows.headline(msgspec.convert(check, records.Check)) == (text, value)
 
 
 def test_chart_ticks_are_round_numbers():

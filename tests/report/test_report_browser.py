@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from builder.report import report
+from builder.report import page as report_page
+from builder.report import rows as report_rows
 from tests.browser import Browser
 from tests.conftest import ROOT
 
@@ -22,9 +23,9 @@ RECORDED = ROOT / "tests" / "data" / "report" / "reports"
 @pytest.fixture(scope="module")
 def made(shipped, tmp_path_factory):
     reports = shutil.copytree(RECORDED, tmp_path_factory.mktemp("report") / "reports")
-    result = report.collect(shipped, reports=reports, digests=reports / "no-digests",
+    result = report_rows.collect(shipped, reports=reports, digests=reports / "no-digests",
                             now=datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc))
-    report.write(result, reports)
+    report_page.write(result, reports)
     return result, reports / "index.html"
 
 
@@ -79,9 +80,9 @@ def test_typing_filters_rows_and_a_count_card_shows_one_state(page, made):
     page.evaluate("(() => { const f = document.getElementById('filter'); f.value = ''; "
                   "f.dispatchEvent(new Event('input')); })()")
     page.click("#cards .card.passed")
-    assert visible(page) == [r.tag for r in rows if r.state == report.PASSED] == ["v2.6-cu124", "v2.15-cu132"]
+    assert visible(page) == [r.tag for r in rows if r.state == report_rows.PASSED] == ["v2.6-cu124", "v2.15-cu132"]
     page.click("#cards .card.not-built-here")
-    assert len(visible(page)) == sum(r.state == report.NOT_HERE for r in rows) > 10
+    assert len(visible(page)) == sum(r.state == report_rows.NOT_HERE for r in rows) > 10
     page.click("#cards .card[data-state='']")
     assert len(visible(page)) == len(rows)
 

@@ -1,4 +1,4 @@
-"""`make matrix` without an engine: which tags, in which order, the estimates, and the refusals."""
+"""`make matrix` without an engine: the estimates, the progress lines, and the refusals."""
 
 import os
 import subprocess
@@ -6,41 +6,18 @@ import sys
 
 import pytest
 
-from builder import matrix_run, records
-from builder.matrix.spec import MatrixError
+from builder import records
+from builder.matrix_run import progress, run
 from tests.conftest import ROOT
 
 
-def test_tags_run_in_matrix_order_whatever_order_they_are_given(shipped):
-    specs = matrix_run.select(shipped, "v2.15-cu132, v2.6-cu124,v2.6-cu124")
-    assert [s.tag for s in specs] == ["v2.6-cu124", "v2.15-cu132"]
-
-
-@pytest.mark.parametrize("value", [None, "", "all"])
-def test_all_is_the_default(shipped, value):
-    assert [s.tag for s in matrix_run.select(shipped, value)] == list(shipped.specs)
-
-
-def test_every_unknown_tag_is_named_with_its_help(shipped):
-    with pytest.raises(MatrixError) as e:
-        matrix_run.select(shipped, "v2.6-cu121,v2.6-cu124,v9.9-cu999")
-    text = str(e.value)
-    assert "'v2.6-cu121' is not a tag" in text and "v2.5-cu121" in text
-    assert "'v9.9-cu999' is not a tag" in text
-
-
-def test_an_empty_list_is_refused(shipped):
-    with pytest.raises(MatrixError, match="comma-separated list of tags"):
-        matrix_run.select(shipped, ",")
-
-
 def test_estimates_come_from_this_tags_last_time_else_the_median_of_the_others(tmp_path):
-    timings = matrix_run.Timings(tmp_path)
+    timings = progress.Timings(tmp_path)
     assert timings.estimate("build", "v2.6-cu124") is None
     timings.record("build", "v2.6-cu124", 240.04)
     timings.record("build", "v2.7-cu126", 300)
     timings.record("build", "v2.8-cu128", 900)
-    again = matrix_run.Timings(tmp_path)  # read back from reports/timings.json
+    again = progress.Timings(tmp_path)  # read back from reports/timings.json
     assert again.estimate("build", "v2.6-cu124") == 240.0
     assert again.estimate("build", "v2.15-cu132") == 300  # median of 240, 300, 900
     assert again.estimate("smoke", "v2.6-cu124") is None
@@ -51,23 +28,23 @@ def test_estimates_come_from_this_tags_last_time_else_the_median_of_the_others(t
 def test_a_corrupt_timings_file_means_no_estimate_not_a_crash(tmp_path, content):
     (tmp_path / records.TIMINGS).write_text(content)
     said = []
-    timings = matrix_run.Timings(tmp_path, said.append)
+    timings = progress.Timings(tmp_path, said.append)
     assert timings.estimate("build", "v2.6-cu124") is None
     assert len(said) == 1 and f"{tmp_path.name}/{records.TIMINGS} is broken" in said[0], said
     timings.record("build", "v2.6-cu124", 240)  # after a finished build: the record is written anew, no TypeError
-    assert matrix_run.Timings(tmp_path).estimate("build", "v2.6-cu124") == 240
+    assert progress.Timings(tmp_path).estimate("build", "v2.6-cu124") == 240
 
 
 @pytest.mark.parametrize("seconds, text", [(0, "0s"), (59.4, "59s"), (61, "1m 01s"), (3725, "1h 02m"), (None, "?")])
 def test_durations_read_as_people_say_them(seconds, text):
-    assert matrix_run.duration(seconds) == text
+    assert progress.duration(seconds) == text
 
 
 def test_a_check_line_names_its_figure_only_when_it_has_one():
     resnet = records.Check(name="resnet50 amp", status="PASS", figures={"images_per_s": 90.2})
     cuda = records.Check(name="cuda", status="SKIPPED", reason="no GPU: NVML cannot start")
-    assert matrix_run.check_text(resnet) == "resnet50 amp PASS (90 images/s)"
-    assert matrix_run.check_text(cuda) == "cuda SKIPPED"
+    assert run.check_text(resnet) == "resnet50 amp PASS (90 images/s)"
+    assert run.check_text(cuda) == "cuda SKIPPED"
 
 
 def test_a_bad_tag_list_is_refused_before_the_engine_is_asked():
@@ -80,18 +57,8 @@ def test_a_bad_tag_list_is_refused_before_the_engine_is_asked():
 
 
 def test_an_estimate_says_where_it_comes_from(tmp_path):
-    timings = matrix_run.Timings(tmp_path)
+    timings = progress.Timings(tmp_path)
     assert timings.said("build", "v2.6-cu124") == ""
     timings.record("build", "v2.6-cu124", 240)
     assert timings.said("build", "v2.6-cu124") == "; ~4m 00s last time"
     assert timings.said("build", "v2.15-cu132") == "; ~4m 00s as other tags took"
-
-
-@pytest.mark.parametrize("value", ["all,v2.6-cu124", "v2.6-cu124, all", "all,all", "all,nope"])
-def test_all_mixed_with_tag_names_is_refused_not_read_as_all(shipped, value):
-    with pytest.raises(MatrixError) as refused:
-        matrix_run.select(shipped, value)
-    (problem,) = refused.value.problems
-    assert problem.where == "TAG"
-    assert "mixes 'all' with tag names; give TAG=all alone" in problem.message
-    assert [s.tag for s in matrix_run.select(shipped, "all,")] == list(shipped.specs)  # a stray comma names nothing more
