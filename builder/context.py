@@ -36,17 +36,27 @@ def _files_under(folder: Path) -> list[Path]:
 
 
 def members(spec: ImageSpec, images: Path = layout.IMAGES, root: Path = layout.ROOT) -> dict[str, tuple[bytes, bool]]:
-    """context path -> (content, executable): every file of images/<tag>/, then each carried file or folder."""
+    """context path -> (content, executable): every file of images/<tag>/ at its path there, and each tree the
+    Dockerfile copies (render.trees) at rootfs/<tree>/<its path in the image>, made of those files and the carried
+    ones: a carried file reaches the build only in its tree."""
     folder = layout.tag_dir(spec.tag, images)
-    found = {p.relative_to(folder).as_posix(): (p.read_bytes(), False) for p in _files_under(folder)}
+    own = {p.relative_to(folder).as_posix(): (p.read_bytes(), False) for p in _files_under(folder)}
+    sources = dict(own)
     for item in layout.carried(spec.python):
         source = root / item.source
         if item.generated:
-            found[item.source] = (generated(spec, item.source).encode(), item.executable)
+            sources[item.source] = (generated(spec, item.source).encode(), item.executable)
         elif source.is_dir():
-            found.update({p.relative_to(root).as_posix(): (p.read_bytes(), item.executable) for p in _files_under(source)})
+            sources.update({p.relative_to(root).as_posix(): (p.read_bytes(), item.executable) for p in _files_under(source)})
         else:
-            found[item.source] = (source.read_bytes(), item.executable)
+            sources[item.source] = (source.read_bytes(), item.executable)
+    found = dict(own)
+    for tree, entries in render.trees(spec).items():
+        for source, target in entries:
+            matched = {path: value for path, value in sources.items() if path == source or path.startswith(source + "/")}
+            if not matched:  # render.trees names a file the tag's folder lacks (a lock not written yet)
+                raise FileNotFoundError(f"the build context has no {source} for {target} (images/{spec.tag}/ or a carried file)")
+            found.update({f"{render.ROOTFS}/{tree}{target}{path[len(source):]}": value for path, value in matched.items()})
     return found
 
 
