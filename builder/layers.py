@@ -5,18 +5,22 @@ then (-devel) the CUDA compiler's wheels.
 A layer is shared between two images only when it and every layer below it are the same bytes, so the order is
 what decides how much two tags share. Each tag's plan is a function of its own lock and of the fixed order below,
 nothing else: adding a tag to the matrix, or relocking one, never changes another tag's layers (they stay the
-blobs a registry or a node already holds). The order was chosen from the committed locks of the whole matrix
-(2026-12-07: 14 locked tags, families cu121 … cu132): how often each package's artifact changes between the tags
-of one family. Packages that follow the CUDA toolkit's minor version change only with the family and go first;
-those released on their own schedule change between torch releases of one family and go last, the most volatile
-on top; nvJitLink, which torch does not pin (cuSOLVER and cuSPARSE ask for any version, so a lock takes the newest)
-goes very last. What the matrix gave (tests/test_layers.py holds it to these):
+blobs a registry or a node already holds), and a CUDA package no lock has had yet goes on top of the named ones (by
+name), so it moves nothing either. The order was chosen from the committed locks of the whole matrix (2026-12-07:
+14 locked tags; families cu121 … cu132), by how each package's artifact moves between the tags of one family:
+packages that follow the CUDA toolkit's minor version change only with the family and go first; cuBLAS, cuDNN and
+NCCL, released on their own schedule, move between torch releases of one family and come next; nvJitLink, which
+torch does not pin (cuSOLVER and cuSPARSE take any version, so a lock holds whatever was newest), then what torch
+started to need lately (cuSPARSELt in 2.6, NVSHMEM in 2.9), on top, so that a family's older releases, which lack
+them, share every CUDA layer they have. What the matrix gives (tests/test_layers.py holds it to it):
 
-- cu124: v2.5's CUDA layers are all of v2.6's but its cuSPARSELt, the newest (v2.5 has none): 12 of 13 shared.
-- cu130: v2.12 and v2.13 differ only in nvJitLink, the top one: 15 of 16 shared; v2.13 and v2.14 in cuDNN and NCCL.
-- cu132: v2.15-cu132-devel shares every CUDA layer and torch's with v2.15-cu132; its compiler's wheels come after.
+- cu124: v2.5's 12 CUDA layers are v2.6's first 12 (v2.6 adds cuSPARSELt): all shared.
+- cu130: v2.12 and v2.13 differ only in nvJitLink: 12 of 15 shared (nvJitLink, cuSPARSELt and NVSHMEM above it
+  are not); v2.13 and v2.14 in cuDNN and NCCL: 10 shared; v2.11 and v2.12 from cuBLAS up: 9 shared.
+- cu132: v2.15-cu132-devel has every CUDA layer and torch's of v2.15-cu132; its compiler's wheels come after.
 
-A CUDA package not named below (a new one) goes on top of the named ones, by name: a new name moves nothing.
+The cost of a layer per wheel: a step each (~1-2 s of the builder's own work), 12-19 layers in a tag, with the
+rest of the image ~30 in all, far below Docker's limit of 127.
 """
 
 from __future__ import annotations
