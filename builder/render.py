@@ -54,7 +54,7 @@ def apt_packages(spec: ImageSpec) -> list[str]:
 # one from an earlier step). The window starts 2 s before the step: file times lag the clock. What Docker mounts into
 # every container (/etc/hosts, resolv.conf, /.dockerenv, …) is left alone, or the step would copy it into its layer.
 STAMP = ("find / -xdev \\( -path /proc -o -path /sys -o -path /dev -o -path /.dockerenv -o -path /etc/mtab "
-         "-o -path '/etc/host*' -o -path /etc/resolv.conf \\) -prune "
+         "-o -path /etc/hosts -o -path /etc/hostname -o -path /etc/resolv.conf \\) -prune "
          f'-o -newermt "@$((start - 2))" -exec touch -h -d @{SOURCE_DATE_EPOCH} {{}} +')
 # The build context's folder of trees, one per COPY: each copied to / as a whole, so every folder on the way to a
 # file comes with the context's fixed time too (a COPY of a single file stamps the folders it creates with the

@@ -35,6 +35,12 @@ def test_a_rebuild_has_the_same_layers(comparison):
     assert comparison.identical_layers and comparison.same_layers == comparison.layers[0], comparison.summary()
 
 
+def test_a_rebuild_is_the_same_image(client, comparison):
+    """The same layers and a config of fixed times (builder/build.py's reproducible_config): the same image ID."""
+    assert comparison.same_image_id, comparison.summary()
+    assert client.images.get(comparison.first).attrs["Created"].startswith("2025-01-01T00:00:00")  # SOURCE_DATE_EPOCH
+
+
 def test_a_layer_that_differs_is_named_with_the_entries_that_make_it_differ(client, spec, tmp_path):
     """Two small images with the same contents, one file's time apart: the same files, and the first layer whose
     bytes differ is named, with that file's mtime in both."""
