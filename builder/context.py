@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +52,11 @@ def members(spec: ImageSpec, images: Path = layout.IMAGES, root: Path = layout.R
         else:
             sources[item.source] = (source.read_bytes(), item.executable)
     found = dict(own)
+    dockerfile = own.get(layout.DOCKERFILE, (b"", False))[0].decode(errors="replace")
+    copied = set(re.findall(rf"^COPY {render.ROOTFS}/([a-z]+)/ /$", dockerfile, re.M))  # the trees it copies, no other
     for tree, entries in render.trees(spec).items():
+        if tree not in copied:
+            continue
         for source, target in entries:
             matched = {path: value for path, value in sources.items() if path == source or path.startswith(source + "/")}
             if not matched:  # render.trees names a file the tag's folder lacks (a lock not written yet)

@@ -148,3 +148,14 @@ def test_the_image_side_reads_the_carried_files_where_the_list_puts_them(spec):
     targets = {item.target for item in layout.carried(spec.python)}
     assert f"{layout.SHARE}/{startup.MATRIX_FILE}" in targets
     assert str(environment.SPEC) == f"{layout.SHARE}/{layout.SPEC}"
+
+
+def test_a_dockerfile_that_copies_no_tree_gets_only_its_folder(spec, tmp_path):
+    """A tag folder with a hand-written Dockerfile (the docker tests' small builds) needs no lock: the context holds the
+    trees its Dockerfile copies, and no other."""
+    (tmp_path / spec.tag).mkdir()
+    (tmp_path / spec.tag / "Dockerfile").write_text("FROM scratch\n")
+    assert context.assemble(spec, images=tmp_path).files == ("Dockerfile",)
+    (tmp_path / spec.tag / "Dockerfile").write_text(f"FROM scratch\nCOPY {render.ROOTFS}/workspace/ /\n")
+    with pytest.raises(FileNotFoundError, match="no requirements-workspace.lock"):
+        context.assemble(spec, images=tmp_path)
