@@ -3,15 +3,21 @@
 A person sees each step with the elapsed time (and a heartbeat during long ones); the whole log goes
 to reports/<tag>/build.log. A failure names the failing step with the last log lines, leaves no
 containers behind (forcerm) and never moves the tag.
+
+The layers are the same bytes in every build of one commit (see templates/Dockerfile.j2); the image ID is made so
+too: the classic builder writes each step's time and its parent step's ID into the image's config, so the tag is
+given to the same image with a config of fixed times instead (reproducible_config), loaded beside the builder's.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import re
 import subprocess
+import tarfile
 import threading
 import time
 from contextlib import contextmanager
@@ -22,10 +28,12 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from builder import layout, records
+from builder import layout
+from builder import records
 from builder.files import open_fresh
 from builder.heartbeat import Heartbeat
 from builder.image import context, render
+from builder.image.base import SOURCE_DATE_EPOCH
 from builder.matrix.spec import ImageSpec
 from builder.urls import redact
 from builder.wheels import cache as wheel_cache
@@ -224,12 +232,65 @@ def build(client: docker.DockerClient, spec: ImageSpec, repo: str, network: Netw
                 _remove_each(client, reversed(progress.created), noprune=True)
                 raise
             seconds = time.monotonic() - progress.started
-    image_id = image_id or client.images.get(image).id
+    image_id = reproducible(client, image, image_id or client.images.get(image).id, say)
     records.write_report(reports, spec.tag, records.BUILD,
                          _record(image, "built", started_at, seconds, progress, image_id=image_id,
                                  context_sha256=labels[CONTEXT_LABEL]))
     say(f"built {image} {image_id[:19]} in {seconds:.1f}s ({progress.cached}/{progress.steps} steps from cache)")
     return BuildResult(image, image_id, seconds, progress.steps, progress.cached, log_path, tuple(progress.layers))
+
+
+# A history entry of the classic builder that made no layer: an instruction that only sets the config.
+_METADATA_ONLY = re.compile(r"#\(nop\) +(?!COPY |ADD )")
+
+
+def reproducible_config(client: docker.DockerClient, image_id: str) -> bytes | None:
+    """The image's config with nothing of the build's time or its step images: every time SOURCE_DATE_EPOCH, no
+    parent image, no build container. The same layers, settings and instructions give the same bytes, so the same
+    image ID (its sha256). None when the history does not tell which entries made the layers (then the builder's
+    config stays)."""
+    attrs = client.api.inspect_image(image_id)
+    layers = attrs["RootFS"]["Layers"]
+    created = datetime.fromtimestamp(int(SOURCE_DATE_EPOCH), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    history = []
+    for entry in reversed(client.api.history(image_id)):  # oldest first, as the config lists them
+        made = {"created": created, "created_by": entry["CreatedBy"]}
+        if entry.get("Comment"):
+            made["comment"] = entry["Comment"]
+        if _METADATA_ONLY.search(entry["CreatedBy"]):
+            made["empty_layer"] = True
+        history.append(made)
+    if sum(not entry.get("empty_layer") for entry in history) != len(layers):
+        return None
+    config = {"architecture": attrs["Architecture"], "os": attrs["Os"], "created": created, "history": history,
+              "config": {**attrs["Config"], "Image": ""}, "rootfs": {"type": "layers", "diff_ids": layers}}
+    return json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
+
+
+def reproducible(client: docker.DockerClient, image: str, image_id: str, say=print) -> str:
+    """Tag `image` as the same layers with reproducible_config's config (docker load of that config alone: the engine
+    holds every layer, so it reads none); the builder's image stays untagged, its steps the build cache. The ID."""
+    config = reproducible_config(client, image_id)
+    if config is None:
+        say(f"note: {image} keeps the builder's image ID (its history does not say which steps made its layers)")
+        return image_id
+    digest = hashlib.sha256(config).hexdigest()
+    manifest = [{"Config": f"{digest}.json", "RepoTags": [image],
+                 "Layers": [f"{n}/layer.tar" for n in range(len(json.loads(config)["rootfs"]["diff_ids"]))]}]
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, data in ((f"{digest}.json", config), ("manifest.json", json.dumps(manifest).encode())):
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime = len(data), int(SOURCE_DATE_EPOCH)
+            tar.addfile(info, io.BytesIO(data))
+    try:
+        for _ in client.api.load_image(buffer.getvalue()):
+            pass
+    except docker.errors.APIError as e:
+        say(f"note: {image} keeps the builder's image ID (the engine did not load the reproducible config: "
+            f"{redact(str(e.explanation or e))})")
+        return image_id
+    return f"sha256:{digest}"
 
 
 class _Fetching:
@@ -296,8 +357,15 @@ def _record(image: str, status: str, started: str, seconds: float, progress: _Pr
 
 
 def remove(client: docker.DockerClient, result: BuildResult) -> None:
-    """Remove a built image: its tag and the step images its build made (shared ones stay)."""
-    _remove_each(client, (result.image, result.image_id, *reversed(result.layers)))
+    """Remove a built image: its tag and the step images its build made (shared ones stay). The image itself only
+    when no other tag names it: a rebuild of the same commit is the same image (reproducible), which `make verify`'s
+    rebuild under another name must not take from the tag it was compared with."""
+    _remove_each(client, (result.image,))
+    try:
+        tagged = client.images.get(result.image_id).tags
+    except docker.errors.ImageNotFound:
+        tagged = []
+    _remove_each(client, (*(() if tagged else (result.image_id,)), *reversed(result.layers)))
 
 
 def _remove_each(client: docker.DockerClient, refs, noprune: bool = False) -> None:

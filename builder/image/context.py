@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,19 +38,33 @@ def _files_under(folder: Path) -> list[Path]:
 
 
 def members(spec: ImageSpec, images: Path = layout.IMAGES, root: Path = layout.ROOT) -> dict[str, tuple[bytes, bool]]:
-    """context path -> (content, executable): every file of images/<tag>/, then each carried file or folder."""
+    """context path -> (content, executable): every file of images/<tag>/ at its path there, and each tree the
+    Dockerfile copies (render.trees) at rootfs/<tree>/<its path in the image>, made of those files and the carried
+    ones: a carried file reaches the build only in its tree."""
     folder = layout.tag_dir(spec.tag, images)
     # archs.json is the doctor's (make fetch writes it): no image needs it, and fetching must not change a context
-    found = {p.relative_to(folder).as_posix(): (p.read_bytes(), False) for p in _files_under(folder)
-             if p.name != layout.ARCHS_FILE}
+    own = {p.relative_to(folder).as_posix(): (p.read_bytes(), False) for p in _files_under(folder)
+           if p.name != layout.ARCHS_FILE}
+    sources = dict(own)
     for item in layout.carried(spec.python):
         source = root / item.source
         if item.generated:
-            found[item.source] = (generated(spec, item.source).encode(), item.executable)
+            sources[item.source] = (generated(spec, item.source).encode(), item.executable)
         elif source.is_dir():
-            found.update({p.relative_to(root).as_posix(): (p.read_bytes(), item.executable) for p in _files_under(source)})
+            sources.update({p.relative_to(root).as_posix(): (p.read_bytes(), item.executable) for p in _files_under(source)})
         else:
-            found[item.source] = (source.read_bytes(), item.executable)
+            sources[item.source] = (source.read_bytes(), item.executable)
+    found = dict(own)
+    dockerfile = own.get(layout.DOCKERFILE, (b"", False))[0].decode(errors="replace")
+    copied = set(re.findall(rf"^COPY {render.ROOTFS}/([a-z]+)/ /$", dockerfile, re.M))  # the trees it copies, no other
+    for tree, entries in render.trees(spec).items():
+        if tree not in copied:
+            continue
+        for source, target in entries:
+            matched = {path: value for path, value in sources.items() if path == source or path.startswith(source + "/")}
+            if not matched:  # render.trees names a file the tag's folder lacks (a lock not written yet)
+                raise FileNotFoundError(f"the build context has no {source} for {target} (images/{spec.tag}/ or a carried file)")
+            found.update({f"{render.ROOTFS}/{tree}{target}{path[len(source):]}": value for path, value in matched.items()})
     return found
 
 

@@ -16,6 +16,8 @@ import jinja2
 
 from builder import files, layout
 from builder.files import write_atomic
+from builder.image import layers
+from builder.image.base import SOURCE_DATE_EPOCH
 from builder.inputs import InputError
 from builder.layout import GID, HOME, SHARE, UID, USER, VENV, WORKSPACE, site_packages
 from builder.matrix.compat import cudnn_number
@@ -52,13 +54,31 @@ def apt_packages(spec: ImageSpec) -> list[str]:
     return ["ca-certificates", "python3", "python3-venv"]
 
 
+# Every RUN ends by setting what it made or changed to this one time, so that two builds of one commit make the
+# same bytes: a layer's tar holds each file's mtime. Files a step did not touch keep theirs (a package's own, or this
+# one from an earlier step). The window starts 2 s before the step: file times lag the clock. What Docker mounts into
+# every container (/etc/hosts, resolv.conf, /.dockerenv, …) is left alone, or the step would copy it into its layer.
+STAMP = ("find / -xdev \\( -path /proc -o -path /sys -o -path /dev -o -path /.dockerenv -o -path /etc/mtab "
+         "-o -path /etc/hosts -o -path /etc/hostname -o -path /etc/resolv.conf \\) -prune "
+         f'-o -newermt "@$((start - 2))" -exec touch -h -d @{SOURCE_DATE_EPOCH} {{}} +')
+# The build context's folder of trees, one per COPY: each copied to / as a whole, so every folder on the way to a
+# file comes with the context's fixed time too (a COPY of a single file stamps the folders it creates with the
+# build's time). builder/image/context.py lays them out from trees().
+ROOTFS = "rootfs"
+
+
+def stamped(*commands: str) -> tuple[str, ...]:
+    """A RUN's commands, then the stamp of what they made (see STAMP)."""
+    return ("start=$(date +%s)", *commands, STAMP)
+
+
 @dataclass(frozen=True)
 class Step:
-    """One RUN of the final stage, after the files it needs are copied in; `why` becomes its comment."""
+    """One RUN of the final stage, after the trees it needs are copied in; `why` becomes its comment."""
 
     why: str
-    commands: tuple[str, ...]
-    copies: tuple[tuple[str, str], ...] = ()  # (build context path, image path)
+    commands: tuple[str, ...]  # stamped
+    copies: tuple[str, ...] = ()  # names of trees (see trees()), each copied to /
 
 
 def apt_install(packages: list[str], *then: str) -> tuple[str, ...]:
@@ -81,6 +101,7 @@ HOST_DRIVER_PACKAGE = "torchyard-host-driver"  # the placeholder for the driver 
 CUDA_STATIC_EXCLUDES = ["path-exclude=/usr/lib/x86_64-linux-gnu/lib*_static*.a",
                         "path-include=/usr/lib/x86_64-linux-gnu/libcudart_static.a"]
 DPKG_EXCLUDES = "/etc/dpkg/dpkg.cfg.d/torchyard-cuda-static"
+HOST_DRIVER_DIR = f"{SHARE}/devel/{HOST_DRIVER_PACKAGE}"  # the placeholder's package folder (DEBIAN/control)
 
 
 def host_driver_control(spec: ImageSpec) -> str:
@@ -95,22 +116,28 @@ def host_driver_control(spec: ImageSpec) -> str:
 
 
 def toolchain_steps(spec: ImageSpec) -> list[Step]:
-    steps = [Step("torch.compile: a C/C++ compiler with OpenMP and the C and Python headers (Inductor on the CPU, "
-                  "Triton on a GPU)", apt_install(COMPILE_APT_PACKAGES))]
+    """torch.compile's compiler: the same for every tag of a base, so it comes before the Python environment."""
+    return [Step("torch.compile: a C/C++ compiler with OpenMP and the C and Python headers (Inductor on the CPU, "
+                 "Triton on a GPU)", stamped(*apt_install(COMPILE_APT_PACKAGES)))]
+
+
+def devel_steps(spec: ImageSpec) -> list[Step]:
+    """-devel's build tools, after torch's layers: a -devel tag shares every layer below with its runtime tag."""
     if not spec.nvcc:
-        return steps
+        return []
     if spec.nvcc.source == "pypi":
-        return steps + [Step("-devel: build tools for CUDA extensions (nvcc is in the venv, from the "
-                             f"{spec.nvcc.packages[0][0]} wheel)", apt_install(DEVEL_APT_PACKAGES))]
+        return [Step("-devel: build tools for CUDA extensions (nvcc is in the venv, from the "
+                     f"{spec.nvcc.packages[0][0]} wheel)", stamped(*apt_install(DEVEL_APT_PACKAGES)))]
     package, version = spec.nvcc.packages[0]
     deb = f"/tmp/{HOST_DRIVER_PACKAGE}.deb"
-    return steps + [Step(
+    # the package's folder stays in the image (a few bytes): deleting what an earlier layer holds leaves a whiteout
+    # stamped with the time of the deletion in the layer
+    return [Step(
         f"-devel: nvcc {version} from Debian {spec.nvcc.suite}'s {spec.nvcc.component} {package}, without its static "
         "libraries, and the placeholder for the driver libraries the host mounts",
-        (f"dpkg-deb --build /tmp/{HOST_DRIVER_PACKAGE} {deb}",
-         *apt_install([*DEVEL_APT_PACKAGES, deb, package], f"rm -rf /tmp/{HOST_DRIVER_PACKAGE} {deb}")),
-        copies=((f"devel/{HOST_DRIVER_PACKAGE}/", f"/tmp/{HOST_DRIVER_PACKAGE}/"),
-                ("devel/dpkg-cuda-static", DPKG_EXCLUDES)))]
+        stamped(f"dpkg-deb --build {HOST_DRIVER_DIR} {deb}",
+                *apt_install([*DEVEL_APT_PACKAGES, deb, package], f"rm -f {deb}")),
+        copies=("devel",))]
 
 
 def devel_files(spec: ImageSpec) -> dict[str, str]:
@@ -143,10 +170,12 @@ def workspace_requirements(spec: ImageSpec) -> list[str]:
     return list(WORKSPACE_REQUIREMENTS)
 
 
-# What apt and dpkg leave behind that differs from one build to the next (logs with times, backups of
-# the status file, ldconfig's cache of file times) or is useless in an image (package lists).
-APT_LEFTOVERS = ["/var/lib/apt/lists/*", "/var/cache/apt/*.bin", "/var/log/apt", "/var/log/dpkg.log", "/var/log/alternatives.log",
-                 "/var/cache/ldconfig/aux-cache", "/var/cache/debconf/*-old", "/var/lib/dpkg/*-old"]
+# What apt and dpkg leave behind that differs from one build to the next (logs with times, ldconfig's cache of file
+# times) or is useless in an image (package lists, apt's caches). Only what the step itself made: removing a file an
+# earlier layer holds (the base's /var/lib/apt/lists/lock, /var/log/apt, the -old backups of dpkg's status and
+# debconf's files, which come out the same for the same packages) leaves a whiteout with the deletion's time.
+APT_LEFTOVERS = ["/var/lib/apt/lists/*_*", "/var/lib/apt/lists/partial/*", "/var/cache/apt/*.bin", "/var/log/apt/*",
+                 "/var/log/dpkg.log", "/var/log/alternatives.log", "/var/cache/ldconfig/aux-cache"]
 
 
 def user_dirs(spec: ImageSpec) -> list[str]:
@@ -247,11 +276,81 @@ def compile_pycs(only_new: bool) -> list[str]:
     return ["PYTHONHASHSEED=0", f"{VENV}/bin/python", "-c", shlex.quote(code)]
 
 
-def context(spec: ImageSpec) -> dict:
-    pip = [f"{VENV}/bin/pip", "install", "--no-cache-dir", "--disable-pip-version-check",
-           # the host's wheel cache, on loopback for the build (builder/wheels/serve.py); plain HTTP, every sha256 checked
-           "--no-index", "--find-links", serve.URL, "--trusted-host", serve.HOST]
-    locked = ["--no-compile", *lock.INSTALL_OPTIONS]  # the options the lock's header names too
+PIP_INSTALL = [f"{VENV}/bin/pip", "install", "--no-cache-dir", "--disable-pip-version-check",
+               # the host's wheel cache, on loopback for the build (builder/wheels/serve.py); plain HTTP, every sha256 checked
+               "--no-index", "--find-links", serve.URL, "--trusted-host", serve.HOST,
+               "--no-compile", *lock.INSTALL_OPTIONS]  # the options the lock's header names too
+
+
+def venv_step(spec: ImageSpec) -> Step:
+    return Step("The Python environment: root's, and it sees the system's and the user's site-packages (~/.local, where "
+                "the user's `pip install` goes). pip's own .pyc made anew with hash-based invalidation.",
+                stamped(f"python3 -m venv --system-site-packages {VENV}", " ".join(compile_pycs(only_new=False))))
+
+
+def wheel_steps(spec: ImageSpec, images: Path = layout.IMAGES) -> list[Step]:
+    """torch's lock in the layers builder/image/layers.py plans: each RUN installs its lines of the lock, given on the
+    command line (a COPY of a file per layer would be a layer more each), and compiles what it added."""
+    path = layout.tag_dir(spec.tag, images) / layout.LOCK_FILE
+    try:
+        planned = layers.plan(spec, lock.read(path), where=f"images/{spec.tag}/{layout.LOCK_FILE}")
+    except (OSError, lock.LockError) as e:
+        # rendered before `make lock` (or with a broken lock): the build is refused before it starts (lock.problem);
+        # should it start anyway, this step says why it cannot
+        problem = str(e) if isinstance(e, lock.LockError) else f"images/{spec.tag}/{layout.LOCK_FILE} is missing"
+        return [Step("torch's layers: not known before `make lock` writes torch's lock",
+                     (f"echo {shlex.quote(problem + f'; run make lock TAG={spec.tag}, then make render')} >&2", "false"))]
+    compile_new = " ".join(compile_pycs(only_new=True))
+    return [Step(f"{layer.what}: {'a layer of its own' if len(layer.packages) == 1 else f'{len(layer.packages)} packages'}"
+                 f" ({', '.join(f'{p.name} {p.version}' for p in layer.packages[:4])}"
+                 f"{', …' if len(layer.packages) > 4 else ''})",
+                 stamped(f"printf '%s\\n' {' '.join(shlex.quote(line) for line in layer.requirements())} "
+                         f"| {' '.join(PIP_INSTALL)} -r /dev/stdin", compile_new))
+            for layer in planned]
+
+
+def workspace_step(spec: ImageSpec) -> Step:
+    return Step("The workspace's packages: a layer of their own (their own lock), so changing them leaves torch's "
+                "layers as they were.",
+                stamped(f"{' '.join(PIP_INSTALL)} -r {SHARE}/{layout.WORKSPACE_LOCK_FILE}",
+                        " ".join(compile_pycs(only_new=True))),
+                copies=("workspace",))
+
+
+def install_steps(spec: ImageSpec, images: Path = layout.IMAGES) -> list[Step]:
+    """Every RUN before the image's environment is set (ENV), bottom to top: what every tag of a base shares first,
+    then torch's layers, then what only this tag has."""
+    os_packages = Step("The OS packages: Python, and the workspace's (tini, sshd). SSH host keys are deleted in the "
+                       "step that makes them, so no layer holds one.",
+                       stamped(*apt_install(apt_packages(spec) + WORKSPACE_APT_PACKAGES, "rm -f /etc/ssh/ssh_host_*")))
+    return [os_packages, *toolchain_steps(spec), venv_step(spec), *wheel_steps(spec, images), *devel_steps(spec),
+            workspace_step(spec)]
+
+
+def user_step(spec: ImageSpec) -> Step:
+    # SOURCE_DATE_EPOCH: useradd writes the day of the last password change into /etc/shadow from it
+    return Step("The workspace: a non-root user and its folders (/workspace, ~/.local's bin and site).", stamped(
+        f"groupadd --gid {GID} {USER}",
+        f"SOURCE_DATE_EPOCH={SOURCE_DATE_EPOCH} useradd --uid {UID} --gid {GID} --create-home --home-dir {HOME} "
+        f"--shell /bin/bash --password '*' {USER}",
+        f"install -d -o {UID} -g {GID} {' '.join(user_dirs(spec))}"))
+
+
+def trees(spec: ImageSpec) -> dict[str, list[tuple[str, str]]]:
+    """Tree name -> (source, target) of each file or folder it holds: the source a file of images/<tag>/ by its path
+    there, or a carried one by layout.carried's source; the target its absolute path in the image."""
+    found = {
+        "workspace": [(layout.WORKSPACE_LOCK_FILE, f"{SHARE}/{layout.WORKSPACE_LOCK_FILE}")],
+        # what every image carries (layout.carried, the one list), its spec and torch's lock, in one layer
+        "image": [(item.source, item.target) for item in layout.carried(spec.python)]
+                 + [(layout.SPEC, f"{SHARE}/{layout.SPEC}"), (layout.LOCK_FILE, f"{SHARE}/{layout.LOCK_FILE}")],
+    }
+    if spec.nvcc and spec.nvcc.source == "debian":
+        found["devel"] = [(f"devel/{HOST_DRIVER_PACKAGE}", HOST_DRIVER_DIR), ("devel/dpkg-cuda-static", DPKG_EXCLUDES)]
+    return found
+
+
+def context(spec: ImageSpec, images: Path = layout.IMAGES) -> dict:
     index_note = "PyPI wheel" if spec.index == PYPI_INDEX else f"PyTorch wheel index, {spec.cuda_variant}"
     base_note = f"Debian {spec.base.suite}" + ("" if spec.base.is_local else f" ({spec.base.ref})")
     return {
@@ -262,47 +361,39 @@ def context(spec: ImageSpec) -> dict:
         "index_note": index_note,
         "base_note": base_note,
         "base_image": spec.base.image,
-        "apt_packages": apt_packages(spec) + WORKSPACE_APT_PACKAGES,
-        "apt_leftovers": APT_LEFTOVERS,
+        "epoch": SOURCE_DATE_EPOCH,
         "wheels": serve.URL,
-        # Root's venv that also sees the system's and the user's site-packages: user installs go to ~/.local.
-        "venv_create": ["python3", "-m", "venv", "--system-site-packages", VENV],
-        "pip_install": [*pip, *locked, "-r", f"{SHARE}/{layout.LOCK_FILE}"],
-        "workspace_pip_install": [*pip, *locked, "-r", f"{SHARE}/{layout.WORKSPACE_LOCK_FILE}"],
-        "compile": compile_pycs(only_new=False),
-        "compile_new": compile_pycs(only_new=True),
-        "toolchain": toolchain_steps(spec),
-        # Made at first start by the entrypoint, so no two containers share one and no layer holds one.
-        "ssh_host_keys": "/etc/ssh/ssh_host_*",
-        "user": USER, "uid": UID, "gid": GID, "home": HOME,
-        "workspace": WORKSPACE,
-        "user_dirs": user_dirs(spec),
-        # Every file the image carries beside its tag's folder, each copied from the build context with the mode
-        # builder/image/context.py gave it (layout.carried: the one list), in small layers after the environment's.
-        "carried": [{"source": item.source + slash, "target": item.target + slash}
-                    for item in layout.carried(spec.python) for slash in ["/" if (layout.ROOT / item.source).is_dir() else ""]],
-        "spec_file": layout.SPEC,
         "locks": list(layout.LOCKS),
+        "rootfs": ROOTFS,
+        "install_steps": install_steps(spec, images),
+        "env": env(spec),
+        "user_step": user_step(spec),
+        "check_step": Step("Build-time facts that need no GPU: a wrong image fails here instead of at its user.",
+                           stamped(f"python {SHARE}/check_image.py {SHARE}/{layout.SPEC}"), copies=("image",)),
+        "workspace": WORKSPACE,
         "ports": [layout.JUPYTER_PORT, layout.SSH_PORT],
         "healthcheck": ["--interval=5s", "--timeout=3s", "--start-period=60s", "--retries=3"],
         "healthcheck_command": [layout.HEALTHCHECK],
+        "base_id_arg": BASE_ID_ARG,
+        "constraints": layout.CONSTRAINTS,
+        "share_dir": SHARE,
+        "manifest_step": Step(f"What the image is made of (packages with versions, lock hashes, base): {SHARE}/manifest.json, "
+                              f"and the pip constraints made from the locks (PIP_CONSTRAINT, UV_CONSTRAINT): "
+                              f"{layout.CONSTRAINTS}.",
+                              stamped(f"python {SHARE}/manifest.py {SHARE}", f"python {SHARE}/constraints.py {SHARE}")),
+        "labels": labels(spec),
         # tini -g: a signal goes to the whole process group (Jupyter and the sshd the entrypoint started).
         # By absolute path: Docker looks a bare name up on the image's PATH.
         "entrypoint": ["/usr/bin/tini", "-g", "--", layout.ENTRYPOINT],
         "command": ["jupyter", "lab"],
-        "venv": VENV,
-        "env": env(spec),
-        "share_dir": SHARE,
-        "base_id_arg": BASE_ID_ARG,
-        "constraints": layout.CONSTRAINTS,
-        "labels": labels(spec),
     }
 
 
-def render(spec: ImageSpec) -> dict[str, str]:
-    """Relative path -> content of what is the tag's own in images/<tag>/ (the locks aside: `make lock`)."""
+def render(spec: ImageSpec, images: Path = layout.IMAGES) -> dict[str, str]:
+    """Relative path -> content of what is the tag's own in images/<tag>/ (the locks aside: `make lock`; the
+    Dockerfile's layers follow torch's lock, so it is rendered again after a lock changes)."""
     return {
-        layout.DOCKERFILE: _env.get_template("Dockerfile.j2").render(context(spec)),
+        layout.DOCKERFILE: _env.get_template("Dockerfile.j2").render(context(spec, images)),
         layout.REQUIREMENTS: "".join(f"{r}\n" for r in requirements(spec)),
         layout.WORKSPACE_REQUIREMENTS: "".join(f"{r}\n" for r in workspace_requirements(spec)),
         layout.SPEC: json.dumps(facts(spec), indent=2) + "\n",
@@ -314,7 +405,7 @@ def write(spec: ImageSpec, images: Path = layout.IMAGES) -> bool:
     """Write images/<tag>/ exactly as rendered; True when anything changed. Nothing is written through a symlink:
     one standing in the folder where a rendered file or folder goes is replaced (images/<tag>/ itself being one is
     refused), so a committed link cannot make render write outside images/<tag>/."""
-    rendered = render(spec)
+    rendered = render(spec, images)
     target = images / spec.tag
     changed = diff(spec, images) != []
     if changed:
@@ -343,7 +434,7 @@ def _text(path: Path) -> str | None:
 def diff(spec: ImageSpec, images: Path = layout.IMAGES) -> list[str]:
     """Files of images/<tag>/ that differ from a fresh render (missing, changed or extra)."""
     target = images / spec.tag
-    rendered = render(spec)
+    rendered = render(spec, images)
     on_disk = {str(p.relative_to(target)) for p in target.rglob("*") if p.is_file() or p.is_symlink()} \
         if target.exists() else set()
     on_disk -= set(layout.RECORDED)

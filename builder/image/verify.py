@@ -1,9 +1,12 @@
 """Is a rebuild the same image? Rebuild a tag without cache under another name and compare it with the
-existing image: the package sets of both manifests, and every file's content (sha256 of the bytes, link
-targets, modes and owners; timestamps are ignored), naming each package and file that differs.
+existing image: the package sets of both manifests, every file's content (sha256 of the bytes, link
+targets, modes and owners; timestamps are ignored), and the layers themselves (diff IDs: the sha256 of each
+layer's tar, which holds every file's time too), naming each package and file that differs and, for the
+first layer that differs, the entries of its tar that make it differ (name, type, mode, owner, mtime, size,
+content).
 
-Files are read from `docker export` of a created (never started) container of each image, streamed
-through tarfile, so nothing is unpacked to disk.
+Files are read from `docker export` of a created (never started) container of each image, layers from
+`docker save`, both streamed through tarfile, so nothing is unpacked to disk.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pathlib import Path
 import docker
 
 from builder import layout, records
+from builder.image.build import EngineError
 
 # Written by the engine into every container's filesystem, whatever the image holds.
 ENGINE_FILES = {".dockerenv", "etc/hostname", "etc/hosts", "etc/resolv.conf", "etc/mtab"}
@@ -33,16 +37,34 @@ class Comparison:
     packages: tuple[str, ...]  # 'python foo: 1.0 vs 1.1', 'debian bar: only in first'
     files: tuple[str, ...]  # 'path: content differs', 'path: only in second'
     file_count: int
+    # the first layer whose diff ID differs (0 = the bottom one), None when every layer is the same bytes
+    first_differing_layer: int | None = None
+    layer_entries: tuple[str, ...] = ()  # what in that layer's tar differs: 'path: mtime 1735689600 vs 1765099000'
 
     @property
     def identical_contents(self) -> bool:
         return not self.packages and not self.files
+
+    @property
+    def identical_layers(self) -> bool:
+        return self.first_differing_layer is None
+
+    @property
+    def identical(self) -> bool:
+        return self.identical_contents and self.identical_layers
 
     def summary(self, limit: int = 40) -> str:
         lines = [f"{self.first} vs {self.second}: "
                  + ("identical package sets and file contents" if self.identical_contents else "they differ")
                  + f" ({self.file_count} paths compared; image ID {'identical' if self.same_image_id else 'differs'}; "
                  f"{self.same_layers} of {max(self.layers)} layers identical)"]
+        if self.first_differing_layer is not None:
+            lines.append(f"  layer {self.first_differing_layer + 1} of {max(self.layers)} is the first whose bytes differ"
+                         + (f"; {len(self.layer_entries)} entries of its tar differ:" if self.layer_entries else
+                            " (its entries were not compared)"))
+            lines += [f"    {item}" for item in self.layer_entries[:limit]]
+            if len(self.layer_entries) > limit:
+                lines.append(f"    ... and {len(self.layer_entries) - limit} more (all in the JSON report)")
         for title, items in (("packages", self.packages), ("files", self.files)):
             if items:
                 lines.append(f"  {len(items)} {title} differ:")
@@ -99,6 +121,78 @@ def file_hashes(client: docker.DockerClient, image: str) -> dict[str, str]:
     return entries
 
 
+class _Hashing(io.RawIOBase):
+    """Reads through a file object, hashing what passes (a layer's tar: its sha256 is the layer's diff ID)."""
+
+    def __init__(self, handle):
+        self.handle, self.digest = handle, hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target) -> int:
+        data = self.handle.read(len(target))
+        target[:len(data)] = data
+        self.digest.update(data)
+        return len(data)
+
+
+LAYER_FIELDS = ("type", "mode", "owner", "mtime", "size", "content")
+
+
+def _entries(layer) -> dict[str, tuple[str, ...]]:
+    """path -> (type, mode, uid:gid, mtime, size, sha256-or-link-target) of every entry of a layer's tar."""
+    entries: dict[str, tuple[str, ...]] = {}
+    with tarfile.open(fileobj=layer, mode="r|") as tar:
+        for member in tar:
+            if member.isfile():
+                digest, handle = hashlib.sha256(), tar.extractfile(member)
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+                content = digest.hexdigest()
+            else:
+                content = "-> " + member.linkname if member.issym() or member.islnk() else ""
+            entries[member.name.rstrip("/")] = (member.type.decode(), f"{member.mode:o}", f"{member.uid}:{member.gid}",
+                                                str(member.mtime), str(member.size), content)
+    return entries
+
+
+def layer_entries(client: docker.DockerClient, image: str, diff_id: str) -> dict[str, tuple[str, ...]]:
+    """The entries of the image's layer with this diff ID, read from `docker save` as it streams: each layer's tar
+    is read through and hashed (its sha256 is its diff ID), and the one that matches is kept."""
+    stream = io.BufferedReader(_StreamReader(client.api.get_image(image, chunk_size=1 << 20)), 1 << 20)
+    with tarfile.open(fileobj=stream, mode="r|") as saved:
+        for member in saved:
+            # docker save: <v1 id>/layer.tar (Docker < 25) or blobs/sha256/<diff id> (the OCI layout of Docker >= 25)
+            if not member.isfile() or not (member.name.endswith("/layer.tar") or member.name.startswith("blobs/")):
+                continue
+            hashing = _Hashing(saved.extractfile(member))
+            try:
+                entries = _entries(io.BufferedReader(hashing, 1 << 20))
+            except tarfile.TarError:
+                continue  # a blob that is not a tar (a config, a manifest)
+            for _ in iter(lambda: hashing.read(1 << 20), b""):
+                pass  # the tar's end blocks count too
+            if f"sha256:{hashing.digest.hexdigest()}" == diff_id:
+                return entries
+    raise EngineError(f"no layer with diff ID {diff_id} in `docker save {image}`")
+
+
+def diff_layer(first: dict[str, tuple[str, ...]], second: dict[str, tuple[str, ...]]) -> list[str]:
+    """What differs between two layers' tars, entry by entry, with both values (whiteouts show as .wh.<name>)."""
+    problems = []
+    for path in sorted(first.keys() | second.keys()):
+        if path not in second:
+            problems.append(f"/{path}: only in the first")
+        elif path not in first:
+            problems.append(f"/{path}: only in the second")
+        elif first[path] != second[path]:
+            what = [f"{name} {a if name != 'content' else a[:12]} vs {b if name != 'content' else b[:12]}"
+                    for name, a, b in zip(LAYER_FIELDS, first[path], second[path]) if a != b]
+            problems.append(f"/{path}: {', '.join(what)}")
+    return problems
+
+
 def manifest(client: docker.DockerClient, image: str) -> dict:
     out = client.containers.run(image, ["cat", f"{layout.SHARE}/manifest.json"], remove=True)
     return json.loads(out)
@@ -139,10 +233,18 @@ def compare(client: docker.DockerClient, first: str, second: str, with_manifest:
     common = next((i for i, (x, y) in enumerate(zip(layers_a, layers_b)) if x != y), min(len(layers_a), len(layers_b)))
     packages = diff_packages(manifest(client, first), manifest(client, second)) if with_manifest else []
     files_a, files_b = file_hashes(client, first), file_hashes(client, second)
+    differing, entries = None, []
+    if layers_a != layers_b:
+        differing = common
+        if common < len(layers_a) and common < len(layers_b):  # else one image has layers the other lacks on top
+            entries = diff_layer(layer_entries(client, first, layers_a[common]),
+                                 layer_entries(client, second, layers_b[common]))
     return Comparison(first, second, a.id == b.id, common, (len(layers_a), len(layers_b)), tuple(packages),
-                      tuple(diff_files(files_a, files_b)), len(files_a.keys() | files_b.keys()))
+                      tuple(diff_files(files_a, files_b)), len(files_a.keys() | files_b.keys()), differing,
+                      tuple(entries))
 
 
 def write(comparison: Comparison, tag: str, reports: Path) -> Path:
     return records.write_report(reports, tag, records.VERIFY,
-                                {**asdict(comparison), "identical_contents": comparison.identical_contents})
+                                {**asdict(comparison), "identical_contents": comparison.identical_contents,
+                                 "identical_layers": comparison.identical_layers})

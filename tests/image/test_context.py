@@ -40,18 +40,23 @@ def copy_sources(spec, root):
         target.parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if source.is_dir() else shutil.copy)(source, target)
     shutil.copy(layout.MATRIX, root / layout.MATRIX.name)
-    render.write(spec, root / "images")
-    for name in layout.LOCKS:
+    (root / "images" / spec.tag).mkdir(parents=True)
+    for name in layout.LOCKS:  # first: the Dockerfile's layers follow torch's lock
         shutil.copy(layout.IMAGES / spec.tag / name, root / "images" / spec.tag / name)
+    render.write(spec, root / "images")
 
 
 def test_the_context_is_the_tags_folder_and_every_carried_file(spec):
     made = context.assemble(spec)
     names = set(made.files)
     assert {"Dockerfile", "spec.json", "requirements.txt", *layout.LOCKS} <= names
+    image = f"{render.ROOTFS}/image"  # what every image carries, at its place in the image (render.trees)
     for item in layout.carried(spec.python):
-        assert item.source in names or any(n.startswith(item.source + "/") for n in names), item
-    assert "smoke_tests/__main__.py" in names and not any("__pycache__" in n or n.endswith(".pyc") for n in names)
+        assert image + item.target in names or any(n.startswith(image + item.target + "/") for n in names), item
+        assert item.generated or not any(n == item.source or n.startswith(item.source + "/") for n in names), item
+    assert f"{image}{layout.site_packages(spec.python)}/smoke_tests/__main__.py" in names
+    assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
+    assert read(made.tar, f"{image}{layout.SHARE}/{layout.LOCK_FILE}") == (layout.IMAGES / spec.tag / layout.LOCK_FILE).read_bytes()
     # Every COPY of the Dockerfile names a file or folder the context holds: nothing reaches a build another way.
     sent = set(members(made.tar))
     for line in (layout.IMAGES / spec.tag / "Dockerfile").read_text().splitlines():
@@ -64,8 +69,11 @@ def test_the_same_sources_give_the_same_bytes_with_fixed_times_owners_and_modes(
     first, second = context.assemble(spec), context.assemble(spec)
     assert first.tar == second.tar and first.sha256 == second.sha256
     found = members(first.tar)
-    assert found["image_files/entrypoint.py"].mode == 0o755 and found["image_files/healthcheck.py"].mode == 0o755
-    assert found["image_files/sshd_config"].mode == 0o644 and found["smoke_tests"].isdir()
+    image = f"{render.ROOTFS}/image"
+    assert found[image + layout.ENTRYPOINT].mode == 0o755 and found[image + layout.HEALTHCHECK].mode == 0o755
+    assert found[f"{image}/etc/ssh/sshd_config.d/torchyard.conf"].mode == 0o644
+    # every folder on the way to a file is in the tar, so the COPY gives each the fixed time too
+    assert found[f"{image}/usr"].isdir() and found[f"{image}{layout.site_packages(spec.python)}/smoke_tests"].isdir()
     assert {(m.uid, m.gid, m.mtime) for m in found.values()} == {(0, 0, int(base.SOURCE_DATE_EPOCH))}
 
 
@@ -103,7 +111,7 @@ def test_every_context_carries_the_matrix_and_its_hash_follows_it(shipped, spec)
     """matrix.json (the tags a start warning can name) is made for each build, not committed per tag; a new tag in
     the matrix changes every image's context."""
     made = context.assemble(spec)
-    tags = [entry["tag"] for entry in json.loads(read(made.tar, "matrix.json"))]
+    tags = [entry["tag"] for entry in json.loads(read(made.tar, f"{render.ROOTFS}/image{layout.SHARE}/matrix.json"))]
     assert tags == list(shipped.specs)
     fewer = dataclasses.replace(spec, siblings=spec.siblings[:-1])
     assert context.assemble(fewer).sha256 != made.sha256
@@ -141,3 +149,14 @@ def test_the_image_side_reads_the_carried_files_where_the_list_puts_them(spec):
     targets = {item.target for item in layout.carried(spec.python)}
     assert f"{layout.SHARE}/{startup.MATRIX_FILE}" in targets
     assert str(environment.SPEC) == f"{layout.SHARE}/{layout.SPEC}"
+
+
+def test_a_dockerfile_that_copies_no_tree_gets_only_its_folder(spec, tmp_path):
+    """A tag folder with a hand-written Dockerfile (the docker tests' small builds) needs no lock: the context holds the
+    trees its Dockerfile copies, and no other."""
+    (tmp_path / spec.tag).mkdir()
+    (tmp_path / spec.tag / "Dockerfile").write_text("FROM scratch\n")
+    assert context.assemble(spec, images=tmp_path).files == ("Dockerfile",)
+    (tmp_path / spec.tag / "Dockerfile").write_text(f"FROM scratch\nCOPY {render.ROOTFS}/workspace/ /\n")
+    with pytest.raises(FileNotFoundError, match="no requirements-workspace.lock"):
+        context.assemble(spec, images=tmp_path)

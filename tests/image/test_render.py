@@ -4,11 +4,13 @@ import filecmp
 import itertools
 import json
 import os
+import shlex
 
 import jinja2
 import pytest
 
 from builder import layout
+from builder.image import layers
 from builder.image import render
 from builder.wheels import lock, serve
 from tests.conftest import ROOT
@@ -17,6 +19,24 @@ from tests.conftest import ROOT
 @pytest.fixture(scope="module")
 def specs(shipped):
     return shipped.specs
+
+
+def copied(spec) -> list[tuple[str, str]]:
+    """(source, target) of every file or folder the Dockerfile copies, in order: each COPY copies a tree of the build
+    context to / (render.trees says what each holds), and no COPY does anything else."""
+    trees, found = render.trees(spec), []
+    for line in render.render(spec)["Dockerfile"].splitlines():
+        if line.startswith("COPY "):
+            source, target = line.split()[1:]
+            assert target == "/" and source.startswith(f"{render.ROOTFS}/") and source.endswith("/"), line
+            found += trees[source.removeprefix(f"{render.ROOTFS}/").rstrip("/")]
+    return found
+
+
+def planned(spec) -> list[layers.Layer]:
+    """The layers of torch's committed lock; none for a tag without one."""
+    path = layout.IMAGES / spec.tag / layout.LOCK_FILE
+    return layers.plan(spec, lock.read(path)) if path.is_file() else []
 
 
 def test_committed_images_match_a_fresh_render(specs):
@@ -61,25 +81,61 @@ def test_one_stage_installs_only_from_the_loopback_cache_and_nothing_of_the_host
     for leak in ("build-inputs", "PIP_CONFIG_FILE", "TORCH_INDEX_URL", "index-url", "--cert", "ca-bundle", "ARG PIP", "netrc"):
         assert leak not in dockerfile, leak
     installs = [line for line in dockerfile.splitlines() if "/pip install " in line]
-    assert len(installs) == 2
+    assert len(installs) == len(planned(specs[tag])) + 1  # torch's lock in its layers, then the workspace's lock
     for line in installs:
         assert f"--no-index --find-links {serve.URL} --trusted-host {serve.HOST}" in line
         assert " ".join(lock.INSTALL_OPTIONS) in line  # every sha256 required
 
 
 def test_torch_and_the_workspace_are_layers_of_their_own_each_compiled_once(specs):
-    dockerfile = render.render(specs["v2.6-cu124"])["Dockerfile"]
+    spec = specs["v2.6-cu124"]
+    dockerfile = render.render(spec)["Dockerfile"]
     instructions = dockerfile.replace("\\\n", "").splitlines()  # one line per instruction
-    torch_step = next(line for line in instructions if f"-r {layout.SHARE}/{layout.LOCK_FILE}" in line)
+    venv_step = next(line for line in instructions if "python3 -m venv" in line)
+    wheel_steps = [line for line in instructions if "-r /dev/stdin" in line]
     workspace_step = next(line for line in instructions if f"-r {layout.SHARE}/{layout.WORKSPACE_LOCK_FILE}" in line)
-    # the workspace's lock comes in after torch's step, so a change to it leaves that step cached
-    assert instructions.index(torch_step) < instructions.index(f"COPY {layout.WORKSPACE_LOCK_FILE} "
-                                                               f"{layout.SHARE}/{layout.WORKSPACE_LOCK_FILE}")
-    assert instructions.index(torch_step) < instructions.index(workspace_step)
-    assert "compile_dir" in torch_step and "force=True" in torch_step  # pip's own .pyc too
-    assert "cache_from_source" in workspace_step and "compile_dir" not in workspace_step  # only what has no .pyc yet
-    for step in (torch_step, workspace_step):
+    # torch's lock, every line of it once, in the planned layers; then the workspace's lock comes in, so a change to it
+    # leaves every torch step cached
+    assert len(wheel_steps) == len(planned(spec)) and "'torch==2.6.0 --hash=sha256:" in wheel_steps[-1]
+    order = [instructions.index(line) for line in (venv_step, *wheel_steps)]
+    assert order == sorted(order)
+    assert order[-1] < instructions.index(f"COPY {render.ROOTFS}/workspace/ /") < instructions.index(workspace_step)
+    assert "compile_dir" in venv_step and "force=True" in venv_step  # pip's own .pyc too
+    for step in (*wheel_steps, workspace_step):  # only what has no .pyc yet: no layer holds a second copy of another's
+        assert "cache_from_source" in step and "compile_dir" not in step
+    for step in (venv_step, *wheel_steps, workspace_step):
         assert "UNCHECKED_HASH" in step and "PYTHONHASHSEED=0" in step
+
+
+@pytest.mark.parametrize("tag", ["v2.6-cu124", "v2.6-cu124-devel", "v2.15-cu132-devel", "v2.4-cu118"])
+def test_every_run_stamps_what_it_made_with_the_one_time_and_every_copy_is_a_tree(specs, tag):
+    """Two builds of one commit give the same layers: every RUN ends by setting what it made to SOURCE_DATE_EPOCH
+    (builder/image/base.py's, the one value), and every COPY copies a tree of the context whose folders carry it too."""
+    dockerfile = render.render(specs[tag])["Dockerfile"]
+    runs = [line for line in dockerfile.replace("\\\n", "").splitlines() if line.startswith("RUN ")]
+    stamped = [line for line in runs if line.startswith("RUN start=$(date +%s) ") and line.endswith(render.STAMP)]
+    not_locked = [line for line in runs if "make lock" in line and line.endswith("false")]  # tags without a lock
+    assert len(runs) == len(stamped) + len(not_locked) and stamped
+    assert f"touch -h -d @{render.SOURCE_DATE_EPOCH} " in render.STAMP and render.SOURCE_DATE_EPOCH == "1735689600"
+    assert copied(specs[tag])  # every COPY a tree (copied() checks each)
+    # nothing removes what an earlier layer holds (a whiteout carries the deletion's time)
+    assert "/var/log/apt " not in dockerfile and "/var/lib/apt/lists/* " not in dockerfile and "-old" not in dockerfile
+
+
+def test_a_lock_entry_reaches_the_shell_only_as_one_quoted_requirement(specs, tmp_path):
+    spec = specs["v2.6-cu124"]
+    render.write(spec, tmp_path)
+    text = (layout.IMAGES / spec.tag / layout.LOCK_FILE).read_text()
+    (tmp_path / spec.tag / layout.LOCK_FILE).write_text(text.replace("--hash=sha256:2fc8", "--hash=sha256:';touch${IFS}x;'"))
+    dockerfile = render.render(spec, tmp_path)["Dockerfile"]
+    step = next(line for line in dockerfile.replace("\\\n", "").splitlines() if line.startswith("RUN echo"))
+    assert step.endswith(" && false")
+    echo = shlex.split(step.removeprefix("RUN ").removesuffix(" && false"))
+    assert len(echo) == 3 and echo[0] == "echo" and echo[2] == ">&2"  # the entry is inside one quoted word
+    assert "';touch${IFS}x;'" in echo[1] and "is not 64 lowercase hex digits" in echo[1]
+    assert not any("-r /dev/stdin" in line for line in dockerfile.splitlines())  # nothing of that lock is installed
+    with pytest.raises(lock.LockError, match="nvidia-cublas-cu12"):
+        layers.plan(spec, lock.read(tmp_path / spec.tag / layout.LOCK_FILE))
 
 
 def test_labels_carry_the_spec(specs):
@@ -101,8 +157,8 @@ def test_devel_adds_the_compiler_and_cuda_home(specs):
 
 def test_every_image_carries_its_check_and_spec(specs):
     files = render.render(specs["v2.6-cu124"])
-    assert f"COPY image_files/check_image.py {layout.SHARE}/check_image.py\n" in files["Dockerfile"]
-    assert f"COPY spec.json {layout.SHARE}/spec.json\n" in files["Dockerfile"]
+    assert ("image_files/check_image.py", f"{layout.SHARE}/check_image.py") in copied(specs["v2.6-cu124"])
+    assert ("spec.json", f"{layout.SHARE}/spec.json") in copied(specs["v2.6-cu124"])
     assert '"cudnn": "9.1.0.70"' in files["spec.json"]
 
 
@@ -110,18 +166,19 @@ def test_every_image_carries_its_check_and_spec(specs):
 def test_every_carried_file_is_copied_once_from_the_one_list_after_the_environment(specs, tag):
     spec = specs[tag]
     dockerfile = render.render(spec)["Dockerfile"]
-    copies = [line.split()[1:] for line in dockerfile.splitlines() if line.startswith("COPY ")]
-    carried = [[item.source + slash, item.target + slash] for item in layout.carried(spec.python)
-               for slash in ["/" if (layout.ROOT / item.source).is_dir() else ""]]
+    copies = copied(spec)
+    carried = [(item.source, item.target) for item in layout.carried(spec.python)]
     start = copies.index(carried[0])
     assert copies[start:start + len(carried)] == carried
-    assert copies.index([layout.WORKSPACE_LOCK_FILE, f"{layout.SHARE}/{layout.WORKSPACE_LOCK_FILE}"]) < start
+    assert copies.index((layout.WORKSPACE_LOCK_FILE, f"{layout.SHARE}/{layout.WORKSPACE_LOCK_FILE}")) < start
+    assert [c for c in copies if c in carried] == carried  # each once
     assert "chmod" not in dockerfile  # the modes come with the context (builder/image/context.py)
 
 
 def test_install_flags_are_one_list_shared_by_the_lock_and_the_dockerfile(specs):
     dockerfile = render.render(specs["v2.6-cu124"])["Dockerfile"]
-    assert dockerfile.count(" ".join(lock.INSTALL_OPTIONS)) == 2  # torch's step and the workspace's
+    # torch's steps and the workspace's
+    assert dockerfile.count(" ".join(lock.INSTALL_OPTIONS)) == len(planned(specs["v2.6-cu124"])) + 1
     assert "--only-binary=:all:" in lock.INSTALL_OPTIONS
 
 
@@ -156,14 +213,15 @@ def test_pip_and_uv_are_held_to_the_images_constraints(specs):
     assert '"constrained": [\n    "torch",\n    "torchvision"\n  ]' in files["spec.json"]
     assert (layout.IMAGE_FILES / "torchyard-pip-guard.pth").read_text() == "import torchyard_pip_guard\n"
     site = "/opt/venv/lib/python3.11/site-packages"
-    assert f"COPY image_files/torchyard-pip-guard.pth {site}/torchyard-pip-guard.pth\n" in files["Dockerfile"]
-    assert f"COPY image_files/pip_guard.py {site}/torchyard_pip_guard.py\n" in files["Dockerfile"]
+    assert ("image_files/torchyard-pip-guard.pth", f"{site}/torchyard-pip-guard.pth") in copied(specs["v2.6-cu124"])
+    assert ("image_files/pip_guard.py", f"{site}/torchyard_pip_guard.py") in copied(specs["v2.6-cu124"])
     assert render.constrained(specs["v2.15-cu132-devel"])[2:] == ["nvidia-cuda-nvcc", "nvidia-nvvm", "nvidia-cuda-crt"]
 
 
 def test_jupyterlab_gets_the_overrides_that_silence_the_news_prompt(specs):
     files = render.render(specs["v2.6-cu124"])
-    assert "COPY image_files/jupyterlab_overrides.json /opt/venv/share/jupyter/lab/settings/overrides.json" in files["Dockerfile"]
+    assert ("image_files/jupyterlab_overrides.json",
+            "/opt/venv/share/jupyter/lab/settings/overrides.json") in copied(specs["v2.6-cu124"])
     overrides = json.loads((layout.IMAGE_FILES / "jupyterlab_overrides.json").read_text())
     assert overrides["@jupyterlab/apputils-extension:notification"] == {"checkForUpdates": False, "fetchNews": "false"}
 
@@ -173,7 +231,7 @@ def test_cuda_12_4_devel_installs_debians_toolkit_on_trixie_without_a_driver(spe
     files = render.render(spec)
     dockerfile = files["Dockerfile"]
     assert dockerfile.startswith("# Generated") and "\nFROM torchyard-base:trixie-non-free\n" in dockerfile
-    assert "COPY smoke_tests/ /opt/venv/lib/python3.13/site-packages/smoke_tests/" in dockerfile
+    assert ("smoke_tests", "/opt/venv/lib/python3.13/site-packages/smoke_tests") in copied(spec)
     final = dockerfile
     assert ("apt-get install -y --no-install-recommends build-essential ninja-build /tmp/torchyard-host-driver.deb "
             "nvidia-cuda-toolkit") in final
@@ -182,7 +240,10 @@ def test_cuda_12_4_devel_installs_debians_toolkit_on_trixie_without_a_driver(spe
     control = files["devel/torchyard-host-driver/DEBIAN/control"]
     assert "Provides: libcuda-12.4-1, libcuda.so.1 (= 550.54.14), libnvidia-ml.so.1 (= 550.54.14)\n" in control
     assert files["devel/dpkg-cuda-static"].splitlines()[1:] == render.CUDA_STATIC_EXCLUDES
-    assert f"COPY devel/dpkg-cuda-static {render.DPKG_EXCLUDES}" in final
+    assert ("devel/dpkg-cuda-static", render.DPKG_EXCLUDES) in copied(spec)
+    # the placeholder's package folder stays where it was copied: removing it would leave a whiteout with a time
+    assert (f"devel/{render.HOST_DRIVER_PACKAGE}", render.HOST_DRIVER_DIR) in copied(spec)
+    assert f"dpkg-deb --build {render.HOST_DRIVER_DIR} /tmp/" in final and f"rm -rf {render.HOST_DRIVER_DIR}" not in final
     assert json.loads(files["spec.json"])["nvcc"]["source"] == "debian"
 
 
