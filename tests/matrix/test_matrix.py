@@ -2,13 +2,13 @@
 
 import pytest
 
-from builder.matrix import spec as matrix
-from builder.matrix.spec import MatrixError
+from builder.matrix.load import load
+from builder.matrix.types import MatrixError
 
 
 def problems(path, facts) -> list[str]:
     with pytest.raises(MatrixError) as e:
-        matrix.load(path, facts)
+        load(path, facts)
     return [str(p) for p in e.value.problems]
 
 
@@ -24,7 +24,7 @@ def test_the_shipped_matrix_is_valid(shipped):
 
 
 def test_a_valid_entry_derives_everything_from_the_facts(write_matrix, facts):
-    m = matrix.load(write_matrix("""
+    m = load(write_matrix("""
         default: v2.6-cu124
         images:
           v2.6-cu124: {torch: "2.6.0"}
@@ -84,7 +84,7 @@ def test_cudnn_the_wheel_does_not_bundle(write_matrix, facts):
 
 
 def test_cudnn_prefix_of_the_bundled_one_is_accepted(write_matrix, facts):
-    m = matrix.load(write_matrix("""
+    m = load(write_matrix("""
         default: v2.6-cu124
         images:
           v2.6-cu124: {torch: "2.6.0", cudnn: "9.1"}
@@ -110,7 +110,7 @@ def test_a_patch_mismatch_is_a_mismatch(write_matrix, facts, key, given, right):
 @pytest.mark.parametrize("key, given", [("torchvision", "0.21"), ("torchvision", "0.21.0"), ("cudnn", "9"),
                                         ("cudnn", "9.1.0"), ("cudnn", "9.1.0.70")])
 def test_a_prefix_or_the_whole_release_is_accepted(write_matrix, facts, key, given):
-    m = matrix.load(write_matrix(f"""
+    m = load(write_matrix(f"""
         default: v2.6-cu124
         images:
           v2.6-cu124: {{torch: "2.6.0", {key}: "{given}"}}
@@ -221,7 +221,7 @@ def test_registry_base_must_be_pinned_by_digest(write_matrix, facts):
 
 def test_registry_base_pinned_by_digest_is_accepted(write_matrix, facts):
     digest = "a" * 64
-    m = matrix.load(write_matrix(f"""
+    m = load(write_matrix(f"""
         default: v2.6-cu124
         images:
           v2.6-cu124: {{torch: "2.6.0", base: "docker.io/library/debian:bookworm-slim@sha256:{digest}"}}
@@ -242,7 +242,7 @@ def test_devel_needs_a_known_compiler_source(write_matrix, facts):
 
 
 def test_cuda_12_4_devel_takes_nvcc_from_trixie_non_free(write_matrix, facts):
-    spec = matrix.load(write_matrix("""
+    spec = load(write_matrix("""
         default: v2.6-cu124-devel
         defaults: {base: bookworm}
         images:
@@ -328,7 +328,7 @@ def test_v2_6_cu121_is_refused_truthfully(shipped):
 
 
 def test_size_budget_is_parsed_per_tag_and_from_defaults(write_matrix, facts):
-    loaded = matrix.load(write_matrix("""
+    loaded = load(write_matrix("""
         default: v2.6-cu124
         defaults: {size_budget: 8GB}
         images:
@@ -360,7 +360,7 @@ def test_a_size_budget_that_is_no_size_names_its_line(write_matrix, facts):
 
 
 def test_extra_packages_are_pep_508_written_in_normal_form(write_matrix, facts):
-    loaded = matrix.load(write_matrix("""
+    loaded = load(write_matrix("""
         default: v2.6-cu124
         images:
           v2.6-cu124:
@@ -378,7 +378,7 @@ def test_a_direct_url_needs_the_entrys_permission(write_matrix, facts):
           v2.6-cu124: {{torch: "2.6.0", extra_packages: ["{url}"]ALLOW}}
     """
     assert "allow_direct_urls: true" in one_problem(write_matrix(text.replace("ALLOW", "")), facts)
-    loaded = matrix.load(write_matrix(text.replace("ALLOW", ", allow_direct_urls: true")), facts)
+    loaded = load(write_matrix(text.replace("ALLOW", ", allow_direct_urls: true")), facts)
     assert loaded.specs["v2.6-cu124"].extra_packages == (url,)
 
 
@@ -390,7 +390,7 @@ def test_a_direct_url_needs_the_entrys_permission(write_matrix, facts):
 ])
 def test_registry_bases_by_dockers_grammar(write_matrix, facts, base, suite):
     ref = f"{base}@sha256:{'b' * 64}"
-    loaded = matrix.load(write_matrix(f"""
+    loaded = load(write_matrix(f"""
         default: v2.6-cu124
         images:
           v2.6-cu124: {{torch: "2.6.0", base: "{ref}"}}
@@ -401,7 +401,7 @@ def test_registry_bases_by_dockers_grammar(write_matrix, facts, base, suite):
 def test_a_refusal_lists_the_first_50_problems_and_counts_the_rest(write_matrix, facts):
     tags = "".join(f'\n          bad{i}: {{torch: "2.6.0"}}' for i in range(120))
     with pytest.raises(MatrixError) as e:
-        matrix.load(write_matrix(f"""
+        load(write_matrix(f"""
         default: bad0
         images:{tags}
         """), facts)
