@@ -239,21 +239,6 @@ def test_all_means_every_tag(shipped):
     assert len(shipped.select("all")) == len(shipped.specs)
 
 
-def test_a_tag_not_in_the_matrix_names_the_nearest(shipped):
-    with pytest.raises(MatrixError) as e:
-        shipped.select("v2.6-cu12")
-    assert "nearest: v2.6-cu126, v2.6-cu124" in str(e.value)
-
-
-def test_v2_6_cu121_is_refused_truthfully(shipped):
-    with pytest.raises(MatrixError) as e:
-        shipped.select("v2.6-cu121")
-    message = str(e.value)
-    assert "PyTorch 2.6 was never published for CUDA 12.1" in message
-    for name in ("cu118, cu124, cu126", "v2.6-cu124", "525.60.13", "v2.5-cu121"):
-        assert name in message
-
-
 def test_size_budget_is_parsed_per_tag_and_from_defaults(write_matrix, facts):
     loaded = load(write_matrix("""
         default: v2.6-cu124
