@@ -33,6 +33,7 @@ At = Callable[[object, str | None, str], str]
 
 
 def load(path: Path, facts: Facts | None = None) -> Matrix:
+    """The matrix at path, checked against the facts (compat.yaml's unless given); MatrixError with every problem."""
     facts = facts or compat.load()
     raw = read(path)
 
