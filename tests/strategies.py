@@ -127,7 +127,7 @@ sizes = st.builds(lambda n, unit: f"{n}{unit}", st.integers(1, 99_999), st.sampl
 
 @st.composite
 def entries(draw, default_suite: str) -> tuple[str, dict]:
-    """(tag, entry) of one image that builder/matrix/spec.py accepts, given the suite of the matrix's defaults.base."""
+    """(tag, entry) of one image that builder/matrix/validate.py accepts, given the suite of the matrix's defaults.base."""
     devel_variants = [(r, v) for r in FACTS.releases.values() for v in r.variants.values() if v.cuda in FACTS.nvcc]
     release, variant, devel = draw(st.one_of(
         st.sampled_from([(r, v, False) for r in FACTS.releases.values() for v in r.variants.values()]),
