@@ -31,7 +31,8 @@ from pathlib import Path
 
 from builder import layout
 from builder.image import base, build, registry, render
-from builder.matrix import spec as matrix
+from builder.matrix.load import load
+from builder.matrix.types import ImageSpec
 from builder.wheels import cache as wheel_cache
 from builder.wheels import lock, network
 
@@ -39,7 +40,7 @@ REPO = "torchyard-bench"
 EXTRA_WORKSPACE_PACKAGE = "einops==0.8.1"
 
 
-def plain_dockerfile(spec: matrix.ImageSpec, pins: list[str]) -> str:
+def plain_dockerfile(spec: ImageSpec, pins: list[str]) -> str:
     packages = [*render.apt_packages(spec), *render.WORKSPACE_APT_PACKAGES, *render.COMPILE_APT_PACKAGES]
     return (f"FROM {spec.base.image}\n"
             f"RUN apt-get update && apt-get install -y --no-install-recommends python3-pip {' '.join(packages)} "
@@ -93,7 +94,7 @@ def timed_build(client, spec, repo, settings, **kwargs) -> tuple[build.BuildResu
 
 def main(tag: str | None) -> None:
     client = build.connect()
-    spec = matrix.load(layout.MATRIX).select(tag)[0]
+    spec = load(layout.MATRIX).select(tag)[0]
     settings = network.host_settings()
     base.ensure(client, spec.base)
     render.write(spec)

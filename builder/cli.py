@@ -26,7 +26,8 @@ from builder.image import base, build, registry, render, size, verify
 from builder.inputs import InputError, shown
 from builder.jobs import ci, cluster, k8s, multinode, slurm
 from builder.matrix import compat
-from builder.matrix.spec import Matrix, MatrixError, load
+from builder.matrix.load import load
+from builder.matrix.types import Matrix, MatrixError
 from builder.matrix_run import run as matrix_run
 from builder.report import page, rows
 from builder.urls import redact

@@ -5,7 +5,9 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-from builder.matrix import compat, spec as matrix
+from builder.matrix import compat
+from builder.matrix.load import load
+from builder.matrix.types import Matrix
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,9 +33,9 @@ def facts() -> compat.Facts:
 
 
 @pytest.fixture(scope="session")
-def shipped(facts) -> matrix.Matrix:
+def shipped(facts) -> Matrix:
     """The matrix.yaml this repository ships."""
-    return matrix.load(ROOT / "matrix.yaml", facts)
+    return load(ROOT / "matrix.yaml", facts)
 
 
 @pytest.fixture

@@ -18,7 +18,8 @@ import yaml
 from hypothesis import strategies as st
 
 from builder.matrix import compat
-from builder.matrix import spec as matrix
+from builder.matrix import validate
+from builder.matrix.types import TAG_RE
 
 FACTS = compat.load()
 SECRET_MARK = "pw"  # a generated password starts with it, so that a test can look for the whole password
@@ -126,7 +127,7 @@ sizes = st.builds(lambda n, unit: f"{n}{unit}", st.integers(1, 99_999), st.sampl
 
 @st.composite
 def entries(draw, default_suite: str) -> tuple[str, dict]:
-    """(tag, entry) of one image that builder/matrix/spec.py accepts, given the suite of the matrix's defaults.base."""
+    """(tag, entry) of one image that builder/matrix/validate.py accepts, given the suite of the matrix's defaults.base."""
     devel_variants = [(r, v) for r in FACTS.releases.values() for v in r.variants.values() if v.cuda in FACTS.nvcc]
     release, variant, devel = draw(st.one_of(
         st.sampled_from([(r, v, False) for r in FACTS.releases.values() for v in r.variants.values()]),
@@ -231,9 +232,9 @@ def break_version_type(draw, doc):
 def break_unknown_key(draw, doc):
     tag, entry = _one_tag(draw, doc)
     key = draw(st.one_of(_regex(r"[a-z][a-z_]{0,15}"), st.sampled_from(["Torch", "cuda_version", "extra-packages", "bas"]))
-               .filter(lambda k: k not in matrix.ENTRY_KEYS))
+               .filter(lambda k: k not in validate.ENTRY_KEYS))
     entry[key] = draw(st.one_of(JUNK_TEXT, st.integers()))
-    return _with(doc, tag, entry), f"images.{tag}.{key}" if matrix._word(key) == key else f"images.{tag}."
+    return _with(doc, tag, entry), f"images.{tag}.{key}" if validate.word(key) == key else f"images.{tag}."
 
 
 def break_torch_version(draw, doc):
@@ -250,13 +251,13 @@ def break_bundled_version(draw, doc):
     key = draw(st.sampled_from(["torchvision", "cudnn"]))
     bundled = release.torchvision if key == "torchvision" else release.variants[_variant(tag)].cudnn
     wrong = draw(_regex(r"[0-9]{1,2}\.[0-9]{1,2}(\.[0-9]{1,2})?").filter(
-        lambda v: bundled is None or not matrix._same_release(v, bundled)))
+        lambda v: bundled is None or not validate.same_release(v, bundled)))
     entry[key] = wrong
     return _with(doc, tag, entry), f"images.{tag}.{key}"
 
 
 def _variant(tag: str) -> str:
-    return matrix.TAG_RE.fullmatch(tag)["cuda"]
+    return TAG_RE.fullmatch(tag)["cuda"]
 
 
 def break_cuda(draw, doc):
@@ -320,10 +321,10 @@ def break_tag(draw, doc):
     tag, entry = _one_tag(draw, doc)
     bad = draw(st.one_of(JUNK_TEXT, st.sampled_from([tag + "\n", tag.upper(), tag.replace("-", "_"), tag + "-dev",
                                                      tag.replace("v", "V", 1), " " + tag]))
-               .filter(lambda t: not matrix.TAG_RE.fullmatch(t) and t not in doc.images))
+               .filter(lambda t: not TAG_RE.fullmatch(t) and t not in doc.images))
     images = {(bad if t == tag else t): e for t, e in doc.images.items()}
     default = bad if doc.default == tag else doc.default
-    return MatrixDoc(default, doc.defaults, images, doc.flow), "images." + (bad if matrix._word(bad) == bad else "")
+    return MatrixDoc(default, doc.defaults, images, doc.flow), "images." + (bad if validate.word(bad) == bad else "")
 
 
 def break_default(draw, doc):

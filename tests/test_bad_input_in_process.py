@@ -2,7 +2,7 @@
 environment, instead of the CLI in a child process.
 
 The child-process table proves the whole path (make, the interpreter, exit status, time and memory); this one proves
-the same refusals by the same grammars (builder/matrix/spec.py, inputs.py, reference.py, network.py, the CLI's settings)
+the same refusals by the same grammars (builder/matrix/, inputs.py, reference.py, network.py, the CLI's settings)
 where `make mutation` can see them: mutmut's trampolines run only in the process that imports the mutants, so a
 mutant of a grammar that the table would catch survives unless a test like this one calls it. The make cases come
 here as the environment variable the Makefile hands the CLI (TAG= is TORCHYARD_TAG, cli.SETTINGS says which).

@@ -26,7 +26,8 @@ from builder import cli, inputs, reference
 from builder.host import workspace
 from builder.inputs import InputError
 from builder.jobs import cluster, multinode
-from builder.matrix import spec as matrix
+from builder.matrix.load import load
+from builder.matrix.types import MatrixError, Problem
 from builder.matrix_run import plan
 from tests import strategies as gen
 from tests.conftest import cases
@@ -59,7 +60,7 @@ def write(text: str, name: str = "matrix.yaml") -> Path:
 @settings(max_examples=cases(500))
 @given(gen.valid_matrices())
 def test_a_generated_valid_matrix_loads_with_every_tag(doc):
-    loaded = matrix.load(write(doc.text()), FACTS)
+    loaded = load(write(doc.text()), FACTS)
     assert list(loaded.specs) == list(doc.images)
     assert loaded.default == doc.default
     for tag, entry in doc.images.items():
@@ -69,9 +70,9 @@ def test_a_generated_valid_matrix_loads_with_every_tag(doc):
         assert spec.devel == tag.endswith("-devel")
 
 
-def the_one_problem(broken: gen.Broken, path: Path) -> matrix.Problem:
-    with pytest.raises(matrix.MatrixError) as refused:
-        matrix.load(path, FACTS)
+def the_one_problem(broken: gen.Broken, path: Path) -> Problem:
+    with pytest.raises(MatrixError) as refused:
+        load(path, FACTS)
     problems = refused.value.problems
     assert len(problems) == 1, "\n".join(map(str, problems))
     problem = problems[0]
@@ -123,7 +124,7 @@ def test_any_tag_value_selects_tags_or_is_refused_naming_tag(shipped, value):
     for select in (shipped.select, lambda v: plan.asked(shipped, v)):
         try:
             chosen = select(value)
-        except matrix.MatrixError as e:
+        except MatrixError as e:
             assert [p.where for p in e.problems] and all(p.where == "TAG" for p in e.problems)
             assert all("\n" not in p.message for p in e.problems)
             continue

@@ -20,7 +20,7 @@ from builder.host import gpu
 from builder.image import build
 from builder.inputs import printable
 from builder.matrix.compat import version_key
-from builder.matrix.spec import ImageSpec, Matrix
+from builder.matrix.types import ImageSpec, Matrix
 from builder.units import human
 from builder.wheels import archs as wheel_archs
 from builder.wheels import lock

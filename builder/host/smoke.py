@@ -26,7 +26,7 @@ from builder import records
 from builder.files import open_fresh, write_atomic
 from builder.host import gpu
 from builder.image.build import REPORTS
-from builder.matrix.spec import ImageSpec, Matrix
+from builder.matrix.types import ImageSpec, Matrix
 from smoke_tests import nvml, verdicts
 
 CONTAINER_JSON = "/tmp/torchyard-smoke.json"

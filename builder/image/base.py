@@ -18,7 +18,7 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from builder.matrix.spec import Base
+from builder.matrix.types import Base
 from builder.urls import redact
 
 DEBIAN_MIRROR = "http://deb.debian.org/debian"

@@ -34,7 +34,7 @@ from builder.files import open_fresh
 from builder.heartbeat import Heartbeat
 from builder.image import context, render
 from builder.image.base import SOURCE_DATE_EPOCH
-from builder.matrix.spec import ImageSpec
+from builder.matrix.types import ImageSpec
 from builder.urls import redact
 from builder.wheels import cache as wheel_cache
 from builder.wheels import lock, serve

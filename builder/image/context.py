@@ -19,7 +19,7 @@ from pathlib import Path
 from builder import layout
 from builder.image import render
 from builder.image.base import SOURCE_DATE_EPOCH
-from builder.matrix.spec import ImageSpec
+from builder.matrix.types import ImageSpec
 
 SKIP = ("__pycache__", ".pytest_cache")  # what a checkout accumulates that no image needs
 

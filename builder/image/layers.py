@@ -28,7 +28,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from builder.matrix.spec import ImageSpec
+from builder.matrix.types import ImageSpec
 from builder.wheels.lock import LockError, Locked, canonical
 
 # The CUDA packages, bottom to top. Names without their -cu12/-cu13 suffix (the cu13 wheels dropped it for most).

@@ -21,7 +21,7 @@ from builder.image.base import SOURCE_DATE_EPOCH
 from builder.inputs import InputError
 from builder.layout import GID, HOME, SHARE, UID, USER, VENV, WORKSPACE, site_packages
 from builder.matrix.compat import cudnn_number
-from builder.matrix.spec import PYPI_INDEX, ImageSpec
+from builder.matrix.types import PYPI_INDEX, ImageSpec
 from builder.wheels import lock, serve
 
 MAX_RENDERED_BYTES = 2**20  # the largest rendered file, the Dockerfile, is ~10 KB

@@ -18,7 +18,7 @@ import yaml
 
 from builder import layout
 from builder.files import write_atomic
-from builder.matrix.spec import Matrix
+from builder.matrix.types import Matrix
 from builder.wheels import lock
 
 WORKFLOW = layout.ROOT / ".github" / "workflows" / "images.yml"

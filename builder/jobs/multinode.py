@@ -31,7 +31,7 @@ from builder.files import open_fresh, write_atomic
 from builder.host import gpu, smoke
 from builder.image.build import REPORTS
 from builder.jobs.cluster import RENDEZVOUS_PORT, Torchrun
-from builder.matrix.spec import ImageSpec
+from builder.matrix.types import ImageSpec
 from smoke_tests import distributed, nvml
 
 MAX_LOCAL_NODES = 8  # containers on one machine: enough to prove the path, few enough for a laptop

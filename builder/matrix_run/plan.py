@@ -21,7 +21,7 @@ import docker.errors
 
 from builder import layout, records
 from builder.image import build
-from builder.matrix.spec import PYPI_INDEX, ImageSpec, Matrix
+from builder.matrix.types import PYPI_INDEX, ImageSpec, Matrix
 from builder.wheels import lock, network
 
 STEPS = ("build", "size", "smoke")  # the steps that can be current; the lock check is never redone

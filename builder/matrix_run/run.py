@@ -20,7 +20,7 @@ import docker
 from builder import layout, records
 from builder.host import doctor, gpu, smoke
 from builder.image import base, build, render, size
-from builder.matrix.spec import ImageSpec, Matrix
+from builder.matrix.types import ImageSpec, Matrix
 from builder.matrix_run import plan as planning
 from builder.matrix_run.progress import Beat, Timings, duration
 from builder.report import page, rows

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from builder import layout, records
 from builder.image import build, size
-from builder.matrix.spec import PYPI_INDEX, ImageSpec, Matrix
+from builder.matrix.types import PYPI_INDEX, ImageSpec, Matrix
 from builder.units import human
 from builder.wheels import lock
 

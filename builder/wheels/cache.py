@@ -40,7 +40,7 @@ from typing import Iterator
 
 from builder import layout, urls
 from builder.heartbeat import Heartbeat
-from builder.matrix.spec import ImageSpec
+from builder.matrix.types import ImageSpec
 from builder.units import human
 from builder.wheels import lock
 from builder.wheels.lock import Locked

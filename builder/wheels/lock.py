@@ -50,7 +50,7 @@ from packaging.version import InvalidVersion, Version
 from builder import layout, urls
 from builder.files import write_atomic
 from builder.inputs import SPACE_OR_CONTROL_RE, InputError, shown
-from builder.matrix.spec import PYPI_INDEX, ImageSpec
+from builder.matrix.types import PYPI_INDEX, ImageSpec
 from builder.wheels.network import NetworkSettings
 
 # Two locks (layout.LOCKS): torch and what it needs, the first pip step; then the workspace's packages (JupyterLab,

@@ -8,8 +8,8 @@ import dataclasses
 
 import pytest
 
-from builder.matrix import spec as matrix
-from builder.matrix.spec import MatrixError
+from builder.matrix.load import load
+from builder.matrix.types import Base, ImageSpec, MatrixError, Sibling
 
 REFUSALS = [
     pytest.param('- v2.6-cu124\n',
@@ -76,7 +76,7 @@ def test_each_mistake_is_refused_with_where_and_what_would_be_right(tmp_path, fa
     path = tmp_path / "matrix.yaml"
     path.write_text(text)
     with pytest.raises(MatrixError) as refused:
-        matrix.load(path, facts)
+        load(path, facts)
     found = [str(problem).replace(f"{tmp_path}/", "") for problem in refused.value.problems]
     assert found == expected
     assert str(refused.value) == "\n".join(str(problem) for problem in refused.value.problems)
@@ -84,7 +84,7 @@ def test_each_mistake_is_refused_with_where_and_what_would_be_right(tmp_path, fa
 
 def test_an_unreadable_matrix_says_so(tmp_path, facts):
     with pytest.raises(MatrixError) as refused:
-        matrix.load(tmp_path / "missing.yaml", facts)
+        load(tmp_path / "missing.yaml", facts)
     assert [str(p) for p in refused.value.problems] == [
         f"{tmp_path}/missing.yaml: cannot read the matrix: No such file or directory"]
 
@@ -93,7 +93,7 @@ def test_malformed_yaml_names_line_and_column(tmp_path, facts):
     path = tmp_path / "matrix.yaml"
     path.write_text('default: v2.6-cu124\nimages:\n  v2.6-cu124: {torch: "2.6.0"\n  v2.6-cu118: {torch: "2.6.0"}\n')
     with pytest.raises(MatrixError) as refused:
-        matrix.load(path, facts)
+        load(path, facts)
     assert [str(p) for p in refused.value.problems] == [
         f"{path}:4:3: malformed YAML: did not find expected ',' or '}}'"]
 
@@ -103,7 +103,7 @@ def test_problems_of_several_tags_come_in_file_order(tmp_path, facts):
     path.write_text('default: v2.6-cu124\nimages:\n  v2.6-cu124: {torch: "2.6.0", cudnn: "8.9"}\n'
                     '  v2.6-cu125: {torch: "2.6.0"}\n  v2.5-cu124: {torch: "2.5.1", bse: trixie}\n')
     with pytest.raises(MatrixError) as refused:
-        matrix.load(path, facts)
+        load(path, facts)
     lines = [str(p).replace(f"{tmp_path}/", "") for p in refused.value.problems]
     assert [line.split(": ")[0] + ": " + line.split(": ")[1] for line in lines] == [
         "matrix.yaml:3: images.v2.6-cu124.cudnn", "matrix.yaml:4: images.v2.6-cu125.cuda",
@@ -131,7 +131,7 @@ def load_refusal(tmp_path, facts, text) -> str:
     path = tmp_path / "matrix.yaml"
     path.write_text(text)
     with pytest.raises(MatrixError) as refused:
-        matrix.load(path, facts)
+        load(path, facts)
     return str(refused.value).replace(f"{tmp_path}/", "")
 
 
@@ -150,7 +150,7 @@ def test_an_unpublished_cuda_names_what_runs_it_and_where_it_was_published(tmp_p
 def test_a_tag_beyond_a_small_matrix_says_what_to_add(tmp_path, facts):
     path = tmp_path / "matrix.yaml"
     path.write_text('default: v2.6-cu118\nimages:\n  v2.6-cu118: {torch: "2.6.0"}\n  v2.4-cu121: {torch: "2.4.1"}\n')
-    small = matrix.load(path, facts)
+    small = load(path, facts)
     with pytest.raises(MatrixError) as refused:
         small.select("v2.6-cu121", facts)
     assert str(refused.value) == (
@@ -166,15 +166,15 @@ def test_a_valid_entry_becomes_exactly_its_spec(tmp_path, facts):
     path = tmp_path / "matrix.yaml"
     path.write_text('default: v2.6-cu124\nimages:\n  v2.6-cu124:\n    torch: "2.6.0"\n    extra_packages: ["einops==0.8.1"]\n'
                     '  v2.15-cu132-devel: {torch: "2.15.0"}\n')
-    specs = matrix.load(path, facts).specs
-    assert specs["v2.6-cu124"] == matrix.ImageSpec(
+    specs = load(path, facts).specs
+    assert specs["v2.6-cu124"] == ImageSpec(
         tag="v2.6-cu124", torch="2.6.0", torchvision="0.21.0", cuda_variant="cu124", cuda="12.4",
         cuda_runtime="12.4.127", cudnn="9.1.0.70", nccl="2.21.5",
         archs=("sm_50", "sm_60", "sm_70", "sm_75", "sm_80", "sm_86", "sm_90"), python="3.11", min_driver="525.60.13",
-        toolkit_driver="550.54.14", base=matrix.Base("bookworm", "bookworm"), devel=False, nvcc=None, index="pypi",
+        toolkit_driver="550.54.14", base=Base("bookworm", "bookworm"), devel=False, nvcc=None, index="pypi",
         extra_packages=("einops==0.8.1",), size_budget=None,
-        siblings=(matrix.Sibling("v2.6-cu124", "12.4", "525.60.13", ("sm_50", "sm_60", "sm_70", "sm_75", "sm_80", "sm_86", "sm_90")),
-                  matrix.Sibling("v2.15-cu132-devel", "13.2", "580.65.06", ("sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"))))
+        siblings=(Sibling("v2.6-cu124", "12.4", "525.60.13", ("sm_50", "sm_60", "sm_70", "sm_75", "sm_80", "sm_86", "sm_90")),
+                  Sibling("v2.15-cu132-devel", "13.2", "580.65.06", ("sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"))))
     devel = specs["v2.15-cu132-devel"]
     assert (devel.devel, devel.nvcc, devel.cuda_runtime, devel.toolkit_driver) == (
         True, facts.nvcc["13.2"], "13.2.86", facts.toolkit_driver.get("13.2"))
@@ -184,7 +184,7 @@ def test_the_facts_given_are_the_facts_used(tmp_path, facts):
     path = tmp_path / "matrix.yaml"
     path.write_text('default: v2.6-cu124\nimages:\n  v2.6-cu124: {torch: "2.6.0"}\n')
     other = dataclasses.replace(facts, debian_python={"bookworm": "3.12", "trixie": "3.13"})
-    assert matrix.load(path, other).specs["v2.6-cu124"].python == "3.12"
+    assert load(path, other).specs["v2.6-cu124"].python == "3.12"
 
 
 def test_block_style_keys_are_refused_at_their_own_line(tmp_path, facts):
@@ -235,7 +235,7 @@ def test_the_suite_is_read_from_the_name_not_the_digest(tmp_path, facts):
     ref = f"example/debian:trixie-slim@sha256:{digest}"
     path = tmp_path / "matrix.yaml"
     path.write_text(f'default: v2.15-cu132\nimages:\n  v2.15-cu132: {{torch: "2.15.0", base: "{ref}"}}\n')
-    assert matrix.load(path, facts).specs["v2.15-cu132"].base == matrix.Base(ref, "trixie")
+    assert load(path, facts).specs["v2.15-cu132"].base == Base(ref, "trixie")
 
 
 def test_a_devel_tag_without_a_known_compiler_names_the_ones_there_are(tmp_path, facts):
@@ -254,7 +254,7 @@ def test_the_true_build_is_the_matrixs_newest_torch_for_that_cuda(tmp_path, fact
     path = tmp_path / "matrix.yaml"
     path.write_text('default: v2.9-cu128\nimages:\n  v2.9-cu128: {torch: "2.9.1"}\n  v2.10-cu128: {torch: "2.10.0"}\n')
     with pytest.raises(MatrixError) as refused:
-        matrix.load(path, facts).select("v2.6-cu128", facts)
+        load(path, facts).select("v2.6-cu128", facts)
     assert str(refused.value).endswith("For a true CUDA 12.8 build use v2.10-cu128.")  # 2.10 > 2.9, as numbers
 
 
@@ -263,7 +263,7 @@ def test_nearest_tags_are_the_three_closest(tmp_path, facts):
     path.write_text("default: v2.6-cu124\nimages:\n" + "".join(
         f'  v2.6-cu{v}: {{torch: "2.6.0"}}\n' for v in (118, 124, 126)) + '  v2.5-cu124: {torch: "2.5.1"}\n')
     with pytest.raises(MatrixError) as refused:
-        matrix.load(path, facts).select("v2.6-cu12", facts)
+        load(path, facts).select("v2.6-cu12", facts)
     assert str(refused.value) == ("TAG: 'v2.6-cu12' is not a tag in matrix.yaml; nearest: v2.6-cu126, v2.6-cu124, "
                                   "v2.6-cu118 (all tags: `make list`)")
     assert load_refusal(tmp_path, facts, 'default: v2.6-cu12\nimages:\n' + "".join(
@@ -278,14 +278,14 @@ def test_a_near_miss_as_far_as_half_alike_is_still_named(tmp_path, facts, shippe
     path = tmp_path / "matrix.yaml"
     path.write_text('default: v2.6-cu124\nimages:\n  v2.6-cu124: {torch: "2.6.0"}\n  v2.5-cu118: {torch: "2.5.1"}\n')
     with pytest.raises(MatrixError) as refused:
-        matrix.load(path, facts).select("v2.6", facts)
+        load(path, facts).select("v2.6", facts)
     assert str(refused.value) == "TAG: 'v2.6' is not a tag in matrix.yaml; nearest: v2.6-cu124 (all tags: `make list`)"
 
 
 def test_only_devel_tags_carry_a_compiler(tmp_path, facts):
     path = tmp_path / "matrix.yaml"
     path.write_text('default: v2.15-cu132\nimages:\n  v2.15-cu132: {torch: "2.15.0"}\n  v2.15-cu132-devel: {torch: "2.15.0"}\n')
-    specs = matrix.load(path, facts).specs  # loaded here, not from a fixture: the test runs the validation itself
+    specs = load(path, facts).specs  # loaded here, not from a fixture: the test runs the validation itself
     assert specs["v2.15-cu132"].nvcc is None and specs["v2.15-cu132-devel"].nvcc == facts.nvcc["13.2"]
 
 
@@ -295,7 +295,7 @@ def test_a_version_key_without_a_value_is_refused_not_read_as_unset(write_matrix
     body = '{torch: "2.6.0", %s: }' % key if key != "torch" else "{torch: }"
     path = write_matrix(f"default: v2.6-cu124\nimages:\n  v2.6-cu124: {{torch: \"2.6.0\"}}\n  v2.6-cu118: {body}\n")
     with pytest.raises(MatrixError) as refused:
-        matrix.load(path, facts)
+        load(path, facts)
     (problem,) = refused.value.problems
     assert problem.where == f"{path}:4: images.v2.6-cu118.{key}"
     assert problem.message.startswith("has no value (YAML reads an empty value as null); write a version, e.g.")
@@ -306,7 +306,7 @@ def test_a_refused_defaults_base_is_one_problem_at_its_own_line(write_matrix, fa
     path = write_matrix('default: v2.6-cu124\ndefaults: {base: "bookworm; rm -rf /"}\nimages:\n  v2.6-cu124: {torch: "2.6.0"}\n'
                         '  v2.6-cu118: {torch: "2.6.0"}\n  v2.6-cu126: {torch: "2.6.0", base: trixie}\n')
     with pytest.raises(MatrixError) as refused:
-        matrix.load(path, facts)
+        load(path, facts)
     (problem,) = refused.value.problems
     assert problem.where == f"{path}:2: defaults.base"
     assert "is not an image reference by Docker's grammar" in problem.message

@@ -2,7 +2,7 @@
 
 import pytest
 
-from builder.matrix.spec import MatrixError
+from builder.matrix.types import MatrixError
 from builder.matrix_run import plan
 
 

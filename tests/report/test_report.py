@@ -92,11 +92,11 @@ def test_a_failed_build_fails_the_tag_even_with_older_results(shipped, reports):
 
 
 def test_over_its_size_budget_fails_the_tag(shipped, reports, write_matrix):
-    from builder.matrix import spec as matrix
+    from builder.matrix.load import load
 
     text, changed = re.subn(r"(?m)^(  v2\.6-cu124: \{.*size_budget: )[0-9.]+GB", r"\g<1>4GB", (ROOT / "matrix.yaml").read_text())
     assert changed == 1
-    tight = matrix.load(write_matrix(text))
+    tight = load(write_matrix(text))
     row = rows(collect(tight, reports))["v2.6-cu124"]
     assert row.state == report_rows.FAILED and "over its size budget of 4.00 GB" in row.note
 

@@ -5,7 +5,7 @@ import pytest
 
 from builder import layout
 from builder.image import render
-from builder.matrix import spec as matrix
+from builder.matrix.load import load
 from builder.wheels import lock, network
 from tests.conftest import ROOT
 
@@ -156,7 +156,7 @@ def test_the_wheel_tags_are_pips_every_manylinux_the_bases_glibc_takes_newest_fi
     assert "cp311-abi3-manylinux_2_17_x86_64" in bookworm and "py3-none-any" in bookworm and "cp312-cp312-linux_x86_64" not in bookworm
     path = tmp_path / "matrix.yaml"
     path.write_text('default: v2.15-cu132\nimages:\n  v2.15-cu132: {torch: "2.15.0", base: trixie}\n')
-    trixie = [str(t) for t in lock.supported_tags(matrix.load(path, facts).specs["v2.15-cu132"])]
+    trixie = [str(t) for t in lock.supported_tags(load(path, facts).specs["v2.15-cu132"])]
     assert trixie[0] == "cp313-cp313-manylinux_2_41_x86_64"  # trixie: Python 3.13, glibc 2.41
 
 
