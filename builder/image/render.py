@@ -292,12 +292,14 @@ def wheel_steps(spec: ImageSpec, images: Path = layout.IMAGES) -> list[Step]:
     """torch's lock in the layers builder/image/layers.py plans: each RUN installs its lines of the lock, given on the
     command line (a COPY of a file per layer would be a layer more each), and compiles what it added."""
     path = layout.tag_dir(spec.tag, images) / layout.LOCK_FILE
+    where = f"images/{spec.tag}/{layout.LOCK_FILE}"
     try:
-        planned = layers.plan(spec, lock.read(path), where=f"images/{spec.tag}/{layout.LOCK_FILE}")
+        planned = layers.plan(spec, lock.read(path), where=where)
     except (OSError, lock.LockError) as e:
         # rendered before `make lock` (or with a broken lock): the build is refused before it starts (lock.problem);
-        # should it start anyway, this step says why it cannot
-        problem = str(e) if isinstance(e, lock.LockError) else f"images/{spec.tag}/{layout.LOCK_FILE} is missing"
+        # should it start anyway, this step says why it cannot, naming the lock as the repository does (the
+        # Dockerfile is committed: no checkout's own path belongs in it)
+        problem = str(e).replace(str(path), where) if isinstance(e, lock.LockError) else f"{where} is missing"
         return [Step("torch's layers: not known before `make lock` writes torch's lock",
                      (f"echo {shlex.quote(problem + f'; run make lock TAG={spec.tag}, then make render')} >&2", "false"))]
     compile_new = " ".join(compile_pycs(only_new=True))

@@ -45,6 +45,15 @@ def test_committed_images_match_a_fresh_render(specs):
     assert differ == [] and stale == [], "run `make render` and commit images/"
 
 
+def test_no_rendered_file_holds_the_path_of_the_checkout_it_was_rendered_in(specs, tmp_path):
+    """images/ is committed: a rendered file that named this checkout's path (a lock's error message, say) would
+    differ in every other clone, and with it every context hash. Rendered from a folder elsewhere, too."""
+    for spec in specs.values():
+        for where in (layout.IMAGES, tmp_path):
+            for name, text in render.render(spec, where).items():
+                assert str(layout.ROOT) not in text and str(tmp_path) not in text, f"{spec.tag}/{name}"
+
+
 def test_diff_names_an_edited_file(specs, tmp_path):
     spec = specs["v2.6-cu124"]
     assert render.write(spec, tmp_path) is True
