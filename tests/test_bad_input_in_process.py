@@ -5,7 +5,7 @@ The child-process table proves the whole path (make, the interpreter, exit statu
 the same refusals by the same grammars (builder/matrix.py, inputs.py, reference.py, network.py, the CLI's settings)
 where `make mutation` can see them: mutmut's trampolines run only in the process that imports the mutants, so a
 mutant of a grammar that the table would catch survives unless a test like this one calls it. The make cases come
-here as the environment variable the Makefile hands the CLI (TAG= is TORCHYARD_TAG, cli.SETTINGS says which).
+here as the environment variable the Makefile hands the CLI (TAG= is TORCHYARD_TAG, options.SETTINGS says which).
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from builder import cli
+from builder import cli, options
 from tests.conftest import ROOT
 from tests.test_bad_input import CASES, SECRET, Case, _fill, _snapshot
 
-MAKE_TO_ENVIRONMENT = {make: variable for make, variable, _ in cli.SETTINGS.values()}
+MAKE_TO_ENVIRONMENT = {setting.make: setting.env for setting in options.SETTINGS}
 
 
 def as_cli_case(case: Case) -> Case:
