@@ -1,24 +1,19 @@
 """`python -m builder <command>`: what every Make target calls.
 
 Exit status: 0 done; 1 a build, engine or registry failure; 2 an invalid request: a malformed matrix, option,
-setting or record, refused before any work (before the engine is contacted), with nothing written.
-
-Every option can also come from the environment: the Makefile hands its variables over that way (TAG= becomes
-TORCHYARD_TAG), as data that no shell reads. Messages name the Makefile's variable.
+setting or record, refused before any work (before the engine is contacted), with nothing written. The options
+and the settings they read from the environment are declared in builder/options.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import errno
 import os
 import shutil
-import signal
 import sys
 import time
 from pathlib import Path
 
-from builder import files
 from builder import layout, matrix_run, options
 from builder.host import doctor, gpu, smoke, workspace
 from builder.image import base, build, registry, render, size, verify
@@ -258,29 +253,21 @@ def cmd_pull(matrix: Matrix, args) -> int:
     return 0
 
 
-def _cluster_jobs(matrix: Matrix, args) -> list[tuple[str, cluster.Image, int, int, str]]:
-    """(tag, image, GPUs, nodes, header) for k8s and slurm; TAG=all: every tag pushed to a registry."""
-    gpus, nodes = args.gpus, args.nodes
-    specs = matrix.select(args.tag)
+def _cluster_jobs(matrix: Matrix, args) -> list[cluster.Job]:
+    """A job per tag for k8s and slurm; TAG=all: every tag pushed to a registry."""
+    tags = [spec.tag for spec in matrix.select(args.tag)]
     if args.tag == "all":
-        pushed = [s for s in specs if registry.records(s.tag, args.digests)]
-        if not pushed:
-            raise InputError("TAG=all: no tag has been pushed (digests/ records none); push first: "
-                             "make push TAG=all REGISTRY=host[:port]/namespace")
-        left_out = [s.tag for s in specs if s not in pushed]
+        pushed = cluster.pushed(tags, args.digests)
+        left_out = [tag for tag in tags if tag not in pushed]
         if left_out:
             print(f"torchyard: left out, never pushed: {', '.join(left_out)}", file=sys.stderr)
-        specs = pushed
-    jobs = []
-    for spec in specs:
-        image = cluster.image(spec.tag, args.registry, args.digests)
-        jobs.append((spec.tag, image, gpus, nodes, cluster.header(spec.tag, image, gpus, nodes, args.command)))
-    return jobs
+        tags = pushed
+    return [cluster.job(tag, args.registry, args.digests, args.gpus, args.nodes, args.command) for tag in tags]
 
 
 def cmd_k8s(matrix: Matrix, args) -> int:
-    documents = [k8s.dump(k8s.manifests(tag, image, gpus, nodes), header)
-                 for tag, image, gpus, nodes, header in _cluster_jobs(matrix, args)]
+    documents = [k8s.dump(k8s.manifests(job.tag, job.image, job.gpus, job.nodes), job.header)
+                 for job in _cluster_jobs(matrix, args)]
     sys.stdout.write("---\n".join(documents))
     return 0
 
@@ -288,8 +275,8 @@ def cmd_k8s(matrix: Matrix, args) -> int:
 def cmd_slurm(matrix: Matrix, args) -> int:
     if args.tag == "all":
         return _fail("slurm prints one sbatch script: give one TAG, not 'all'", INVALID)
-    [(tag, image, gpus, nodes, header)] = _cluster_jobs(matrix, args)
-    sys.stdout.write(slurm.script(tag, image, gpus, nodes, header))
+    [job] = _cluster_jobs(matrix, args)
+    sys.stdout.write(slurm.script(job.tag, job.image, job.gpus, job.nodes, job.header))
     return 0
 
 
@@ -376,30 +363,9 @@ def parser() -> argparse.ArgumentParser:
     return options.parser({name: help_ for name, (_, help_) in COMMANDS.items()})
 
 
-_OUTPUT_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO)  # what writing stdout can meet
-
-
 def main(argv: list[str] | None = None) -> int:
-    files.exit_on_sigterm()  # SIGTERM ends as Ctrl-C does: every `finally` runs, no temporary file stays
-    try:
-        status = _main(argv)
-        sys.stdout.flush()  # a reader that has gone shows here, inside the try, not in the flush at exit
-        return status
-    except BrokenPipeError:
-        # `make -s list | head -1`: the reader took what it wanted and closed the pipe. As Python's documentation
-        # says to (the signal module's note on SIGPIPE): stdout goes to /dev/null, so that the flush at exit cannot
-        # fail again, and the status is a process's that SIGPIPE ended, as `yes | head -1` leaves it.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 128 + signal.SIGPIPE
-    except OSError as e:
-        if e.filename is not None or e.errno not in _OUTPUT_ERRORS:  # not standard output's: not for this handler
-            raise
-        # stdout on a full disk or a broken device (`> /dev/full`): say so once, on stderr, and leave no traceback
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return _fail(f"could not write the output: {e.strerror or e}", 1)
-
-
-def _main(argv: list[str] | None) -> int:
+    """One command, and its exit status (builder/__main__.py adds what ends the process: SIGTERM, its output's
+    failures)."""
     args = parser().parse_args(argv)
     try:
         matrix = load(args.matrix, compat.load())

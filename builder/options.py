@@ -1,8 +1,10 @@
 """Every setting of `python -m builder`, declared once: its option, the Makefile's variable (which refusals name),
 the environment variable the Makefile hands it over as, its default, its grammar and the commands that take it.
 
-builder/cli.py holds the commands; this module builds their command line and checks their settings, and the
-environment variables their steps read, before any work: a bad value is an InputError (exit 2), nothing done.
+Every setting can also come from the environment: the Makefile hands its variables over that way (TAG= becomes
+TORCHYARD_TAG), as data that no shell reads; refusals name the Makefile's variable. builder/cli.py holds the
+commands; this module builds their command line and checks their settings, and the environment variables their
+steps read, before any work: a bad value is an InputError (exit 2), with nothing done.
 """
 
 from __future__ import annotations
