@@ -17,7 +17,7 @@ import pytest
 
 from builder import cli, options
 from tests.conftest import ROOT
-from tests.test_bad_input import CASES, SECRET, Case, _fill, _snapshot
+from tests.test_bad_input import CASES, SECRET, Case, _fill, _snapshot, lay_out
 
 MAKE_TO_ENVIRONMENT = {setting.make: setting.env for setting in options.SETTINGS}
 
@@ -38,16 +38,7 @@ IN_PROCESS = [as_cli_case(c) for c in CASES]
 
 def prepare(case: Case, tmp: Path, monkeypatch) -> list[str]:
     """The case's files, matrix and environment; returns its arguments."""
-    for rel, content in case.files.items():
-        (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, bytes):
-            (tmp / rel).write_bytes(content)
-        else:
-            (tmp / rel).write_text(_fill(content, tmp))
-    args = [_fill(a, tmp) for a in case.args]
-    if case.matrix is not None:
-        (tmp / "matrix.yaml").write_bytes(case.matrix if isinstance(case.matrix, bytes) else _fill(case.matrix, tmp).encode())
-        args = ["--matrix", str(tmp / "matrix.yaml"), *args]
+    args = lay_out(case, tmp)
     for name in [k for k in os.environ if k.startswith("TORCHYARD_")]:
         monkeypatch.delenv(name)
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")  # a case that reached the engine exits 1
