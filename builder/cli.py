@@ -142,7 +142,7 @@ def cmd_build(matrix: Matrix, args) -> int:
 
 
 def _build(client, spec, repo: str, settings: network.NetworkSettings, no_cache: bool = False,
-           reports: Path = build.REPORTS) -> bool:
+           reports: Path = layout.REPORTS) -> bool:
     if render.write(spec):
         _say(f"rendered images/{spec.tag}/ from matrix.yaml")
     base.ensure(client, spec.base, say=_say)

@@ -1,10 +1,9 @@
 """Every setting of `python -m builder`, declared once: its option, the Makefile's variable (which refusals name),
-the environment variable the Makefile hands it over as, its default, its grammar and the commands that take it.
+the environment variable the Makefile hands it over as (TAG= becomes TORCHYARD_TAG: data that no shell reads), its
+default, its grammar and the commands that take it.
 
-Every setting can also come from the environment: the Makefile hands its variables over that way (TAG= becomes
-TORCHYARD_TAG), as data that no shell reads; refusals name the Makefile's variable. builder/cli.py holds the
-commands; this module builds their command line and checks their settings, and the environment variables their
-steps read, before any work: a bad value is an InputError (exit 2), with nothing done.
+builder/cli.py holds the commands; this module builds their command line and checks their settings, and the
+environment variables their steps read, before any work: a bad value is an InputError (exit 2), with nothing done.
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ from pathlib import Path
 
 from builder import inputs, layout, reference
 from builder.host import gpu, workspace
-from builder.image import build, registry
 from builder.inputs import InputError, shown
 from builder.jobs import cluster, multinode
 from builder.wheels import network
@@ -112,9 +110,9 @@ OPTIONS = (
            "PRUNE", "TORCHYARD_PRUNE", grammar=_flag, argparse=_ONE),
     Option("data", ("smoke",), "an ImageFolder to fine-tune on (mounted read-only)", "DATA", "TORCHYARD_DATA", grammar=_data),
     Option("reports", REPORTS, "where reports/<tag>/ go (default: $TORCHYARD_REPORTS or reports/)", "REPORTS",
-           "TORCHYARD_REPORTS", str(build.REPORTS), lambda value, name, command: inputs.folder(value, name), makefile=False),
+           "TORCHYARD_REPORTS", str(layout.REPORTS), lambda value, name, command: inputs.folder(value, name), makefile=False),
     Option("digests", DIGESTS, "where digests/<tag>.json live (default: $TORCHYARD_DIGESTS or digests/)", "DIGESTS",
-           "TORCHYARD_DIGESTS", str(registry.DIGESTS), lambda value, name, command: inputs.folder(value, name),
+           "TORCHYARD_DIGESTS", str(layout.DIGESTS), lambda value, name, command: inputs.folder(value, name),
            makefile=False),
     # not TORCHYARD_GPUS: that one says all|none, whether make smoke and make run pass the host's GPUs
     Option("gpus", CLUSTER, f"GPUs per node, 1 to {cluster.MAX_GPUS} (default: 1)", "GPUS", "TORCHYARD_GPUS_PER_NODE", "1",
