@@ -114,3 +114,25 @@ def test_every_option_is_declared_for_commands_that_exist():
     named |= {command for variable in options.VARIABLES for command in variable.commands}
     assert named <= set(cli.COMMANDS)
     assert all(set(option.helps) <= set(option.commands) for option in options.OPTIONS if option.helps)
+
+
+def test_the_settings_table_of_the_docs_names_the_commands_options_declares():
+    """docs/commands.md says which commands read each variable; options.py is where that is decided."""
+    import re
+
+    from builder import cli, options
+
+    declared = {o.make: set(o.commands) for o in options.SETTINGS if o.commands}
+    declared |= {v.name: set(v.commands) for v in options.VARIABLES}
+    checked = 0
+    for row in (ROOT / "docs" / "commands.md").read_text().splitlines():
+        cells = row.split(" | ")
+        if not row.startswith("| `") or len(cells) < 3:
+            continue
+        said = {c.strip() for c in re.sub(r"\([^)]*\)", "", cells[1]).replace(" and ", ",").split(",")}
+        if not said <= set(cli.COMMANDS):  # "every command", "every command that takes a tag"
+            continue
+        for name in re.findall(r"`([A-Z_]+)`", cells[0]):
+            assert declared[name] == said, name
+            checked += 1
+    assert checked >= 12
