@@ -1,29 +1,22 @@
 """`python -m builder <command>`: what every Make target calls.
 
 Exit status: 0 done; 1 a build, engine or registry failure; 2 an invalid request: a malformed matrix, option,
-setting or record, refused before any work (before the engine is contacted), with nothing written.
-
-Every option can also come from the environment: the Makefile hands its variables over that way (TAG= becomes
-TORCHYARD_TAG), as data that no shell reads. Messages name the Makefile's variable.
+setting or record, refused before any work (before the engine is contacted), with nothing written. The options
+and the settings they read from the environment are declared in builder/options.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import errno
-import os
-import re
 import shutil
-import signal
 import sys
 import time
 from pathlib import Path
 
-from builder import files
-from builder import inputs, layout, reference
+from builder import layout, options
 from builder.host import doctor, gpu, smoke, workspace
 from builder.image import base, build, registry, render, size, verify
-from builder.inputs import InputError, shown
+from builder.inputs import InputError
 from builder.jobs import ci, cluster, k8s, multinode, slurm
 from builder.matrix import compat
 from builder.matrix.load import load
@@ -34,30 +27,9 @@ from builder.urls import redact
 from builder.wheels import archs as wheel_archs
 from builder.wheels import cache as wheel_cache
 from builder.wheels import lock, network, serve
-from smoke_tests import distributed, nvml
+from smoke_tests import nvml
 
-MATRIX = layout.ROOT / "matrix.yaml"
 INVALID = 2
-# Option -> (the Makefile's variable, the environment variable the Makefile sets, the default).
-SETTINGS = {
-    "tag": ("TAG", "TORCHYARD_TAG", ""),
-    "repo": ("REPO", "TORCHYARD_REPO", "torchyard"),
-    "registry": ("REGISTRY", "TORCHYARD_REGISTRY", ""),
-    "no_cache": ("NOCACHE", "TORCHYARD_NOCACHE", ""),
-    "require_gpu": ("REQUIRE_GPU", "TORCHYARD_REQUIRE_GPU", ""),
-    "data": ("DATA", "TORCHYARD_DATA", ""),
-    "reports": ("REPORTS", "TORCHYARD_REPORTS", str(build.REPORTS)),
-    "digests": ("DIGESTS", "TORCHYARD_DIGESTS", str(layout.DIGESTS)),
-    "workspace": ("WORKSPACE", "TORCHYARD_WORKSPACE", "workspace"),
-    "bind": ("BIND", "TORCHYARD_BIND", "127.0.0.1"),
-    "jupyter_port": ("JUPYTER_PORT", "TORCHYARD_JUPYTER_PORT", "8888"),
-    "ssh_port": ("SSH_PORT", "TORCHYARD_SSH_PORT", "2222"),
-    "prune": ("PRUNE", "TORCHYARD_PRUNE", ""),
-    # not TORCHYARD_GPUS: that one says all|none, whether make smoke and make run pass the host's GPUs
-    "gpus": ("GPUS", "TORCHYARD_GPUS_PER_NODE", "1"),
-    "nodes": ("NODES", "TORCHYARD_NODES", "1"),
-}
-CLUSTER_COMMANDS = ("k8s", "slurm")  # what they print runs on another engine, which pulls the image from a registry
 
 
 def _say(text: str) -> None:
@@ -189,7 +161,7 @@ def cmd_build(matrix: Matrix, args) -> int:
 
 
 def _build(client, spec, repo: str, settings: network.NetworkSettings, no_cache: bool = False,
-           reports: Path = build.REPORTS) -> bool:
+           reports: Path = layout.REPORTS) -> bool:
     if render.write(spec):
         _say(f"rendered images/{spec.tag}/ from matrix.yaml")
     base.ensure(client, spec.base, say=_say)
@@ -300,34 +272,21 @@ def cmd_pull(matrix: Matrix, args) -> int:
     return 0
 
 
-def _cluster_jobs(matrix: Matrix, args) -> list[tuple[str, cluster.Image, int, int, str]]:
-    """(tag, image, GPUs, nodes, header) for k8s and slurm; TAG=all: every tag pushed to a registry."""
-    gpus, nodes = args.gpus, args.nodes
-    specs = matrix.select(args.tag)
+def _cluster_jobs(matrix: Matrix, args) -> list[cluster.Job]:
+    """A job per tag for k8s and slurm; TAG=all: every tag pushed to a registry."""
+    tags = [spec.tag for spec in matrix.select(args.tag)]
     if args.tag == "all":
-        pushed = [s for s in specs if registry.records(s.tag, args.digests)]
-        if not pushed:
-            raise InputError("TAG=all: no tag has been pushed (digests/ records none); push first: "
-                             "make push TAG=all REGISTRY=host[:port]/namespace")
-        left_out = [s.tag for s in specs if s not in pushed]
+        pushed = cluster.pushed(tags, args.digests)
+        left_out = [tag for tag in tags if tag not in pushed]
         if left_out:
             print(f"torchyard: left out, never pushed: {', '.join(left_out)}", file=sys.stderr)
-        specs = pushed
-    jobs = []
-    for spec in specs:
-        image = cluster.image(spec.tag, args.registry, args.digests)
-        pin = (f"pinned by digest (digests/{spec.tag}.json)" if image.digest else
-               f"NOT pinned: digests/{spec.tag}.json has no digest for {image.reference}; `make push` records one")
-        what = "the smoke suite" if nodes == 1 else f"the all-reduce across {nodes} nodes under torchrun"
-        header = (f"torchyard {spec.tag}: {what}, {gpus} GPU(s) per node.\n"
-                  f"Image {image.reference}, {pin}.\nGenerated by `make {args.command}`; the report is the last line of the log.")
-        jobs.append((spec.tag, image, gpus, nodes, header))
-    return jobs
+        tags = pushed
+    return [cluster.job(tag, args.registry, args.digests, args.gpus, args.nodes, args.command) for tag in tags]
 
 
 def cmd_k8s(matrix: Matrix, args) -> int:
-    documents = [k8s.dump(k8s.manifests(tag, image, gpus, nodes), header)
-                 for tag, image, gpus, nodes, header in _cluster_jobs(matrix, args)]
+    documents = [k8s.dump(k8s.manifests(job.tag, job.image, job.gpus, job.nodes), job.header)
+                 for job in _cluster_jobs(matrix, args)]
     sys.stdout.write("---\n".join(documents))
     return 0
 
@@ -335,8 +294,8 @@ def cmd_k8s(matrix: Matrix, args) -> int:
 def cmd_slurm(matrix: Matrix, args) -> int:
     if args.tag == "all":
         return _fail("slurm prints one sbatch script: give one TAG, not 'all'", INVALID)
-    [(tag, image, gpus, nodes, header)] = _cluster_jobs(matrix, args)
-    sys.stdout.write(slurm.script(tag, image, gpus, nodes, header))
+    [job] = _cluster_jobs(matrix, args)
+    sys.stdout.write(slurm.script(job.tag, job.image, job.gpus, job.nodes, job.header))
     return 0
 
 
@@ -420,182 +379,16 @@ COMMANDS = {
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m builder", description="torchyard: build PyTorch GPU images from matrix.yaml",
-                                epilog="Every option also reads an environment variable: TORCHYARD_TAG, TORCHYARD_REPO, "
-                                       "TORCHYARD_REGISTRY, ... (the Makefile's variables, prefixed).")
-    p.add_argument("--matrix", type=Path, default=MATRIX, help="the version matrix (default: matrix.yaml)")
-    p.add_argument("--repo", help="local image repository name (default: $TORCHYARD_REPO or torchyard)")
-    sub = p.add_subparsers(dest="command", required=True)
-    for name, (_, help_) in COMMANDS.items():
-        c = sub.add_parser(name, help=help_, description=help_)
-        if name in ("validate", "lock", "fetch", "base", "build", "smoke", "run", "size", "verify", "push", "pull", "k8s", "slurm"):
-            c.add_argument("--tag", help="a tag of the matrix, or 'all' (default: the matrix's default)")
-        if name == "build":
-            c.add_argument("--no-cache", action="store_const", const="1", help="rebuild every step (the base stays)")
-        if name == "smoke":
-            c.add_argument("--require-gpu", action="store_const", const="1", help="a GPU check that would be SKIPPED fails instead")
-            c.add_argument("--data", help="an ImageFolder to fine-tune on (mounted read-only)")
-            c.add_argument("--nodes", help=f"containers as nodes, 1 to {multinode.MAX_LOCAL_NODES} (default: 1); "
-                                           "more: torchrun's all-reduce across them on a Docker network")
-            c.add_argument("--sizes", nargs="+", metavar="MIB", help="all-reduce sizes in MiB with --nodes above 1 (default: "
-                                                                     f"{' '.join(map(str, multinode.CPU_SIZES_MIB))} on the CPU, the suite's on GPUs)")
-        if name == "matrix":
-            c.add_argument("--tag", help="comma-separated tags of the matrix, or 'all' (the default)")
-            c.add_argument("--require-gpu", action="store_const", const="1", help="smoke: a GPU check that would be SKIPPED fails instead")
-        if name in ("build", "smoke", "size", "verify", "report", "doctor", "matrix"):
-            c.add_argument("--reports", help="where reports/<tag>/ go (default: $TORCHYARD_REPORTS or reports/)")
-        if name in ("render", "push", "pull", "report"):
-            c.add_argument("--digests", help="where digests/<tag>.json live (default: $TORCHYARD_DIGESTS or digests/)")
-        if name == "run":
-            c.add_argument("--workspace", help="folder mounted at /workspace (default: ./workspace)")
-            c.add_argument("--bind", help="host address the ports are published on (default: 127.0.0.1)")
-            c.add_argument("--jupyter-port", help="host port for JupyterLab (default: 8888)")
-            c.add_argument("--ssh-port", help="host port for SSH (default: 2222)")
-        if name == "verify":
-            c.add_argument("--keep", action="store_true", help="keep the rebuilt image (<repo>-verify:<tag>)")
-        if name in ("push", "pull"):
-            c.add_argument("--registry", help="host[:port][/namespace] (default: $TORCHYARD_REGISTRY)")
-        if name == "render":
-            c.add_argument("--check", action="store_true", help="fail if images/ differs from a fresh render")
-            c.add_argument("--prune", action="store_const", const="1",
-                           help="also remove images/<tag>/ folders of tags not in the matrix (their locks with them)")
-        if name in CLUSTER_COMMANDS:
-            c.add_argument("--gpus", help=f"GPUs per node, 1 to {cluster.MAX_GPUS} (default: 1)")
-            c.add_argument("--nodes", help=f"nodes, 1 to {cluster.MAX_NODES} (default: 1; more: torchrun's all-reduce across them)")
-            c.add_argument("--registry", help="the registry the cluster pulls from, host[:port][/namespace] (default: "
-                                              "$TORCHYARD_REGISTRY, else the one digests/<tag>.json records)")
-            c.add_argument("--digests", help="where digests/<tag>.json live (default: $TORCHYARD_DIGESTS or digests/)")
-        if name == "ci":
-            c.add_argument("--check", action="store_true", help="fail if the workflow differs from a fresh one")
-    return p
-
-
-def settings(args: argparse.Namespace, environ=os.environ) -> argparse.Namespace:
-    """Each option the command has, from the command line or else the environment, and the environment's
-    other settings the command uses, checked by their grammars before any work: an InputError names the
-    Makefile's variable (or the environment's) and what would be right."""
-    raw = {dest: getattr(args, dest) if getattr(args, dest, None) is not None else environ.get(variable, default)
-           for dest, (_, variable, default) in SETTINGS.items() if hasattr(args, dest)}
-
-    def name(dest: str) -> str:
-        return SETTINGS[dest][0]
-
-    checked = dict(raw)
-    checked["repo"] = reference.repository(raw["repo"], name("repo"))
-    if "registry" in raw and not raw["registry"] and args.command in CLUSTER_COMMANDS:
-        checked["registry"] = None  # the one registry digests/<tag>.json records (builder/jobs/cluster.py)
-    elif "registry" in raw:
-        if not raw["registry"]:
-            raise InputError("name the registry: REGISTRY=host[:port][/namespace] (or TORCHYARD_REGISTRY), "
-                             "e.g. REGISTRY=registry.example.com/ml")
-        checked["registry"] = reference.registry(raw["registry"], name("registry"))
-    for dest in ("no_cache", "require_gpu", "prune"):
-        if dest in raw:
-            checked[dest] = inputs.flag(raw[dest], name(dest))
-    if raw.get("data"):
-        checked["data"] = Path(inputs.mountable(raw["data"], name("data")))
-        if not checked["data"].is_dir():
-            raise InputError(f"DATA={shown(raw['data'])}: not a folder; give an ImageFolder (one sub-folder of images per class)")
-    elif "data" in raw:
-        checked["data"] = None
-    for dest in ("reports", "digests"):
-        if dest in raw:
-            checked[dest] = inputs.folder(raw[dest], name(dest))
-    if "gpus" in raw:
-        checked["gpus"] = inputs.count(raw["gpus"], name("gpus"), cluster.MAX_GPUS, "the GPUs per node")
-    if "nodes" in raw and args.command == "smoke":
-        checked["nodes"] = inputs.count(raw["nodes"], name("nodes"), multinode.MAX_LOCAL_NODES,
-                                        "the number of containers (nodes)")
-        if checked["nodes"] > 1 and checked["data"]:
-            raise InputError("NODES>1 runs the all-reduce across the nodes, which reads no DATA; leave DATA out")
-        if checked["nodes"] == 1 and args.sizes:
-            raise InputError("--sizes sets the all-reduce across nodes: give it with NODES=2 or more (the suite on "
-                             "one node times its own sizes)")
-        checked["sizes"] = tuple(inputs.count(s, "--sizes", distributed.MAX_SIZE_MIB, "an all-reduce size in MiB")
-                                 for s in args.sizes or ())
-    elif "nodes" in raw:
-        checked["nodes"] = inputs.count(raw["nodes"], name("nodes"), cluster.MAX_NODES, "the number of nodes")
-    if "workspace" in raw:
-        checked["workspace"] = inputs.folder(inputs.mountable(raw["workspace"], name("workspace")), name("workspace"))
-        checked["bind"] = inputs.address(raw["bind"], name("bind"))
-        checked["jupyter_port"] = inputs.port(raw["jupyter_port"], name("jupyter_port"))
-        checked["ssh_port"] = inputs.port(raw["ssh_port"], name("ssh_port"))
-        _check_public_key(environ)
-    if args.command in ("lock", "fetch", "build", "smoke", "verify", "matrix"):
-        checked["network"] = network.host_settings(dict(environ))
-    _check_environment(args.command, environ)
-    return argparse.Namespace(**{**vars(args), **checked})
-
-
-def _check_public_key(environ) -> None:
-    """The key `make run` would pass as PUBLIC_KEY: public key lines only (never a private key in a container's
-    environment, where `docker inspect` shows it)."""
-    try:
-        found = workspace.find_public_key(environ, Path.home())
-    except workspace.WorkspaceError as e:
-        raise InputError(str(e)) from None
-    if found is None:
-        return
-    try:
-        text = found.read_bytes().decode("utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"PUBLIC_KEY_FILE={shown(str(found))}: cannot be read as text ({e.__class__.__name__})") from None
-    if "PRIVATE KEY" in text:
-        raise InputError(f"PUBLIC_KEY_FILE={shown(str(found))} is a private key; name its public half (the .pub file)")
-    try:  # the grammar the image's entrypoint checks PUBLIC_KEY with, so that a key passed here starts there
-        keys = workspace.public_keys(text, "the file")
-    except workspace.WorkspaceError as e:
-        raise InputError(f"PUBLIC_KEY_FILE={shown(str(found))} does not hold OpenSSH public keys as the image takes them "
-                         f"({e})") from None
-    if not keys:
-        raise InputError(f"PUBLIC_KEY_FILE={shown(str(found))} does not hold OpenSSH public keys "
-                         "(lines like 'ssh-ed25519 AAAA… comment', as ssh-keygen writes them to a .pub file)")
-
-
-def _check_environment(command: str, environ) -> None:
-    """Variables that the steps of a command read themselves, checked before the first step."""
-    if command in ("lock", "fetch", "build", "smoke", "verify", "matrix"):
-        inputs.folder(layout.cache_dir(environ), "TORCHYARD_CACHE")  # the wheel cache and uv's go under it
-    if command in ("base", "build", "smoke", "verify", "matrix") and environ.get("TORCHYARD_DEBIAN_MIRROR"):
-        inputs.url(environ["TORCHYARD_DEBIAN_MIRROR"], "TORCHYARD_DEBIAN_MIRROR", ("http", "https", "file"))
-    if command in ("build", "smoke", "verify", "matrix") and environ.get("SOURCE_DATE_EPOCH", "") != "" \
-            and not re.fullmatch(r"[0-9]{1,12}", environ["SOURCE_DATE_EPOCH"], re.ASCII):
-        raise InputError(f"SOURCE_DATE_EPOCH={shown(environ['SOURCE_DATE_EPOCH'])}: give seconds since 1970 "
-                         "(e.g. $(git log -1 --format=%ct)), or unset it")
-    if command in ("smoke", "run", "matrix"):
-        gpu.requested(environ)
-    if command in ("smoke", "doctor", "matrix") and environ.get(nvml.RECORD_VARIABLE):
-        nvml.read(environ)  # a recording that stands in for NVML is read whole before any work (RecordingError: exit 2)
-
-
-_OUTPUT_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO)  # what writing stdout can meet
+    return options.parser({name: help_ for name, (_, help_) in COMMANDS.items()})
 
 
 def main(argv: list[str] | None = None) -> int:
-    files.exit_on_sigterm()  # SIGTERM ends as Ctrl-C does: every `finally` runs, no temporary file stays
-    try:
-        status = _main(argv)
-        sys.stdout.flush()  # a reader that has gone shows here, inside the try, not in the flush at exit
-        return status
-    except BrokenPipeError:
-        # `make -s list | head -1`: the reader took what it wanted and closed the pipe. As Python's documentation
-        # says to (the signal module's note on SIGPIPE): stdout goes to /dev/null, so that the flush at exit cannot
-        # fail again, and the status is a process's that SIGPIPE ended, as `yes | head -1` leaves it.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 128 + signal.SIGPIPE
-    except OSError as e:
-        if e.filename is not None or e.errno not in _OUTPUT_ERRORS:  # not standard output's: not for this handler
-            raise
-        # stdout on a full disk or a broken device (`> /dev/full`): say so once, on stderr, and leave no traceback
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return _fail(f"could not write the output: {e.strerror or e}", 1)
-
-
-def _main(argv: list[str] | None) -> int:
+    """One command, and its exit status (builder/__main__.py adds what ends the process: SIGTERM, its output's
+    failures)."""
     args = parser().parse_args(argv)
     try:
         matrix = load(args.matrix, compat.load())
-        args = settings(args)
+        args = options.settings(args)
         return COMMANDS[args.command][0](matrix, args)
     except MatrixError as e:
         count = len(e.problems)

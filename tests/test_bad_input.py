@@ -304,20 +304,26 @@ def _fill(text: str, tmp: Path) -> str:
     return text.replace("{tmp}", str(tmp))
 
 
+def lay_out(case: Case, tmp: Path) -> list[str]:
+    """The case's files and matrix under tmp; returns its arguments to the CLI."""
+    for rel, content in case.files.items():
+        (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            (tmp / rel).write_bytes(content)
+        else:
+            (tmp / rel).write_text(_fill(content, tmp))
+    args = [_fill(a, tmp) for a in case.args]
+    if case.matrix is not None:
+        data = case.matrix if isinstance(case.matrix, bytes) else _fill(case.matrix, tmp).encode()
+        (tmp / "matrix.yaml").write_bytes(data)
+        args = ["--matrix", str(tmp / "matrix.yaml"), *args]
+    return args
+
+
 def run_case(case: Case) -> Outcome:
     with tempfile.TemporaryDirectory(prefix="torchyard-bad-") as name:
         tmp = Path(name)
-        for rel, content in case.files.items():
-            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-            if isinstance(content, bytes):
-                (tmp / rel).write_bytes(content)
-            else:
-                (tmp / rel).write_text(_fill(content, tmp))
-        args = [_fill(a, tmp) for a in case.args]
-        if case.matrix is not None:
-            data = case.matrix if isinstance(case.matrix, bytes) else _fill(case.matrix, tmp).encode()
-            (tmp / "matrix.yaml").write_bytes(data)
-            args = ["--matrix", str(tmp / "matrix.yaml"), *args]
+        args = lay_out(case, tmp)
         command = ["make", "-s", *(_fill(a, tmp) for a in case.make)] if case.make else [sys.executable, "-m", "builder", *args]
         env = {k: v for k, v in os.environ.items() if not k.startswith("TORCHYARD_")}
         env.update({"DOCKER_HOST": "unix:///nonexistent/docker.sock", "HOME": str(tmp)})  # no engine; no ~/.ssh key

@@ -5,7 +5,7 @@ The child-process table proves the whole path (make, the interpreter, exit statu
 the same refusals by the same grammars (builder/matrix/, inputs.py, reference.py, network.py, the CLI's settings)
 where `make mutation` can see them: mutmut's trampolines run only in the process that imports the mutants, so a
 mutant of a grammar that the table would catch survives unless a test like this one calls it. The make cases come
-here as the environment variable the Makefile hands the CLI (TAG= is TORCHYARD_TAG, cli.SETTINGS says which).
+here as the environment variable the Makefile hands the CLI (TAG= is TORCHYARD_TAG, options.SETTINGS says which).
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from builder import cli
+from builder import cli, options
 from tests.conftest import ROOT
-from tests.test_bad_input import CASES, SECRET, Case, _fill, _snapshot
+from tests.test_bad_input import CASES, SECRET, Case, _fill, _snapshot, lay_out
 
-MAKE_TO_ENVIRONMENT = {make: variable for make, variable, _ in cli.SETTINGS.values()}
+MAKE_TO_ENVIRONMENT = {setting.make: setting.env for setting in options.SETTINGS}
 
 
 def as_cli_case(case: Case) -> Case:
@@ -38,16 +38,7 @@ IN_PROCESS = [as_cli_case(c) for c in CASES]
 
 def prepare(case: Case, tmp: Path, monkeypatch) -> list[str]:
     """The case's files, matrix and environment; returns its arguments."""
-    for rel, content in case.files.items():
-        (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, bytes):
-            (tmp / rel).write_bytes(content)
-        else:
-            (tmp / rel).write_text(_fill(content, tmp))
-    args = [_fill(a, tmp) for a in case.args]
-    if case.matrix is not None:
-        (tmp / "matrix.yaml").write_bytes(case.matrix if isinstance(case.matrix, bytes) else _fill(case.matrix, tmp).encode())
-        args = ["--matrix", str(tmp / "matrix.yaml"), *args]
+    args = lay_out(case, tmp)
     for name in [k for k in os.environ if k.startswith("TORCHYARD_")]:
         monkeypatch.delenv(name)
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")  # a case that reached the engine exits 1

@@ -83,3 +83,56 @@ def test_an_output_on_a_full_disk_is_one_line_on_stderr_not_a_traceback():
                                 text=True, timeout=60)
     assert result.returncode == 1
     assert result.stderr == "torchyard: could not write the output: No space left on device\n"
+
+
+def test_the_makefile_hands_over_each_setting_options_declares_and_no_other(tmp_path):
+    """The Makefile's SETTINGS are the variables builder/options.py declares it passes on, and `make … NAME=value`
+    reaches the CLI as that setting's environment variable, as given; REPORTS and DIGESTS are the environment's only."""
+    from builder import options
+
+    passed = [s for s in options.SETTINGS if s.makefile]
+    line = next(line for line in (ROOT / "Makefile").read_text().splitlines() if line.startswith("SETTINGS :="))
+    assert sorted(line.split(":=", 1)[1].split()) == sorted(s.make for s in passed)
+    probe = tmp_path / "probe.mk"
+    probe.write_text("probe:\n\t@env\n")  # a target beside the Makefile's: the environment its recipes get
+    given = {s.make: f"value of {s.make} $$(x)" for s in options.SETTINGS}
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("TORCHYARD_")}
+    out = subprocess.run(["make", "-s", "-f", "Makefile", "-f", str(probe), "probe",
+                          *(f"{name}={value}" for name, value in given.items())],
+                         cwd=ROOT, capture_output=True, text=True, check=True, env=environment).stdout
+    received = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    for setting in options.SETTINGS:
+        assert received.get(setting.env) == (given[setting.make] if setting.makefile else None), setting.make
+    for setting in passed:
+        assert setting.make not in received  # make would expand a command-line value to export it under its name
+
+
+def test_every_option_is_declared_for_commands_that_exist():
+    from builder import cli, options
+
+    named = {command for option in options.OPTIONS for command in option.commands or ()}
+    named |= {command for variable in options.VARIABLES for command in variable.commands}
+    assert named <= set(cli.COMMANDS)
+    assert all(set(option.helps) <= set(option.commands) for option in options.OPTIONS if option.helps)
+
+
+def test_the_settings_table_of_the_docs_names_the_commands_options_declares():
+    """docs/commands.md says which commands read each variable; options.py is where that is decided."""
+    import re
+
+    from builder import cli, options
+
+    declared = {o.make: set(o.commands) for o in options.SETTINGS if o.commands}
+    declared |= {v.name: set(v.commands) for v in options.VARIABLES}
+    checked = 0
+    for row in (ROOT / "docs" / "commands.md").read_text().splitlines():
+        cells = row.split(" | ")
+        if not row.startswith("| `") or len(cells) < 3:
+            continue
+        said = {c.strip() for c in re.sub(r"\([^)]*\)", "", cells[1]).replace(" and ", ",").split(",")}
+        if not said <= set(cli.COMMANDS):  # "every command", "every command that takes a tag"
+            continue
+        for name in re.findall(r"`([A-Z_]+)`", cells[0]):
+            assert declared[name] == said, name
+            checked += 1
+    assert checked >= 12

@@ -22,7 +22,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from builder import cli, inputs, reference
+from builder import cli, inputs, options, reference
 from builder.host import workspace
 from builder.inputs import InputError
 from builder.jobs import cluster, multinode
@@ -140,8 +140,8 @@ ARGUMENTS = {command: cli.parser().parse_args([command]) for command in cli.COMM
 
 
 def settle(command: str, environ: dict[str, str]):
-    """cli.settings for `make <command>` with the environment the Makefile would hand over."""
-    return cli.settings(ARGUMENTS[command], environ=environ)
+    """options.settings for `make <command>` with the environment the Makefile would hand over."""
+    return options.settings(ARGUMENTS[command], environ=environ)
 
 
 def port_ok(value: str) -> bool:

@@ -185,7 +185,7 @@ def wire_key(key_type: str, body: bytes = b"\x00\x00\x00\x01\x01", named: str | 
     (f'command="/bin/sh" {ED25519}', "not an OpenSSH public key"),
 ])
 def test_make_run_refuses_the_keys_the_entrypoint_refuses(entrypoint, tmp_path, key, says):
-    from builder import cli
+    from builder import cli, options
     from builder.inputs import InputError
 
     with pytest.raises(entrypoint.StartError, match=says):
@@ -193,17 +193,17 @@ def test_make_run_refuses_the_keys_the_entrypoint_refuses(entrypoint, tmp_path, 
     (tmp_path / "id.pub").write_text(key + "\n")
     args = cli.parser().parse_args(["run"])
     with pytest.raises(InputError, match=f"does not hold OpenSSH public keys as the image takes them .*{says}"):
-        cli.settings(args, environ={"PUBLIC_KEY_FILE": str(tmp_path / "id.pub")})
+        options.settings(args, environ={"PUBLIC_KEY_FILE": str(tmp_path / "id.pub")})
 
 
 @pytest.mark.parametrize("key", [ED25519, wire_key("ssh-rsa"), wire_key("ecdsa-sha2-nistp256"),
                                  wire_key("sk-ssh-ed25519@openssh.com"), f"# mine\n{ED25519}\n\n{wire_key('ssh-rsa')}"])
 def test_make_run_and_the_entrypoint_take_the_same_keys(entrypoint, tmp_path, key):
-    from builder import cli
+    from builder import cli, options
 
     assert entrypoint.check_keys(key, "PUBLIC_KEY") == workspace.public_keys(key, "PUBLIC_KEY") != ""
     (tmp_path / "id.pub").write_text(key + "\n")
-    checked = cli.settings(cli.parser().parse_args(["run"]), environ={"PUBLIC_KEY_FILE": str(tmp_path / "id.pub")})
+    checked = options.settings(cli.parser().parse_args(["run"]), environ={"PUBLIC_KEY_FILE": str(tmp_path / "id.pub")})
     assert checked.ssh_port == 2222
 
 
