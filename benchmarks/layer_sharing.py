@@ -19,6 +19,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import docker.errors
 from build_vs_plain import Registry
 
 from builder import build, registry
@@ -75,7 +76,10 @@ def main(first: str, second: str, pull: bool) -> None:
                     client.images.remove(ref)
                 for other in client.images.list(all=True):
                     if other.attrs["RootFS"]["Layers"] == layers_b and not other.tags:
-                        client.images.remove(other.id)
+                        try:
+                            client.images.remove(other.id)
+                        except docker.errors.ImageNotFound:
+                            pass  # pruned with one removed before it (a parent of it)
                 held = {tuple(i.attrs["RootFS"]["Layers"]) for i in client.images.list(all=True)}
                 print(f"before the pull: {sum(1 for d in layers_b if any(d in h for h in held))} of {second}'s "
                       f"{len(layers_b)} diff IDs held by an image here; chains: longest "
