@@ -19,6 +19,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import docker.errors
 from build_vs_plain import Registry
 
 from builder.image import build, registry
@@ -28,11 +29,15 @@ def storage_bytes(folder: Path) -> int:
     return int(subprocess.run(["du", "-sb", str(folder)], capture_output=True, text=True, check=True).stdout.split()[0])
 
 
+def shared(first, second) -> int:
+    return next((i for i, (x, y) in enumerate(zip(first, second)) if x != y), min(len(first), len(second)))
+
+
 def main(first: str, second: str, pull: bool) -> None:
     client = build.connect()
     a, b = client.images.get(first), client.images.get(second)
     layers_a, layers_b = a.attrs["RootFS"]["Layers"], b.attrs["RootFS"]["Layers"]
-    chain = next((i for i, (x, y) in enumerate(zip(layers_a, layers_b)) if x != y), min(len(layers_a), len(layers_b)))
+    chain = shared(layers_a, layers_b)
     print(f"{first}: {len(layers_a)} layers, image {a.id[:19]}; {second}: {len(layers_b)} layers, image {b.id[:19]}")
     print(f"{second} shares its first {chain} layers (diff IDs) with {first}; "
           f"{len(set(layers_b) & set(layers_a))} of its diff IDs are among {first}'s")
@@ -63,9 +68,22 @@ def main(first: str, second: str, pull: bool) -> None:
                   f"same image ID: {rows[0][3].image_id == rows[1][3].image_id}; manifests {rows[0][3].digest[:19]} / "
                   f"{rows[1][3].digest[:19]}")
             if pull:
-                # SECOND leaves this engine (its layers FIRST does not hold go with it), then comes back from the registry
-                for ref in {*client.images.get(second).tags}:
+                # SECOND leaves this engine (its layers FIRST does not hold go with it), then comes back from the registry:
+                # its tags, and the builder's own image of the same layers (builder/build.py's reproducible() leaves it
+                # untagged, the build cache) with its step images below it
+                image = client.images.get(second)
+                for ref in image.tags:
                     client.images.remove(ref)
+                for other in client.images.list(all=True):
+                    if other.attrs["RootFS"]["Layers"] == layers_b and not other.tags:
+                        try:
+                            client.images.remove(other.id)
+                        except docker.errors.ImageNotFound:
+                            pass  # pruned with one removed before it (a parent of it)
+                held = {tuple(i.attrs["RootFS"]["Layers"]) for i in client.images.list(all=True)}
+                print(f"before the pull: {sum(1 for d in layers_b if any(d in h for h in held))} of {second}'s "
+                      f"{len(layers_b)} diff IDs held by an image here; chains: longest "
+                      f"{max((shared(h, layers_b) for h in held), default=0)} layers")
                 shipped = registry.pull(client, server.address, "second", say=lambda text: None, digests=tmp / "digests")
                 client.images.get(shipped.reference).tag(*second.rsplit(":", 1))
                 print(f"pull of {second} into this engine holding {first}: {shipped.bytes / 1e9:.3f} GB downloaded "

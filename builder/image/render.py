@@ -377,8 +377,6 @@ def context(spec: ImageSpec, images: Path = layout.IMAGES) -> dict:
         "healthcheck": ["--interval=5s", "--timeout=3s", "--start-period=60s", "--retries=3"],
         "healthcheck_command": [layout.HEALTHCHECK],
         "base_id_arg": BASE_ID_ARG,
-        "constraints": layout.CONSTRAINTS,
-        "share_dir": SHARE,
         "manifest_step": Step(f"What the image is made of (packages with versions, lock hashes, base): {SHARE}/manifest.json, "
                               f"and the pip constraints made from the locks (PIP_CONSTRAINT, UV_CONSTRAINT): "
                               f"{layout.CONSTRAINTS}.",
