@@ -22,7 +22,7 @@ from pathlib import Path
 import docker.errors
 from build_vs_plain import Registry
 
-from builder.image import build, registry
+from builder.image import engine, registry
 
 
 def storage_bytes(folder: Path) -> int:
@@ -34,7 +34,7 @@ def shared(first, second) -> int:
 
 
 def main(first: str, second: str, pull: bool) -> None:
-    client = build.connect()
+    client = engine.connect()
     a, b = client.images.get(first), client.images.get(second)
     layers_a, layers_b = a.attrs["RootFS"]["Layers"], b.attrs["RootFS"]["Layers"]
     chain = shared(layers_a, layers_b)

@@ -13,11 +13,11 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-import docker.errors
+import docker
 
 from builder import records
 from builder.host import gpu
-from builder.image import build
+from builder.image import engine
 from builder.inputs import printable
 from builder.matrix.compat import version_key
 from builder.matrix.types import ImageSpec, Matrix
@@ -69,9 +69,10 @@ class TagVerdict:
 
 def engine_facts(client: docker.DockerClient | None = None) -> Engine:
     try:
-        client = client or build.connect()
-        info = client.info()
-    except (build.EngineError, docker.errors.DockerException, OSError) as e:
+        client = client or engine.connect()
+        with engine.translated():
+            info = client.info()
+    except (engine.EngineError, OSError) as e:
         return Engine(str(e))
     return Engine(None, info.get("ServerVersion"), gpu.gpu_route(info), tuple(map(str, gpu.cdi_gpu_specs(info))),
                   info.get("DockerRootDir"))

@@ -9,22 +9,20 @@ reports/<tag>/ gets smoke.json (every figure), smoke.log (what the container pri
 
 from __future__ import annotations
 
-import io
 import os
 import shlex
-import tarfile
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import docker
-import docker.errors
 import msgspec
 
 from builder import records
 from builder.files import open_fresh, write_atomic
 from builder.host import gpu
+from builder.image import engine
 from builder.image.build import REPORTS
 from builder.matrix.types import ImageSpec, Matrix
 from smoke_tests import nvml, verdicts
@@ -111,16 +109,6 @@ def explain_arch(report: records.SmokeReport, matrix: Matrix) -> records.SmokeRe
     return msgspec.structs.replace(report, checks=tuple(checks))
 
 
-def _read_file(container, path: str) -> bytes | None:
-    try:
-        stream, _ = container.get_archive(path)
-    except docker.errors.NotFound:
-        return None
-    with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
-        member = tar.extractfile(tar.getmembers()[0])
-        return member.read() if member else None
-
-
 def run(client: docker.DockerClient, spec: ImageSpec, repo: str, matrix: Matrix, say=print,
         reports: Path = REPORTS, require_gpu: bool = False, data: Path | None = None) -> SmokeRun:
     image = f"{repo}:{spec.tag}"
@@ -138,9 +126,10 @@ def run(client: docker.DockerClient, spec: ImageSpec, repo: str, matrix: Matrix,
     say(f"smoke-testing {image} on {describe(options, answer, host)} (log: {log_path})")
     started = time.monotonic()
     try:
-        container = client.containers.create(image, args, volumes=volumes, **options)
-    except docker.errors.APIError as e:
-        raise SmokeError(f"the engine refused to create a container of {image}: {e.explanation or e}") from None
+        with engine.translated():
+            container = client.containers.create(image, args, volumes=volumes, **options)
+    except engine.EngineError as e:
+        raise SmokeError(f"the engine refused to create a container of {image}: {e}") from None
     killed = threading.Event()
 
     def kill() -> None:  # a hung collective must not hang make
@@ -150,9 +139,10 @@ def run(client: docker.DockerClient, spec: ImageSpec, repo: str, matrix: Matrix,
     watchdog = threading.Timer(TIMEOUT_S, kill)
     try:
         try:
-            container.start()
-        except docker.errors.APIError as e:
-            raise SmokeError(f"the engine refused to start {image}: {e.explanation or e}\n  the same run by hand: "
+            with engine.translated():
+                container.start()
+        except engine.EngineError as e:
+            raise SmokeError(f"the engine refused to start {image}: {e}\n  the same run by hand: "
                              f"{command_path.read_text().strip()}") from None
         watchdog.start()
         with open_fresh(log_path) as log:
@@ -164,7 +154,7 @@ def run(client: docker.DockerClient, spec: ImageSpec, repo: str, matrix: Matrix,
         exit_code = container.wait()["StatusCode"]
         if killed.is_set():
             raise SmokeError(f"the smoke suite in {image} did not finish in {TIMEOUT_S}s and was killed; log: {log_path}")
-        raw = _read_file(container, CONTAINER_JSON)
+        raw = engine.read_file(container, CONTAINER_JSON)
     finally:
         watchdog.cancel()
         container.remove(force=True)

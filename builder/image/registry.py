@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import docker
-import docker.errors
 
 from builder import reference as references
 from builder import layout
 from builder import records as records_
 from builder.heartbeat import Heartbeat
+from builder.image import engine
 
 HEARTBEAT_S = 15
 
@@ -105,13 +105,14 @@ def _stream(stream, ref: str, progress: _Progress) -> dict:
     """Feed the engine's JSON stream to the progress; the final aux (push) or last status; errors explained."""
     aux: dict = {}
     try:
-        for chunk in stream:
-            if "error" in chunk:
-                raise RegistryError(explain(chunk.get("errorDetail", {}).get("message") or chunk["error"], ref))
-            aux.update(chunk.get("aux") or {})
-            progress.chunk(chunk)
-    except docker.errors.APIError as e:
-        raise RegistryError(explain(str(e.explanation or e), ref)) from None
+        with engine.translated():
+            for chunk in stream:
+                if "error" in chunk:
+                    raise RegistryError(explain(chunk.get("errorDetail", {}).get("message") or chunk["error"], ref))
+                aux.update(chunk.get("aux") or {})
+                progress.chunk(chunk)
+    except engine.EngineError as e:
+        raise RegistryError(explain(str(e), ref)) from None
     return aux
 
 
@@ -120,10 +121,9 @@ def push(client: docker.DockerClient, image: str, registry: str, tag: str, say=p
     ref = reference(registry, tag)
     repository = ref.rsplit(":", 1)[0]
     records(tag, digests)  # a malformed record refuses before anything moves
-    try:
-        local = client.images.get(image)
-    except docker.errors.ImageNotFound:
-        raise RegistryError(f"no local image {image} to push; build it first: make build TAG={tag}") from None
+    local = engine.find_image(client, image)
+    if local is None:
+        raise RegistryError(f"no local image {image} to push; build it first: make build TAG={tag}")
     tagged_here = ref not in local.tags
     local.tag(repository, tag)
     say(f"pushing {image} ({local.attrs['Size'] / 1e9:.2f} GB unpacked) as {ref}")
@@ -146,9 +146,10 @@ def push(client: docker.DockerClient, image: str, registry: str, tag: str, say=p
 def remote_digest(client: docker.DockerClient, ref: str) -> str:
     """The manifest digest the registry has for ref now (nothing is downloaded but the manifest)."""
     try:
-        return client.images.get_registry_data(ref).id
-    except docker.errors.APIError as e:
-        raise RegistryError(explain(str(e.explanation or e), ref)) from None
+        with engine.translated():
+            return client.images.get_registry_data(ref).id
+    except engine.EngineError as e:
+        raise RegistryError(explain(str(e), ref)) from None
 
 
 def pull(client: docker.DockerClient, registry: str, tag: str, say=print, digests: Path = layout.DIGESTS) -> Shipped:

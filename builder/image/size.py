@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import collections
 import hashlib
-import io
 import json
 import os
 import re
@@ -21,6 +20,7 @@ import docker
 
 from builder import layout, records
 from builder.files import write_atomic
+from builder.image import engine
 from builder.units import human
 
 REPORTS = layout.ROOT / "reports"
@@ -152,26 +152,6 @@ def _deflated(chunk: bytes) -> int:
     return len(packer.compress(chunk)) + len(packer.flush(zlib.Z_FULL_FLUSH))
 
 
-class _Stream(io.RawIOBase):
-    """The engine's `docker save` byte chunks as a file tarfile can read in stream mode."""
-
-    def __init__(self, chunks):
-        self._chunks, self._rest = iter(chunks), b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        while not self._rest:
-            self._rest = next(self._chunks, None)
-            if self._rest is None:
-                self._rest = b""
-                return 0
-        n = min(len(buffer), len(self._rest))
-        buffer[:n], self._rest = self._rest[:n], self._rest[n:]
-        return n
-
-
 def known_layers(reports: Path = REPORTS) -> dict[str, tuple[int, int]]:
     """diff_id -> (bytes, gzipped bytes) from every tag's compressed.json: a layer is measured once (the base and
     the system stage are shared by many tags; a rebuild that changed the last layers keeps the venv's). A broken
@@ -222,7 +202,8 @@ def _measure(client: docker.DockerClient, image_id: str, wanted: set[str], skip:
     """(bytes, gzipped bytes) of the wanted layers; a file the size of a layer in `skip` is only hashed."""
     measured, done = {}, 0
     workers = os.cpu_count() or 1
-    with ThreadPoolExecutor(workers) as pool, tarfile.open(fileobj=io.BufferedReader(_Stream(client.api.get_image(image_id)), CHUNK), mode="r|") as tar:
+    with ThreadPoolExecutor(workers) as pool, \
+            tarfile.open(fileobj=engine.reader(client.api.get_image(image_id), CHUNK), mode="r|") as tar:
         for member in tar:
             if not member.isfile():
                 continue
