@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from builder import layout, options
+from builder import layout, options, records
 from builder.host import doctor, gpu, smoke, workspace
 from builder.image import base, build, engine, registry, render, size, verify
 from builder.inputs import InputError
@@ -77,7 +77,7 @@ def cmd_render(matrix: Matrix, args) -> int:
         _say(f"kept {len(stale)} folder(s) of tags not in {matrix.path.name} (render deletes nothing unless told to):")
         for path in stale[:50]:
             held = [f.name for f in sorted(path.glob("*.lock"))]
-            if registry.record_path(path.name, args.digests).is_file():
+            if records.digests_path(path.name, args.digests).is_file():
                 held.append(f"digests/{path.name}.json")
             _say(f"  images/{path.name}" + (f" (holds {', '.join(held)})" if held else ""))
         if len(stale) > 50:
@@ -255,7 +255,7 @@ def cmd_verify(matrix: Matrix, args) -> int:
 def cmd_push(matrix: Matrix, args) -> int:
     specs = matrix.select(args.tag)
     for spec in specs:
-        registry.records(spec.tag, args.digests)  # a malformed record refuses before anything moves
+        records.read_digests(spec.tag, args.digests)  # a malformed record refuses before anything moves
     client = engine.connect()
     for spec in specs:
         registry.push(client, f"{args.repo}:{spec.tag}", args.registry, spec.tag, say=_say, digests=args.digests)
@@ -265,7 +265,7 @@ def cmd_push(matrix: Matrix, args) -> int:
 def cmd_pull(matrix: Matrix, args) -> int:
     specs = matrix.select(args.tag)
     for spec in specs:
-        registry.records(spec.tag, args.digests)
+        records.read_digests(spec.tag, args.digests)
     client = engine.connect()
     for spec in specs:
         registry.pull(client, args.registry, spec.tag, say=_say, digests=args.digests)

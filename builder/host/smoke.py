@@ -19,11 +19,10 @@ from pathlib import Path
 import docker
 import msgspec
 
-from builder import records
+from builder import layout, records
 from builder.files import open_fresh, write_atomic
 from builder.host import gpu
 from builder.image import engine
-from builder.image.build import REPORTS
 from builder.matrix.types import ImageSpec, Matrix
 from smoke_tests import nvml, verdicts
 
@@ -110,7 +109,7 @@ def explain_arch(report: records.SmokeReport, matrix: Matrix) -> records.SmokeRe
 
 
 def run(client: docker.DockerClient, spec: ImageSpec, repo: str, matrix: Matrix, say=print,
-        reports: Path = REPORTS, require_gpu: bool = False, data: Path | None = None) -> SmokeRun:
+        reports: Path = layout.REPORTS, require_gpu: bool = False, data: Path | None = None) -> SmokeRun:
     image = f"{repo}:{spec.tag}"
     out = reports / spec.tag
     out.mkdir(parents=True, exist_ok=True)

@@ -39,7 +39,6 @@ from builder.wheels import cache as wheel_cache
 from builder.wheels import lock, serve
 from builder.wheels.network import NetworkSettings
 
-REPORTS = layout.REPORTS
 STEP_RE = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 LAYER_RE = re.compile(r"^---> ([0-9a-f]{12})$")
 HEARTBEAT_S = 30
@@ -174,7 +173,7 @@ class _Progress(Heartbeat):
 
 
 def build(client: docker.DockerClient, spec: ImageSpec, repo: str, network: NetworkSettings,
-          say=print, images: Path = layout.IMAGES, reports: Path = REPORTS, nocache: bool = False,
+          say=print, images: Path = layout.IMAGES, reports: Path = layout.REPORTS, nocache: bool = False,
           cache: Path | None = None) -> BuildResult:
     image = f"{repo}:{spec.tag}"
     needs_lock = layout.LOCK_FILE in (images / spec.tag / layout.DOCKERFILE).read_text()  # every rendered one does

@@ -23,7 +23,6 @@ from builder.files import write_atomic
 from builder.image import engine
 from builder.units import human
 
-REPORTS = layout.ROOT / "reports"
 BUDGET_SLACK = 0.10  # over budget by more than 10% fails; less is noise (a patch release, a new wheel build)
 TOP_PACKAGES = 15
 
@@ -102,7 +101,7 @@ def over_budget(report: SizeReport, budget: int, previous: SizeReport | None) ->
     return "\n  ".join(lines)
 
 
-def baseline(tag: str, reports: Path = REPORTS, say=print) -> SizeReport | None:
+def baseline(tag: str, reports: Path = layout.REPORTS, say=print) -> SizeReport | None:
     """The last report that was within budget (or had none): what growth is measured against (none when it is
     broken: the one written now replaces it)."""
     try:
@@ -112,7 +111,7 @@ def baseline(tag: str, reports: Path = REPORTS, say=print) -> SizeReport | None:
         return None
 
 
-def write(report: SizeReport, reports: Path = REPORTS, within_budget: bool = True) -> None:
+def write(report: SizeReport, reports: Path = layout.REPORTS, within_budget: bool = True) -> None:
     """reports/<tag>/size.{json,md}; size.baseline.json too when within budget, so that an image over its
     budget is compared with the last good one however often it is rebuilt."""
     records.write_report(reports, report.tag, records.SIZE, report)
@@ -122,7 +121,7 @@ def write(report: SizeReport, reports: Path = REPORTS, within_budget: bool = Tru
 
 
 def check(client: docker.DockerClient, image: str, tag: str, budget: int | None, say=print,
-          reports: Path = REPORTS) -> SizeReport:
+          reports: Path = layout.REPORTS) -> SizeReport:
     """Measure, write the report, and raise SizeError when over budget."""
     report = measure(client, image, tag)
     problem = over_budget(report, budget, baseline(tag, reports, say)) if budget is not None else None
@@ -152,7 +151,7 @@ def _deflated(chunk: bytes) -> int:
     return len(packer.compress(chunk)) + len(packer.flush(zlib.Z_FULL_FLUSH))
 
 
-def known_layers(reports: Path = REPORTS) -> dict[str, tuple[int, int]]:
+def known_layers(reports: Path = layout.REPORTS) -> dict[str, tuple[int, int]]:
     """diff_id -> (bytes, gzipped bytes) from every tag's compressed.json: a layer is measured once (the base and
     the system stage are shared by many tags; a rebuild that changed the last layers keeps the venv's). A broken
     record is passed over: its layers are measured again."""
@@ -166,7 +165,7 @@ def known_layers(reports: Path = REPORTS) -> dict[str, tuple[int, int]]:
     return known
 
 
-def compressed(client: docker.DockerClient, image: str, tag: str, reports: Path = REPORTS, say=print) -> Compressed:
+def compressed(client: docker.DockerClient, image: str, tag: str, reports: Path = layout.REPORTS, say=print) -> Compressed:
     """Gzip every layer of the image as a push would (docker save, then deflate on every core), counting bytes.
     Layers measured before (by diff_id) are not compressed again; each layer's sha256 is checked against the
     image's diff_ids, so a count can only belong to the layer it names."""

@@ -26,11 +26,10 @@ from pathlib import Path
 import docker
 import docker.types
 
-from builder import records
+from builder import layout, records
 from builder.files import open_fresh, write_atomic
 from builder.host import gpu, smoke
 from builder.image import engine
-from builder.image.build import REPORTS
 from builder.jobs.cluster import RENDEZVOUS_PORT, Torchrun
 from builder.matrix.types import ImageSpec
 from smoke_tests import distributed, nvml
@@ -112,7 +111,7 @@ def _last_error(lines: list[str]) -> str:
     return lines[-1].strip()[:300] if lines else "(no output)"
 
 
-def run(client: docker.DockerClient, spec: ImageSpec, repo: str, nodes: int, say=print, reports: Path = REPORTS,
+def run(client: docker.DockerClient, spec: ImageSpec, repo: str, nodes: int, say=print, reports: Path = layout.REPORTS,
         require_gpu: bool = False, sizes: tuple[int, ...] | None = None) -> NodesRun:
     image = f"{repo}:{spec.tag}"
     out = reports / spec.tag
