@@ -25,6 +25,9 @@ from builder.units import human
 
 BUDGET_SLACK = 0.10  # over budget by more than 10% fails; less is noise (a patch release, a new wheel build)
 TOP_PACKAGES = 15
+# The free disk a build needs, in images (make doctor says it, make matrix checks it before a build): the image, its
+# wheels in the cache (about half of it) and the engine's copy while committing.
+BUILD_FACTOR = 2
 
 # Run inside the image by its own Python: bytes on disk per installed distribution (from its RECORD).
 PACKAGE_SIZES = """

@@ -18,7 +18,7 @@ from pathlib import Path
 import docker
 
 from builder import layout, records
-from builder.host import doctor, gpu, smoke
+from builder.host import gpu, smoke
 from builder.image import base, build, engine, render, size
 from builder.matrix.types import ImageSpec, Matrix
 from builder.matrix_run import plan as planning
@@ -96,7 +96,7 @@ class Runner:
         if not root or not Path(root).is_dir():
             return None
         largest, _, _ = records.largest_image(self.reports)
-        need = doctor.BUILD_FACTOR * (largest or DEFAULT_IMAGE_BYTES)
+        need = size.BUILD_FACTOR * (largest or DEFAULT_IMAGE_BYTES)
         free = shutil.disk_usage(root).free
         if free >= need:
             return None
