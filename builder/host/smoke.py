@@ -108,22 +108,10 @@ def explain_arch(report: records.SmokeReport, matrix: Matrix) -> records.SmokeRe
     return msgspec.structs.replace(report, checks=tuple(checks))
 
 
-def run(client: docker.DockerClient, spec: ImageSpec, repo: str, matrix: Matrix, say=print,
-        reports: Path = layout.REPORTS, require_gpu: bool = False, data: Path | None = None) -> SmokeRun:
-    image = f"{repo}:{spec.tag}"
-    out = reports / spec.tag
-    out.mkdir(parents=True, exist_ok=True)
-    options = gpu.run_options(client)
-    answer = nvml.read()
-    toolkit = gpu.toolkit_configured(client)
-    host = host_gpus(answer, toolkit)
-    args = suite_args(require_gpu, data, host)
-    volumes = {str(data.resolve()): {"bind": DATA_MOUNT, "mode": "ro"}} if data else {}
-    command_path, log_path, report_path = out / "smoke.cmd", out / "smoke.log", out / records.SMOKE
-    write_atomic(command_path, reproducer(image, options, args, data) + "\n")
-    report_path.unlink(missing_ok=True)  # never leave an older run's report beside this run's log
-    say(f"smoke-testing {image} on {describe(options, answer, host)} (log: {log_path})")
-    started = time.monotonic()
+def _contained(client: docker.DockerClient, image: str, args: list[str], volumes: dict, options: dict,
+               command_path: Path, log_path: Path, say) -> tuple[int, bytes | None]:
+    """Run the suite in a container of the image, its output to the log and to say; (its exit code, the report it
+    wrote or None). The container is removed; one that runs past TIMEOUT_S is killed."""
     try:
         with engine.translated():
             container = client.containers.create(image, args, volumes=volumes, **options)
@@ -157,6 +145,26 @@ def run(client: docker.DockerClient, spec: ImageSpec, repo: str, matrix: Matrix,
     finally:
         watchdog.cancel()
         container.remove(force=True)
+    return exit_code, raw
+
+
+def run(client: docker.DockerClient, spec: ImageSpec, repo: str, matrix: Matrix, say=print,
+        reports: Path = layout.REPORTS, require_gpu: bool = False, data: Path | None = None) -> SmokeRun:
+    image = f"{repo}:{spec.tag}"
+    out = reports / spec.tag
+    out.mkdir(parents=True, exist_ok=True)
+    options = gpu.run_options(client)
+    answer = nvml.read()
+    toolkit = gpu.toolkit_configured(client)
+    host = host_gpus(answer, toolkit)
+    args = suite_args(require_gpu, data, host)
+    volumes = {str(data.resolve()): {"bind": DATA_MOUNT, "mode": "ro"}} if data else {}
+    command_path, log_path, report_path = out / "smoke.cmd", out / "smoke.log", out / records.SMOKE
+    write_atomic(command_path, reproducer(image, options, args, data) + "\n")
+    report_path.unlink(missing_ok=True)  # never leave an older run's report beside this run's log
+    say(f"smoke-testing {image} on {describe(options, answer, host)} (log: {log_path})")
+    started = time.monotonic()
+    exit_code, raw = _contained(client, image, args, volumes, options, command_path, log_path, say)
     seconds = time.monotonic() - started
     if raw is None:
         raise SmokeError(f"the smoke suite in {image} exited with {exit_code} and wrote no report; log: {log_path}")
