@@ -133,7 +133,7 @@ def _record_archs(specs) -> None:
             _say(f"{spec.tag}: GPU archs not read from its torch wheel ({e}); compat.yaml's list stands")
             continue
         if archs:
-            _say(f"{spec.tag}: GPU archs of its torch wheel: {' '.join(archs)} (images/{spec.tag}/{wheel_archs.RECORD})")
+            _say(f"{spec.tag}: GPU archs of its torch wheel: {' '.join(archs)} (images/{spec.tag}/{layout.ARCHS_FILE})")
 
 
 def cmd_base(matrix: Matrix, args) -> int:
