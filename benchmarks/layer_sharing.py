@@ -17,9 +17,9 @@ from __future__ import annotations
 import argparse
 import subprocess
 import tempfile
+from contextlib import suppress
 from pathlib import Path
 
-import docker.errors
 from build_vs_plain import Registry
 
 from builder.image import engine, registry
@@ -76,10 +76,8 @@ def main(first: str, second: str, pull: bool) -> None:
                     client.images.remove(ref)
                 for other in client.images.list(all=True):
                     if other.attrs["RootFS"]["Layers"] == layers_b and not other.tags:
-                        try:
-                            client.images.remove(other.id)
-                        except docker.errors.ImageNotFound:
-                            pass  # pruned with one removed before it (a parent of it)
+                        with suppress(engine.NotFound), engine.translated():  # pruned with one removed before it
+                            client.images.remove(other.id)  # (a parent of it)
                 held = {tuple(i.attrs["RootFS"]["Layers"]) for i in client.images.list(all=True)}
                 print(f"before the pull: {sum(1 for d in layers_b if any(d in h for h in held))} of {second}'s "
                       f"{len(layers_b)} diff IDs held by an image here; chains: longest "
