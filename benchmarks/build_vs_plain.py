@@ -30,7 +30,7 @@ import urllib.request
 from pathlib import Path
 
 from builder import layout
-from builder.image import base, build, registry, render
+from builder.image import base, build, engine, registry, render
 from builder.matrix.load import load
 from builder.matrix.types import ImageSpec
 from builder.wheels import cache as wheel_cache
@@ -93,7 +93,7 @@ def timed_build(client, spec, repo, settings, **kwargs) -> tuple[build.BuildResu
 
 
 def main(tag: str | None) -> None:
-    client = build.connect()
+    client = engine.connect()
     spec = load(layout.MATRIX).select(tag)[0]
     settings = network.host_settings()
     base.ensure(client, spec.base)

@@ -17,12 +17,12 @@ from __future__ import annotations
 import argparse
 import subprocess
 import tempfile
+from contextlib import suppress
 from pathlib import Path
 
-import docker.errors
 from build_vs_plain import Registry
 
-from builder.image import build, registry
+from builder.image import engine, registry
 
 
 def storage_bytes(folder: Path) -> int:
@@ -34,7 +34,7 @@ def shared(first, second) -> int:
 
 
 def main(first: str, second: str, pull: bool) -> None:
-    client = build.connect()
+    client = engine.connect()
     a, b = client.images.get(first), client.images.get(second)
     layers_a, layers_b = a.attrs["RootFS"]["Layers"], b.attrs["RootFS"]["Layers"]
     chain = shared(layers_a, layers_b)
@@ -76,10 +76,8 @@ def main(first: str, second: str, pull: bool) -> None:
                     client.images.remove(ref)
                 for other in client.images.list(all=True):
                     if other.attrs["RootFS"]["Layers"] == layers_b and not other.tags:
-                        try:
-                            client.images.remove(other.id)
-                        except docker.errors.ImageNotFound:
-                            pass  # pruned with one removed before it (a parent of it)
+                        with suppress(engine.NotFound), engine.translated():  # pruned with one removed before it
+                            client.images.remove(other.id)  # (a parent of it)
                 held = {tuple(i.attrs["RootFS"]["Layers"]) for i in client.images.list(all=True)}
                 print(f"before the pull: {sum(1 for d in layers_b if any(d in h for h in held))} of {second}'s "
                       f"{len(layers_b)} diff IDs held by an image here; chains: longest "

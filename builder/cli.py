@@ -13,9 +13,9 @@ import sys
 import time
 from pathlib import Path
 
-from builder import layout, options
+from builder import layout, options, records
 from builder.host import doctor, gpu, smoke, workspace
-from builder.image import base, build, registry, render, size, verify
+from builder.image import base, build, engine, registry, render, size, verify
 from builder.inputs import InputError
 from builder.jobs import ci, cluster, k8s, multinode, slurm
 from builder.matrix import compat
@@ -77,7 +77,7 @@ def cmd_render(matrix: Matrix, args) -> int:
         _say(f"kept {len(stale)} folder(s) of tags not in {matrix.path.name} (render deletes nothing unless told to):")
         for path in stale[:50]:
             held = [f.name for f in sorted(path.glob("*.lock"))]
-            if registry.record_path(path.name, args.digests).is_file():
+            if records.digests_path(path.name, args.digests).is_file():
                 held.append(f"digests/{path.name}.json")
             _say(f"  images/{path.name}" + (f" (holds {', '.join(held)})" if held else ""))
         if len(stale) > 50:
@@ -133,11 +133,11 @@ def _record_archs(specs) -> None:
             _say(f"{spec.tag}: GPU archs not read from its torch wheel ({e}); compat.yaml's list stands")
             continue
         if archs:
-            _say(f"{spec.tag}: GPU archs of its torch wheel: {' '.join(archs)} (images/{spec.tag}/{wheel_archs.RECORD})")
+            _say(f"{spec.tag}: GPU archs of its torch wheel: {' '.join(archs)} (images/{spec.tag}/{layout.ARCHS_FILE})")
 
 
 def cmd_base(matrix: Matrix, args) -> int:
-    client = build.connect()
+    client = engine.connect()
     for b in dict.fromkeys(s.base for s in matrix.select(args.tag)):
         image_id = base.ensure(client, b, say=_say)
         _say(f"base {b.image}: {image_id[:19]}")
@@ -153,7 +153,7 @@ def cmd_build(matrix: Matrix, args) -> int:
         _say(f"note: not using {note}")
     if settings.ca_files:
         _say("fetching what the wheel cache lacks with the host's CA bundle(s): " + ", ".join(map(str, settings.ca_files)))
-    client = build.connect()
+    client = engine.connect()
     failed = [spec.tag for spec in specs if not _build(client, spec, args.repo, settings, args.no_cache, args.reports)]
     if failed:
         return _fail(f"{len(failed)} of {len(specs)} builds failed: {', '.join(failed)}", 1)
@@ -183,7 +183,7 @@ def _built(client, image: str) -> bool:
 
 def cmd_smoke(matrix: Matrix, args) -> int:
     specs = matrix.select(args.tag)
-    client = build.connect()
+    client = engine.connect()
     outcomes = {}
     for spec in specs:
         image = f"{args.repo}:{spec.tag}"
@@ -212,7 +212,7 @@ def cmd_smoke(matrix: Matrix, args) -> int:
 
 
 def cmd_size(matrix: Matrix, args) -> int:
-    client = build.connect()
+    client = engine.connect()
     over = []
     for spec in matrix.select(args.tag):
         image = f"{args.repo}:{spec.tag}"
@@ -227,7 +227,7 @@ def cmd_size(matrix: Matrix, args) -> int:
 
 
 def cmd_verify(matrix: Matrix, args) -> int:
-    client = build.connect()
+    client = engine.connect()
     settings = args.network
     differ = []
     for spec in matrix.select(args.tag):
@@ -255,8 +255,8 @@ def cmd_verify(matrix: Matrix, args) -> int:
 def cmd_push(matrix: Matrix, args) -> int:
     specs = matrix.select(args.tag)
     for spec in specs:
-        registry.records(spec.tag, args.digests)  # a malformed record refuses before anything moves
-    client = build.connect()
+        records.read_digests(spec.tag, args.digests)  # a malformed record refuses before anything moves
+    client = engine.connect()
     for spec in specs:
         registry.push(client, f"{args.repo}:{spec.tag}", args.registry, spec.tag, say=_say, digests=args.digests)
     return 0
@@ -265,8 +265,8 @@ def cmd_push(matrix: Matrix, args) -> int:
 def cmd_pull(matrix: Matrix, args) -> int:
     specs = matrix.select(args.tag)
     for spec in specs:
-        registry.records(spec.tag, args.digests)
-    client = build.connect()
+        records.read_digests(spec.tag, args.digests)
+    client = engine.connect()
     for spec in specs:
         registry.pull(client, args.registry, spec.tag, say=_say, digests=args.digests)
     return 0
@@ -315,7 +315,7 @@ def cmd_ci(matrix: Matrix, args) -> int:
 
 
 def cmd_clean(matrix: Matrix, args) -> int:
-    client = build.connect()
+    client = engine.connect()
     removed = 0
     for image in client.images.list(name=args.repo):
         for tag in image.tags:
@@ -334,7 +334,7 @@ def cmd_run(matrix: Matrix, args) -> int:
     try:
         ws = workspace.plan(f"{args.repo}:{spec[0].tag}", spec[0].tag, args.workspace, args.bind,
                             args.jupyter_port, args.ssh_port)
-        workspace.start(build.connect(), ws, say=_say)
+        workspace.start(engine.connect(), ws, say=_say)
     except workspace.WorkspaceError as e:
         return _fail(str(e), 1)
     return 0
@@ -398,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"refused: {e}; nothing was done.", INVALID)
     except registry.RegistryError as e:
         return _fail(str(e), 1)
-    except (build.EngineError, base.BaseError) as e:
+    except (engine.EngineError, base.BaseError) as e:
         return _fail(str(e), 1)
     except KeyboardInterrupt:
         return _fail("interrupted", 130)

@@ -22,7 +22,6 @@ from builder.jobs import cluster, multinode
 from builder.wheels import network
 from smoke_tests import distributed, nvml
 
-MATRIX = layout.ROOT / "matrix.yaml"
 
 # Commands by what their steps do, for the settings and environment variables they read.
 TAGGED = ("validate", "lock", "fetch", "base", "build", "smoke", "run", "size", "verify", "push", "pull", "k8s", "slurm")
@@ -92,7 +91,7 @@ _ONE = {"action": "store_const", "const": "1"}  # a switch whose variable is a f
 
 # In the order they are checked: the first bad value is the one refused.
 OPTIONS = (
-    Option("matrix", None, "the version matrix (default: matrix.yaml)", argparse={"type": Path, "default": MATRIX}),
+    Option("matrix", None, "the version matrix (default: matrix.yaml)", argparse={"type": Path, "default": layout.MATRIX}),
     Option("repo", None, "local image repository name (default: $TORCHYARD_REPO or torchyard)", "REPO", "TORCHYARD_REPO",
            "torchyard", lambda value, name, command: reference.repository(value, name)),
     Option("tag", (*TAGGED, "matrix"), "a tag of the matrix, or 'all' (default: the matrix's default)", "TAG", "TORCHYARD_TAG",

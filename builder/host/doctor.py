@@ -13,11 +13,12 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-import docker.errors
+import docker
 
 from builder import records
 from builder.host import gpu
-from builder.image import build
+from builder.image import size
+from builder.image.engine import EngineError, connect, translated  # by name: `engine` here is an Engine
 from builder.inputs import printable
 from builder.matrix.compat import version_key
 from builder.matrix.types import ImageSpec, Matrix
@@ -29,7 +30,6 @@ from smoke_tests.environment import shm_bytes
 
 # Verdicts per tag, in the words the table shows.
 RUNS, DOES_NOT_RUN, UNKNOWN, CPU_ONLY, NO_RUNTIME = "runs", "does not run", "cannot tell", "CPU only", "no GPU runtime"
-BUILD_FACTOR = 2  # a build's room: the image, its wheels in the cache (about half of it) and the engine's copy while committing
 
 
 @dataclass(frozen=True)
@@ -69,9 +69,10 @@ class TagVerdict:
 
 def engine_facts(client: docker.DockerClient | None = None) -> Engine:
     try:
-        client = client or build.connect()
-        info = client.info()
-    except (build.EngineError, docker.errors.DockerException, OSError) as e:
+        client = client or connect()
+        with translated():
+            info = client.info()
+    except (EngineError, OSError) as e:
         return Engine(str(e))
     return Engine(None, info.get("ServerVersion"), gpu.gpu_route(info), tuple(map(str, gpu.cdi_gpu_specs(info))),
                   info.get("DockerRootDir"))
@@ -138,7 +139,7 @@ def host_lines(host: nvml.Nvml, engine: Engine, shm: int, disk: Disk) -> list[st
     lines.append(f"/dev/shm        {_gib(shm)} here" + ("" if shm_verdict.ok else " (too small for the smoke suite run "
                                                       "on the host; containers of make run and make smoke get 8 GiB)"))
     if disk.image:
-        need = BUILD_FACTOR * disk.image
+        need = size.BUILD_FACTOR * disk.image
         lines.append(f"disk            {human(disk.free)} free in {disk.path}; a build needs about {human(need)} "
                      f"(twice the largest image measured here, {disk.image_tag} {human(disk.image)}): room for "
                      f"{disk.free // need} build(s)")

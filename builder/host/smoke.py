@@ -9,23 +9,20 @@ reports/<tag>/ gets smoke.json (every figure), smoke.log (what the container pri
 
 from __future__ import annotations
 
-import io
 import os
 import shlex
-import tarfile
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import docker
-import docker.errors
 import msgspec
 
-from builder import records
+from builder import layout, records
 from builder.files import open_fresh, write_atomic
 from builder.host import gpu
-from builder.image.build import REPORTS
+from builder.image import engine
 from builder.matrix.types import ImageSpec, Matrix
 from smoke_tests import nvml, verdicts
 
@@ -111,18 +108,48 @@ def explain_arch(report: records.SmokeReport, matrix: Matrix) -> records.SmokeRe
     return msgspec.structs.replace(report, checks=tuple(checks))
 
 
-def _read_file(container, path: str) -> bytes | None:
+def _contained(client: docker.DockerClient, image: str, args: list[str], volumes: dict, options: dict,
+               command_path: Path, log_path: Path, say) -> tuple[int, bytes | None]:
+    """Run the suite in a container of the image, its output to the log and to say; (its exit code, the report it
+    wrote or None). The container is removed; one that runs past TIMEOUT_S is killed."""
     try:
-        stream, _ = container.get_archive(path)
-    except docker.errors.NotFound:
-        return None
-    with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
-        member = tar.extractfile(tar.getmembers()[0])
-        return member.read() if member else None
+        with engine.translated():
+            container = client.containers.create(image, args, volumes=volumes, **options)
+    except engine.EngineError as e:
+        raise SmokeError(f"the engine refused to create a container of {image}: {e}") from None
+    killed = threading.Event()
+
+    def kill() -> None:  # a hung collective must not hang make
+        killed.set()
+        container.kill()
+
+    watchdog = threading.Timer(TIMEOUT_S, kill)
+    try:
+        try:
+            with engine.translated():
+                container.start()
+        except engine.EngineError as e:
+            raise SmokeError(f"the engine refused to start {image}: {e}\n  the same run by hand: "
+                             f"{command_path.read_text().strip()}") from None
+        watchdog.start()
+        with open_fresh(log_path) as log:
+            log.write(f"$ {command_path.read_text()}")
+            for chunk in container.logs(stream=True, follow=True):
+                text = chunk.decode(errors="replace")
+                log.write(text)
+                say(text.rstrip("\n"))
+        exit_code = container.wait()["StatusCode"]
+        if killed.is_set():
+            raise SmokeError(f"the smoke suite in {image} did not finish in {TIMEOUT_S}s and was killed; log: {log_path}")
+        raw = engine.read_file(container, CONTAINER_JSON)
+    finally:
+        watchdog.cancel()
+        container.remove(force=True)
+    return exit_code, raw
 
 
 def run(client: docker.DockerClient, spec: ImageSpec, repo: str, matrix: Matrix, say=print,
-        reports: Path = REPORTS, require_gpu: bool = False, data: Path | None = None) -> SmokeRun:
+        reports: Path = layout.REPORTS, require_gpu: bool = False, data: Path | None = None) -> SmokeRun:
     image = f"{repo}:{spec.tag}"
     out = reports / spec.tag
     out.mkdir(parents=True, exist_ok=True)
@@ -137,37 +164,7 @@ def run(client: docker.DockerClient, spec: ImageSpec, repo: str, matrix: Matrix,
     report_path.unlink(missing_ok=True)  # never leave an older run's report beside this run's log
     say(f"smoke-testing {image} on {describe(options, answer, host)} (log: {log_path})")
     started = time.monotonic()
-    try:
-        container = client.containers.create(image, args, volumes=volumes, **options)
-    except docker.errors.APIError as e:
-        raise SmokeError(f"the engine refused to create a container of {image}: {e.explanation or e}") from None
-    killed = threading.Event()
-
-    def kill() -> None:  # a hung collective must not hang make
-        killed.set()
-        container.kill()
-
-    watchdog = threading.Timer(TIMEOUT_S, kill)
-    try:
-        try:
-            container.start()
-        except docker.errors.APIError as e:
-            raise SmokeError(f"the engine refused to start {image}: {e.explanation or e}\n  the same run by hand: "
-                             f"{command_path.read_text().strip()}") from None
-        watchdog.start()
-        with open_fresh(log_path) as log:
-            log.write(f"$ {command_path.read_text()}")
-            for chunk in container.logs(stream=True, follow=True):
-                text = chunk.decode(errors="replace")
-                log.write(text)
-                say(text.rstrip("\n"))
-        exit_code = container.wait()["StatusCode"]
-        if killed.is_set():
-            raise SmokeError(f"the smoke suite in {image} did not finish in {TIMEOUT_S}s and was killed; log: {log_path}")
-        raw = _read_file(container, CONTAINER_JSON)
-    finally:
-        watchdog.cancel()
-        container.remove(force=True)
+    exit_code, raw = _contained(client, image, args, volumes, options, command_path, log_path, say)
     seconds = time.monotonic() - started
     if raw is None:
         raise SmokeError(f"the smoke suite in {image} exited with {exit_code} and wrote no report; log: {log_path}")

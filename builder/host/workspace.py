@@ -21,10 +21,10 @@ from types import ModuleType
 from typing import Callable
 
 import docker
-import docker.errors
 
 from builder import layout
 from builder.host import gpu
+from builder.image import engine
 
 KEY_NAMES = ("id_ed25519.pub", "id_ecdsa.pub", "id_rsa.pub")  # what ssh-keygen makes, preferred first
 TOKEN_RE = re.compile(r"/lab\?token=([0-9a-f]{16,})")
@@ -180,27 +180,21 @@ def _run(client: docker.DockerClient, ws: Workspace, options: dict, say: Callabl
     line = docker_run_line(ws, options)
     say(f"starting {ws.name}: {line}")
     try:
-        return client.containers.run(ws.image, **run_kwargs(ws, options))
-    except docker.errors.APIError as e:
-        try:  # a container that was created but could not start would block the name
-            client.containers.get(ws.name).remove(force=True)
-        except docker.errors.NotFound:
-            pass
-        raise WorkspaceError(f"docker could not start {ws.name}: {e.explanation or e}\n  the same start by hand: {line}") from None
+        with engine.translated():
+            return client.containers.run(ws.image, **run_kwargs(ws, options))
+    except engine.EngineError as e:
+        if left := engine.find_container(client, ws.name):  # created but not started, it would block the name
+            left.remove(force=True)
+        raise WorkspaceError(f"docker could not start {ws.name}: {e}\n  the same start by hand: {line}") from None
 
 
 def start(client: docker.DockerClient, ws: Workspace, say: Callable[[str], None]) -> str:
     """Start the workspace container; returns the Jupyter URL with its token."""
-    try:
-        client.images.get(ws.image)
-    except docker.errors.ImageNotFound:
-        raise WorkspaceError(f"no image {ws.image}; build it first: make build TAG={ws.image.rsplit(':', 1)[1]}") from None
-    try:
-        existing = client.containers.get(ws.name)
+    if engine.find_image(client, ws.image) is None:
+        raise WorkspaceError(f"no image {ws.image}; build it first: make build TAG={ws.image.rsplit(':', 1)[1]}")
+    if existing := engine.find_container(client, ws.name):
         raise WorkspaceError(f"a container named {ws.name} exists ({existing.status}); "
                              f"stop and remove it first: docker rm -f {ws.name}")
-    except docker.errors.NotFound:
-        pass
     ws.folder.mkdir(parents=True, exist_ok=True)  # made by you, so Docker does not make it as root
     options = gpu.run_options(client)
     if "device_requests" not in options:

@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 import docker
-import docker.errors
 
+from builder.image import engine
 from builder.matrix.types import Base
 from builder.urls import redact
 
@@ -46,17 +46,17 @@ def mmdebstrap_command(base: Base, tarball: Path, mirror: str) -> list[str]:
 
 def ensure(client: docker.DockerClient, base: Base, say=print) -> str:
     """The base image's ID, making or pulling it when it is missing."""
-    try:
-        return client.images.get(base.image).id
-    except docker.errors.ImageNotFound:
-        pass
+    found = engine.find_image(client, base.image)
+    if found:
+        return found.id
     if base.is_local:
         return make_local(client, base, say)
     say(f"pulling base {base.ref}")
     try:
-        return client.images.pull(base.ref).id
-    except docker.errors.APIError as e:
-        raise BaseError(f"cannot pull base {base.ref}: {e.explanation or e}") from None
+        with engine.translated():
+            return client.images.pull(base.ref).id
+    except engine.EngineError as e:
+        raise BaseError(f"cannot pull base {base.ref}: {e}") from None
 
 
 def make_local(client: docker.DockerClient, base: Base, say=print) -> str:

@@ -20,19 +20,18 @@ import subprocess
 import tarfile
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import docker
-import docker.errors
 
 from builder import layout
 from builder import records
 from builder.files import open_fresh
 from builder.heartbeat import Heartbeat
-from builder.image import context, render
+from builder.image import context, engine, render
 from builder.image.base import SOURCE_DATE_EPOCH
 from builder.matrix.types import ImageSpec
 from builder.urls import redact
@@ -40,16 +39,11 @@ from builder.wheels import cache as wheel_cache
 from builder.wheels import lock, serve
 from builder.wheels.network import NetworkSettings
 
-REPORTS = layout.REPORTS
 STEP_RE = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 LAYER_RE = re.compile(r"^---> ([0-9a-f]{12})$")
 HEARTBEAT_S = 30
 TAIL_LINES = 25
 CONTEXT_LABEL = f"{layout.LABEL_PREFIX}.context.sha256"  # builder/image/context.py: what the image was built from
-
-
-class EngineError(Exception):
-    pass
 
 
 class BuildFailed(Exception):
@@ -69,18 +63,6 @@ class BuildResult:
     cached: int
     log: Path
     layers: tuple[str, ...]  # the image ID after each step but FROM (the base is not the build's), as printed
-
-
-def connect() -> docker.DockerClient:
-    """A client for the engine DOCKER_HOST names (or the local socket), or a clear error."""
-    where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-    try:
-        client = docker.from_env(timeout=600)
-        client.ping()
-        return client
-    except (docker.errors.DockerException, OSError) as e:
-        raise EngineError(f"no Docker engine answers at {where} ({e.__class__.__name__}). Start one: on Debian "
-                          "`apt-get install docker.io` then `dockerd &` (or `systemctl start docker`).") from None
 
 
 def _git(*args: str) -> str | None:
@@ -113,10 +95,8 @@ def provenance_labels(built_from: context.Context) -> dict[str, str]:
 
 
 def base_id(client: docker.DockerClient, spec: ImageSpec) -> str:
-    try:
-        return client.images.get(spec.base.image).id
-    except docker.errors.ImageNotFound:
-        return ""  # the build itself then says the base is missing
+    found = engine.find_image(client, spec.base.image)
+    return found.id if found else ""  # without it, the build itself then says the base is missing
 
 
 def locks_sha256(paths: list[Path]) -> str:
@@ -193,7 +173,7 @@ class _Progress(Heartbeat):
 
 
 def build(client: docker.DockerClient, spec: ImageSpec, repo: str, network: NetworkSettings,
-          say=print, images: Path = layout.IMAGES, reports: Path = REPORTS, nocache: bool = False,
+          say=print, images: Path = layout.IMAGES, reports: Path = layout.REPORTS, nocache: bool = False,
           cache: Path | None = None) -> BuildResult:
     image = f"{repo}:{spec.tag}"
     needs_lock = layout.LOCK_FILE in (images / spec.tag / layout.DOCKERFILE).read_text()  # every rendered one does
@@ -218,14 +198,16 @@ def build(client: docker.DockerClient, spec: ImageSpec, repo: str, network: Netw
                 with _Fetching(wheels, network, say, cache or wheel_cache.folder()) as fetching, \
                         serve.serving(wheels, fetching.cache, fetching.arrivals) as address:
                     try:
-                        # on the host's network, so the build reaches the loopback server by the name the Dockerfile uses
-                        stream = client.api.build(fileobj=io.BytesIO(built_from.tar), custom_context=True, tag=image,
-                                                  rm=True, forcerm=True, pull=False, nocache=nocache, decode=True,
-                                                  buildargs=buildargs, labels=labels, network_mode="host",
-                                                  extra_hosts={serve.HOST: address})
-                        image_id = _follow(stream, spec, progress, log_path)
-                    except docker.errors.APIError as e:
-                        raise BuildFailed(spec.tag, progress.step, progress.instruction, redact(str(e.explanation or e)),
+                        with engine.translated():
+                            # on the host's network, so the build reaches the loopback server by the name the
+                            # Dockerfile uses
+                            stream = client.api.build(fileobj=io.BytesIO(built_from.tar), custom_context=True,
+                                                      tag=image, rm=True, forcerm=True, pull=False, nocache=nocache,
+                                                      decode=True, buildargs=buildargs, labels=labels,
+                                                      network_mode="host", extra_hosts={serve.HOST: address})
+                            image_id = _follow(stream, spec, progress, log_path)
+                    except engine.EngineError as e:
+                        raise BuildFailed(spec.tag, progress.step, progress.instruction, redact(str(e)),
                                           progress.tail, log_path) from None
             except (BuildFailed, wheel_cache.FetchError):
                 # the classic builder keeps each step it committed: none stays to hold layers of other images
@@ -284,11 +266,12 @@ def reproducible(client: docker.DockerClient, image: str, image_id: str, say=pri
             info.size, info.mtime = len(data), int(SOURCE_DATE_EPOCH)
             tar.addfile(info, io.BytesIO(data))
     try:
-        for _ in client.api.load_image(buffer.getvalue()):
-            pass
-    except docker.errors.APIError as e:
+        with engine.translated():
+            for _ in client.api.load_image(buffer.getvalue()):
+                pass
+    except engine.EngineError as e:
         say(f"note: {image} keeps the builder's image ID (the engine did not load the reproducible config: "
-            f"{redact(str(e.explanation or e))})")
+            f"{redact(str(e))})")
         return image_id
     return f"sha256:{digest}"
 
@@ -361,17 +344,13 @@ def remove(client: docker.DockerClient, result: BuildResult) -> None:
     when no other tag names it: a rebuild of the same commit is the same image (reproducible), which `make verify`'s
     rebuild under another name must not take from the tag it was compared with."""
     _remove_each(client, (result.image,))
-    try:
-        tagged = client.images.get(result.image_id).tags
-    except docker.errors.ImageNotFound:
-        tagged = []
+    found = engine.find_image(client, result.image_id)
+    tagged = found.tags if found else []
     _remove_each(client, (*(() if tagged else (result.image_id,)), *reversed(result.layers)))
 
 
 def _remove_each(client: docker.DockerClient, refs, noprune: bool = False) -> None:
     """Remove each image, last step first as given; one already gone, or still used by another image or tag, stays."""
     for ref in refs:
-        try:
+        with suppress(engine.EngineError), engine.translated():
             client.images.remove(ref, noprune=noprune)
-        except docker.errors.APIError:
-            pass

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import docker
-import docker.errors
 
 from builder import reference as references
 from builder import layout
-from builder import records as records_
+from builder import records
 from builder.heartbeat import Heartbeat
+from builder.image import engine
 
 HEARTBEAT_S = 15
 
@@ -44,20 +44,10 @@ def reference(registry: str, tag: str) -> str:
     return f"{references.registry(registry)}/{layout.REGISTRY_NAME}:{tag}"
 
 
-def record_path(tag: str, digests: Path = layout.DIGESTS) -> Path:
-    return records_.digests_path(tag, digests)
-
-
-def records(tag: str, digests: Path = layout.DIGESTS) -> records_.Digests:
-    """reference -> what was pushed there, as digests/<tag>.json records it; records.BrokenRecord (exit 2) when it
-    is malformed."""
-    return records_.read_digests(tag, digests)
-
-
 def record(tag: str, shipped: Shipped, digests: Path = layout.DIGESTS) -> Path:
-    entries = records(tag, digests)
-    entries[shipped.reference] = records_.Pushed(digest=shipped.digest, image_id=shipped.image_id)
-    return records_.write_digests(tag, entries, digests)
+    entries = records.read_digests(tag, digests)
+    entries[shipped.reference] = records.Pushed(digest=shipped.digest, image_id=shipped.image_id)
+    return records.write_digests(tag, entries, digests)
 
 
 def explain(error: str, ref: str) -> str:
@@ -105,13 +95,14 @@ def _stream(stream, ref: str, progress: _Progress) -> dict:
     """Feed the engine's JSON stream to the progress; the final aux (push) or last status; errors explained."""
     aux: dict = {}
     try:
-        for chunk in stream:
-            if "error" in chunk:
-                raise RegistryError(explain(chunk.get("errorDetail", {}).get("message") or chunk["error"], ref))
-            aux.update(chunk.get("aux") or {})
-            progress.chunk(chunk)
-    except docker.errors.APIError as e:
-        raise RegistryError(explain(str(e.explanation or e), ref)) from None
+        with engine.translated():
+            for chunk in stream:
+                if "error" in chunk:
+                    raise RegistryError(explain(chunk.get("errorDetail", {}).get("message") or chunk["error"], ref))
+                aux.update(chunk.get("aux") or {})
+                progress.chunk(chunk)
+    except engine.EngineError as e:
+        raise RegistryError(explain(str(e), ref)) from None
     return aux
 
 
@@ -119,11 +110,10 @@ def push(client: docker.DockerClient, image: str, registry: str, tag: str, say=p
     """Push the local image as <registry>/torchyard:<tag>; record and return its digest."""
     ref = reference(registry, tag)
     repository = ref.rsplit(":", 1)[0]
-    records(tag, digests)  # a malformed record refuses before anything moves
-    try:
-        local = client.images.get(image)
-    except docker.errors.ImageNotFound:
-        raise RegistryError(f"no local image {image} to push; build it first: make build TAG={tag}") from None
+    records.read_digests(tag, digests)  # a malformed record refuses (exit 2) before anything moves
+    local = engine.find_image(client, image)
+    if local is None:
+        raise RegistryError(f"no local image {image} to push; build it first: make build TAG={tag}")
     tagged_here = ref not in local.tags
     local.tag(repository, tag)
     say(f"pushing {image} ({local.attrs['Size'] / 1e9:.2f} GB unpacked) as {ref}")
@@ -146,22 +136,24 @@ def push(client: docker.DockerClient, image: str, registry: str, tag: str, say=p
 def remote_digest(client: docker.DockerClient, ref: str) -> str:
     """The manifest digest the registry has for ref now (nothing is downloaded but the manifest)."""
     try:
-        return client.images.get_registry_data(ref).id
-    except docker.errors.APIError as e:
-        raise RegistryError(explain(str(e.explanation or e), ref)) from None
+        with engine.translated():
+            return client.images.get_registry_data(ref).id
+    except engine.EngineError as e:
+        raise RegistryError(explain(str(e), ref)) from None
 
 
 def pull(client: docker.DockerClient, registry: str, tag: str, say=print, digests: Path = layout.DIGESTS) -> Shipped:
     """Pull <registry>/torchyard:<tag> if, and only if, the registry's digest is the recorded one."""
     ref = reference(registry, tag)
     repository = ref.rsplit(":", 1)[0]
-    entry = records(tag, digests).get(ref)
+    entry = records.read_digests(tag, digests).get(ref)
     if entry is None:
-        raise RegistryError(f"no recorded digest for {ref} in {record_path(tag, digests)}: a pull is verified "
+        raise RegistryError(f"no recorded digest for {ref} in {records.digests_path(tag, digests)}: a pull is verified "
                             f"against the digest its push recorded; push from a checkout that commits digests/")
     found = remote_digest(client, ref)
     if found != entry.digest:
-        raise RegistryError(f"refused: the registry's {ref} is {found}, but {record_path(tag, digests).name} records "
+        raise RegistryError(f"refused: the registry's {ref} is {found}, but "
+                            f"{records.digests_path(tag, digests).name} records "
                             f"{entry.digest}; the tag was pushed over since. Nothing was pulled.")
     say(f"pulling {ref} ({found}, as recorded)")
     with _Progress(say, "pulled") as progress:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import collections
 import hashlib
-import io
 import json
 import os
 import re
@@ -21,11 +20,14 @@ import docker
 
 from builder import layout, records
 from builder.files import write_atomic
+from builder.image import engine
 from builder.units import human
 
-REPORTS = layout.ROOT / "reports"
 BUDGET_SLACK = 0.10  # over budget by more than 10% fails; less is noise (a patch release, a new wheel build)
 TOP_PACKAGES = 15
+# The free disk a build needs, in images (make doctor says it, make matrix checks it before a build): the image, its
+# wheels in the cache (about half of it) and the engine's copy while committing.
+BUILD_FACTOR = 2
 
 # Run inside the image by its own Python: bytes on disk per installed distribution (from its RECORD).
 PACKAGE_SIZES = """
@@ -102,7 +104,7 @@ def over_budget(report: SizeReport, budget: int, previous: SizeReport | None) ->
     return "\n  ".join(lines)
 
 
-def baseline(tag: str, reports: Path = REPORTS, say=print) -> SizeReport | None:
+def baseline(tag: str, reports: Path = layout.REPORTS, say=print) -> SizeReport | None:
     """The last report that was within budget (or had none): what growth is measured against (none when it is
     broken: the one written now replaces it)."""
     try:
@@ -112,7 +114,7 @@ def baseline(tag: str, reports: Path = REPORTS, say=print) -> SizeReport | None:
         return None
 
 
-def write(report: SizeReport, reports: Path = REPORTS, within_budget: bool = True) -> None:
+def write(report: SizeReport, reports: Path = layout.REPORTS, within_budget: bool = True) -> None:
     """reports/<tag>/size.{json,md}; size.baseline.json too when within budget, so that an image over its
     budget is compared with the last good one however often it is rebuilt."""
     records.write_report(reports, report.tag, records.SIZE, report)
@@ -122,7 +124,7 @@ def write(report: SizeReport, reports: Path = REPORTS, within_budget: bool = Tru
 
 
 def check(client: docker.DockerClient, image: str, tag: str, budget: int | None, say=print,
-          reports: Path = REPORTS) -> SizeReport:
+          reports: Path = layout.REPORTS) -> SizeReport:
     """Measure, write the report, and raise SizeError when over budget."""
     report = measure(client, image, tag)
     problem = over_budget(report, budget, baseline(tag, reports, say)) if budget is not None else None
@@ -152,27 +154,7 @@ def _deflated(chunk: bytes) -> int:
     return len(packer.compress(chunk)) + len(packer.flush(zlib.Z_FULL_FLUSH))
 
 
-class _Stream(io.RawIOBase):
-    """The engine's `docker save` byte chunks as a file tarfile can read in stream mode."""
-
-    def __init__(self, chunks):
-        self._chunks, self._rest = iter(chunks), b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        while not self._rest:
-            self._rest = next(self._chunks, None)
-            if self._rest is None:
-                self._rest = b""
-                return 0
-        n = min(len(buffer), len(self._rest))
-        buffer[:n], self._rest = self._rest[:n], self._rest[n:]
-        return n
-
-
-def known_layers(reports: Path = REPORTS) -> dict[str, tuple[int, int]]:
+def known_layers(reports: Path = layout.REPORTS) -> dict[str, tuple[int, int]]:
     """diff_id -> (bytes, gzipped bytes) from every tag's compressed.json: a layer is measured once (the base and
     the system stage are shared by many tags; a rebuild that changed the last layers keeps the venv's). A broken
     record is passed over: its layers are measured again."""
@@ -186,7 +168,7 @@ def known_layers(reports: Path = REPORTS) -> dict[str, tuple[int, int]]:
     return known
 
 
-def compressed(client: docker.DockerClient, image: str, tag: str, reports: Path = REPORTS, say=print) -> Compressed:
+def compressed(client: docker.DockerClient, image: str, tag: str, reports: Path = layout.REPORTS, say=print) -> Compressed:
     """Gzip every layer of the image as a push would (docker save, then deflate on every core), counting bytes.
     Layers measured before (by diff_id) are not compressed again; each layer's sha256 is checked against the
     image's diff_ids, so a count can only belong to the layer it names."""
@@ -222,7 +204,8 @@ def _measure(client: docker.DockerClient, image_id: str, wanted: set[str], skip:
     """(bytes, gzipped bytes) of the wanted layers; a file the size of a layer in `skip` is only hashed."""
     measured, done = {}, 0
     workers = os.cpu_count() or 1
-    with ThreadPoolExecutor(workers) as pool, tarfile.open(fileobj=io.BufferedReader(_Stream(client.api.get_image(image_id)), CHUNK), mode="r|") as tar:
+    with ThreadPoolExecutor(workers) as pool, \
+            tarfile.open(fileobj=engine.reader(client.api.get_image(image_id), CHUNK), mode="r|") as tar:
         for member in tar:
             if not member.isfile():
                 continue

@@ -21,7 +21,7 @@ from pathlib import Path
 import docker
 
 from builder import layout, records
-from builder.image.build import EngineError
+from builder.image import engine
 
 # Written by the engine into every container's filesystem, whatever the image holds.
 ENGINE_FILES = {".dockerenv", "etc/hostname", "etc/hosts", "etc/resolv.conf", "etc/mtab"}
@@ -74,32 +74,12 @@ class Comparison:
         return "\n".join(lines)
 
 
-class _StreamReader(io.RawIOBase):
-    """A file object over the engine's chunked export stream, for tarfile's streaming mode."""
-
-    def __init__(self, chunks):
-        self.chunks, self.buffer = iter(chunks), b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, target) -> int:
-        while not self.buffer:
-            try:
-                self.buffer = next(self.chunks)
-            except StopIteration:
-                return 0
-        n = min(len(target), len(self.buffer))
-        target[:n], self.buffer = self.buffer[:n], self.buffer[n:]
-        return n
-
-
 def file_hashes(client: docker.DockerClient, image: str) -> dict[str, str]:
     """path -> 'type mode uid:gid sha256-or-link-target' for every path of the image's filesystem."""
     container = client.containers.create(image)  # never started: export reads its filesystem
     entries: dict[str, str] = {}
     try:
-        stream = io.BufferedReader(_StreamReader(client.api.export(container.id, chunk_size=1 << 20)), 1 << 20)
+        stream = engine.reader(client.api.export(container.id, chunk_size=engine.CHUNK))
         with tarfile.open(fileobj=stream, mode="r|") as tar:
             for member in tar:
                 path = member.name.rstrip("/")
@@ -160,7 +140,7 @@ def _entries(layer) -> dict[str, tuple[str, ...]]:
 def layer_entries(client: docker.DockerClient, image: str, diff_id: str) -> dict[str, tuple[str, ...]]:
     """The entries of the image's layer with this diff ID, read from `docker save` as it streams: each layer's tar
     is read through and hashed (its sha256 is its diff ID), and the one that matches is kept."""
-    stream = io.BufferedReader(_StreamReader(client.api.get_image(image, chunk_size=1 << 20)), 1 << 20)
+    stream = engine.reader(client.api.get_image(image, chunk_size=engine.CHUNK))
     with tarfile.open(fileobj=stream, mode="r|") as saved:
         for member in saved:
             # docker save: <v1 id>/layer.tar (Docker < 25) or blobs/sha256/<diff id> (the OCI layout of Docker >= 25)
@@ -175,7 +155,7 @@ def layer_entries(client: docker.DockerClient, image: str, diff_id: str) -> dict
                 pass  # the tar's end blocks count too
             if f"sha256:{hashing.digest.hexdigest()}" == diff_id:
                 return entries
-    raise EngineError(f"no layer with diff ID {diff_id} in `docker save {image}`")
+    raise engine.EngineError(f"no layer with diff ID {diff_id} in `docker save {image}`")
 
 
 def diff_layer(first: dict[str, tuple[str, ...]], second: dict[str, tuple[str, ...]]) -> list[str]:

@@ -19,17 +19,17 @@ import shlex
 import signal
 import threading
 import time
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 import docker
-import docker.errors
 import docker.types
 
-from builder import records
+from builder import layout, records
 from builder.files import open_fresh, write_atomic
 from builder.host import gpu, smoke
-from builder.image.build import REPORTS
+from builder.image import engine
 from builder.jobs.cluster import RENDEZVOUS_PORT, Torchrun
 from builder.matrix.types import ImageSpec
 from smoke_tests import distributed, nvml
@@ -111,7 +111,7 @@ def _last_error(lines: list[str]) -> str:
     return lines[-1].strip()[:300] if lines else "(no output)"
 
 
-def run(client: docker.DockerClient, spec: ImageSpec, repo: str, nodes: int, say=print, reports: Path = REPORTS,
+def run(client: docker.DockerClient, spec: ImageSpec, repo: str, nodes: int, say=print, reports: Path = layout.REPORTS,
         require_gpu: bool = False, sizes: tuple[int, ...] | None = None) -> NodesRun:
     image = f"{repo}:{spec.tag}"
     out = reports / spec.tag
@@ -159,13 +159,11 @@ def run(client: docker.DockerClient, spec: ImageSpec, repo: str, nodes: int, say
             ends = _watch(started_nodes, started, say)
             for reader in readers:
                 reader.join(timeout=10)
-        raw = smoke._read_file(started_nodes[0].container, CONTAINER_JSON)
+        raw = engine.read_file(started_nodes[0].container, CONTAINER_JSON)
     finally:
         for node in started_nodes:
-            try:
+            with suppress(engine.EngineError), engine.translated():
                 node.container.remove(force=True)
-            except docker.errors.APIError:
-                pass
         network.remove()
     seconds = time.monotonic() - started
     # Exit 1 is torchrun's when a worker failed, or the suite's verdict FAIL (then with a report); anything else
@@ -187,17 +185,20 @@ def _start(client: docker.DockerClient, image: str, index: int, name: str, scrip
            options: dict, command_path: Path) -> Node:
     endpoint = client.api.create_endpoint_config(aliases=[f"node{index}"])  # node0 resolves on this network only
     try:
-        container = client.containers.create(
-            image, ["/bin/sh", "-c", script], name=name, hostname=f"node{index}", labels=labels,
-            environment={INDEX_VARIABLE: str(index)}, network=network, networking_config={network: endpoint}, **options)
-    except docker.errors.APIError as e:
-        raise smoke.SmokeError(f"the engine refused to create node {index} of {image}: {e.explanation or e}\n"
+        with engine.translated():
+            container = client.containers.create(
+                image, ["/bin/sh", "-c", script], name=name, hostname=f"node{index}", labels=labels,
+                environment={INDEX_VARIABLE: str(index)}, network=network, networking_config={network: endpoint},
+                **options)
+    except engine.EngineError as e:
+        raise smoke.SmokeError(f"the engine refused to create node {index} of {image}: {e}\n"
                                f"  the same run by hand: {command_path}") from None
     try:
-        container.start()
-    except docker.errors.APIError as e:
+        with engine.translated():
+            container.start()
+    except engine.EngineError as e:
         container.remove(force=True)
-        raise smoke.SmokeError(f"the engine refused to start node {index} of {image}: {e.explanation or e}\n"
+        raise smoke.SmokeError(f"the engine refused to start node {index} of {image}: {e}\n"
                                f"  the same run by hand: {command_path}") from None
     container.reload()
     return Node(index, container, name)
@@ -232,10 +233,8 @@ def _watch(nodes: list[Node], started: float, say) -> dict[int, tuple[int, float
             for node in nodes:
                 if node.index not in ends:
                     say(f"node{node.index}: still running {now - started:.0f}s into the run; stopping it")
-                    try:
-                        node.container.kill()
-                    except docker.errors.APIError:
-                        pass  # it ended by itself meanwhile
+                    with suppress(engine.EngineError), engine.translated():
+                        node.container.kill()  # it may have ended by itself meanwhile
                     node.container.wait(timeout=30)
                     node.container.reload()
                     ends[node.index] = (node.container.attrs["State"]["ExitCode"], time.monotonic() - started, True)

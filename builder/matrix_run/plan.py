@@ -17,10 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import docker
-import docker.errors
 
 from builder import layout, records
-from builder.image import build
+from builder.image import build, engine
 from builder.matrix.types import PYPI_INDEX, ImageSpec, Matrix
 from builder.wheels import lock, network
 
@@ -61,15 +60,8 @@ def asked(matrix: Matrix, tags: str | None) -> list[ImageSpec]:
 # ---------------------------------------------------------------- what is here (reads)
 
 
-def find_image(client: docker.DockerClient, repo: str, spec: ImageSpec):
-    try:
-        return client.images.get(f"{repo}:{spec.tag}")
-    except docker.errors.ImageNotFound:
-        return None
-
-
 def image_here(client: docker.DockerClient, repo: str, spec: ImageSpec, images: Path) -> Image | None:
-    found = find_image(client, repo, spec)
+    found = engine.find_image(client, f"{repo}:{spec.tag}")
     if found is None:
         return None
     return Image(found.id, dict(found.labels or {}), build.inputs_sha256(spec, images), build.base_id(client, spec))

@@ -18,8 +18,8 @@ from pathlib import Path
 import docker
 
 from builder import layout, records
-from builder.host import doctor, gpu, smoke
-from builder.image import base, build, render, size
+from builder.host import gpu, smoke
+from builder.image import base, build, engine, render, size
 from builder.matrix.types import ImageSpec, Matrix
 from builder.matrix_run import plan as planning
 from builder.matrix_run.progress import Beat, Timings, duration
@@ -96,7 +96,7 @@ class Runner:
         if not root or not Path(root).is_dir():
             return None
         largest, _, _ = records.largest_image(self.reports)
-        need = doctor.BUILD_FACTOR * (largest or DEFAULT_IMAGE_BYTES)
+        need = size.BUILD_FACTOR * (largest or DEFAULT_IMAGE_BYTES)
         free = shutil.disk_usage(root).free
         if free >= need:
             return None
@@ -109,14 +109,14 @@ class Runner:
         if render.write(spec):
             steps.say("build", f"rendered images/{spec.tag}/ from matrix.yaml")
         if "build" in todo:
-            if planning.find_image(self.client, self.repo, spec) is None and (problem := self.disk_problem()):
+            if engine.find_image(self.client, f"{self.repo}:{spec.tag}") is None and (problem := self.disk_problem()):
                 steps.add("build", REFUSED, 0, f"not buildable here: {problem}")
                 return steps.outcome(rows.NOT_HERE, problem, "free disk space")
             if failure := self.build_step(spec, steps):
                 return steps.outcome(rows.FAILED, failure, f"see reports/{spec.tag}/build.log")
         else:
             steps.add("build", CURRENT, 0, "current: " + why_current)
-        image_id = planning.find_image(self.client, self.repo, spec).id
+        image_id = engine.find_image(self.client, f"{self.repo}:{spec.tag}").id
         failures = []
         if "size" in todo:
             failures.append(self.size_step(spec, steps))
@@ -240,4 +240,4 @@ class Runner:
 def run(matrix: Matrix, tags: str | None, repo: str, reports: Path, settings: network.NetworkSettings, say=print,
         require_gpu: bool = False) -> int:
     specs = planning.asked(matrix, tags)
-    return Runner(matrix, build.connect(), repo, reports, settings, say=say, require_gpu=require_gpu).run(specs)
+    return Runner(matrix, engine.connect(), repo, reports, settings, say=say, require_gpu=require_gpu).run(specs)

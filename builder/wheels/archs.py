@@ -25,7 +25,6 @@ from builder.matrix.compat import ARCH_NAME
 from builder.wheels import lock
 
 LIBRARY = "torch/lib/libtorch_cuda.so"
-RECORD = layout.ARCHS_FILE  # images/<tag>/archs.json
 FATBIN_MAGIC = 0xBA55ED50
 KINDS = {1: "compute", 2: "sm"}
 ENTRY_HEADER_MIN = 32  # kind, version, header size, payload size, 8 more bytes, the arch at byte 28
@@ -145,7 +144,7 @@ def record(tag: str, cache: Path, images: Path = layout.IMAGES) -> tuple[str, ..
     if known is not None:
         return known
     archs = read(cache / torch.sha256)
-    write_atomic(images / tag / RECORD, json.dumps({
+    write_atomic(images / tag / layout.ARCHS_FILE, json.dumps({
         "torch": torch.version, "wheel_sha256": torch.sha256, "archs": list(archs),
         "source": f"fatbinary headers of {LIBRARY} in the locked torch wheel (builder/wheels/archs.py)"}, indent=1) + "\n")
     return archs
@@ -154,7 +153,7 @@ def record(tag: str, cache: Path, images: Path = layout.IMAGES) -> tuple[str, ..
 def recorded(tag: str, images: Path = layout.IMAGES) -> tuple[str, ...] | None:
     """The archs recorded from the wheel the tag's lock names now; None when none are, or the record is of another
     wheel (the lock changed since) or is not one record() writes."""
-    path = images / tag / RECORD
+    path = images / tag / layout.ARCHS_FILE
     torch = torch_entry(tag, images)
     if torch is None or not path.is_file():
         return None

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.image import base, build
+from builder.image import base, build, engine
 from builder.wheels import network
 from tests.docker.containers import Keys
 
@@ -31,8 +31,8 @@ def pytest_collection_modifyitems(items):
 @pytest.fixture(scope="session")
 def client():
     try:
-        client = build.connect()
-    except build.EngineError as e:
+        client = engine.connect()
+    except engine.EngineError as e:
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI=true and {e}")
         pytest.skip(str(e))

@@ -27,7 +27,7 @@ def test_records_keep_one_entry_per_registry(tmp_path):
     registry.record("v2.6-cu124", first, tmp_path)
     registry.record("v2.6-cu124", second, tmp_path)
     registry.record("v2.6-cu124", first, tmp_path)
-    entries = registry.records("v2.6-cu124", tmp_path)
+    entries = records.read_digests("v2.6-cu124", tmp_path)
     assert list(entries) == [first.reference, second.reference]
     assert entries[second.reference] == records.Pushed(digest=second.digest, image_id=image_id)
 
