@@ -117,23 +117,10 @@ def cmd_fetch(matrix: Matrix, args) -> int:
     except wheel_cache.FetchError as e:
         return _fail(str(e), 1)
     _say(f"{len(locked)} tag(s): {fetched.files} artifacts in {wheel_cache.folder()}, {fetched.downloaded} fetched now")
-    _record_archs(locked)
+    wheel_archs.record_each(locked, wheel_cache.folder(), say=_say)
     if refused:
         return _fail(f"{len(refused)} tag(s) not fetched:\n" + "\n".join(f"  {problem}" for problem in refused.values()), 1)
     return 0
-
-
-def _record_archs(specs) -> None:
-    """The GPU archs of each fetched torch wheel, read from the wheel (images/<tag>/archs.json): `make doctor` then
-    judges the tag by its own wheel, not by the build scripts' list in compat.yaml."""
-    for spec in specs:
-        try:
-            archs = wheel_archs.record(spec.tag, wheel_cache.folder())
-        except wheel_archs.WheelArchsError as e:
-            _say(f"{spec.tag}: GPU archs not read from its torch wheel ({e}); compat.yaml's list stands")
-            continue
-        if archs:
-            _say(f"{spec.tag}: GPU archs of its torch wheel: {' '.join(archs)} (images/{spec.tag}/{layout.ARCHS_FILE})")
 
 
 def cmd_base(matrix: Matrix, args) -> int:
@@ -396,9 +383,7 @@ def main(argv: list[str] | None = None) -> int:
                      + "\n".join(f"  {line}" for line in e.lines()), INVALID)
     except (InputError, gpu.GpuSettingError, nvml.RecordingError) as e:
         return _fail(f"refused: {e}; nothing was done.", INVALID)
-    except registry.RegistryError as e:
-        return _fail(str(e), 1)
-    except (engine.EngineError, base.BaseError) as e:
+    except (registry.RegistryError, engine.EngineError, base.BaseError) as e:
         return _fail(str(e), 1)
     except KeyboardInterrupt:
         return _fail("interrupted", 130)

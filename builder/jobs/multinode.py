@@ -140,25 +140,9 @@ def run(client: docker.DockerClient, spec: ImageSpec, repo: str, nodes: int, say
     network = client.networks.create(run_id, driver="bridge", internal=True, labels=labels)
     started_nodes: list[Node] = []
     outputs: dict[int, list[str]] = {i: [] for i in range(nodes)}
-    ends: dict[int, tuple[int, float, bool]] = {}
-    raw = None
     try:
-        with open_fresh(log_path) as log:
-            log.write(command_path.read_text())
-            lock = threading.Lock()
-            for index, name in enumerate(names):
-                started_nodes.append(_start(client, image, index, name, script, labels, run_id,
-                                            shares[index] if shares else {"shm_size": gpu.SHM_SIZE}, command_path))
-                address = started_nodes[-1].container.attrs["NetworkSettings"]["Networks"][run_id]["IPAddress"]
-                log.write(f"# node{index}: container {name}, address {address}\n")
-                log.flush()
-            readers = [threading.Thread(target=_follow, args=(node, log, lock, outputs[node.index], say), daemon=True)
-                       for node in started_nodes]
-            for reader in readers:
-                reader.start()
-            ends = _watch(started_nodes, started, say)
-            for reader in readers:
-                reader.join(timeout=10)
+        ends = _start_and_watch(client, image, names, script, labels, run_id, shares, command_path, log_path,
+                                started_nodes, outputs, started, say)
         raw = engine.read_file(started_nodes[0].container, CONTAINER_JSON)
     finally:
         for node in started_nodes:
@@ -179,6 +163,30 @@ def run(client: docker.DockerClient, spec: ImageSpec, repo: str, nodes: int, say
         raise smoke.SmokeError(f"{e}; log: {log_path}") from None
     records.write(report_path, report)
     return NodesRun(spec.tag, report.status, seconds, report_path, log_path, command_path)
+
+
+def _start_and_watch(client: docker.DockerClient, image: str, names: list[str], script: str, labels: dict, run_id: str,
+                     shares: list[dict] | None, command_path: Path, log_path: Path, started_nodes: list[Node],
+                     outputs: dict[int, list[str]], started: float, say) -> dict[int, tuple[int, float, bool]]:
+    """Start every node (each joins started_nodes as it starts, so the caller removes whatever there is), follow
+    their output into the log, and wait for them: how each ended."""
+    with open_fresh(log_path) as log:
+        log.write(command_path.read_text())
+        lock = threading.Lock()
+        for index, name in enumerate(names):
+            started_nodes.append(_start(client, image, index, name, script, labels, run_id,
+                                        shares[index] if shares else {"shm_size": gpu.SHM_SIZE}, command_path))
+            address = started_nodes[-1].container.attrs["NetworkSettings"]["Networks"][run_id]["IPAddress"]
+            log.write(f"# node{index}: container {name}, address {address}\n")
+            log.flush()
+        readers = [threading.Thread(target=_follow, args=(node, log, lock, outputs[node.index], say), daemon=True)
+                   for node in started_nodes]
+        for reader in readers:
+            reader.start()
+        ends = _watch(started_nodes, started, say)
+        for reader in readers:
+            reader.join(timeout=10)
+    return ends
 
 
 def _start(client: docker.DockerClient, image: str, index: int, name: str, script: str, labels: dict, network: str,

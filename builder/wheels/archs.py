@@ -166,3 +166,17 @@ def recorded(tag: str, images: Path = layout.IMAGES) -> tuple[str, ...] | None:
     except (OSError, ValueError, KeyError, TypeError):
         pass
     return None
+
+
+def record_each(specs, cache: Path, say=print) -> None:
+    """`make fetch`'s last step: the GPU archs of each fetched torch wheel, read from the wheel into
+    images/<tag>/archs.json, so that `make doctor` judges the tag by its own wheel, not by the build scripts' list in
+    compat.yaml."""
+    for spec in specs:
+        try:
+            archs = record(spec.tag, cache)
+        except WheelArchsError as e:
+            say(f"{spec.tag}: GPU archs not read from its torch wheel ({e}); compat.yaml's list stands")
+            continue
+        if archs:
+            say(f"{spec.tag}: GPU archs of its torch wheel: {' '.join(archs)} (images/{spec.tag}/{layout.ARCHS_FILE})")
