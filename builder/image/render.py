@@ -22,7 +22,7 @@ from builder.inputs import InputError
 from builder.layout import GID, HOME, SHARE, UID, USER, VENV, WORKSPACE, site_packages
 from builder.matrix.compat import cudnn_number
 from builder.matrix.types import PYPI_INDEX, ImageSpec
-from builder.wheels import lock, serve
+from builder.wheels import lockfile, serve
 
 MAX_RENDERED_BYTES = 2**20  # the largest rendered file, the Dockerfile, is ~10 KB
 BASE_ID_ARG = "TORCHYARD_BASE_ID"  # the base image's ID, for the manifest; builder/image/build.py passes it
@@ -279,7 +279,7 @@ def compile_pycs(only_new: bool) -> list[str]:
 PIP_INSTALL = [f"{VENV}/bin/pip", "install", "--no-cache-dir", "--disable-pip-version-check",
                # the host's wheel cache, on loopback for the build (builder/wheels/serve.py); plain HTTP, every sha256 checked
                "--no-index", "--find-links", serve.URL, "--trusted-host", serve.HOST,
-               "--no-compile", *lock.INSTALL_OPTIONS]  # the options the lock's header names too
+               "--no-compile", *lockfile.INSTALL_OPTIONS]  # the options the lock's header names too
 
 
 def venv_step(spec: ImageSpec) -> Step:
@@ -294,12 +294,12 @@ def wheel_steps(spec: ImageSpec, images: Path = layout.IMAGES) -> list[Step]:
     path = layout.tag_dir(spec.tag, images) / layout.LOCK_FILE
     where = f"images/{spec.tag}/{layout.LOCK_FILE}"
     try:
-        planned = layers.plan(spec, lock.read(path), where=where)
-    except (OSError, lock.LockError) as e:
-        # rendered before `make lock` (or with a broken lock): the build is refused before it starts (lock.problem);
+        planned = layers.plan(spec, lockfile.read(path), where=where)
+    except (OSError, lockfile.LockError) as e:
+        # rendered before `make lock` (or with a broken lock): the build is refused before it starts (lockfile.problem);
         # should it start anyway, this step says why it cannot, naming the lock as the repository does (the
         # Dockerfile is committed: no checkout's own path belongs in it)
-        problem = str(e).replace(str(path), where) if isinstance(e, lock.LockError) else f"{where} is missing"
+        problem = str(e).replace(str(path), where) if isinstance(e, lockfile.LockError) else f"{where} is missing"
         return [Step("torch's layers: not known before `make lock` writes torch's lock",
                      (f"echo {shlex.quote(problem + f'; run make lock TAG={spec.tag}, then make render')} >&2", "false"))]
     compile_new = " ".join(compile_pycs(only_new=True))

@@ -12,7 +12,7 @@ import pytest
 from builder import layout
 from builder.image import layers
 from builder.image import render
-from builder.wheels import lock, serve
+from builder.wheels import lockfile, serve
 from tests.conftest import ROOT
 
 
@@ -36,7 +36,7 @@ def copied(spec) -> list[tuple[str, str]]:
 def planned(spec) -> list[layers.Layer]:
     """The layers of torch's committed lock; none for a tag without one."""
     path = layout.IMAGES / spec.tag / layout.LOCK_FILE
-    return layers.plan(spec, lock.read(path)) if path.is_file() else []
+    return layers.plan(spec, lockfile.read(path)) if path.is_file() else []
 
 
 def test_committed_images_match_a_fresh_render(specs):
@@ -93,7 +93,7 @@ def test_one_stage_installs_only_from_the_loopback_cache_and_nothing_of_the_host
     assert len(installs) == len(planned(specs[tag])) + 1  # torch's lock in its layers, then the workspace's lock
     for line in installs:
         assert f"--no-index --find-links {serve.URL} --trusted-host {serve.HOST}" in line
-        assert " ".join(lock.INSTALL_OPTIONS) in line  # every sha256 required
+        assert " ".join(lockfile.INSTALL_OPTIONS) in line  # every sha256 required
 
 
 def test_torch_and_the_workspace_are_layers_of_their_own_each_compiled_once(specs):
@@ -143,8 +143,8 @@ def test_a_lock_entry_reaches_the_shell_only_as_one_quoted_requirement(specs, tm
     assert len(echo) == 3 and echo[0] == "echo" and echo[2] == ">&2"  # the entry is inside one quoted word
     assert "';touch${IFS}x;'" in echo[1] and "is not 64 lowercase hex digits" in echo[1]
     assert not any("-r /dev/stdin" in line for line in dockerfile.splitlines())  # nothing of that lock is installed
-    with pytest.raises(lock.LockError, match="nvidia-cublas-cu12"):
-        layers.plan(spec, lock.read(tmp_path / spec.tag / layout.LOCK_FILE))
+    with pytest.raises(lockfile.LockError, match="nvidia-cublas-cu12"):
+        layers.plan(spec, lockfile.read(tmp_path / spec.tag / layout.LOCK_FILE))
 
 
 def test_labels_carry_the_spec(specs):
@@ -187,8 +187,8 @@ def test_every_carried_file_is_copied_once_from_the_one_list_after_the_environme
 def test_install_flags_are_one_list_shared_by_the_lock_and_the_dockerfile(specs):
     dockerfile = render.render(specs["v2.6-cu124"])["Dockerfile"]
     # torch's steps and the workspace's
-    assert dockerfile.count(" ".join(lock.INSTALL_OPTIONS)) == len(planned(specs["v2.6-cu124"])) + 1
-    assert "--only-binary=:all:" in lock.INSTALL_OPTIONS
+    assert dockerfile.count(" ".join(lockfile.INSTALL_OPTIONS)) == len(planned(specs["v2.6-cu124"])) + 1
+    assert "--only-binary=:all:" in lockfile.INSTALL_OPTIONS
 
 
 def test_images_hold_only_what_varies_by_tag(specs):
