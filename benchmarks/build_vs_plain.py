@@ -30,7 +30,7 @@ import urllib.request
 from pathlib import Path
 
 from builder import layout
-from builder.image import base, build, registry, render
+from builder.image import base, build, registry, render, steps
 from builder.matrix.load import load
 from builder.matrix.types import ImageSpec
 from builder.wheels import cache as wheel_cache
@@ -41,7 +41,7 @@ EXTRA_WORKSPACE_PACKAGE = "einops==0.8.1"
 
 
 def plain_dockerfile(spec: ImageSpec, pins: list[str]) -> str:
-    packages = [*render.apt_packages(spec), *render.WORKSPACE_APT_PACKAGES, *render.COMPILE_APT_PACKAGES]
+    packages = [*steps.apt_packages(spec), *steps.WORKSPACE_APT_PACKAGES, *steps.COMPILE_APT_PACKAGES]
     return (f"FROM {spec.base.image}\n"
             f"RUN apt-get update && apt-get install -y --no-install-recommends python3-pip {' '.join(packages)} "
             "&& rm -rf /var/lib/apt/lists/*\n"

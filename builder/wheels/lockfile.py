@@ -33,7 +33,7 @@ from builder.files import write_atomic
 from builder.inputs import SPACE_OR_CONTROL_RE, InputError, shown
 from builder.matrix.types import PYPI_INDEX, ImageSpec
 
-# How the image installs from the lock: the one list, which the Dockerfile (builder/image/render.py) and the lock's
+# How the image installs from the lock: the one list, which the Dockerfile (builder/image/steps.py) and the lock's
 # header both use.
 INSTALL_OPTIONS = ("--require-hashes", "--no-deps", "--only-binary=:all:")
 _INPUT_RE = re.compile(r"^# input: .* sha256=([0-9a-f]{64})$", re.M)
