@@ -30,18 +30,17 @@ import urllib.request
 from pathlib import Path
 
 from builder import layout
-from builder.image import base, build, engine, registry, render
+from builder.image import base, build, engine, registry, render, steps
 from builder.matrix.load import load
 from builder.matrix.types import ImageSpec
-from builder.wheels import cache as wheel_cache
-from builder.wheels import lock, network
+from builder.wheels import lock, lockfile, network
 
 REPO = "torchyard-bench"
 EXTRA_WORKSPACE_PACKAGE = "einops==0.8.1"
 
 
 def plain_dockerfile(spec: ImageSpec, pins: list[str]) -> str:
-    packages = [*render.apt_packages(spec), *render.WORKSPACE_APT_PACKAGES, *render.COMPILE_APT_PACKAGES]
+    packages = [*steps.apt_packages(spec), *steps.WORKSPACE_APT_PACKAGES, *steps.COMPILE_APT_PACKAGES]
     return (f"FROM {spec.base.image}\n"
             f"RUN apt-get update && apt-get install -y --no-install-recommends python3-pip {' '.join(packages)} "
             "&& rm -rf /var/lib/apt/lists/*\n"
@@ -111,7 +110,7 @@ def main(tag: str | None) -> None:
 
         plain_images = tmp / "images"
         (plain_images / spec.tag).mkdir(parents=True)
-        pins = [f"{p.name}=={p.version}" for file in layout.LOCKS for p in lock.read(layout.tag_dir(spec.tag) / file)]
+        pins = [f"{p.name}=={p.version}" for file in layout.LOCKS for p in lockfile.read(layout.tag_dir(spec.tag) / file)]
         (plain_images / spec.tag / "Dockerfile").write_text(plain_dockerfile(spec, pins))
         (plain_images / spec.tag / "ca-bundle.crt").write_text(settings.ca_bundle())
         plain, plain_s = timed_build(client, spec, f"{REPO}-plain", settings, images=plain_images,
@@ -125,7 +124,7 @@ def main(tag: str | None) -> None:
         with (changed_images / spec.tag / layout.WORKSPACE_REQUIREMENTS).open("a") as f:
             f.write(EXTRA_WORKSPACE_PACKAGE + "\n")
         for one in lock.resolve(spec, settings, changed_images):
-            lock.write(one, changed_images)
+            lockfile.write(one, changed_images)
         torch_lock_moved = ((changed_images / spec.tag / layout.LOCK_FILE).read_text()
                             != (layout.tag_dir(spec.tag) / layout.LOCK_FILE).read_text())
         changed, changed_s = timed_build(client, spec, f"{REPO}-changed", settings, images=changed_images,

@@ -26,7 +26,7 @@ from builder.report import page, rows
 from builder.urls import redact
 from builder.wheels import archs as wheel_archs
 from builder.wheels import cache as wheel_cache
-from builder.wheels import lock, network, serve
+from builder.wheels import lock, lockfile, network, serve
 from smoke_tests import nvml
 
 INVALID = 2
@@ -107,8 +107,8 @@ def cmd_lock(matrix: Matrix, args) -> int:
 def cmd_fetch(matrix: Matrix, args) -> int:
     specs = matrix.select(args.tag)
     for spec in specs:
-        lock.check(spec)  # a lock line that is no lock's: exit 2 before anything is fetched or removed
-    refused = {spec.tag: problem for spec in specs if (problem := lock.problem(spec))}
+        lockfile.check(spec)  # a lock line that is no lock's: exit 2 before anything is fetched or removed
+    refused = {spec.tag: problem for spec in specs if (problem := lockfile.problem(spec))}
     for note in args.network.ignored:
         _say(f"note: not using {note}")
     locked = [spec for spec in specs if spec.tag not in refused]
@@ -134,7 +134,7 @@ def cmd_base(matrix: Matrix, args) -> int:
 def cmd_build(matrix: Matrix, args) -> int:
     specs = matrix.select(args.tag)
     for spec in specs:
-        lock.check(spec)
+        lockfile.check(spec)
     settings = args.network
     for note in settings.ignored:
         _say(f"note: not using {note}")
@@ -159,7 +159,7 @@ def _build(client, spec, repo: str, settings: network.NetworkSettings, no_cache:
     except size.SizeError as e:
         _fail(f"build of {spec.tag} is over its size budget (the image is kept for inspection):\n  {e}", 1)
         return False
-    except (build.BuildFailed, lock.LockError, wheel_cache.FetchError, serve.ServeError) as e:
+    except (build.BuildFailed, lockfile.LockError, wheel_cache.FetchError, serve.ServeError) as e:
         _fail(str(e), 1)
         return False
 
@@ -224,7 +224,7 @@ def cmd_verify(matrix: Matrix, args) -> int:
         _say(f"verify {image}: rebuilding {spec.tag} without cache as {args.repo}-verify:{spec.tag}")
         try:
             again = build.build(client, spec, f"{args.repo}-verify", settings, say=_say, nocache=True, reports=args.reports)
-        except (build.BuildFailed, lock.LockError, wheel_cache.FetchError, serve.ServeError) as e:
+        except (build.BuildFailed, lockfile.LockError, wheel_cache.FetchError, serve.ServeError) as e:
             return _fail(str(e), 1)
         try:
             comparison = verify.compare(client, image, again.image)

@@ -25,7 +25,7 @@ def results() -> dict[str, str]:
 
 
 def module(mutant: str) -> str:
-    """'builder.wheels.lock.x_write__mutmut_3' -> 'builder/wheels/lock.py'."""
+    """'builder.wheels.lockfile.x_write__mutmut_3' -> 'builder/wheels/lockfile.py'."""
     return mutant.split(".x")[0].replace(".", "/") + ".py"
 
 

@@ -24,7 +24,7 @@ from builder.matrix.compat import version_key
 from builder.matrix.types import ImageSpec, Matrix
 from builder.units import human
 from builder.wheels import archs as wheel_archs
-from builder.wheels import lock
+from builder.wheels import lockfile
 from smoke_tests import fit, nvml, verdicts
 from smoke_tests.environment import shm_bytes
 
@@ -89,7 +89,7 @@ def judge(spec: ImageSpec, host: nvml.Nvml, engine: Engine, images: Path) -> Tag
     # The list read from the locked wheel itself (make fetch) wins over compat.yaml's, taken from build scripts.
     spec = dataclasses.replace(spec, archs=wheel_archs.recorded(spec.tag, images) or spec.archs)
     result = fit.judge(host, spec.cuda, spec.min_driver, spec.archs)
-    problem = lock.problem(spec, images, as_repository=True)
+    problem = lockfile.problem(spec, images, as_repository=True)
     if result.status == fit.NO_GPU:
         needs = f"for GPUs: driver >= {spec.min_driver}, " + (
             f"a GPU of {spec.archs[0]}…{spec.archs[-1]}" if spec.archs else "a GPU its torch has kernels for (archs not recorded)")

@@ -36,7 +36,7 @@ from builder.image.base import SOURCE_DATE_EPOCH
 from builder.matrix.types import ImageSpec
 from builder.urls import redact
 from builder.wheels import cache as wheel_cache
-from builder.wheels import lock, serve
+from builder.wheels import lockfile, serve
 from builder.wheels.network import NetworkSettings
 
 STEP_RE = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
@@ -109,7 +109,7 @@ def lock_labels(spec: ImageSpec, images: Path, buildargs: dict[str, str]) -> dic
     paths = [images / spec.tag / layout.LOCK_FILE, images / spec.tag / layout.WORKSPACE_LOCK_FILE]
     return {
         f"{layout.LABEL_PREFIX}.lock.sha256": locks_sha256(paths),
-        f"{layout.LABEL_PREFIX}.lock.packages": str(sum(len(lock.packages(p)) for p in paths)),
+        f"{layout.LABEL_PREFIX}.lock.packages": str(sum(len(lockfile.packages(p)) for p in paths)),
         f"{layout.LABEL_PREFIX}.base.id": buildargs[render.BASE_ID_ARG] or "not recorded",
         f"{layout.LABEL_PREFIX}.manifest": f"{layout.SHARE}/manifest.json",
     }
@@ -177,9 +177,9 @@ def build(client: docker.DockerClient, spec: ImageSpec, repo: str, network: Netw
           cache: Path | None = None) -> BuildResult:
     image = f"{repo}:{spec.tag}"
     needs_lock = layout.LOCK_FILE in (images / spec.tag / layout.DOCKERFILE).read_text()  # every rendered one does
-    problem = lock.problem(spec, images) if needs_lock else None
+    problem = lockfile.problem(spec, images) if needs_lock else None
     if problem:
-        raise lock.LockError(f"not building {image}: {problem}")
+        raise lockfile.LockError(f"not building {image}: {problem}")
     log_path = reports / spec.tag / "build.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     buildargs = {render.BASE_ID_ARG: base_id(client, spec)}

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builder import layout
-from builder.image import render
+from builder.image import render, steps
 from builder.image.base import SOURCE_DATE_EPOCH
 from builder.matrix.types import ImageSpec
 
@@ -39,7 +39,7 @@ def _files_under(folder: Path) -> list[Path]:
 
 def members(spec: ImageSpec, images: Path = layout.IMAGES, root: Path = layout.ROOT) -> dict[str, tuple[bytes, bool]]:
     """context path -> (content, executable): every file of images/<tag>/ at its path there, and each tree the
-    Dockerfile copies (render.trees) at rootfs/<tree>/<its path in the image>, made of those files and the carried
+    Dockerfile copies (steps.trees) at rootfs/<tree>/<its path in the image>, made of those files and the carried
     ones: a carried file reaches the build only in its tree."""
     folder = layout.tag_dir(spec.tag, images)
     # archs.json is the doctor's (make fetch writes it): no image needs it, and fetching must not change a context
@@ -56,15 +56,15 @@ def members(spec: ImageSpec, images: Path = layout.IMAGES, root: Path = layout.R
             sources[item.source] = (source.read_bytes(), item.executable)
     found = dict(own)
     dockerfile = own.get(layout.DOCKERFILE, (b"", False))[0].decode(errors="replace")
-    copied = set(re.findall(rf"^COPY {render.ROOTFS}/([a-z]+)/ /$", dockerfile, re.M))  # the trees it copies, no other
-    for tree, entries in render.trees(spec).items():
+    copied = set(re.findall(rf"^COPY {steps.ROOTFS}/([a-z]+)/ /$", dockerfile, re.M))  # the trees it copies, no other
+    for tree, entries in steps.trees(spec).items():
         if tree not in copied:
             continue
         for source, target in entries:
             matched = {path: value for path, value in sources.items() if path == source or path.startswith(source + "/")}
-            if not matched:  # render.trees names a file the tag's folder lacks (a lock not written yet)
+            if not matched:  # steps.trees names a file the tag's folder lacks (a lock not written yet)
                 raise FileNotFoundError(f"the build context has no {source} for {target} (images/{spec.tag}/ or a carried file)")
-            found.update({f"{render.ROOTFS}/{tree}{target}{path[len(source):]}": value for path, value in matched.items()})
+            found.update({f"{steps.ROOTFS}/{tree}{target}{path[len(source):]}": value for path, value in matched.items()})
     return found
 
 

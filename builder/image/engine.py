@@ -51,22 +51,22 @@ def translated() -> Iterator[None]:
         raise EngineError(str(e.explanation or e)) from None
 
 
-def find_image(client: docker.DockerClient, ref: str):
-    """The image ref names (a tag or an ID), or None when the engine has none."""
+def _found(get, ref: str):
     try:
         with translated():
-            return client.images.get(ref)
+            return get(ref)
     except NotFound:
         return None
+
+
+def find_image(client: docker.DockerClient, ref: str):
+    """The image ref names (a tag or an ID), or None when the engine has none."""
+    return _found(client.images.get, ref)
 
 
 def find_container(client: docker.DockerClient, name: str):
     """The container of that name or ID, or None."""
-    try:
-        with translated():
-            return client.containers.get(name)
-    except NotFound:
-        return None
+    return _found(client.containers.get, name)
 
 
 def read_file(container, path: str) -> bytes | None:

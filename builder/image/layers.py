@@ -29,7 +29,7 @@ import re
 from dataclasses import dataclass
 
 from builder.matrix.types import ImageSpec
-from builder.wheels.lock import LockError, Locked, canonical
+from builder.wheels.lockfile import LockError, Locked, canonical
 
 # The CUDA packages, bottom to top. Names without their -cu12/-cu13 suffix (the cu13 wheels dropped it for most).
 ORDER = (
@@ -46,7 +46,7 @@ ORDER = (
 )
 NOT_CUDA = {"nvidia-ml-py"}  # NVML's Python binding: a small pure-Python wheel, with torch's layer
 _SUFFIX_RE = re.compile(r"-cu\d+$")
-# What reaches the Dockerfile from a lock entry, beyond lock.py's grammar: a shell-quoted requirement line.
+# What reaches the Dockerfile from a lock entry, beyond lockfile.py's grammar: a shell-quoted requirement line.
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _VERSION_RE = re.compile(r"[0-9][A-Za-z0-9.+!_-]*")
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")

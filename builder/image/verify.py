@@ -158,8 +158,9 @@ def layer_entries(client: docker.DockerClient, image: str, diff_id: str) -> dict
     raise engine.EngineError(f"no layer with diff ID {diff_id} in `docker save {image}`")
 
 
-def diff_layer(first: dict[str, tuple[str, ...]], second: dict[str, tuple[str, ...]]) -> list[str]:
-    """What differs between two layers' tars, entry by entry, with both values (whiteouts show as .wh.<name>)."""
+def _differences(first: dict[str, str | tuple[str, ...]], second: dict[str, str | tuple[str, ...]], how) -> list[str]:
+    """Every path of either, in order, that is only in one or differs: '/<path>: only in the first' (or second), or
+    '/<path>: ' and what how(first's, second's) says."""
     problems = []
     for path in sorted(first.keys() | second.keys()):
         if path not in second:
@@ -167,10 +168,16 @@ def diff_layer(first: dict[str, tuple[str, ...]], second: dict[str, tuple[str, .
         elif path not in first:
             problems.append(f"/{path}: only in the second")
         elif first[path] != second[path]:
-            what = [f"{name} {a if name != 'content' else a[:12]} vs {b if name != 'content' else b[:12]}"
-                    for name, a, b in zip(LAYER_FIELDS, first[path], second[path]) if a != b]
-            problems.append(f"/{path}: {', '.join(what)}")
+            problems.append(f"/{path}: {how(first[path], second[path])}")
     return problems
+
+
+def diff_layer(first: dict[str, tuple[str, ...]], second: dict[str, tuple[str, ...]]) -> list[str]:
+    """What differs between two layers' tars, entry by entry, with both values (whiteouts show as .wh.<name>)."""
+    def how(a: tuple[str, ...], b: tuple[str, ...]) -> str:
+        return ", ".join(f"{name} {x if name != 'content' else x[:12]} vs {y if name != 'content' else y[:12]}"
+                         for name, x, y in zip(LAYER_FIELDS, a, b) if x != y)
+    return _differences(first, second, how)
 
 
 def manifest(client: docker.DockerClient, image: str) -> dict:
@@ -194,17 +201,11 @@ def diff_packages(first: dict, second: dict) -> list[str]:
 
 
 def diff_files(first: dict[str, str], second: dict[str, str]) -> list[str]:
-    problems = []
-    for path in sorted(first.keys() | second.keys()):
-        if path not in second:
-            problems.append(f"/{path}: only in the first")
-        elif path not in first:
-            problems.append(f"/{path}: only in the second")
-        elif first[path] != second[path]:
-            a, b = first[path].split(" ", 3), second[path].split(" ", 3)
-            what = [name for name, x, y in zip(("type", "mode", "owner", "content"), a, b) if x != y]
-            problems.append(f"/{path}: {', '.join(what)} differ{'s' if len(what) == 1 else ''}")
-    return problems
+    def how(a: str, b: str) -> str:
+        what = [name for name, x, y in zip(("type", "mode", "owner", "content"), a.split(" ", 3), b.split(" ", 3))
+                if x != y]
+        return f"{', '.join(what)} differ{'s' if len(what) == 1 else ''}"
+    return _differences(first, second, how)
 
 
 def compare(client: docker.DockerClient, first: str, second: str, with_manifest: bool = True) -> Comparison:

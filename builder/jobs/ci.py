@@ -5,7 +5,7 @@ One job per buildable tag on a GitHub-hosted runner: make build, make smoke (the
 the build job recorded) and make smoke REQUIRE_GPU=1.
 
 "Buildable" is what `make build` itself requires before any work: the tag's locks are committed and current
-(builder/wheels/lock.py's problem() says nothing). A GitHub runner could reach download.pytorch.org and lock the
+(builder/wheels/lockfile.py's problem() says nothing). A GitHub runner could reach download.pytorch.org and lock the
 index-variant tags in the workflow, but a lock made in CI and never reviewed would defeat the lock; such a tag
 joins the matrix when someone runs `make lock TAG=…` where that index answers, commits the lock and `make ci`.
 """
@@ -19,7 +19,7 @@ import yaml
 from builder import layout
 from builder.files import write_atomic
 from builder.matrix.types import Matrix
-from builder.wheels import lock
+from builder.wheels import lockfile
 
 WORKFLOW = layout.ROOT / ".github" / "workflows" / "images.yml"
 RUNNER = "ubuntu-24.04"
@@ -53,7 +53,7 @@ REGISTRY_ENV = {
 
 
 def buildable(matrix: Matrix, images: Path = layout.IMAGES) -> list[str]:
-    return [spec.tag for spec in matrix.specs.values() if lock.problem(spec, images) is None]
+    return [spec.tag for spec in matrix.specs.values() if lockfile.problem(spec, images) is None]
 
 
 def _uses(action: str, **with_) -> dict:

@@ -21,7 +21,7 @@ import docker
 from builder import layout, records
 from builder.image import build, engine
 from builder.matrix.types import PYPI_INDEX, ImageSpec, Matrix
-from builder.wheels import lock, network
+from builder.wheels import lock, lockfile, network
 
 STEPS = ("build", "size", "smoke")  # the steps that can be current; the lock check is never redone
 
@@ -118,7 +118,7 @@ def steps(image_id: str | None, found: Measured, gpus: bool, require_gpu: bool) 
 def unbuildable(specs: list[ImageSpec], images: Path, settings: network.NetworkSettings) -> dict[str, tuple[str, str]]:
     """tag -> (why it cannot be built here, how to fix it), for tags without a current lock; the wheel index of
     each is asked once whether it answers, so the reason says which of the two it is."""
-    problems = {s.tag: lock.problem(s, images, as_repository=True) for s in specs}
+    problems = {s.tag: lockfile.problem(s, images, as_repository=True) for s in specs}
     missing = [s for s in specs if problems[s.tag]]
     indexes = {s.tag: lock.indexes(s, settings)[0] for s in missing}
     with ThreadPoolExecutor(8) as pool:

@@ -26,7 +26,7 @@ from builder.matrix_run.progress import Beat, Timings, duration
 from builder.report import page, rows
 from builder.units import human
 from builder.wheels import cache as wheel_cache
-from builder.wheels import lock, network, serve
+from builder.wheels import lockfile, network, serve
 
 DEFAULT_IMAGE_BYTES = 6_500_000_000  # until this machine has measured one (a v2.6-cu124 image is 5.9 GB)
 DONE, CURRENT, FAILED, REFUSED = "done", "current", "failed", "not buildable"
@@ -137,7 +137,7 @@ class Runner:
             try:
                 base.ensure(self.client, spec.base, say=beat.inner)
                 built = build.build(self.client, spec, self.repo, self.settings, say=beat.inner, reports=self.reports)
-            except (build.BuildFailed, lock.LockError, base.BaseError, wheel_cache.FetchError, serve.ServeError) as e:
+            except (build.BuildFailed, lockfile.LockError, base.BaseError, wheel_cache.FetchError, serve.ServeError) as e:
                 steps.add("build", FAILED, beat.seconds(), f"FAILED:\n  {e}")
                 return str(e).splitlines()[0]
         steps.add("build", DONE, built.seconds, f"built {built.image} {built.image_id[7:19]} in {duration(built.seconds)} "

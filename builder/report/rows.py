@@ -17,7 +17,7 @@ from builder import layout, records
 from builder.image import build, size
 from builder.matrix.types import PYPI_INDEX, ImageSpec, Matrix
 from builder.units import human
-from builder.wheels import lock
+from builder.wheels import lockfile
 
 # A tag's state, from best to worst news; the page colours and filters by these.
 PASSED, FAILED, UNTESTED, NOT_HERE, NOT_RUN = "passed", "failed", "not smoke-tested", "not built here", "not run"
@@ -192,7 +192,7 @@ def row(spec: ImageSpec, order: int, images: Path, reports: Path, digests: Path)
     smoke = _smoke(read(records.SMOKE, records.SmokeReport), last_image)
     last_run = read(records.RUN, records.Outcome)
     pushed = _pushed(spec.tag, digests, last_image, broken)
-    problem = lock.problem(spec, images, as_repository=True)
+    problem = lockfile.problem(spec, images, as_repository=True)
     total = size_report.total if size_report else None
     sizes_current = bool(size_report) and size_report.image_id == last_image
     compressed = packed.total if packed and size_report and packed.image_id == size_report.image_id else None

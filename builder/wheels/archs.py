@@ -22,7 +22,7 @@ from typing import IO
 from builder import layout
 from builder.files import write_atomic
 from builder.matrix.compat import ARCH_NAME
-from builder.wheels import lock
+from builder.wheels import lockfile
 
 LIBRARY = "torch/lib/libtorch_cuda.so"
 FATBIN_MAGIC = 0xBA55ED50
@@ -125,12 +125,12 @@ def read(wheel: Path) -> tuple[str, ...]:
         raise WheelArchsError(f"{wheel.name}: {e}") from None
 
 
-def torch_entry(tag: str, images: Path = layout.IMAGES) -> lock.Locked | None:
+def torch_entry(tag: str, images: Path = layout.IMAGES) -> lockfile.Locked | None:
     """torch's entry in the tag's lock, None when the tag has no lock."""
     path = images / tag / layout.LOCK_FILE
     if not path.is_file():
         return None
-    return next((p for p in lock.read(path) if lock.canonical(p.name) == "torch"), None)
+    return next((p for p in lockfile.read(path) if lockfile.canonical(p.name) == "torch"), None)
 
 
 def record(tag: str, cache: Path, images: Path = layout.IMAGES) -> tuple[str, ...] | None:

@@ -42,8 +42,8 @@ from builder import layout, urls
 from builder.heartbeat import Heartbeat
 from builder.matrix.types import ImageSpec
 from builder.units import human
-from builder.wheels import lock
-from builder.wheels.lock import Locked
+from builder.wheels import lockfile
+from builder.wheels.lockfile import Locked
 from builder.wheels.network import NetworkSettings
 
 WORKERS = 4  # downloads at once: enough to fill the link with a few large wheels
@@ -84,8 +84,8 @@ def folder(env: dict[str, str] | None = None) -> Path:
 
 def path(sha256: str, cache: Path) -> Path:
     """The entry of an artifact; only a sha256 that is one (64 lowercase hex digits) names a path."""
-    if not lock.SHA256_RE.fullmatch(sha256):
-        raise ValueError(f"not a sha256: {sha256!r}")  # lock.read refuses such a lock first: a bug if reached
+    if not lockfile.SHA256_RE.fullmatch(sha256):
+        raise ValueError(f"not a sha256: {sha256!r}")  # lockfile.read refuses such a lock first: a bug if reached
     return cache / sha256
 
 
@@ -104,7 +104,7 @@ def wanted(specs: list[ImageSpec], images: Path | None = None) -> list[Wanted]:
     for spec in specs:
         for file in layout.LOCKS:
             where = images / spec.tag / file
-            for package in lock.read(where):
+            for package in lockfile.read(where):
                 seen.setdefault(package.sha256, Wanted(package, f"images/{spec.tag}/{file}", spec.tag))
     return list(seen.values())
 

@@ -9,7 +9,7 @@ import pytest
 
 from builder import layout
 from builder.image import base, build, context, render
-from builder.wheels import lock, network
+from builder.wheels import lock, lockfile, network
 from tests.conftest import ROOT
 from tests.docker.conftest import TAG, TEST_REPO
 
@@ -95,8 +95,8 @@ def test_a_workspace_only_change_shares_every_layer_up_to_torchs(client, built, 
     with (images / TAG / layout.WORKSPACE_REQUIREMENTS).open("a") as f:
         f.write("einops==0.8.1\n")
     settings = network.host_settings()
-    torch_lock = lock.load(images / TAG / layout.LOCK_FILE, TAG)
-    lock.write(lock.resolve_workspace(spec, torch_lock, settings, images), images)
+    torch_lock = lockfile.load(images / TAG / layout.LOCK_FILE, TAG)
+    lockfile.write(lock.resolve_workspace(spec, torch_lock, settings, images), images)
     changed = build.build(client, spec, f"{TEST_REPO}-workspace", settings, images=images, reports=tmp_path / "reports")
     try:
         dockerfile = (images / TAG / layout.DOCKERFILE).read_text().replace("\\\n", "").splitlines()
@@ -107,7 +107,7 @@ def test_a_workspace_only_change_shares_every_layer_up_to_torchs(client, built, 
         after = client.images.get(changed.image).attrs["RootFS"]["Layers"]
         assert after[:shared] == before[:shared]
         assert after[shared] != before[shared]  # the workspace's lock, then its layer and what follows
-        assert "einops" in lock.packages(images / TAG / layout.WORKSPACE_LOCK_FILE)
+        assert "einops" in lockfile.packages(images / TAG / layout.WORKSPACE_LOCK_FILE)
     finally:
         build.remove(client, changed)
 

@@ -30,7 +30,7 @@ import pytest
 from builder import layout
 from builder.urls import redact
 from builder.wheels import cache as wheel_cache
-from builder.wheels import lock
+from builder.wheels import lock, lockfile
 from tests.conftest import ROOT
 from tests.docker.conftest import TAG, TEST_REPO
 
@@ -200,7 +200,7 @@ def test_make_fetch_downloads_from_the_credentialed_index_on_the_host(clone, fet
     result, served = fetched
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "einops-0.8.1-py3-none-any.whl" in served, served[-2000:]  # with the password: the index asks for it
-    sha256 = next(p.sha256 for p in lock.read(clone / "images" / TAG / layout.LOCK_FILE) if p.name == "einops")
+    sha256 = next(p.sha256 for p in lockfile.read(clone / "images" / TAG / layout.LOCK_FILE) if p.name == "einops")
     assert wheel_cache.file_sha256(cache / "sha256" / sha256) == sha256
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.image import base, build, render
+from builder.image import base, build
 from builder.wheels import network
 from tests.docker.conftest import TEST_REPO
 from tests.docker.test_compile import smoke

@@ -8,7 +8,7 @@ import pytest
 from builder import layout
 from builder.image import build, render
 from builder.wheels import cache as wheel_cache
-from builder.wheels import lock, network
+from builder.wheels import lockfile, network
 from tests.conftest import ROOT
 from tests.docker.conftest import TAG, TEST_REPO
 
@@ -26,8 +26,8 @@ def run_module(client):
 
 
 def test_the_manifest_lists_exactly_the_locked_python_packages(manifest):
-    locked = {**lock.packages(ROOT / "images" / TAG / layout.LOCK_FILE),
-              **lock.packages(ROOT / "images" / TAG / layout.WORKSPACE_LOCK_FILE)}
+    locked = {**lockfile.packages(ROOT / "images" / TAG / layout.LOCK_FILE),
+              **lockfile.packages(ROOT / "images" / TAG / layout.WORKSPACE_LOCK_FILE)}
     assert "torch" in locked and "jupyterlab" in locked
     assert manifest["python_packages"] == dict(sorted(locked.items()))
     assert manifest["lock"]["packages"] == len(locked)
@@ -73,5 +73,5 @@ def test_a_tampered_hash_fails_the_build_and_names_the_package(client, built, sp
 
 def test_a_tag_without_a_lock_is_refused_before_any_work(client, shipped, tmp_path):
     variant = shipped.specs["v2.6-cu118"]  # its torch index is not reachable here, so it has no lock
-    with pytest.raises(lock.LockError, match="requirements.lock is missing.*download.pytorch.org"):
+    with pytest.raises(lockfile.LockError, match="requirements.lock is missing.*download.pytorch.org"):
         build.build(client, variant, f"{TEST_REPO}-unlocked", network.host_settings(), reports=tmp_path)

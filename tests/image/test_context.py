@@ -13,7 +13,7 @@ import tarfile
 import pytest
 
 from builder import layout
-from builder.image import base, build, context, render
+from builder.image import base, build, context, render, steps
 
 
 @pytest.fixture
@@ -50,7 +50,7 @@ def test_the_context_is_the_tags_folder_and_every_carried_file(spec):
     made = context.assemble(spec)
     names = set(made.files)
     assert {"Dockerfile", "spec.json", "requirements.txt", *layout.LOCKS} <= names
-    image = f"{render.ROOTFS}/image"  # what every image carries, at its place in the image (render.trees)
+    image = f"{steps.ROOTFS}/image"  # what every image carries, at its place in the image (steps.trees)
     for item in layout.carried(spec.python):
         assert image + item.target in names or any(n.startswith(image + item.target + "/") for n in names), item
         assert item.generated or not any(n == item.source or n.startswith(item.source + "/") for n in names), item
@@ -69,7 +69,7 @@ def test_the_same_sources_give_the_same_bytes_with_fixed_times_owners_and_modes(
     first, second = context.assemble(spec), context.assemble(spec)
     assert first.tar == second.tar and first.sha256 == second.sha256
     found = members(first.tar)
-    image = f"{render.ROOTFS}/image"
+    image = f"{steps.ROOTFS}/image"
     assert found[image + layout.ENTRYPOINT].mode == 0o755 and found[image + layout.HEALTHCHECK].mode == 0o755
     assert found[f"{image}/etc/ssh/sshd_config.d/torchyard.conf"].mode == 0o644
     # every folder on the way to a file is in the tar, so the COPY gives each the fixed time too
@@ -111,7 +111,7 @@ def test_every_context_carries_the_matrix_and_its_hash_follows_it(shipped, spec)
     """matrix.json (the tags a start warning can name) is made for each build, not committed per tag; a new tag in
     the matrix changes every image's context."""
     made = context.assemble(spec)
-    tags = [entry["tag"] for entry in json.loads(read(made.tar, f"{render.ROOTFS}/image{layout.SHARE}/matrix.json"))]
+    tags = [entry["tag"] for entry in json.loads(read(made.tar, f"{steps.ROOTFS}/image{layout.SHARE}/matrix.json"))]
     assert tags == list(shipped.specs)
     fewer = dataclasses.replace(spec, siblings=spec.siblings[:-1])
     assert context.assemble(fewer).sha256 != made.sha256
@@ -157,6 +157,6 @@ def test_a_dockerfile_that_copies_no_tree_gets_only_its_folder(spec, tmp_path):
     (tmp_path / spec.tag).mkdir()
     (tmp_path / spec.tag / "Dockerfile").write_text("FROM scratch\n")
     assert context.assemble(spec, images=tmp_path).files == ("Dockerfile",)
-    (tmp_path / spec.tag / "Dockerfile").write_text(f"FROM scratch\nCOPY {render.ROOTFS}/workspace/ /\n")
+    (tmp_path / spec.tag / "Dockerfile").write_text(f"FROM scratch\nCOPY {steps.ROOTFS}/workspace/ /\n")
     with pytest.raises(FileNotFoundError, match="no requirements-workspace.lock"):
         context.assemble(spec, images=tmp_path)

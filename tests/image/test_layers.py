@@ -7,14 +7,14 @@ import pytest
 
 from builder import layout
 from builder.image import layers, render
-from builder.wheels import lock
+from builder.wheels import lockfile
 from tests.conftest import ROOT
 
 
 @pytest.fixture(scope="module")
 def locked(shipped):
     """tag -> (spec, the committed torch lock's entries) for every tag with a lock."""
-    return {tag: (spec, lock.read(ROOT / "images" / tag / layout.LOCK_FILE)) for tag, spec in shipped.specs.items()
+    return {tag: (spec, lockfile.read(ROOT / "images" / tag / layout.LOCK_FILE)) for tag, spec in shipped.specs.items()
             if (ROOT / "images" / tag / layout.LOCK_FILE).is_file()}
 
 
@@ -77,7 +77,7 @@ def test_adding_a_tag_changes_no_other_tags_layers(locked):
     leaves the others' plans as they were, and its new package goes on top of the known ones."""
     spec, packages = locked["v2.6-cu124"]
     before = {tag: layers.plan(*value) for tag, value in locked.items()}
-    newcomer = lock.Locked("nvidia-cuquantum-cu12", "25.3.0", "a" * 64, "https://example.invalid/q.whl", 1)
+    newcomer = lockfile.Locked("nvidia-cuquantum-cu12", "25.3.0", "a" * 64, "https://example.invalid/q.whl", 1)
     newer = layers.plan(dataclasses.replace(spec, tag="v2.7-cu124"), (*packages, newcomer))
     assert {tag: layers.plan(*value) for tag, value in locked.items()} == before
     cuda = [layer.what for layer in newer if layer.what.startswith("nvidia")]
@@ -89,5 +89,5 @@ def test_adding_a_tag_changes_no_other_tags_layers(locked):
 def test_an_entry_that_is_not_name_version_and_sha256_is_refused(locked, field, value):
     spec, packages = locked["v2.6-cu124"]
     broken = (dataclasses.replace(packages[0], **{field: value}), *packages[1:])
-    with pytest.raises(lock.LockError, match="images/v2.6-cu124/requirements.lock: the entry"):
+    with pytest.raises(lockfile.LockError, match="images/v2.6-cu124/requirements.lock: the entry"):
         layers.plan(spec, broken, where="images/v2.6-cu124/requirements.lock")

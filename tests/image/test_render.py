@@ -10,9 +10,8 @@ import jinja2
 import pytest
 
 from builder import layout
-from builder.image import layers
-from builder.image import render
-from builder.wheels import lock, serve
+from builder.image import base, layers, render, steps
+from builder.wheels import lockfile, serve
 from tests.conftest import ROOT
 
 
@@ -23,20 +22,20 @@ def specs(shipped):
 
 def copied(spec) -> list[tuple[str, str]]:
     """(source, target) of every file or folder the Dockerfile copies, in order: each COPY copies a tree of the build
-    context to / (render.trees says what each holds), and no COPY does anything else."""
-    trees, found = render.trees(spec), []
+    context to / (steps.trees says what each holds), and no COPY does anything else."""
+    trees, found = steps.trees(spec), []
     for line in render.render(spec)["Dockerfile"].splitlines():
         if line.startswith("COPY "):
             source, target = line.split()[1:]
-            assert target == "/" and source.startswith(f"{render.ROOTFS}/") and source.endswith("/"), line
-            found += trees[source.removeprefix(f"{render.ROOTFS}/").rstrip("/")]
+            assert target == "/" and source.startswith(f"{steps.ROOTFS}/") and source.endswith("/"), line
+            found += trees[source.removeprefix(f"{steps.ROOTFS}/").rstrip("/")]
     return found
 
 
 def planned(spec) -> list[layers.Layer]:
     """The layers of torch's committed lock; none for a tag without one."""
     path = layout.IMAGES / spec.tag / layout.LOCK_FILE
-    return layers.plan(spec, lock.read(path)) if path.is_file() else []
+    return layers.plan(spec, lockfile.read(path)) if path.is_file() else []
 
 
 def test_committed_images_match_a_fresh_render(specs):
@@ -93,7 +92,7 @@ def test_one_stage_installs_only_from_the_loopback_cache_and_nothing_of_the_host
     assert len(installs) == len(planned(specs[tag])) + 1  # torch's lock in its layers, then the workspace's lock
     for line in installs:
         assert f"--no-index --find-links {serve.URL} --trusted-host {serve.HOST}" in line
-        assert " ".join(lock.INSTALL_OPTIONS) in line  # every sha256 required
+        assert " ".join(lockfile.INSTALL_OPTIONS) in line  # every sha256 required
 
 
 def test_torch_and_the_workspace_are_layers_of_their_own_each_compiled_once(specs):
@@ -108,7 +107,7 @@ def test_torch_and_the_workspace_are_layers_of_their_own_each_compiled_once(spec
     assert len(wheel_steps) == len(planned(spec)) and "'torch==2.6.0 --hash=sha256:" in wheel_steps[-1]
     order = [instructions.index(line) for line in (venv_step, *wheel_steps)]
     assert order == sorted(order)
-    assert order[-1] < instructions.index(f"COPY {render.ROOTFS}/workspace/ /") < instructions.index(workspace_step)
+    assert order[-1] < instructions.index(f"COPY {steps.ROOTFS}/workspace/ /") < instructions.index(workspace_step)
     assert "compile_dir" in venv_step and "force=True" in venv_step  # pip's own .pyc too
     for step in (*wheel_steps, workspace_step):  # only what has no .pyc yet: no layer holds a second copy of another's
         assert "cache_from_source" in step and "compile_dir" not in step
@@ -122,10 +121,10 @@ def test_every_run_stamps_what_it_made_with_the_one_time_and_every_copy_is_a_tre
     (builder/image/base.py's, the one value), and every COPY copies a tree of the context whose folders carry it too."""
     dockerfile = render.render(specs[tag])["Dockerfile"]
     runs = [line for line in dockerfile.replace("\\\n", "").splitlines() if line.startswith("RUN ")]
-    stamped = [line for line in runs if line.startswith("RUN start=$(date +%s) ") and line.endswith(render.STAMP)]
+    stamped = [line for line in runs if line.startswith("RUN start=$(date +%s) ") and line.endswith(steps.STAMP)]
     not_locked = [line for line in runs if "make lock" in line and line.endswith("false")]  # tags without a lock
     assert len(runs) == len(stamped) + len(not_locked) and stamped
-    assert f"touch -h -d @{render.SOURCE_DATE_EPOCH} " in render.STAMP and render.SOURCE_DATE_EPOCH == "1735689600"
+    assert f"touch -h -d @{base.SOURCE_DATE_EPOCH} " in steps.STAMP and base.SOURCE_DATE_EPOCH == "1735689600"
     assert copied(specs[tag])  # every COPY a tree (copied() checks each)
     # nothing removes what an earlier layer holds (a whiteout carries the deletion's time)
     assert "/var/log/apt " not in dockerfile and "/var/lib/apt/lists/* " not in dockerfile and "-old" not in dockerfile
@@ -143,8 +142,8 @@ def test_a_lock_entry_reaches_the_shell_only_as_one_quoted_requirement(specs, tm
     assert len(echo) == 3 and echo[0] == "echo" and echo[2] == ">&2"  # the entry is inside one quoted word
     assert "';touch${IFS}x;'" in echo[1] and "is not 64 lowercase hex digits" in echo[1]
     assert not any("-r /dev/stdin" in line for line in dockerfile.splitlines())  # nothing of that lock is installed
-    with pytest.raises(lock.LockError, match="nvidia-cublas-cu12"):
-        layers.plan(spec, lock.read(tmp_path / spec.tag / layout.LOCK_FILE))
+    with pytest.raises(lockfile.LockError, match="nvidia-cublas-cu12"):
+        layers.plan(spec, lockfile.read(tmp_path / spec.tag / layout.LOCK_FILE))
 
 
 def test_labels_carry_the_spec(specs):
@@ -187,8 +186,8 @@ def test_every_carried_file_is_copied_once_from_the_one_list_after_the_environme
 def test_install_flags_are_one_list_shared_by_the_lock_and_the_dockerfile(specs):
     dockerfile = render.render(specs["v2.6-cu124"])["Dockerfile"]
     # torch's steps and the workspace's
-    assert dockerfile.count(" ".join(lock.INSTALL_OPTIONS)) == len(planned(specs["v2.6-cu124"])) + 1
-    assert "--only-binary=:all:" in lock.INSTALL_OPTIONS
+    assert dockerfile.count(" ".join(lockfile.INSTALL_OPTIONS)) == len(planned(specs["v2.6-cu124"])) + 1
+    assert "--only-binary=:all:" in lockfile.INSTALL_OPTIONS
 
 
 def test_images_hold_only_what_varies_by_tag(specs):
@@ -209,7 +208,7 @@ def test_templates_hold_templates_only():
 def test_every_image_carries_what_torch_compile_needs_in_a_layer_of_its_own(specs):
     for tag in ("v2.6-cu124", "v2.6-cu118", "v2.15-cu132", "v2.6-cu124-devel"):
         dockerfile = render.render(specs[tag])["Dockerfile"]
-        install = f"apt-get install -y --no-install-recommends {' '.join(render.COMPILE_APT_PACKAGES)} \\\n"
+        install = f"apt-get install -y --no-install-recommends {' '.join(steps.COMPILE_APT_PACKAGES)} \\\n"
         assert dockerfile.count(install) == 1 and install in dockerfile, tag
         assert "# torch.compile:" in dockerfile
 
@@ -248,11 +247,11 @@ def test_cuda_12_4_devel_installs_debians_toolkit_on_trixie_without_a_driver(spe
     assert "nvidia-cuda-nvcc" not in files["requirements.txt"]  # the compiler is Debian's, not a wheel
     control = files["devel/torchyard-host-driver/DEBIAN/control"]
     assert "Provides: libcuda-12.4-1, libcuda.so.1 (= 550.54.14), libnvidia-ml.so.1 (= 550.54.14)\n" in control
-    assert files["devel/dpkg-cuda-static"].splitlines()[1:] == render.CUDA_STATIC_EXCLUDES
-    assert ("devel/dpkg-cuda-static", render.DPKG_EXCLUDES) in copied(spec)
+    assert files["devel/dpkg-cuda-static"].splitlines()[1:] == steps.CUDA_STATIC_EXCLUDES
+    assert ("devel/dpkg-cuda-static", steps.DPKG_EXCLUDES) in copied(spec)
     # the placeholder's package folder stays where it was copied: removing it would leave a whiteout with a time
-    assert (f"devel/{render.HOST_DRIVER_PACKAGE}", render.HOST_DRIVER_DIR) in copied(spec)
-    assert f"dpkg-deb --build {render.HOST_DRIVER_DIR} /tmp/" in final and f"rm -rf {render.HOST_DRIVER_DIR}" not in final
+    assert (f"devel/{steps.HOST_DRIVER_PACKAGE}", steps.HOST_DRIVER_DIR) in copied(spec)
+    assert f"dpkg-deb --build {steps.HOST_DRIVER_DIR} /tmp/" in final and f"rm -rf {steps.HOST_DRIVER_DIR}" not in final
     assert json.loads(files["spec.json"])["nvcc"]["source"] == "debian"
 
 

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from builder.jobs import ci
-from builder.wheels import lock
+from builder.wheels import lockfile
 from tests.conftest import ROOT
 
 SHELLCHECK = shutil.which("shellcheck")
@@ -45,7 +45,7 @@ def test_the_schema_check_can_fail(tmp_path, workflow):
 
 
 def test_one_job_per_buildable_tag(shipped, workflow):
-    expected = [s.tag for s in shipped.specs.values() if lock.problem(s) is None]
+    expected = [s.tag for s in shipped.specs.values() if lockfile.problem(s) is None]
     assert workflow["jobs"]["build"]["strategy"]["matrix"]["tag"] == expected
     assert workflow["jobs"]["gpu-smoke"]["strategy"]["matrix"]["tag"] == expected
     assert len(expected) >= 1 and shipped.default in expected

@@ -12,7 +12,7 @@ import pytest
 
 from builder import layout
 from builder.wheels import cache, network, serve
-from builder.wheels.lock import Locked
+from builder.wheels.lockfile import Locked
 from tests.conftest import ROOT
 
 USER, PASSWORD = "alice", "s3cret-test-only"
@@ -374,7 +374,6 @@ def test_parts_a_killed_fetch_left_are_removed_and_a_live_ones_kept(tmp_path):
 
 @pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT"])
 def test_a_fetch_ended_by_a_signal_leaves_no_part_file(tmp_path, signal_name):
-    import os
     import signal
     import subprocess
     import sys
@@ -395,7 +394,7 @@ def test_a_fetch_ended_by_a_signal_leaves_no_part_file(tmp_path, signal_name):
     with Hostile(stall) as server:
         script = (
             "import sys\nfrom pathlib import Path\nfrom builder.wheels import cache, network\n"
-            "from builder.wheels.lock import Locked\n"
+            "from builder.wheels.lockfile import Locked\n"
             f"item = cache.Wanted(Locked('small', '2.0', 'a' * 64, {server.url + '/small-2.0-py3-none-any.whl'!r}, 1000), 'l', 't')\n"
             f"try:\n    cache.fetch([item], network.NetworkSettings(), say=print, cache=Path({str(folder)!r}))\n"
             "except KeyboardInterrupt:\n    sys.exit(130)\n")

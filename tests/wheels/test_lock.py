@@ -1,12 +1,15 @@
 """Locks: uv's resolution for the image's platform and Python, isolated from this machine; the wheel pip would
 choose; staleness; the committed locks."""
 
+import dataclasses
+
 import pytest
 
 from builder import layout
 from builder.image import render
+from builder.inputs import InputError
 from builder.matrix.load import load
-from builder.wheels import lock, network
+from builder.wheels import lock, lockfile, network
 from tests.conftest import ROOT
 
 SHA = "a" * 64
@@ -38,7 +41,7 @@ def test_a_lock_lists_every_package_sorted_with_its_hash_and_artifact(spec):
 def test_an_artifact_without_sha256_is_refused(spec):
     bad = report(("torch", "2.6.0", SHA))
     bad["packages"][0]["wheels"][0]["hashes"] = {"md5": "x"}
-    with pytest.raises(lock.LockError, match="no sha256 or URL for torch 2.6.0"):
+    with pytest.raises(lockfile.LockError, match="no sha256 or URL for torch 2.6.0"):
         lock.from_pylock(spec, bad, SHA, [lock.PYPI_SIMPLE])
 
 
@@ -68,25 +71,25 @@ def test_a_forwarded_mirror_is_what_the_lock_resolves_against(spec, shipped):
 
 def test_missing_and_stale_locks_say_what_to_run(spec, shipped, tmp_path):
     render.write(spec, tmp_path)
-    assert "is missing" in lock.problem(spec, tmp_path) and "make lock TAG=v2.6-cu124" in lock.problem(spec, tmp_path)
+    assert "is missing" in lockfile.problem(spec, tmp_path) and "make lock TAG=v2.6-cu124" in lockfile.problem(spec, tmp_path)
     requirements = (tmp_path / spec.tag / "requirements.txt").read_text()
-    made = lock.from_pylock(spec, report(("torch", "2.6.0", SHA)), lock.sha256_text(requirements), [lock.PYPI_SIMPLE])
-    assert lock.write(made, tmp_path) is True and lock.write(made, tmp_path) is False
-    assert "requirements-workspace.lock is missing" in lock.problem(spec, tmp_path)
+    made = lock.from_pylock(spec, report(("torch", "2.6.0", SHA)), lockfile.sha256_text(requirements), [lock.PYPI_SIMPLE])
+    assert lockfile.write(made, tmp_path) is True and lockfile.write(made, tmp_path) is False
+    assert "requirements-workspace.lock is missing" in lockfile.problem(spec, tmp_path)
     workspace = (tmp_path / spec.tag / "requirements-workspace.txt").read_text()
-    second = lock.from_pylock(spec, report(("jupyterlab", "4.6.6", SHA)), lock.sha256_text(workspace + made.text()),
+    second = lock.from_pylock(spec, report(("jupyterlab", "4.6.6", SHA)), lockfile.sha256_text(workspace + made.text()),
                               [lock.PYPI_SIMPLE])
-    lock.write(lock.dataclasses.replace(second, file=layout.WORKSPACE_LOCK_FILE), tmp_path)
-    assert lock.problem(spec, tmp_path) is None
-    lock.write(lock.from_pylock(spec, report(("torch", "2.6.1", SHA)), lock.sha256_text(requirements),
+    lockfile.write(dataclasses.replace(second, file=layout.WORKSPACE_LOCK_FILE), tmp_path)
+    assert lockfile.problem(spec, tmp_path) is None
+    lockfile.write(lock.from_pylock(spec, report(("torch", "2.6.1", SHA)), lockfile.sha256_text(requirements),
                                 [lock.PYPI_SIMPLE]), tmp_path)  # torch's lock changed: the workspace's is stale
-    assert "requirements-workspace.lock is stale" in lock.problem(spec, tmp_path)
-    lock.write(made, tmp_path)
+    assert "requirements-workspace.lock is stale" in lockfile.problem(spec, tmp_path)
+    lockfile.write(made, tmp_path)
     (tmp_path / spec.tag / "requirements.txt").write_text(requirements + "einops==0.8.1\n")
-    assert "is stale" in lock.problem(spec, tmp_path)
+    assert "is stale" in lockfile.problem(spec, tmp_path)
     variant = shipped.specs["v2.6-cu118"]
     render.write(variant, tmp_path)
-    assert "download.pytorch.org" in lock.problem(variant, tmp_path)
+    assert "download.pytorch.org" in lockfile.problem(variant, tmp_path)
 
 
 def test_render_leaves_the_lock_alone(spec, tmp_path):
@@ -100,10 +103,10 @@ def test_render_leaves_the_lock_alone(spec, tmp_path):
 
 def test_every_pypi_tag_has_a_current_lock_and_index_variants_say_why_not(shipped):
     for spec in shipped.specs.values():
-        problem = lock.problem(spec)
+        problem = lockfile.problem(spec)
         if spec.index == "pypi":
             assert problem is None, problem
-            locked = lock.packages(ROOT / "images" / spec.tag / layout.LOCK_FILE)
+            locked = lockfile.packages(ROOT / "images" / spec.tag / layout.LOCK_FILE)
             assert locked["torch"] == spec.torch and locked["torchvision"] == spec.torchvision
         else:
             assert "is missing" in problem and "download.pytorch.org" in problem
@@ -134,8 +137,8 @@ def test_a_real_resolution_ignores_the_machines_pip_and_uv_settings(spec, tmp_pa
     # The workspace step holds only what torch's step does not: filelock is already there.
     assert [p.name for p in workspace.packages] == ["six"] and workspace.file == "requirements-workspace.lock"
     # Freshly made, both locks are current: the build takes them (the workspace lock's input covers torch's lock).
-    assert all(lock.write(made_lock, tmp_path) for made_lock in (made, workspace))
-    assert lock.problem(spec, tmp_path) is None
+    assert all(lockfile.write(made_lock, tmp_path) for made_lock in (made, workspace))
+    assert lockfile.problem(spec, tmp_path) is None
 
 
 def test_an_unreachable_index_is_said_fast(shipped, tmp_path):
@@ -171,16 +174,16 @@ def test_of_every_wheel_uv_lists_the_lock_keeps_the_one_pip_would_install(spec):
     assert lock.choose_wheel(wheels[-2:], spec)["name"] == "pkg-1.0-py3-none-any.whl"
     assert lock.choose_wheel([wheels[2], wheels[3]], spec) is None  # another Python, a newer glibc than bookworm's
     data = {"packages": [{"name": "Pkg", "version": "1.0", "wheels": [wheels[2], wheels[3]]}]}
-    with pytest.raises(lock.LockError, match="no wheel of pkg 1.0 fits CPython 3.11, linux/amd64, Debian bookworm"):
+    with pytest.raises(lockfile.LockError, match="no wheel of pkg 1.0 fits CPython 3.11, linux/amd64, Debian bookworm"):
         lock.from_pylock(spec, data, SHA, [lock.PYPI_SIMPLE])
 
 
 def test_markers_are_the_images_python_not_this_machines(shipped):
     """v2.6-cu124-devel runs Python 3.13: torch's `setuptools; python_version >= "3.12"` is in its lock, with no pin
     of ours, and the bookworm tags (3.11) have none."""
-    devel = lock.packages(ROOT / "images" / "v2.6-cu124-devel" / layout.LOCK_FILE)
+    devel = lockfile.packages(ROOT / "images" / "v2.6-cu124-devel" / layout.LOCK_FILE)
     assert "setuptools" in devel and "setuptools" not in (ROOT / "images" / "v2.6-cu124-devel" / "requirements.txt").read_text()
-    assert "setuptools" not in lock.packages(ROOT / "images" / "v2.6-cu124" / layout.LOCK_FILE)
+    assert "setuptools" not in lockfile.packages(ROOT / "images" / "v2.6-cu124" / layout.LOCK_FILE)
 
 
 def test_uvs_command_is_exactly_the_images_platform_and_the_given_indexes(spec, shipped, tmp_path):
@@ -280,7 +283,7 @@ def test_the_first_configured_index_is_the_index_and_the_extras_follow():
 
 
 def test_the_workspace_locks_header_names_its_inputs(spec):
-    made = lock.dataclasses.replace(lock.from_pylock(spec, report(("six", "1.17.0", SHA)), "d" * 64, [lock.PYPI_SIMPLE]),
+    made = dataclasses.replace(lock.from_pylock(spec, report(("six", "1.17.0", SHA)), "d" * 64, [lock.PYPI_SIMPLE]),
                                     source="requirements-workspace.txt + requirements.lock", file=layout.WORKSPACE_LOCK_FILE)
     assert made.text().splitlines()[:2] == [
         "# Generated by `make lock TAG=v2.6-cu124` from requirements-workspace.txt: do not edit.",
@@ -290,24 +293,24 @@ def test_the_workspace_locks_header_names_its_inputs(spec):
 def test_an_artifact_without_any_hash_or_url_is_refused_whole(spec):
     bare = report(("torch", "2.6.0", SHA))
     del bare["packages"][0]["wheels"][0]["hashes"]
-    with pytest.raises(lock.LockError) as refused:
+    with pytest.raises(lockfile.LockError) as refused:
         lock.from_pylock(spec, bare, SHA, [lock.PYPI_SIMPLE])
     assert str(refused.value) == ("v2.6-cu124: the index gave no sha256 or URL for torch 2.6.0 "
                                   "(https://files.example/torch-2.6.0-py3-none-any.whl); a lock needs both for every artifact")
     bare = report(("torch", "2.6.0", SHA))
     del bare["packages"][0]["wheels"][0]["url"]
-    with pytest.raises(lock.LockError, match=r"no sha256 or URL for torch 2.6.0 \(torch-2.6.0-py3-none-any.whl\)"):
+    with pytest.raises(lockfile.LockError, match=r"no sha256 or URL for torch 2.6.0 \(torch-2.6.0-py3-none-any.whl\)"):
         lock.from_pylock(spec, bare, SHA, [lock.PYPI_SIMPLE])
 
 
 def test_an_index_variants_missing_lock_says_where_it_can_be_made(shipped, tmp_path):
     variant = shipped.specs["v2.6-cu118"]
     render.write(variant, tmp_path)
-    assert lock.problem(variant, tmp_path) == (
+    assert lockfile.problem(variant, tmp_path) == (
         f"{tmp_path}/v2.6-cu118/requirements.lock is missing: the build installs only what a lock names, with hashes; "
         "run `make lock TAG=v2.6-cu118` where the PyTorch wheel index for cu118 answers (download.pytorch.org, or a "
         "mirror named by TORCHYARD_TORCH_INDEX)")
-    shown = lock.problem(variant, tmp_path, as_repository=True)  # what the report and the doctor show
+    shown = lockfile.problem(variant, tmp_path, as_repository=True)  # what the report and the doctor show
     assert shown.startswith("images/v2.6-cu118/requirements.lock is missing: ") and str(tmp_path) not in shown
 
 
@@ -328,7 +331,7 @@ def test_index_credentials_go_to_a_netrc_only_the_user_can_read(tmp_path):
     assert netrc.read_text() == "machine mirror.example login alice password s3cret\n"  # a netrc names hosts, not ports
     assert lock._netrc(["https://pypi.org/simple"], tmp_path / "none") == {}
     for bad in ("al%20ice:pw", "alice:p%23w", "alice:p%22w", "alice:p%27w"):  # percent-decoded, as uv would
-        with pytest.raises(lock.LockError, match="mirror.example hold a space, quote or '#'"):
+        with pytest.raises(lockfile.LockError, match="mirror.example hold a space, quote or '#'"):
             lock._netrc([f"https://{bad}@mirror.example/simple"], tmp_path)
 
 
@@ -351,7 +354,7 @@ def test_a_wheel_named_only_by_its_url_counts_and_the_first_of_equals_is_kept(sp
     by_url = {"url": "https://files.example/a/b/pkg-1.0-py3-none-any.whl", "size": 1, "hashes": {"sha256": SHA}}
     same = {"url": "https://mirror.example/pkg-1.0-py3-none-any.whl", "size": 1, "hashes": {"sha256": SHA}}
     assert lock.choose_wheel([{"name": "not-a-wheel.zip"}, by_url, same], spec) is by_url
-    with pytest.raises(lock.LockError, match="no wheel of pkg 1.0"):
+    with pytest.raises(lockfile.LockError, match="no wheel of pkg 1.0"):
         lock.from_pylock(spec, {"packages": [{"name": "pkg", "version": "1.0"}]}, SHA, [lock.PYPI_SIMPLE])
     assert lock.from_pylock(spec, {}, SHA, [lock.PYPI_SIMPLE]).packages == ()
 
@@ -361,14 +364,14 @@ def test_every_committed_lock_loads_as_the_lock_that_wrote_it(shipped):
         for file in layout.LOCKS:
             path = ROOT / "images" / spec.tag / file
             if path.is_file():
-                assert lock.load(path, spec.tag).text() == path.read_text(), path
+                assert lockfile.load(path, spec.tag).text() == path.read_text(), path
 
 
 def test_a_lock_without_its_header_does_not_load(tmp_path):
     path = tmp_path / layout.LOCK_FILE
     path.write_text("# https://example.org/a-1.0-py3-none-any.whl\na==1.0 --hash=sha256:" + "0" * 64 + "\n")
-    with pytest.raises(lock.LockError, match="is not a lock `make lock` wrote"):
-        lock.load(path, "v2.6-cu124")
+    with pytest.raises(lockfile.LockError, match="is not a lock `make lock` wrote"):
+        lockfile.load(path, "v2.6-cu124")
 
 
 # ---------------------------------------------------------------- a lock is input: every line parsed
@@ -389,8 +392,8 @@ def lock_with(tmp_path, *lines, header=True):
 
 def test_a_well_formed_lock_reads_with_sizes(tmp_path):
     path = lock_with(tmp_path, f"# {GOOD_URL} size=11053", f"six==1.17.0 --hash=sha256:{SHA}")
-    assert lock.read(path) == (lock.Locked("six", "1.17.0", SHA, GOOD_URL, 11053),)
-    assert lock.packages(path) == {"six": "1.17.0"}
+    assert lockfile.read(path) == (lockfile.Locked("six", "1.17.0", SHA, GOOD_URL, 11053),)
+    assert lockfile.packages(path) == {"six": "1.17.0"}
 
 
 @pytest.mark.parametrize("url_line, entry, says", [
@@ -430,24 +433,24 @@ def test_a_well_formed_lock_reads_with_sizes(tmp_path):
 ])
 def test_a_lock_line_make_lock_does_not_write_is_refused_naming_file_and_line(tmp_path, url_line, entry, says):
     path = lock_with(tmp_path, f"# {GOOD_URL} size=11053", f"six==1.17.0 --hash=sha256:{SHA}", url_line, entry)
-    with pytest.raises(lock.LockFormatError) as refused:
-        lock.read(path, "v2.6-cu124")
+    with pytest.raises(lockfile.LockFormatError) as refused:
+        lockfile.read(path, "v2.6-cu124")
     message = str(refused.value)
     assert says in message
     assert message.startswith(f"{path}:8: ") or message.startswith(f"{path}:9: "), message
     assert "`make lock TAG=v2.6-cu124` writes it anew" in message
-    assert isinstance(refused.value, lock.InputError)  # the CLI's exit 2
+    assert isinstance(refused.value, InputError)  # the CLI's exit 2
 
 
 def test_an_entry_without_its_url_line_or_a_url_line_without_its_entry_is_refused(tmp_path):
-    with pytest.raises(lock.LockFormatError, match=r":6: 'six==1.17.0 --hash=sha256:a+' has no URL line above it"):
-        lock.read(lock_with(tmp_path, f"six==1.17.0 --hash=sha256:{SHA}"))
-    with pytest.raises(lock.LockFormatError, match=r":6: a URL line with no entry below it"):
-        lock.read(lock_with(tmp_path, f"# {GOOD_URL} size=1"))
-    with pytest.raises(lock.LockFormatError, match=r":7: .* is not a line `make lock` writes \(line 6.s URL wants its entry here\)"):
-        lock.read(lock_with(tmp_path, f"# {GOOD_URL} size=1", f"# {GOOD_URL} size=1", f"six==1.17.0 --hash=sha256:{SHA}"))
-    with pytest.raises(lock.LockFormatError, match=r":8: .*# for: x.* is not a line"):  # a header only on top
-        lock.read(lock_with(tmp_path, f"# {GOOD_URL} size=1", f"six==1.17.0 --hash=sha256:{SHA}", "# for: x"))
+    with pytest.raises(lockfile.LockFormatError, match=r":6: 'six==1.17.0 --hash=sha256:a+' has no URL line above it"):
+        lockfile.read(lock_with(tmp_path, f"six==1.17.0 --hash=sha256:{SHA}"))
+    with pytest.raises(lockfile.LockFormatError, match=r":6: a URL line with no entry below it"):
+        lockfile.read(lock_with(tmp_path, f"# {GOOD_URL} size=1"))
+    with pytest.raises(lockfile.LockFormatError, match=r":7: .* is not a line `make lock` writes \(line 6.s URL wants its entry here\)"):
+        lockfile.read(lock_with(tmp_path, f"# {GOOD_URL} size=1", f"# {GOOD_URL} size=1", f"six==1.17.0 --hash=sha256:{SHA}"))
+    with pytest.raises(lockfile.LockFormatError, match=r":8: .*# for: x.* is not a line"):  # a header only on top
+        lockfile.read(lock_with(tmp_path, f"# {GOOD_URL} size=1", f"six==1.17.0 --hash=sha256:{SHA}", "# for: x"))
 
 
 def test_a_lock_that_is_a_symlink_a_folder_huge_or_not_utf8_is_refused(tmp_path):
@@ -455,63 +458,63 @@ def test_a_lock_that_is_a_symlink_a_folder_huge_or_not_utf8_is_refused(tmp_path)
     target.write_text("secret of another file\n")
     link = tmp_path / "link.lock"
     link.symlink_to(target)
-    with pytest.raises(lock.LockFormatError, match="a symlink"):
-        lock.read(link)
-    with pytest.raises(lock.LockFormatError, match="not a regular file"):
-        lock.read(tmp_path)
+    with pytest.raises(lockfile.LockFormatError, match="a symlink"):
+        lockfile.read(link)
+    with pytest.raises(lockfile.LockFormatError, match="not a regular file"):
+        lockfile.read(tmp_path)
     big = tmp_path / "big.lock"
-    big.write_bytes(b"#" * (lock.MAX_LOCK_BYTES + 1))
-    with pytest.raises(lock.LockFormatError, match="larger than"):
-        lock.read(big)
+    big.write_bytes(b"#" * (lockfile.MAX_LOCK_BYTES + 1))
+    with pytest.raises(lockfile.LockFormatError, match="larger than"):
+        lockfile.read(big)
     latin = tmp_path / "latin.lock"
     latin.write_bytes(b"# caf\xe9\n")
-    with pytest.raises(lock.LockFormatError, match="not UTF-8 text .byte 0xe9 at offset 5"):
-        lock.read(latin)
+    with pytest.raises(lockfile.LockFormatError, match="not UTF-8 text .byte 0xe9 at offset 5"):
+        lockfile.read(latin)
 
 
 def test_a_lock_without_sizes_is_stale_and_says_to_lock_again(spec, tmp_path):
     render.write(spec, tmp_path)
-    made = lock.from_pylock(spec, report(("six", "1.17.0", SHA)), lock.sha256_text((tmp_path / spec.tag / layout.REQUIREMENTS).read_text()),
+    made = lock.from_pylock(spec, report(("six", "1.17.0", SHA)), lockfile.sha256_text((tmp_path / spec.tag / layout.REQUIREMENTS).read_text()),
                             [lock.PYPI_SIMPLE])
-    lock.write(made, tmp_path)
-    second = lock.dataclasses.replace(made, input_sha256=lock.sha256_text(
+    lockfile.write(made, tmp_path)
+    second = dataclasses.replace(made, input_sha256=lockfile.sha256_text(
         (tmp_path / spec.tag / layout.WORKSPACE_REQUIREMENTS).read_text() + made.text()), packages=(), file=layout.WORKSPACE_LOCK_FILE)
-    lock.write(second, tmp_path)
-    assert lock.problem(spec, tmp_path) is None
+    lockfile.write(second, tmp_path)
+    assert lockfile.problem(spec, tmp_path) is None
     path = tmp_path / spec.tag / layout.LOCK_FILE
     path.write_text(path.read_text().replace(" size=1\n", "\n"))  # as an older make lock wrote it
-    with pytest.raises(lock.LockStale):
-        lock.read(path)
-    lock.check(spec, tmp_path)  # stale is not malformed: no exit 2
-    assert lock.problem(spec, tmp_path) == (
+    with pytest.raises(lockfile.LockStale):
+        lockfile.read(path)
+    lockfile.check(spec, tmp_path)  # stale is not malformed: no exit 2
+    assert lockfile.problem(spec, tmp_path) == (
         f"{path} is stale: an older `make lock` wrote it, without each artifact's size; run `make lock TAG=v2.6-cu124`")
 
 
 def test_a_malformed_lock_is_a_problem_for_the_report_and_an_exit_2_for_fetch(spec, tmp_path):
     render.write(spec, tmp_path)
-    made = lock.from_pylock(spec, report(("six", "1.17.0", SHA)), lock.sha256_text((tmp_path / spec.tag / layout.REQUIREMENTS).read_text()),
+    made = lock.from_pylock(spec, report(("six", "1.17.0", SHA)), lockfile.sha256_text((tmp_path / spec.tag / layout.REQUIREMENTS).read_text()),
                             [lock.PYPI_SIMPLE])
-    lock.write(made, tmp_path)
-    lock.write(lock.dataclasses.replace(made, input_sha256=lock.sha256_text(
+    lockfile.write(made, tmp_path)
+    lockfile.write(dataclasses.replace(made, input_sha256=lockfile.sha256_text(
         (tmp_path / spec.tag / layout.WORKSPACE_REQUIREMENTS).read_text() + made.text()), packages=(),
         file=layout.WORKSPACE_LOCK_FILE), tmp_path)
-    assert lock.problem(spec, tmp_path) is None
+    assert lockfile.problem(spec, tmp_path) is None
     path = tmp_path / spec.tag / layout.LOCK_FILE
     path.write_text(path.read_text() + "# https://files.example/evil-1.0-py3-none-any.whl size=1\n"
                     "evil==1.0 --hash=sha256:/tmp/victim.txt\n")
-    assert lock.sha256_text((tmp_path / spec.tag / layout.REQUIREMENTS).read_text()) == made.input_sha256  # input unchanged
-    with pytest.raises(lock.LockFormatError, match=rf"^{path}:9: 'evil==1.0': its sha256 '/tmp/victim.txt'"):
-        lock.check(spec, tmp_path)
-    assert lock.problem(spec, tmp_path).startswith(f"{path}:9: 'evil==1.0': its sha256 '/tmp/victim.txt' is not 64")
+    assert lockfile.sha256_text((tmp_path / spec.tag / layout.REQUIREMENTS).read_text()) == made.input_sha256  # input unchanged
+    with pytest.raises(lockfile.LockFormatError, match=rf"^{path}:9: 'evil==1.0': its sha256 '/tmp/victim.txt'"):
+        lockfile.check(spec, tmp_path)
+    assert lockfile.problem(spec, tmp_path).startswith(f"{path}:9: 'evil==1.0': its sha256 '/tmp/victim.txt' is not 64")
 
 
 def test_the_index_gives_an_artifact_a_lock_cannot_hold(spec):
     bad = report(("six", "1.17.0", SHA))
     bad["packages"][0]["wheels"][0]["url"] = "file:///srv/six-1.17.0-py3-none-any.whl"
-    with pytest.raises(lock.LockError, match="which a lock cannot hold: its URL is a file URL"):
+    with pytest.raises(lockfile.LockError, match="which a lock cannot hold: its URL is a file URL"):
         lock.from_pylock(spec, bad, SHA, [lock.PYPI_SIMPLE])
     bad = report(("six", "1.17.0", "not-hex"))
-    with pytest.raises(lock.LockError, match="its sha256 'not-hex' is not 64 lowercase hex digits"):
+    with pytest.raises(lockfile.LockError, match="its sha256 'not-hex' is not 64 lowercase hex digits"):
         lock.from_pylock(spec, bad, SHA, [lock.PYPI_SIMPLE])
     fragment = report(("six", "1.17.0", SHA))
     fragment["packages"][0]["wheels"][0]["url"] += f"#sha256={SHA}"  # a fragment repeating the hash is dropped
@@ -542,9 +545,9 @@ def test_a_wheel_the_index_lists_without_a_size_is_sized_by_a_head_request(spec)
         made = lock.from_pylock(spec, sizeless, SHA, [lock.PYPI_SIMPLE],
                                 size_of=lambda url: lock.content_length(url, network.NetworkSettings()))
         assert made.packages[0].size == 4242
-        with pytest.raises(lock.LockError, match="no size"):
+        with pytest.raises(lockfile.LockError, match="no size"):
             lock.from_pylock(spec, sizeless, SHA, [lock.PYPI_SIMPLE])
-        with pytest.raises(lock.LockError, match=r"cannot learn the size of .*HTTP Error 404|Not Found"):
+        with pytest.raises(lockfile.LockError, match=r"cannot learn the size of .*HTTP Error 404|Not Found"):
             lock.content_length(f"http://127.0.0.1:{server.server_port}/x", network.NetworkSettings())
     finally:
         server.shutdown()
