@@ -1,4 +1,6 @@
 import os
+import shutil
+import subprocess
 import textwrap
 from pathlib import Path
 
@@ -20,6 +22,16 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "torchyard"))
 # `make mutation` runs each mutant's tests in mutants/ (a copy of the checkout): there a surviving mutant would run
 # the whole generated suite (a minute and a half) once each, hours in all, so each test draws a 30th of its cases.
 UNDER_MUTATION = ROOT.name == "mutants"
+
+
+def copy_checkout(where: Path) -> None:
+    """Copy this checkout's files into where as a fresh clone has them: the tracked and the new, not the ignored."""
+    listed = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            capture_output=True, text=True, check=True).stdout.split("\0")
+    for rel in filter(None, listed):
+        if (ROOT / rel).is_file():  # a deleted file git still tracks is not copied
+            (where / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, where / rel)
 
 
 def cases(n: int) -> int:

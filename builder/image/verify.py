@@ -158,17 +158,17 @@ def layer_entries(client: docker.DockerClient, image: str, diff_id: str) -> dict
     raise engine.EngineError(f"no layer with diff ID {diff_id} in `docker save {image}`")
 
 
-def _differences(first: dict[str, str | tuple[str, ...]], second: dict[str, str | tuple[str, ...]], how) -> list[str]:
-    """Every path of either, in order, that is only in one or differs: '/<path>: only in the first' (or second), or
-    '/<path>: ' and what how(first's, second's) says."""
+def _differences(first: dict, second: dict, how, prefix: str = "/", show_value: bool = False) -> list[str]:
+    """Every key of either, in order, that is only in one or differs: '<prefix><key>: only in the first' (or second;
+    with show_value, the key's value follows it), or '<prefix><key>: ' and what how(first's, second's) says."""
     problems = []
-    for path in sorted(first.keys() | second.keys()):
-        if path not in second:
-            problems.append(f"/{path}: only in the first")
-        elif path not in first:
-            problems.append(f"/{path}: only in the second")
-        elif first[path] != second[path]:
-            problems.append(f"/{path}: {how(first[path], second[path])}")
+    for key in sorted(first.keys() | second.keys()):
+        if key not in second:
+            problems.append(f"{prefix}{key}{f' {first[key]}' if show_value else ''}: only in the first")
+        elif key not in first:
+            problems.append(f"{prefix}{key}{f' {second[key]}' if show_value else ''}: only in the second")
+        elif first[key] != second[key]:
+            problems.append(f"{prefix}{key}: {how(first[key], second[key])}")
     return problems
 
 
@@ -188,15 +188,8 @@ def manifest(client: docker.DockerClient, image: str) -> dict:
 def diff_packages(first: dict, second: dict) -> list[str]:
     problems = []
     for kind in ("python_packages", "venv_bootstrap", "debian_packages"):
-        a, b = first.get(kind, {}), second.get(kind, {})
-        label = kind.split("_")[0]
-        for name in sorted(a.keys() | b.keys()):
-            if name not in b:
-                problems.append(f"{label} {name} {a[name]}: only in the first")
-            elif name not in a:
-                problems.append(f"{label} {name} {b[name]}: only in the second")
-            elif a[name] != b[name]:
-                problems.append(f"{label} {name}: {a[name]} vs {b[name]}")
+        problems += _differences(first.get(kind, {}), second.get(kind, {}), lambda a, b: f"{a} vs {b}",
+                                 prefix=f"{kind.split('_')[0]} ", show_value=True)
     return problems
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -31,7 +30,7 @@ from builder import layout
 from builder.urls import redact
 from builder.wheels import cache as wheel_cache
 from builder.wheels import lock, lockfile
-from tests.conftest import ROOT
+from tests.conftest import ROOT, copy_checkout
 from tests.docker.conftest import TAG, TEST_REPO
 
 USER, PASSWORD = "alice", "s3cret-index-pw"
@@ -100,12 +99,7 @@ def clone(tmp_path_factory):
     """The repository's files (tracked and new, as a fresh clone has them) in a git repository whose origin
     carries a token; its matrix holds the one tag, with einops from the credentialed index."""
     where = tmp_path_factory.mktemp("clone") / "torchyard"
-    files = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                           capture_output=True, text=True, check=True).stdout.split("\0")
-    for rel in filter(None, files):
-        if (ROOT / rel).is_file():
-            (where / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / rel, where / rel)
+    copy_checkout(where)
     (where / "matrix.yaml").write_text(f'default: {TAG}\nimages:\n  {TAG}: {{torch: "2.6.0", extra_packages: ["{WHEEL}"]}}\n')
     (where / ".venv").symlink_to(ROOT / ".venv")  # the Makefile's environment: this checkout's
     git = ["git", "-C", str(where), "-c", "user.name=test", "-c", "user.email=test@example.com"]

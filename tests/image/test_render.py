@@ -12,7 +12,7 @@ import pytest
 from builder import layout
 from builder.image import base, layers, render, steps
 from builder.wheels import lockfile, serve
-from tests.conftest import ROOT
+from tests.conftest import ROOT, copy_checkout
 
 
 @pytest.fixture(scope="module")
@@ -277,16 +277,8 @@ def test_render_of_a_one_tag_matrix_deletes_nothing_and_says_how(tmp_path):
 
 def test_render_prune_removes_the_folders_of_other_tags(tmp_path):
     """In a copy of the repository: --prune is the one way render deletes."""
-    import shutil
-    import subprocess
-
     copy = tmp_path / "repo"
-    listed = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                            capture_output=True, text=True, check=True).stdout.split("\0")
-    for rel in filter(None, listed):
-        if (ROOT / rel).is_file():
-            (copy / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / rel, copy / rel)
+    copy_checkout(copy)
     (copy / "matrix.yaml").write_text('default: v2.6-cu124\nimages:\n  v2.6-cu124: {torch: "2.6.0", size_budget: 6.5GB}\n')
     assert "kept" in _cli("render", cwd=copy).stdout
     result = _cli("render", "--prune", cwd=copy)

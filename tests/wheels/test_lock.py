@@ -11,6 +11,7 @@ from builder.inputs import InputError
 from builder.matrix.load import load
 from builder.wheels import lock, lockfile, network
 from tests.conftest import ROOT
+from tests.loopback import serving
 
 SHA = "a" * 64
 
@@ -239,35 +240,23 @@ def test_uvs_complaint_keeps_its_last_twelve_lines_and_names_an_unreachable_torc
 def test_an_index_that_answers_is_reachable_whatever_it_answers():
     """A real HTTP server on loopback: one HEAD of the index's root (no body to wait for); any answer, even 404,
     means the index is there; a closed port is not, and says why."""
-    import http.server
     import socket
-    import threading
 
     asked = []
 
-    class Index(http.server.BaseHTTPRequestHandler):
-        def do_HEAD(self):
-            asked.append(("HEAD", self.path))
-            self.send_response(200 if self.path == "/simple/" else 404)
-            self.end_headers()
+    def head(handler):
+        asked.append(("HEAD", handler.path))
+        handler.send_response(200 if handler.path == "/simple/" else 404)
+        handler.end_headers()
 
-        def do_GET(self):
-            asked.append(("GET", self.path))
-            self.send_response(200)
-            self.end_headers()
+    def get(handler):
+        asked.append(("GET", handler.path))
+        handler.send_response(200)
+        handler.end_headers()
 
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Index)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        port = server.server_address[1]
-        assert lock.unreachable(f"http://127.0.0.1:{port}/simple", network.NetworkSettings()) is None
-        assert lock.unreachable(f"http://127.0.0.1:{port}/nothing-here//", network.NetworkSettings()) is None
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(do_HEAD=head, do_GET=get) as url:
+        assert lock.unreachable(f"{url}/simple", network.NetworkSettings()) is None
+        assert lock.unreachable(f"{url}/nothing-here//", network.NetworkSettings()) is None
     assert asked == [("HEAD", "/simple/"), ("HEAD", "/nothing-here/")]
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -523,35 +512,23 @@ def test_the_index_gives_an_artifact_a_lock_cannot_hold(spec):
 
 def test_a_wheel_the_index_lists_without_a_size_is_sized_by_a_head_request(spec):
     """A PEP 503 HTML index (the PyTorch wheel index) lists no size: make lock asks the artifact's server."""
-    import http.server
-    import threading
+    def head(handler):
+        handler.send_response(200 if handler.path.endswith(".whl") else 404)
+        handler.send_header("Content-Length", "4242")
+        handler.end_headers()
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_HEAD(self):
-            self.send_response(200 if self.path.endswith(".whl") else 404)
-            self.send_header("Content-Length", "4242")
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with serving(do_HEAD=head) as server:
         sizeless = report(("six", "1.17.0", SHA))
         wheel = sizeless["packages"][0]["wheels"][0]
         del wheel["size"]
-        wheel["url"] = f"http://127.0.0.1:{server.server_port}/six-1.17.0-py3-none-any.whl"
+        wheel["url"] = f"{server}/six-1.17.0-py3-none-any.whl"
         made = lock.from_pylock(spec, sizeless, SHA, [lock.PYPI_SIMPLE],
                                 size_of=lambda url: lock.content_length(url, network.NetworkSettings()))
         assert made.packages[0].size == 4242
         with pytest.raises(lockfile.LockError, match="no size"):
             lock.from_pylock(spec, sizeless, SHA, [lock.PYPI_SIMPLE])
         with pytest.raises(lockfile.LockError, match=r"cannot learn the size of .*HTTP Error 404|Not Found"):
-            lock.content_length(f"http://127.0.0.1:{server.server_port}/x", network.NetworkSettings())
-    finally:
-        server.shutdown()
-        server.server_close()
+            lock.content_length(f"{server}/x", network.NetworkSettings())
 
 
 def test_the_lock_text_is_in_the_context_hash_that_says_an_image_is_current(spec, tmp_path):

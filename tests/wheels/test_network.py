@@ -6,6 +6,7 @@ import pytest
 
 from builder.inputs import InputError
 from builder.wheels import network
+from tests.loopback import serving
 
 PEM = "-----BEGIN CERTIFICATE-----\n"
 
@@ -83,25 +84,14 @@ def test_the_torch_index_mirror_is_a_setting(home):
 def server():
     """An HTTP server on loopback that wants Basic credentials alice:s3cret; yields its URL."""
     import base64
-    import http.server
-    import threading
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_HEAD(self):
-            wanted = "Basic " + base64.b64encode(b"alice:s3cret").decode()
-            self.send_response(200 if self.headers.get("Authorization") == wanted else 401)
-            self.end_headers()
+    def answer(handler):
+        wanted = "Basic " + base64.b64encode(b"alice:s3cret").decode()
+        handler.send_response(200 if handler.headers.get("Authorization") == wanted else 401)
+        handler.end_headers()
 
-        do_GET = do_HEAD
-
-        def log_message(self, *args):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/simple"
-    httpd.shutdown()
+    with serving(do_HEAD=answer, do_GET=answer) as url:
+        yield f"{url}/simple"
 
 
 def test_the_index_probe_sends_credentials_as_a_header_and_never_shows_them(server):
@@ -139,30 +129,19 @@ def test_forwarded_settings_are_checked_and_shown_without_credentials(home):
 def test_the_index_probe_reaches_the_urls_host_whatever_the_password_holds(password):
     """The probe's request is made from the parsed host and port; the credentials go only in its header."""
     import base64
-    import http.server
-    import threading
     import urllib.parse
 
     from builder.wheels import lock
 
     got = []
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_HEAD(self):
-            got.append(self.headers.get("Authorization"))
-            self.send_response(200)
-            self.end_headers()
+    def head(handler):
+        got.append(handler.headers.get("Authorization"))
+        handler.send_response(200)
+        handler.end_headers()
 
-        def log_message(self, *args):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        url = f"http://user:{password}@127.0.0.1:{httpd.server_address[1]}/simple"
+    with serving(do_HEAD=head) as url:
+        url = url.replace("http://", f"http://user:{password}@") + "/simple"
         assert lock.unreachable(url, network.NetworkSettings(), timeout=5) is None
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
     decoded = urllib.parse.unquote(password)
     assert got == ["Basic " + base64.b64encode(f"user:{decoded}".encode()).decode()]
