@@ -296,8 +296,10 @@ def wheel_steps(spec: ImageSpec, images: Path = layout.IMAGES) -> list[Step]:
         planned = layers.plan(spec, lock.read(path), where=f"images/{spec.tag}/{layout.LOCK_FILE}")
     except (OSError, lock.LockError) as e:
         # rendered before `make lock` (or with a broken lock): the build is refused before it starts (lock.problem);
-        # should it start anyway, this step says why it cannot
-        problem = str(e) if isinstance(e, lock.LockError) else f"images/{spec.tag}/{layout.LOCK_FILE} is missing"
+        # should it start anyway, this step says why it cannot. The Dockerfile is committed: the lock is named as
+        # images/<tag>/…, never by this machine's folder (lock.read's message holds the path it was given)
+        shown = f"images/{spec.tag}/{layout.LOCK_FILE}"
+        problem = str(e).replace(str(path), shown) if isinstance(e, lock.LockError) else f"{shown} is missing"
         return [Step("torch's layers: not known before `make lock` writes torch's lock",
                      (f"echo {shlex.quote(problem + f'; run make lock TAG={spec.tag}, then make render')} >&2", "false"))]
     compile_new = " ".join(compile_pycs(only_new=True))

@@ -45,6 +45,17 @@ def test_committed_images_match_a_fresh_render(specs):
     assert differ == [] and stale == [], "run `make render` and commit images/"
 
 
+def test_a_tag_rendered_before_its_lock_names_no_folder_of_this_machine(specs, tmp_path):
+    """The Dockerfile of a tag without a lock is committed: its refusing step names images/<tag>/…, not the folder
+    the checkout happens to be in (a render in /work/main put that path in every such Dockerfile)."""
+    spec = specs["v2.4-cu118"]
+    assert not (layout.IMAGES / spec.tag / layout.LOCK_FILE).exists()  # a tag `make lock` has not locked here
+    render.write(spec, tmp_path)
+    dockerfile = (tmp_path / spec.tag / "Dockerfile").read_text()
+    assert str(tmp_path) not in dockerfile and str(layout.IMAGES) not in dockerfile
+    assert f"images/{spec.tag}/{layout.LOCK_FILE}: cannot be read" in dockerfile
+
+
 def test_diff_names_an_edited_file(specs, tmp_path):
     spec = specs["v2.6-cu124"]
     assert render.write(spec, tmp_path) is True
