@@ -158,6 +158,8 @@ def test_the_wheel_tags_are_pips_every_manylinux_the_bases_glibc_takes_newest_fi
     path.write_text('default: v2.15-cu132\nimages:\n  v2.15-cu132: {torch: "2.15.0", base: trixie}\n')
     trixie = [str(t) for t in lock.supported_tags(matrix.load(path, facts).specs["v2.15-cu132"])]
     assert trixie[0] == "cp313-cp313-manylinux_2_41_x86_64"  # trixie: Python 3.13, glibc 2.41
+    # the pure and interpreter-only wheels too are the image's Python's and platform's, not this machine's
+    assert {"py313-none-manylinux_2_41_x86_64", "cp313-none-any", "py3-none-any"} <= set(trixie)
 
 
 def test_of_every_wheel_uv_lists_the_lock_keeps_the_one_pip_would_install(spec):
@@ -716,7 +718,9 @@ def test_make_lock_resolves_both_steps_with_uv_against_the_index_and_its_credent
                                           shown.replace("/simple", "/files/") + wheel.name, wheel.stat().st_size),)
     assert [(p.name, p.version) for p in second.packages] == [("app", "1.0")]  # pkg 2.0 would take app 2.0
     assert first.indexes == second.indexes == (shown,)
+    assert second.source == f"{layout.WORKSPACE_REQUIREMENTS} + {layout.LOCK_FILE}"  # its input covers torch's lock
     assert "s3cret" not in first.text() + second.text()
+    assert (tmp_path / "cache" / "uv").is_dir()  # uv's metadata cache is torchyard's, kept for the next lock
     assert f"Basic {base64.b64encode(b'alice:s3cret').decode()}" in seen  # uv read them from the netrc
     said.clear()
     assert lock.lock_all([spec], settings, say=said.append, images=images) == []
@@ -763,3 +767,30 @@ def test_an_unreachable_index_leaves_its_tags_unlocked_and_says_why(shipped, tmp
         f"not locked: v2.6-cu118: its index {closed}/whl/cu118 cannot be used: [Errno 111] Connection refused. Lock it "
         "where the PyTorch wheel index (or a mirror named by TORCHYARD_TORCH_INDEX) answers; until then building it is "
         "refused"]
+
+
+def test_a_listed_wheel_without_a_name_or_url_is_passed_over(spec):
+    good = {"url": "https://files.example/pkg-1.0-py3-none-any.whl", "size": 1, "hashes": {"sha256": SHA}}
+    assert lock.choose_wheel([{"size": 1}, good], spec) is good
+
+
+def test_the_index_refusals_name_the_package_and_version(spec):
+    sizeless = report(("six", "1.17.0", SHA))
+    del sizeless["packages"][0]["wheels"][0]["size"]
+    with pytest.raises(lock.LockError) as refused:
+        lock.from_pylock(spec, sizeless, SHA, [lock.PYPI_SIMPLE])
+    assert str(refused.value) == ("v2.6-cu124: the index lists six 1.17.0 with no size "
+                                  "(https://files.example/six-1.17.0-py3-none-any.whl); a lock needs each artifact's size")
+    bad = report(("six", "1.17.0", SHA))
+    bad["packages"][0]["wheels"][0]["url"] = "https://files.example/six-1.17.0-py3-none-any.whl?token=1"
+    with pytest.raises(lock.LockError) as refused:
+        lock.from_pylock(spec, bad, SHA, [lock.PYPI_SIMPLE])
+    assert str(refused.value).startswith("v2.6-cu124: the index gave six 1.17.0 as "
+                                         "'https://files.example/six-1.17.0-py3-none-any.whl?token=1', which a lock cannot "
+                                         "hold: its URL has a query or fragment")
+
+
+def test_a_lock_is_not_made_before_its_requirements_are_rendered(spec, tmp_path):
+    with pytest.raises(lock.LockError) as refused:
+        lock.resolve(spec, network.NetworkSettings(), tmp_path)
+    assert str(refused.value) == f"{tmp_path / spec.tag / layout.REQUIREMENTS} is missing; run `make render` first"
