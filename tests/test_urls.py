@@ -140,3 +140,9 @@ def test_plain_http_is_fetched_from_loopback_only():
     assert urls.unfetchable("http://[::1]:8080/six-1.17.0-py2.py3-none-any.whl") is None
     assert urls.unfetchable("http:///six-1.17.0-py2.py3-none-any.whl") == (
         "plain http to a host other than loopback (an artifact comes over https)")
+
+
+def test_credentials_split_at_the_last_at_sign_as_urllib_does():
+    assert urls.credentials("https://us@er:p@ss@h.example:8080/simple") == ("h.example:8080", "us@er", "p@ss")
+    assert urls.credentials("https://TOKEN@h.example/simple") == ("h.example", "TOKEN", "")  # a token, no password
+    assert urls.without_credentials("file:///srv/wheels/x.whl") == "file:///srv/wheels/x.whl"  # no host: none made up
