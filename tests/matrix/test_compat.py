@@ -85,3 +85,10 @@ def test_the_cuda_compilers_are_read_from_the_facts_file(tmp_path):
     with pytest.raises(ValueError) as refused:
         compat.load(conda)
     assert str(refused.value) == "compat.yaml: nvcc source 'conda' is not one of pypi, debian"
+
+
+def test_a_python_torchvision_lacks_is_named_with_both_lists(facts):
+    assert facts.releases["2.5.1"].missing_wheels("3.13") == (
+        "torchvision 0.20.1 (the one torch 2.5.1 pairs with) has no wheels for Python 3.13 (it has 3.9, 3.10, 3.11, "
+        "3.12, torch has 3.9, 3.10, 3.11, 3.12, 3.13)")
+    assert facts.releases["2.5.1"].missing_wheels("3.12") is None
