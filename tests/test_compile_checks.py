@@ -87,3 +87,35 @@ def test_other_compile_failures_are_not_blamed_on_the_compiler():
 def test_the_extension_is_built_for_torchs_own_archs():
     assert arch_list("sm_50 sm_60 sm_70 sm_75 sm_80 sm_86 sm_90") == "5.0;6.0;7.0;7.5;8.0;8.6;9.0"
     assert arch_list("sm_75 sm_80 sm_90 sm_100 sm_120 compute_120") == "7.5;8.0;9.0;10.0;12.0+PTX"
+
+
+def test_the_kernel_verdicts_are_plain_booleans_with_the_sentence_a_person_acts_on():
+    """The verdict's ok is what the report writes as JSON true/false; the reasons are the whole sentences shown."""
+    eager = verdicts.generated_kernels("cpu", {"cpp": 0}, graphs=0)
+    assert eager == verdicts.Verdict(False, "Inductor compiled no graph (torch.compile ran eager: a cached or disabled "
+                                            "compile, e.g. TORCH_COMPILE_DISABLE or a non-Inductor backend)")
+    assert verdicts.generated_kernels("cpu", {"cpp": 1}, graphs=1) == verdicts.Verdict(
+        True, "Inductor generated 1 cpp kernel(s) in 1 graph(s)")  # one kernel is proof enough
+    # the device's kind missing from the counts altogether: none of it, not an error
+    assert verdicts.generated_kernels("cuda", {"cpp": 3}, graphs=2) == verdicts.Verdict(
+        False, "Inductor compiled 2 graph(s) on cuda without a single triton kernel (found {'cpp': 3}): the generated "
+               "code calls only library kernels, so compilation was not proven")
+
+
+def test_the_closest_tensor_to_its_limit_is_named_and_the_limit_itself_passes():
+    # allowed = 2 x eager + floor for tensors of more than 500 elements; values exact in binary
+    at_limit = verdicts.matches_eager({"w": (0.75, 0.125, 1000)}, floor=0.5)
+    assert at_limit == verdicts.Verdict(True, "compiled is as close to fp64 as eager (1 tensors; closest to the limit: "
+                                              "w, 100% of it)")
+    over = verdicts.matches_eager({"w": (0.75 + 2**-20, 0.125, 1000)}, floor=0.5)
+    assert over.ok is False
+    mixed = verdicts.matches_eager({"a": (0.125, 0.0, 1000), "b": (0.375, 0.0, 1000), "c": (0.25, 0.0, 1000)}, floor=0.5)
+    assert mixed.reason.endswith("closest to the limit: b, 75% of it)")
+    exact = verdicts.matches_eager({"output": (0.0, 0.0, 80)})  # no error at all: still named, at 0 %
+    assert exact.reason.endswith("closest to the limit: output, 0% of it)")
+
+
+def test_a_compiler_failure_quotes_at_most_300_characters_of_what_torch_said():
+    line = "InvalidCxxCompiler: No working C++ compiler found " + "x" * 1000
+    said = verdicts.compiler_problem(line, "cpu")
+    assert said.endswith(f"(torch said: {line[:300]})")

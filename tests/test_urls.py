@@ -125,3 +125,24 @@ def test_an_image_reference_with_a_digest_stays_and_a_host_named_sha256_with_a_p
     assert urls.redact("debian:bookworm@sha256:" + "a" * 64) == "debian:bookworm@sha256:" + "a" * 64
     assert urls.redact("REGISTRY=alice:s3cret@sha256:5000/ns") == "REGISTRY=sha256:5000/ns"
     assert urls.redact("alice:s3cret@sha256:443") == "sha256:443"
+
+
+@pytest.mark.parametrize("host, loopback", [
+    ("localhost", True), ("LocalHost", True), ("127.0.0.1", True), ("127.8.9.10", True), ("::1", True),
+    ("10.0.0.1", False), ("files.example", False), ("localhost.example", False), ("", False), (None, False),
+])
+def test_loopback_is_localhost_in_any_case_or_a_loopback_address(host, loopback):
+    assert urls.is_loopback(host) is loopback
+
+
+def test_plain_http_is_fetched_from_loopback_only():
+    assert urls.unfetchable("http://localhost:8080/six-1.17.0-py2.py3-none-any.whl") is None
+    assert urls.unfetchable("http://[::1]:8080/six-1.17.0-py2.py3-none-any.whl") is None
+    assert urls.unfetchable("http:///six-1.17.0-py2.py3-none-any.whl") == (
+        "plain http to a host other than loopback (an artifact comes over https)")
+
+
+def test_credentials_split_at_the_last_at_sign_as_urllib_does():
+    assert urls.credentials("https://us@er:p@ss@h.example:8080/simple") == ("h.example:8080", "us@er", "p@ss")
+    assert urls.credentials("https://TOKEN@h.example/simple") == ("h.example", "TOKEN", "")  # a token, no password
+    assert urls.without_credentials("file:///srv/wheels/x.whl") == "file:///srv/wheels/x.whl"  # no host: none made up

@@ -59,3 +59,36 @@ def test_a_minor_with_no_release_is_none(facts):
     assert facts.release_for_minor("2.6").version == "2.6.0"
     assert facts.release_for_minor("1.13") is None
     assert facts.release("1.13.1") is None and facts.release("1.13") is None
+
+
+def test_the_cuda_compilers_are_read_from_the_facts_file(tmp_path):
+    """compat.yaml's nvcc entries as typed facts (a copy of the file, so that it is read here, not from load's cache)."""
+    import pytest
+    import yaml
+
+    from builder.matrix import compat
+
+    copy = tmp_path / "compat.yaml"
+    copy.write_text(compat.FACTS_FILE.read_text())
+    nvcc = compat.load(copy).nvcc
+    debian = nvcc["12.4"]
+    assert debian == compat.Nvcc(source="debian", home="/usr", packages=(("nvidia-cuda-toolkit", "12.4.131"),),
+                                 suite="trixie", component="non-free",
+                                 host_driver_provides=("libcuda-12.4-1", "libcuda.so.1", "libnvidia-ml.so.1"))
+    assert debian.version == "12.4.131"
+    assert nvcc["13.0"] == compat.Nvcc(source="pypi", home="nvidia/cu13", packages=(
+        ("nvidia-cuda-nvcc", "13.0.88"), ("nvidia-nvvm", "13.0.88"), ("nvidia-cuda-crt", "13.0.88")))
+    raw = yaml.safe_load(compat.FACTS_FILE.read_text())
+    raw["nvcc"]["13.0"]["source"] = "conda"
+    conda = tmp_path / "conda.yaml"  # another path: load caches by path
+    conda.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ValueError) as refused:
+        compat.load(conda)
+    assert str(refused.value) == "compat.yaml: nvcc source 'conda' is not one of pypi, debian"
+
+
+def test_a_python_torchvision_lacks_is_named_with_both_lists(facts):
+    assert facts.releases["2.5.1"].missing_wheels("3.13") == (
+        "torchvision 0.20.1 (the one torch 2.5.1 pairs with) has no wheels for Python 3.13 (it has 3.9, 3.10, 3.11, "
+        "3.12, torch has 3.9, 3.10, 3.11, 3.12, 3.13)")
+    assert facts.releases["2.5.1"].missing_wheels("3.12") is None

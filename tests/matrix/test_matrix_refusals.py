@@ -9,7 +9,7 @@ import dataclasses
 import pytest
 
 from builder.matrix.load import load
-from builder.matrix.types import Base, ImageSpec, MatrixError, Sibling
+from builder.matrix.types import Base, ImageSpec, MatrixError, Problem, Sibling
 
 REFUSALS = [
     pytest.param('- v2.6-cu124\n',
@@ -68,6 +68,14 @@ REFUSALS = [
                  ['matrix.yaml:3: images.v2.10-cu126.cudnn: the cuDNN that torch 2.10.0+cu126 bundles is not recorded in builder/matrix/compat.yaml; remove the cudnn key or add the fact with its source'], id='cudnn_unrecorded'),
     pytest.param('default: v2.4-cu121\nimages:\n  v2.4-cu121: {torch: "2.4.1", base: trixie, python: "3.13"}\n',
                  ['matrix.yaml:3: images.v2.4-cu121.python: torch 2.4.1 has no wheels for Python 3.13 (it has 3.8, 3.9, 3.10, 3.11, 3.12); choose a base whose Python is among them'], id='python_given_no_wheels'),
+    pytest.param('default: v2.6-cu124\nimages:\n  v2.6-cu124: {torch: "2.6.0", [a, b]: 1}\n',
+                 ['matrix.yaml:3:32: malformed YAML: a key must be a string; this one is a list or a mapping'], id='key_a_list'),
+    pytest.param('default: v2.6-cu124\nimages:\n  v2.6-cu124: {torch: "2.6.0", ' + '1' * 70 + ': 1}\n',
+                 [f"matrix.yaml:3:32: malformed YAML: a key must be a string; YAML reads '{'1' * 60}' as a int: quote it "
+                  f'("{"1" * 60}")'], id='key_a_long_number_shown_to_60'),
+    pytest.param('default: v2.6-cu124\nimages:\n  v2.6-cu124: {torch: "2.6.0", python: "3.\uff11\uff12"}\n',
+                 ["matrix.yaml:3: images.v2.6-cu124.python: base bookworm ships Python 3.11, not '3.\uff11\uff12'; pick the "
+                  "base whose Python you want (bookworm -> 3.11, trixie -> 3.13)"], id='python_not_ascii_digits_quoted'),
 ]
 
 
@@ -310,3 +318,10 @@ def test_a_refused_defaults_base_is_one_problem_at_its_own_line(write_matrix, fa
     (problem,) = refused.value.problems
     assert problem.where == f"{path}:2: defaults.base"
     assert "is not an image reference by Docker's grammar" in problem.message
+
+
+@pytest.mark.parametrize("count, last", [(50, None), (51, "... and 1 more problem"), (52, "... and 2 more problems")])
+def test_a_refusal_counts_the_problems_past_the_first_50(count, last):
+    lines = MatrixError([Problem(f"matrix.yaml:{n}", "wrong") for n in range(count)]).lines()
+    assert lines[:50] == [f"matrix.yaml:{n}: wrong" for n in range(50)]
+    assert lines[50:] == ([last] if last else [])

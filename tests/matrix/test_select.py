@@ -37,3 +37,17 @@ def test_all_mixed_with_tag_names_is_refused_not_read_as_all(shipped, value):
     assert problem.where == "TAG"
     assert "mixes 'all' with tag names; give TAG=all alone" in problem.message
     assert [s.tag for s in shipped.select("all,")] == list(shipped.specs)  # a stray comma names nothing more
+
+
+def test_all_mixed_with_tags_says_which_tags_to_give_instead(shipped):
+    with pytest.raises(MatrixError) as refused:
+        shipped.select("all,v2.6-cu124, v2.5-cu121")
+    assert refused.value.problems[0].message == (
+        "'all,v2.6-cu124, v2.5-cu121' mixes 'all' with tag names; give TAG=all alone for every tag, or only the tags "
+        "you want: 'v2.6-cu124,v2.5-cu121'")
+
+
+def test_a_list_of_nothing_says_what_to_give(shipped):
+    with pytest.raises(MatrixError) as refused:
+        shipped.select(", ,")
+    assert [(p.where, p.message) for p in refused.value.problems] == [("TAG", "give a comma-separated list of tags, or all")]

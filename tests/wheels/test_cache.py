@@ -161,6 +161,8 @@ def test_wanted_reads_each_artifact_of_a_tags_locks_once(shipped):
     assert [i.package.version for i in torch] == ["2.6.0", "2.5.1"]
     assert torch[0].package.url.startswith("https://files.pythonhosted.org/") and torch[0].package.filename.endswith(".whl")
     assert {i.lock for i in items} >= {f"images/v2.6-cu124/{layout.LOCK_FILE}", f"images/v2.6-cu124/{layout.WORKSPACE_LOCK_FILE}"}
+    # each artifact knows the tag that named it first: its refusal says `make lock TAG=<that tag>`
+    assert [i.tag for i in torch] == ["v2.6-cu124", "v2.5-cu124"]
 
 
 def test_the_build_server_serves_the_locks_artifacts_and_nothing_else(files, tmp_path):
@@ -288,7 +290,9 @@ def short(handler):
 
 
 @pytest.mark.parametrize("answer, says", [
-    (endless, "is 1000 bytes by images/v2.6-cu124/requirements-workspace.lock, but the server sends more"),
+    (endless, "is 1000 bytes by images/v2.6-cu124/requirements-workspace.lock, but the server sends more: either the "
+              r"lock was edited or the index serves another file; `make lock TAG=v2.6-cu124` re-resolves after "
+              r"review\. Nothing was kept\.$"),
     (announced_wrong, "but the server announces 1000000 bytes"),
     (short, "but the server sent 999 bytes"),
 ])

@@ -162,6 +162,8 @@ def test_the_wheel_tags_are_pips_every_manylinux_the_bases_glibc_takes_newest_fi
     path.write_text('default: v2.15-cu132\nimages:\n  v2.15-cu132: {torch: "2.15.0", base: trixie}\n')
     trixie = [str(t) for t in lock.supported_tags(load(path, facts).specs["v2.15-cu132"])]
     assert trixie[0] == "cp313-cp313-manylinux_2_41_x86_64"  # trixie: Python 3.13, glibc 2.41
+    # the pure and interpreter-only wheels too are the image's Python's and platform's, not this machine's
+    assert {"py313-none-manylinux_2_41_x86_64", "cp313-none-any", "py3-none-any"} <= set(trixie)
 
 
 def test_of_every_wheel_uv_lists_the_lock_keeps_the_one_pip_would_install(spec):
@@ -543,3 +545,232 @@ def test_the_lock_text_is_in_the_context_hash_that_says_an_image_is_current(spec
     path = tmp_path / spec.tag / layout.WORKSPACE_LOCK_FILE
     path.write_text(path.read_text() + "\n")
     assert context.assemble(spec, tmp_path).sha256 != before
+
+
+# ---------------------------------------------------------------- sizes, headers, and a real uv against a loopback index
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_an_artifacts_size_needs_a_content_length_from_a_server_that_answers():
+    import http.server
+    import socket
+    import threading
+
+    class NoLength(http.server.BaseHTTPRequestHandler):
+        def do_HEAD(self):
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NoLength)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/six-1.17.0-py3-none-any.whl"
+    try:
+        with pytest.raises(lockfile.LockError) as refused:
+            lock.content_length(url, network.NetworkSettings())
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert str(refused.value) == f"{url}: the index names no size for it (no Content-Length); a lock needs one"
+    closed = f"http://127.0.0.1:{_closed_port()}/six-1.17.0-py3-none-any.whl"
+    with pytest.raises(lockfile.LockError) as refused:
+        lock.content_length(closed, network.NetworkSettings())
+    assert str(refused.value) == f"cannot learn the size of {closed}: [Errno 111] Connection refused"
+    with socket.socket() as silent:  # listens, never answers: the time-out ends the wait
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/six-1.17.0-py3-none-any.whl"
+        with pytest.raises(lockfile.LockError) as refused:
+            lock.content_length(url, network.NetworkSettings(), timeout=0.5)
+    assert str(refused.value) == f"cannot learn the size of {url}: timed out"
+
+
+@pytest.mark.parametrize("dropped", ["# input: ", "# resolved against: ", "# for: "])
+def test_a_lock_without_any_one_of_its_header_lines_does_not_load(tmp_path, dropped):
+    path = lock_with(tmp_path, f"# {GOOD_URL} size=11053", f"six==1.17.0 --hash=sha256:{SHA}")
+    path.write_text("".join(line for line in path.read_text().splitlines(True) if not line.startswith(dropped)))
+    with pytest.raises(lockfile.LockError, match="is not a lock `make lock` wrote"):
+        lockfile.load(path, "v2.6-cu124")
+
+
+def test_a_lock_loads_with_every_index_it_was_resolved_against(spec, tmp_path):
+    made = lock.from_pylock(spec, report(("six", "1.17.0", SHA)), "c" * 64,
+                            ["https://a.example/simple", "https://b.example/simple"])
+    lockfile.write(made, tmp_path)
+    assert lockfile.load(tmp_path / spec.tag / made.file, spec.tag) == made
+
+
+def test_a_broken_lock_names_the_tag_it_was_asked_for_not_its_folder(tmp_path):
+    """A lock loaded for a tag says to lock that tag, wherever the file lies."""
+    path = lock_with(tmp_path, f"# {GOOD_URL} size=11053", "six==1.17.0 --hash=sha256:x")
+    moved = tmp_path / "elsewhere" / layout.LOCK_FILE
+    moved.parent.mkdir()
+    path.rename(moved)
+    with pytest.raises(lockfile.LockFormatError, match=r"`make lock TAG=v2\.6-cu124` writes it anew"):
+        lockfile.load(moved, "v2.6-cu124")
+
+
+def _wheel(folder, name: str, version: str, requires: str = "") -> str:
+    """A real (tiny, pure-Python) wheel of the name and version; its file name."""
+    import zipfile
+
+    filename = f"{name}-{version}-py3-none-any.whl"
+    info = f"{name}-{version}.dist-info"
+    with zipfile.ZipFile(folder / filename, "w") as whl:
+        whl.writestr(f"{name}/__init__.py", "")
+        whl.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+                                         + (f"Requires-Dist: {requires}\n" if requires else ""))
+        whl.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        whl.writestr(f"{info}/RECORD", "")
+    return filename
+
+
+@pytest.fixture
+def local_index(tmp_path, monkeypatch):
+    """A PEP 503 index on loopback that serves real wheels: pkg 1.0 and 2.0; app 1.0 (needs pkg<2) and 2.0 (needs
+    pkg>=2). Yields (its URL with credentials, the Authorization headers it was sent, the wheels' folder)."""
+    import functools
+    import hashlib
+    import http.server
+    import threading
+
+    monkeypatch.setenv("TORCHYARD_CACHE", str(tmp_path / "cache"))  # uv's own cache: not this machine's
+    root = tmp_path / "index"
+    files = root / "files"
+    files.mkdir(parents=True)
+    made = {"pkg": [_wheel(files, "pkg", "1.0"), _wheel(files, "pkg", "2.0")],
+            "app": [_wheel(files, "app", "1.0", "pkg<2"), _wheel(files, "app", "2.0", "pkg>=2")]}
+    for project, wheels in made.items():
+        (root / "simple" / project).mkdir(parents=True)
+        links = "".join(f'<a href="/files/{w}#sha256={hashlib.sha256((files / w).read_bytes()).hexdigest()}">{w}</a>\n'
+                        for w in wheels)
+        (root / "simple" / project / "index.html").write_text(f"<html><body>\n{links}</body></html>\n")
+    seen = []
+
+    class Index(http.server.SimpleHTTPRequestHandler):
+        def send_head(self):
+            seen.append(self.headers.get("Authorization"))
+            return super().send_head()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Index, directory=str(root)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://alice:s3cret@127.0.0.1:{server.server_port}/simple", seen, files
+    server.shutdown()
+    server.server_close()
+
+
+def _requirements(images, tag, torch_step: str, workspace: str):
+    (images / tag).mkdir(parents=True, exist_ok=True)
+    (images / tag / layout.REQUIREMENTS).write_text(torch_step)
+    (images / tag / layout.WORKSPACE_REQUIREMENTS).write_text(workspace)
+
+
+def test_make_lock_resolves_both_steps_with_uv_against_the_index_and_its_credentials(spec, local_index, tmp_path):
+    """uv, for real, against a loopback index: torch's step, then the workspace's within its versions (constraints),
+    each wheel's sha256 and size (the HTML index lists none: a HEAD asks), the credentials through the netrc only."""
+    import base64
+    import hashlib
+
+    index, seen, files = local_index
+    settings = network.NetworkSettings(pip={"index-url": [index]})
+    images = tmp_path / "images"
+    _requirements(images, spec.tag, "pkg<2\n", "app\n")
+    said = []
+    assert lock.lock_all([spec], settings, say=said.append, images=images) == []
+    assert len(said) == 1 and said[0].startswith(f"locked {spec.tag}: 1 + 1 (workspace) packages in ")
+    assert said[0].endswith("s") and "(unchanged)" not in said[0]
+    first = lockfile.load(images / spec.tag / layout.LOCK_FILE, spec.tag)
+    second = lockfile.load(images / spec.tag / layout.WORKSPACE_LOCK_FILE, spec.tag)
+    shown = index.replace("alice:s3cret@", "")
+    wheel = files / "pkg-1.0-py3-none-any.whl"
+    assert first.packages == (lockfile.Locked("pkg", "1.0", hashlib.sha256(wheel.read_bytes()).hexdigest(),
+                                          shown.replace("/simple", "/files/") + wheel.name, wheel.stat().st_size),)
+    assert [(p.name, p.version) for p in second.packages] == [("app", "1.0")]  # pkg 2.0 would take app 2.0
+    assert first.indexes == second.indexes == (shown,)
+    assert second.source == f"{layout.WORKSPACE_REQUIREMENTS} + {layout.LOCK_FILE}"  # its input covers torch's lock
+    assert "s3cret" not in first.text() + second.text()
+    assert (tmp_path / "cache" / "uv").is_dir()  # uv's metadata cache is torchyard's, kept for the next lock
+    assert f"Basic {base64.b64encode(b'alice:s3cret').decode()}" in seen  # uv read them from the netrc
+    said.clear()
+    assert lock.lock_all([spec], settings, say=said.append, images=images) == []
+    assert said[0].endswith(" (unchanged)")
+
+
+def test_a_resolution_uv_refuses_says_what_uv_said(spec, local_index, tmp_path):
+    index, _, _ = local_index
+    images = tmp_path / "images"
+    _requirements(images, spec.tag, "nothere\n", "app\n")
+    said = []
+    assert lock.lock_all([spec], network.NetworkSettings(pip={"index-url": [index]}), say=said.append,
+                         images=images) == [spec.tag]
+    shown = index.replace("alice:s3cret@", "")
+    assert said[0].startswith(f"not locked: {spec.tag}: cannot resolve {layout.REQUIREMENTS} against {shown}:\n    ")
+    assert "nothere" in said[0] and "not found in the package registry" in said[0] and "s3cret" not in said[0]
+    assert not (images / spec.tag / layout.LOCK_FILE).exists()
+
+
+def test_a_resolution_that_hangs_ends_at_the_time_out(spec, tmp_path, monkeypatch):
+    import socket
+
+    monkeypatch.setenv("TORCHYARD_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(lock, "UV_TIMEOUT_S", 2)
+    images = tmp_path / "images"
+    _requirements(images, spec.tag, "pkg\n", "app\n")
+    with socket.socket() as silent:  # takes the connection and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        index = f"http://127.0.0.1:{silent.getsockname()[1]}/simple"
+        with pytest.raises(lockfile.LockError) as refused:
+            lock.resolve(spec, network.NetworkSettings(pip={"index-url": [index]}), images)
+    assert str(refused.value) == f"{spec.tag}: uv did not finish resolving within 2s against {index}"
+
+
+def test_an_unreachable_index_leaves_its_tags_unlocked_and_says_why(shipped, tmp_path):
+    closed = f"http://127.0.0.1:{_closed_port()}"
+    settings = network.NetworkSettings(pip={"index-url": [f"{closed}/simple"]}, torch_index=f"{closed}/whl")
+    said = []
+    tags = ["v2.6-cu124", "v2.6-cu118"]
+    assert lock.lock_all([shipped.specs[t] for t in tags], settings, say=said.append, images=tmp_path) == tags
+    assert said == [
+        f"not locked: v2.6-cu124: its index {closed}/simple cannot be used: [Errno 111] Connection refused",
+        f"not locked: v2.6-cu118: its index {closed}/whl/cu118 cannot be used: [Errno 111] Connection refused. Lock it "
+        "where the PyTorch wheel index (or a mirror named by TORCHYARD_TORCH_INDEX) answers; until then building it is "
+        "refused"]
+
+
+def test_a_listed_wheel_without_a_name_or_url_is_passed_over(spec):
+    good = {"url": "https://files.example/pkg-1.0-py3-none-any.whl", "size": 1, "hashes": {"sha256": SHA}}
+    assert lock.choose_wheel([{"size": 1}, good], spec) is good
+
+
+def test_the_index_refusals_name_the_package_and_version(spec):
+    sizeless = report(("six", "1.17.0", SHA))
+    del sizeless["packages"][0]["wheels"][0]["size"]
+    with pytest.raises(lockfile.LockError) as refused:
+        lock.from_pylock(spec, sizeless, SHA, [lock.PYPI_SIMPLE])
+    assert str(refused.value) == ("v2.6-cu124: the index lists six 1.17.0 with no size "
+                                  "(https://files.example/six-1.17.0-py3-none-any.whl); a lock needs each artifact's size")
+    bad = report(("six", "1.17.0", SHA))
+    bad["packages"][0]["wheels"][0]["url"] = "https://files.example/six-1.17.0-py3-none-any.whl?token=1"
+    with pytest.raises(lockfile.LockError) as refused:
+        lock.from_pylock(spec, bad, SHA, [lock.PYPI_SIMPLE])
+    assert str(refused.value).startswith("v2.6-cu124: the index gave six 1.17.0 as "
+                                         "'https://files.example/six-1.17.0-py3-none-any.whl?token=1', which a lock cannot "
+                                         "hold: its URL has a query or fragment")
+
+
+def test_a_lock_is_not_made_before_its_requirements_are_rendered(spec, tmp_path):
+    with pytest.raises(lockfile.LockError) as refused:
+        lock.resolve(spec, network.NetworkSettings(), tmp_path)
+    assert str(refused.value) == f"{tmp_path / spec.tag / layout.REQUIREMENTS} is missing; run `make render` first"
