@@ -229,6 +229,8 @@ def _download(item: Wanted, cache: Path, network: NetworkSettings, connections: 
             digest = hashlib.sha256()
             with os.fdopen(fd, "wb") as out:
                 response = connections.get(package.url, headers)
+                if stop.is_set():  # stopped while it connected: its socket may have come after close_all cut the rest
+                    raise _Stopped()
                 if response.status != 200:
                     response.read()
                     raise urllib.error.HTTPError(urls.redact(package.url), response.status, response.reason,

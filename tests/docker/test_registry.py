@@ -134,7 +134,9 @@ def test_remove_pull_run_gives_the_recorded_digest(client, logged_in, built, pus
     print("\n".join(said[-1:]))
     client.images.get(pulled.reference).tag(*built.image.split(":"))  # later tests use the session's image again
     assert pulled.digest == pushed.digest and pulled.image_id == pushed.image_id
-    assert pulled.bytes > 1e9
+    # No byte count is asserted: the builder's own untagged image of the same layers stays as build cache, and the
+    # layers are the same bytes on every build (issue 22), so what a pull moves depends on what else the engine holds;
+    # the digest and the image ID above say the right image arrived.
     assert f"{pushed.reference.rsplit(':', 1)[0]}@{pushed.digest}" in client.images.get(pulled.reference).attrs["RepoDigests"]
     out = client.containers.run(pulled.reference, ["python", "-c", "import torch; print(torch.__version__)"], remove=True)
     assert out.decode().strip() == "2.6.0+cu124"
@@ -177,7 +179,8 @@ def test_an_unreachable_registry_is_named(client, built, tmp_path):
 
 
 def test_a_missing_tag_and_a_missing_record_are_named(logged_in, server, digests):
-    registry.record("v2.6-cu118", registry.Shipped(f"{server}/torchyard:v2.6-cu118", "sha256:" + "1" * 64, "x", 0, 0), digests)
+    registry.record("v2.6-cu118", registry.Shipped(f"{server}/torchyard:v2.6-cu118", "sha256:" + "1" * 64, "sha256:" + "2" * 64, 0, 0),
+                    digests)
     with pytest.raises(registry.RegistryError, match=f"has no {server}/torchyard:v2.6-cu118"):
         registry.pull(logged_in, server, "v2.6-cu118", say=lambda _: None, digests=digests)
     with pytest.raises(registry.RegistryError, match="no recorded digest"):
