@@ -94,7 +94,7 @@ def cmd_lock(matrix: Matrix, args) -> int:
         if render.write(spec):
             _say(f"rendered images/{spec.tag}/ from matrix.yaml")
     started = time.monotonic()
-    failed = lock.lock_all(specs, settings, say=_say)
+    failed = lock.lock_all(specs, settings, say=_say, upgrade=bool(args.upgrade))
     for spec in specs:  # the Dockerfile's layers follow torch's lock (builder/image/layers.py)
         if render.write(spec):
             _say(f"rendered images/{spec.tag}/Dockerfile again from its new lock")
