@@ -33,7 +33,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $@
 
-list: $(VENV)/.installed ## every tag with its torch, torchvision, CUDA, cuDNN, NCCL, Python, minimum driver
+list: $(VENV)/.installed ## every tag with its torch, torchvision, torchaudio, CUDA, cuDNN, NCCL, Python, minimum driver
 	@$(BUILDER) list
 
 validate: $(VENV)/.installed ## check matrix.yaml (or TAG=…) against the compatibility facts
