@@ -118,4 +118,4 @@ def test_make_list_shows_each_tags_torchaudio(shipped):
     assert rows.keys() == shipped.specs.keys()
     for tag, spec in shipped.specs.items():
         assert rows[tag][3] == (spec.torchaudio or "-"), tag
-    assert rows["v2.6-cu124"][-1] == "(default)"
+    assert rows["v2.6-cu124"][3] == "2.6.0" and rows["v2.6-cu124"][-1] == "(default)"
