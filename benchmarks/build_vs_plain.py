@@ -125,6 +125,7 @@ def main(tag: str | None) -> None:
             f.write(EXTRA_WORKSPACE_PACKAGE + "\n")
         for one in lock.resolve(spec, settings, changed_images):
             lockfile.write(one, changed_images)
+        render.write(spec, changed_images)  # as `make lock` does: the wheel layers follow the new locks
         torch_lock_moved = ((changed_images / spec.tag / layout.LOCK_FILE).read_text()
                             != (layout.tag_dir(spec.tag) / layout.LOCK_FILE).read_text())
         changed, changed_s = timed_build(client, spec, f"{REPO}-changed", settings, images=changed_images,
