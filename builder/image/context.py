@@ -36,10 +36,10 @@ class Context:
 
 
 def _files_under(folder: Path) -> list[Path]:
-    # symlinks are listed, not skipped, so that read_source refuses them by name (a committed link to a host file must not
-    # carry that file into the engine's context)
+    # symlinks, FIFOs and devices are listed, not skipped, so that read_source refuses them by name (a committed link
+    # to a host file must not carry that file into the engine's context)
     return sorted(p for p in folder.rglob("*")
-                  if (p.is_symlink() or p.is_file())
+                  if (p.is_symlink() or not p.is_dir())
                   and not any(part in SKIP or part.endswith(".pyc") for part in p.relative_to(folder).parts))
 
 
