@@ -76,7 +76,7 @@ class Registry:
 
     def layers(self, tag: str) -> dict[str, int]:
         """digest -> compressed size of each layer of torchyard:<tag>."""
-        request = urllib.request.Request(f"http://{self.address}/v2/{registry.NAME}/manifests/{tag}",
+        request = urllib.request.Request(f"http://{self.address}/v2/{layout.REGISTRY_NAME}/manifests/{tag}",
                                          headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"})
         return {layer["digest"]: layer["size"] for layer in json.loads(self.opener.open(request, timeout=30).read())["layers"]}
 
