@@ -94,9 +94,10 @@ class Requests:
     url: str  # http://<host>:<port>, no credentials
     seen: list[tuple[str, str, str | None, str | None, int, int]] = field(default_factory=list)
 
-    def served(self, since: int = 0) -> int:
-        """Bytes of files sent (pages and metadata not counted) since the given number of requests."""
-        return sum(sent for method, path, _, _, status, sent in self.seen[since:] if path.endswith(".whl"))
+    def served(self, since: int = 0, wheels: bool = True) -> int:
+        """Bytes of wheels sent (or, wheels=False, of everything: pages and metadata too) since the given number of
+        requests."""
+        return sum(sent for _, path, _, _, _, sent in self.seen[since:] if path.endswith(".whl") or not wheels)
 
 
 def index(pages: Mapping[str, Sequence[Listed]], *, files: str | None = None, host: str = "127.0.0.1",
@@ -112,7 +113,25 @@ def index(pages: Mapping[str, Sequence[Listed]], *, files: str | None = None, ho
 
 @contextlib.contextmanager
 def _index(pages, files, host, credentials, absent, pep691) -> Iterator[Requests]:
-    routes: dict[str, tuple[str, object]] = {}  # path -> (what, payload)
+    requests = Requests("")
+    handler = type("Handler", (_IndexHandler,), {
+        "routes": _routes(pages, files), "roots": tuple(f"{root}/" for root in pages), "absent": absent,
+        "pep691": pep691, "requests": requests,
+        "expected": "Basic " + base64.b64encode(":".join(credentials).encode()).decode() if credentials else None})
+    server = http.server.ThreadingHTTPServer((host, 0), handler)
+    server.daemon_threads = True
+    requests.url = f"http://{host}:{server.server_port}"
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield requests
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _routes(pages: Mapping[str, Sequence[Listed]], files: str | None) -> dict[str, tuple[str, object]]:
+    """path -> (what it is, what it needs): the roots' pages, each project's page, each file and its metadata."""
+    routes: dict[str, tuple[str, object]] = {}
     for root, listed in pages.items():
         at = files or root
         projects: dict[str, list[Listed]] = {}
@@ -124,83 +143,73 @@ def _index(pages, files, host, credentials, absent, pep691) -> Iterator[Requests
         routes[f"{root}/"] = ("projects", sorted(projects))
         for project, wheels in projects.items():
             routes[f"{root}/{project}/"] = ("project", (project, at, sorted(wheels, key=lambda w: w.name)))
-    roots = tuple(f"{root}/" for root in pages)
-    expected = "Basic " + base64.b64encode(":".join(credentials).encode()).decode() if credentials else None
-    requests = Requests("")
+    return routes
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self._answer(body=True)
 
-        def do_HEAD(self) -> None:
-            self._answer(body=False)
+class _IndexHandler(http.server.BaseHTTPRequestHandler):
+    routes: dict[str, tuple[str, object]]
+    roots: tuple[str, ...]
+    expected: str | None  # the Authorization header wanted, if any
+    absent: int
+    pep691: bool
+    requests: Requests
 
-        def _answer(self, body: bool) -> None:
-            path = urllib.parse.urlsplit(self.path).path
-            status, sent = self._route(path, body)
-            requests.seen.append((self.command, path, self.headers.get("Authorization"), self.headers.get("Accept"),
-                                  status, sent))
+    def do_GET(self) -> None:
+        self._answer(body=True)
 
-        def _route(self, path: str, body: bool) -> tuple[int, int]:
-            if expected and self.headers.get("Authorization") != expected:
-                self.send_response(401)
-                self.send_header("WWW-Authenticate", 'Basic realm="index"')
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return 401, 0
-            what, payload = routes.get(path, (None, None))
-            if what is None:
-                status = absent if path.startswith(roots) else 404
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return status, 0
-            if what == "file":
-                return 200, self._send_file(payload.file, body)
-            wants_json = pep691 and JSON in (self.headers.get("Accept") or "").split(",")[0]
-            kind, data = (_page_json if wants_json else _page_html)(what, payload)
-            return 200, self._send(data.encode() if isinstance(data, str) else data, kind, body)
+    def do_HEAD(self) -> None:
+        self._answer(body=False)
 
-        def _send(self, data: bytes, kind: str, body: bool) -> int:
-            self.send_response(200)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
+    def _answer(self, body: bool) -> None:
+        path = urllib.parse.urlsplit(self.path).path
+        status, sent = self._route(path, body)
+        self.requests.seen.append((self.command, path, self.headers.get("Authorization"), self.headers.get("Accept"),
+                                   status, sent))
+
+    def _route(self, path: str, body: bool) -> tuple[int, int]:
+        if self.expected and self.headers.get("Authorization") != self.expected:
+            return self._empty(401, {"WWW-Authenticate": 'Basic realm="index"'})
+        what, payload = self.routes.get(path, (None, None))
+        if what is None:
+            return self._empty(self.absent if path.startswith(self.roots) else 404)
+        if what == "file":
+            size = payload.file.stat().st_size
+            self._headers("application/octet-stream", size)
             if body:
-                self.wfile.write(data)
-            return 0
+                with payload.file.open("rb") as f:
+                    shutil.copyfileobj(f, self.wfile, 1 << 20)
+            return 200, size if body else 0
+        if what == "metadata":
+            kind, data = "application/octet-stream", payload
+        else:  # a page: JSON for a client that asks for it first (PEP 691), when the index offers it
+            wants_json = self.pep691 and JSON in (self.headers.get("Accept") or "").split(",")[0]
+            kind, text = (_page_json if wants_json else _page_html)(what, payload)
+            data = text.encode()
+        self._headers(kind, len(data))
+        if body:
+            self.wfile.write(data)
+        return 200, len(data) if body else 0
 
-        def _send_file(self, file: Path, body: bool) -> int:
-            size = file.stat().st_size
-            self.send_response(200)
-            self.send_header("Content-Type", "application/octet-stream")
-            self.send_header("Content-Length", str(size))
-            self.end_headers()
-            if not body:
-                return 0
-            with file.open("rb") as f:
-                shutil.copyfileobj(f, self.wfile, 1 << 20)
-            return size
+    def _empty(self, status: int, headers: Mapping[str, str] | None = None) -> tuple[int, int]:
+        self.send_response(status)
+        for name, value in {**(headers or {}), "Content-Length": "0"}.items():
+            self.send_header(name, value)
+        self.end_headers()
+        return status, 0
 
-        def log_message(self, *args) -> None:
-            pass
+    def _headers(self, kind: str, length: int) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(length))
+        self.end_headers()
 
-    server = http.server.ThreadingHTTPServer((host, 0), Handler)
-    server.daemon_threads = True
-    requests.url = f"http://{host}:{server.server_port}"
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield requests
-    finally:
-        server.shutdown()
-        server.server_close()
+    def log_message(self, *args) -> None:
+        pass
 
 
 def _page_html(what: str, payload) -> tuple[str, str]:
     """A page as download.pytorch.org writes it (pytorch/test-infra's s3_management/manage.py): absolute hrefs with
     #sha256=, data-dist-info-metadata and data-core-metadata (PEP 714) where a .metadata file is served."""
-    if what == "metadata":
-        return "application/octet-stream", payload
     lines = ["<!DOCTYPE html>", "<html>", "  <body>"]
     if what == "projects":
         lines += [f'    <a href="{p}/">{p}</a><br/>' for p in payload]
@@ -216,8 +225,6 @@ def _page_html(what: str, payload) -> tuple[str, str]:
 
 
 def _page_json(what: str, payload) -> tuple[str, str]:
-    if what == "metadata":
-        return "application/octet-stream", payload
     if what == "projects":
         return JSON, json.dumps({"meta": {"api-version": "1.1"}, "projects": [{"name": p} for p in payload]})
     project, at, wheels = payload
