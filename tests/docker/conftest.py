@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from builder.image import base, build, engine
+from builder.wheels import cache as wheel_cache
 from builder.wheels import network
 from tests.docker.containers import Keys
 
@@ -26,6 +27,17 @@ def pytest_collection_modifyitems(items):
     # Tests that remove the session's image (and restore it by pulling) go last: after them the build cache
     # of its final stage is gone. sort is stable, so the order within each group stays.
     items.sort(key=lambda item: item.get_closest_marker("removes_the_built_image") is not None)
+
+
+def linked_cache(where: Path, leave_out: frozenset[str] | set[str] = frozenset()) -> Path:
+    """A wheel cache of a test's own (TORCHYARD_CACHE=where): hard links to what this machine's holds (the session
+    build filled it), no copy of gigabytes; leave_out: the sha256 of what the test's fetch must download itself."""
+    (where / "sha256").mkdir()
+    machine = wheel_cache.folder()
+    for entry in sorted(machine.iterdir()) if machine.is_dir() else []:
+        if entry.is_file() and not entry.name.startswith(".") and entry.name not in leave_out:
+            os.link(entry, where / "sha256" / entry.name)
+    return where
 
 
 @pytest.fixture(scope="session")
