@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 
 from builder import layout, options, records
+from builder.attest import AttestError, attach
+from builder.attest import verify as attest_verify
 from builder.host import doctor, gpu, smoke, workspace
 from builder.image import base, build, engine, registry, render, size, verify
 from builder.inputs import InputError
@@ -192,6 +194,9 @@ def cmd_smoke(matrix: Matrix, args) -> int:
             continue
         outcomes[spec.tag] = result.status
         _say(f"{image}: {result.status} in {result.seconds:.0f}s; report {result.report}, reproduce with {result.command}")
+        if args.nodes == 1:  # a digest's smoke attestation is the one-node suite's report
+            attach.after_smoke(spec.tag, records.read_smoke(result.report), args.digests, args.registry,
+                               args.signing_key, args.reports, say=_say)
     failed = [tag for tag, outcome in outcomes.items() if outcome != "PASS"]
     if failed:
         return _fail(f"smoke tests did not pass for {', '.join(f'{t} ({outcomes[t]})' for t in failed)}", 1)
@@ -245,7 +250,21 @@ def cmd_push(matrix: Matrix, args) -> int:
         records.read_digests(spec.tag, args.digests)  # a malformed record refuses before anything moves
     client = engine.connect()
     for spec in specs:
-        registry.push(client, f"{args.repo}:{spec.tag}", args.registry, spec.tag, say=_say, digests=args.digests)
+        shipped = registry.push(client, f"{args.repo}:{spec.tag}", args.registry, spec.tag, say=_say, digests=args.digests)
+        attach.after_push(client, shipped, spec.tag, args.signing_key, args.reports, say=_say)
+    return 0
+
+
+def cmd_sbom(matrix: Matrix, args) -> int:
+    client = engine.connect()
+    for spec in matrix.select(args.tag):
+        attach.write_sbom(client, f"{args.repo}:{spec.tag}", spec.tag, args.reports, say=_say)
+    return 0
+
+
+def cmd_verify_image(matrix: Matrix, args) -> int:
+    for spec in matrix.select(args.tag):
+        attest_verify.run(args.registry, spec.tag, args.digests, args.key, say=_say)
     return 0
 
 
@@ -355,6 +374,8 @@ COMMANDS = {
     "verify": (cmd_verify, "rebuild TAG without cache and compare package sets and file contents with <repo>:TAG"),
     "push": (cmd_push, "push <repo>:TAG to REGISTRY as <REGISTRY>/torchyard:TAG; record its digest in digests/<tag>.json"),
     "pull": (cmd_pull, "pull <REGISTRY>/torchyard:TAG when its digest is the one digests/<tag>.json records"),
+    "sbom": (cmd_sbom, "write <repo>:TAG's CycloneDX 1.6 SBOM to reports/<tag>/sbom.cdx.json"),
+    "verify-image": (cmd_verify_image, "check TAG's attestations in REGISTRY with KEY (a public key); say what they say"),
     "clean": (cmd_clean, "remove the <repo>:* images"),
     "matrix": (cmd_matrix, "for TAG=a,b (default: all): lock check, build, size, smoke; then the report (resumes)"),
     "report": (cmd_report, "reports/matrix.json, matrix.md and index.html from what reports/ holds"),
@@ -383,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
                      + "\n".join(f"  {line}" for line in e.lines()), INVALID)
     except (InputError, gpu.GpuSettingError, nvml.RecordingError) as e:
         return _fail(f"refused: {e}; nothing was done.", INVALID)
-    except (registry.RegistryError, engine.EngineError, base.BaseError) as e:
+    except (registry.RegistryError, engine.EngineError, base.BaseError, AttestError) as e:
         return _fail(str(e), 1)
     except KeyboardInterrupt:
         return _fail("interrupted", 130)

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from builder import layout, records
+from builder.host.smoke import device as smoke_device
 from builder.image import build, size
 from builder.matrix.types import PYPI_INDEX, ImageSpec, Matrix
 from builder.units import human
@@ -117,22 +118,10 @@ def headline(check: records.Check) -> tuple[str, float | None]:
     return (reason if len(reason) <= 60 else reason[:57] + "..."), None
 
 
-def _device(report: records.SmokeReport) -> tuple[str, str | None]:
-    """Where the figures were measured: the GPUs the cuda check saw, else the CPU."""
-    checks = {c.name: records.figures(c) for c in report.checks}
-    cuda = checks.get("cuda") or records.Figures()
-    if cuda.devices:
-        names = sorted({d.name for d in cuda.devices})
-        count = len(cuda.devices)
-        return (f"{count}× " if count > 1 else "") + ", ".join(names), cuda.driver
-    cpus = (checks.get("environment") or records.Figures()).cpus
-    return (f"CPU, {cpus} cores" if cpus else "CPU"), None
-
-
 def _smoke(report: records.SmokeReport | None, last_image: str | None) -> Smoke | None:
     if not report:
         return None
-    device, driver = _device(report)
+    device, driver = smoke_device(report)
     checks = tuple(Check(c.name, c.status, *headline(c), c.reason) for c in report.checks)
     return Smoke(report.status, report.started, report.seconds, report.image_id,
                  bool(report.image_id) and report.image_id == last_image, device, driver, checks)
