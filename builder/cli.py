@@ -14,8 +14,7 @@ import time
 from pathlib import Path
 
 from builder import layout, options, records
-from builder.attest import AttestError, attach
-from builder.attest import verify as attest_verify
+from builder.attest import AttestError
 from builder.host import doctor, gpu, smoke, workspace
 from builder.image import base, build, engine, registry, render, size, verify
 from builder.inputs import InputError
@@ -195,6 +194,7 @@ def cmd_smoke(matrix: Matrix, args) -> int:
         outcomes[spec.tag] = result.status
         _say(f"{image}: {result.status} in {result.seconds:.0f}s; report {result.report}, reproduce with {result.command}")
         if args.nodes == 1:  # a digest's smoke attestation is the one-node suite's report
+            from builder.attest import attach  # (imported here: see cmd_sbom)
             attach.after_smoke(spec.tag, records.read_smoke(result.report), args.digests, args.registry,
                                args.signing_key, args.reports, say=_say)
     failed = [tag for tag, outcome in outcomes.items() if outcome != "PASS"]
@@ -251,11 +251,13 @@ def cmd_push(matrix: Matrix, args) -> int:
     client = engine.connect()
     for spec in specs:
         shipped = registry.push(client, f"{args.repo}:{spec.tag}", args.registry, spec.tag, say=_say, digests=args.digests)
+        from builder.attest import attach  # (imported here: see cmd_sbom)
         attach.after_push(client, shipped, spec.tag, args.signing_key, args.reports, say=_say)
     return 0
 
 
 def cmd_sbom(matrix: Matrix, args) -> int:
+    from builder.attest import attach  # imported here: its libraries take a third of a second, which no other command needs
     client = engine.connect()
     for spec in matrix.select(args.tag):
         attach.write_sbom(client, f"{args.repo}:{spec.tag}", spec.tag, args.reports, say=_say)
@@ -263,8 +265,9 @@ def cmd_sbom(matrix: Matrix, args) -> int:
 
 
 def cmd_verify_image(matrix: Matrix, args) -> int:
+    from builder.attest import verify as attestations  # (imported here: see cmd_sbom)
     for spec in matrix.select(args.tag):
-        attest_verify.run(args.registry, spec.tag, args.digests, args.key, say=_say)
+        attestations.run(args.registry, spec.tag, args.digests, args.key, say=_say)
     return 0
 
 

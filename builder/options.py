@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from builder import inputs, layout, reference
-from builder.attest import dsse
 from builder.host import gpu, workspace
 from builder.inputs import InputError, shown
 from builder.jobs import cluster, multinode
@@ -90,6 +89,13 @@ def _nodes(value: str, name: str, command: str) -> int:
     return inputs.count(value, name, cluster.MAX_NODES, "the number of nodes")
 
 
+def _dsse():
+    """builder/attest/dsse.py, imported by the commands that read a key only (cryptography and securesystemslib take
+    a third of a second to import, which every other command need not wait for)."""
+    from builder.attest import dsse
+    return dsse
+
+
 _ONE = {"action": "store_const", "const": "1"}  # a switch whose variable is a flag: NOCACHE=1
 
 # In the order they are checked: the first bad value is the one refused.
@@ -106,10 +112,10 @@ OPTIONS = (
                   "smoke": "attach the smoke attestation beside the digest pushed there only (default: beside every "
                            "digest of the image digests/<tag>.json records)"}),
     Option("key", ("verify-image",), "the public key (PEM, Ed25519 or ECDSA P-256) the attestations must be signed with",
-           "KEY", "TORCHYARD_KEY", grammar=lambda value, name, command: dsse.public_key(value, name)),  # exit 2 unless one
+           "KEY", "TORCHYARD_KEY", grammar=lambda value, name, command: _dsse().public_key(value, name)),
     Option("signing_key", SIGNS, "the private key (PEM) that signs the attestations (default: $TORCHYARD_SIGNING_KEY; "
            "unset: nothing is attached)", "SIGNING_KEY", "TORCHYARD_SIGNING_KEY",
-           grammar=lambda value, name, command: dsse.signer(value, name) if value else None),
+           grammar=lambda value, name, command: _dsse().signer(value, name) if value else None),
     Option("no_cache", ("build",), "rebuild every step (the base stays)", "NOCACHE", "TORCHYARD_NOCACHE", grammar=_flag,
            argparse=_ONE),
     Option("require_gpu", ("smoke", "matrix"), "a GPU check that would be SKIPPED fails instead", "REQUIRE_GPU",

@@ -53,8 +53,10 @@ def _supported(key, name: str, value: str) -> None:
         return
     if isinstance(key, (ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey)) and isinstance(key.curve, ec.SECP256R1):
         return
-    raise InputError(f"{name}={shown(value)} is a {type(key).__name__.removeprefix('_')} key; torchyard signs with "
-                     f"Ed25519 or ECDSA P-256 keys: {MAKE_KEYS}")
+    kind = f"an ECDSA key on {key.curve.name}" if isinstance(key, (ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey)) \
+        else f"a {type(key).__name__.removeprefix('_').removesuffix('PrivateKey').removesuffix('PublicKey')} key"
+    raise InputError(f"{name}={shown(value)} is {kind}; torchyard signs with Ed25519 or ECDSA P-256 (secp256r1) keys: "
+                     f"{MAKE_KEYS}")
 
 
 def signer(value: str, name: str = "TORCHYARD_SIGNING_KEY") -> CryptoSigner:
