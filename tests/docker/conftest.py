@@ -111,11 +111,13 @@ def free_port() -> int:
 
 
 def bcrypt_line(user: str, password: str) -> str:
+    """An htpasswd line of bcrypt's lowest cost (2^4 rounds): the registry checks it on every request, which at the
+    default cost takes a quarter of a second here (a test-only password: its cost protects nothing)."""
     try:
         import crypt  # libxcrypt's bcrypt ($2b$), which the registry's htpasswd accepts; gone in Python 3.13
-        return f"{user}:{crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH))}"
+        return f"{user}:{crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16))}"
     except ImportError:
-        return subprocess.run(["htpasswd", "-nbB", user, password], capture_output=True, text=True,
+        return subprocess.run(["htpasswd", "-nbB", "-C", "4", user, password], capture_output=True, text=True,
                               check=True).stdout.strip()  # apache2-utils
 
 
