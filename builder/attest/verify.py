@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import msgspec
 from securesystemslib.signer import SSlibKey
@@ -19,7 +20,21 @@ from builder import layout, records
 from builder.attest import KINDS, PROVENANCE, SBOM, SMOKE, AttestError, dsse, intoto, referrers
 from builder.attest.oci import Descriptor, Registry
 
-MAX_ENVELOPE_BYTES = 16 * 2**20  # an SBOM of a few thousand packages is ~2 MB in base64
+MAX_ENVELOPE_BYTES = records.MAX_BYTES  # an SBOM of a few thousand packages is ~2 MB in base64
+
+
+class BomComponent(msgspec.Struct, kw_only=True, rename="camel"):
+    """What the summary reads of an SBOM's component; the rest is kept unread."""
+    name: str = ""
+    version: str = ""
+    purl: str = ""
+    components: tuple[BomComponent, ...] = ()
+
+
+class Bom(msgspec.Struct, kw_only=True, rename="camel"):
+    bom_format: Literal["CycloneDX"]
+    spec_version: str
+    components: tuple[BomComponent, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -27,7 +42,7 @@ class Checked:
     predicate_type: str
     manifest: str  # the referrer manifest's digest
     created: str
-    predicate: object  # the predicate, typed: intoto.Provenance, records.SmokeReport, or the SBOM's dict
+    predicate: object  # the predicate, typed: intoto.Provenance, records.SmokeReport or Bom
 
 
 def _name(descriptor: Descriptor) -> str:
@@ -37,19 +52,17 @@ def _name(descriptor: Descriptor) -> str:
 
 def _typed(statement: intoto.Statement, origin: str):
     """The predicate in the shape its type has; AttestError for a type torchyard does not make, or a wrong shape."""
-    fix, where = "attach it anew", Path(origin)
+    where = Path(origin)
     try:
         if statement.predicate_type == PROVENANCE:
             return msgspec.convert(statement.predicate, intoto.Provenance, strict=True)
         if statement.predicate_type == SMOKE:
-            return records.parsed(msgspec.json.encode(statement.predicate), records.SmokeReport, where, fix)
+            return records.smoke_from_suite(msgspec.json.encode(statement.predicate), where)  # figures checked too
+        if statement.predicate_type == SBOM:
+            return msgspec.convert(statement.predicate, Bom, strict=True)
     except (msgspec.ValidationError, records.BrokenRecord) as e:
         raise AttestError(f"holds a {KINDS[statement.predicate_type]} predicate of the wrong shape "
                           f"({getattr(e, 'problem', e)})") from None
-    if statement.predicate_type == SBOM:
-        if statement.predicate.get("bomFormat") != "CycloneDX":
-            raise AttestError("holds an SBOM predicate that is not CycloneDX")
-        return statement.predicate
     raise AttestError(f"holds a predicate of type {statement.predicate_type[:80]!r}, which torchyard does not make")
 
 
@@ -101,19 +114,19 @@ def summary(checked: list[Checked]) -> list[str]:
     """What the attestations say, a few lines: commit, build, locks; the SBOM's count; the smoke verdicts and device."""
     provenance: intoto.Provenance = _newest(checked, PROVENANCE).predicate
     build = provenance.build_definition
-    source = build.external_parameters.get("source") or {}
+    source = build.external_parameters.get("source")
+    source = source if isinstance(source, dict) else {}
     times = provenance.run_details.metadata
     locks = [d for d in build.resolved_dependencies if d.name and d.name.endswith(".lock")]
     artifacts = [d for d in build.resolved_dependencies if d.annotations.get("lock")]
     lines = [f"provenance: commit {source.get('revision', 'unknown')}, tag {build.external_parameters.get('tag')}, "
-             + (f"built {times['startedOn']} to {times['finishedOn']}" if "startedOn" in times else "build times not recorded"),
+             + (f"built {times['startedOn']} to {times.get('finishedOn', '?')}" if "startedOn" in times else "build times not recorded"),
              "  locks: " + ", ".join(f"{d.name} sha256:{d.digest.get('sha256', '?')}" for d in locks)
              + f"; {len(artifacts)} artifacts, each by sha256"]
-    bom = _newest(checked, SBOM).predicate
-    top = bom.get("components", ())
-    purls = [c.get("purl", "") for c in top]
-    inside = [f"{c.get('name')} {c.get('version')}" for wheel in top for c in wheel.get("components", ())]
-    lines.append(f"sbom: CycloneDX {bom.get('specVersion')}, {len(purls)} components ("
+    bom: Bom = _newest(checked, SBOM).predicate
+    purls = [c.purl for c in bom.components]
+    inside = [f"{c.name} {c.version}" for wheel in bom.components for c in wheel.components]
+    lines.append(f"sbom: CycloneDX {bom.spec_version}, {len(purls)} components ("
                  f"{sum(p.startswith('pkg:pypi/') for p in purls)} Python, {sum(p.startswith('pkg:deb/') for p in purls)} "
                  f"Debian); inside the nvidia wheels: {', '.join(inside) or 'none'}")
     report: records.SmokeReport = _newest(checked, SMOKE).predicate
