@@ -1,6 +1,6 @@
 """What `make push` and `make smoke` attest, and the record of it.
 
-`make push` with TORCHYARD_SIGNING_KEY set attaches, beside the digest it just pushed, the provenance, the SBOM and
+`make push` with SIGNING_KEY (TORCHYARD_SIGNING_KEY) set attaches, beside the digest it just pushed, the provenance, the SBOM and
 (when reports/<tag>/smoke.json is of this very image) the smoke report; `make smoke` of an image whose digest
 digests/<tag>.json records writes the smoke statement and, with the key set, attaches it beside each such digest.
 One key setting decides it, so a signed push is one command and an image pushed with a key is never left without its
@@ -74,8 +74,8 @@ def after_push(client: docker.DockerClient, shipped: Shipped, tag: str, signer: 
     """The provenance, the SBOM and a current smoke report, signed and attached beside the pushed digest."""
     reference, digest = shipped.reference, shipped.digest
     if signer is None:
-        say("attested nothing: TORCHYARD_SIGNING_KEY is not set (docs/attestations.md: make push with it attaches the "
-            "provenance, the SBOM and the smoke result, signed)")
+        say("attested nothing: SIGNING_KEY (TORCHYARD_SIGNING_KEY) is not set (docs/attestations.md: make push with it "
+            "attaches the provenance, the SBOM and the smoke result, signed)")
         return None
     found, text = write_sbom(client, shipped.image_id, tag, reports, say)
     about = intoto.subject(registry_of(reference)[1], digest)
@@ -105,6 +105,7 @@ def after_smoke(tag: str, report: records.SmokeReport, digests: Path, registry: 
         if signer:
             attach(reference, pushed.digest, [statement], signer, tag, reports, say, intoto.verdict(report))
         else:
-            say(f"wrote {path.name} for {reference}@{pushed.digest[:19]}…; not attached: TORCHYARD_SIGNING_KEY is not set")
+            say(f"wrote {path.name} for {reference}@{pushed.digest[:19]}…; not attached: SIGNING_KEY "
+                "(TORCHYARD_SIGNING_KEY) is not set")
         made.append(reference)
     return made

@@ -53,8 +53,11 @@ def _supported(key, name: str, value: str) -> None:
         return
     if isinstance(key, (ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey)) and isinstance(key.curve, ec.SECP256R1):
         return
-    kind = f"an ECDSA key on {key.curve.name}" if isinstance(key, (ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey)) \
-        else f"a {type(key).__name__.removeprefix('_').removesuffix('PrivateKey').removesuffix('PublicKey')} key"
+    if isinstance(key, (ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey)):
+        kind = f"an ECDSA key on {key.curve.name}"
+    else:  # RSAPrivateKey -> "an RSA key", DSAPublicKey -> "a DSA key"
+        name_ = type(key).__name__.removeprefix("_").removesuffix("PrivateKey").removesuffix("PublicKey")
+        kind = f"{'an' if name_[:1] in 'AEIOR' else 'a'} {name_} key"
     raise InputError(f"{name}={shown(value)} is {kind}; torchyard signs with Ed25519 or ECDSA P-256 (secp256r1) keys: "
                      f"{MAKE_KEYS}")
 
@@ -107,7 +110,7 @@ def sign(statement: Statement, with_key: CryptoSigner) -> bytes:
 
 def open_envelope(raw: bytes, key: SSlibKey, origin: str) -> Statement:
     """The statement inside a DSSE envelope that `key` signed; Unverified saying why when it is not one."""
-    fix = "attach it anew: make push (or make smoke) with TORCHYARD_SIGNING_KEY set"
+    fix = "attach it anew: make push (or make smoke) with SIGNING_KEY set"
     try:
         envelope = records.parsed(raw, Envelope, Path(origin), fix)
         pae = dsse.Envelope(envelope.statement_bytes(), envelope.payload_type, {}).pae()

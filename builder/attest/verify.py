@@ -92,7 +92,7 @@ def verify(registry: Registry, reference: str, digest: str, key: SSlibKey) -> li
         raise AttestError(f"{reference}@{digest} has no attestations in the registry: neither its referrers API nor the "
                           f"tag {referrers.fallback_tag(digest)} lists any"
                           + (f" ({other} artifacts of other tools)" if other else "")
-                          + "; attach them with make push TAG=… REGISTRY=… and TORCHYARD_SIGNING_KEY set")
+                          + "; attach them with make push TAG=… REGISTRY=… SIGNING_KEY=<private key>")
     checked, problems = [], []
     for descriptor in found:
         try:

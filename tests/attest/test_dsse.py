@@ -113,7 +113,7 @@ def test_a_private_key_others_may_read_is_refused(keys):
 @pytest.mark.parametrize("case, says", [
     ("public", "holds no PEM private key"),
     ("p384", "is an ECDSA key on secp384r1; torchyard signs with Ed25519 or ECDSA P-256 (secp256r1) keys"),
-    ("rsa", "is a RSA key; torchyard signs with Ed25519"),
+    ("rsa", "is an RSA key; torchyard signs with Ed25519"),
     ("missing", "cannot be read (No such file or directory)"),
     ("encrypted", "is encrypted; torchyard reads an unencrypted PEM key"),
     ("garbage", "is not a PEM private key"),
