@@ -290,7 +290,12 @@ def _cluster_jobs(matrix: Matrix, args) -> list[cluster.Job]:
         if left_out:
             print(f"torchyard: left out, never pushed: {', '.join(left_out)}", file=sys.stderr)
         tags = pushed
-    return [cluster.job(tag, args.registry, args.digests, args.gpus, args.nodes, args.command) for tag in tags]
+    jobs = [cluster.job(tag, args.registry, args.digests, args.gpus, args.nodes, args.command) for tag in tags]
+    if args.key:  # KEY=: nothing is printed unless each job's digest has attestations that verify with it
+        from builder.attest import verify as attestations  # (imported here: see cmd_sbom)
+        for job in jobs:
+            attestations.require(job.image.reference, job.image.digest, args.key, say=lambda line: _fail(line, 0))
+    return jobs
 
 
 def cmd_k8s(matrix: Matrix, args) -> int:

@@ -96,6 +96,12 @@ def _dsse():
     return dsse
 
 
+def _key(value: str, name: str, command: str):
+    if not value and command in CLUSTER:
+        return None  # k8s and slurm verify the digest only when asked to
+    return _dsse().public_key(value, name)
+
+
 _ONE = {"action": "store_const", "const": "1"}  # a switch whose variable is a flag: NOCACHE=1
 
 # In the order they are checked: the first bad value is the one refused.
@@ -111,8 +117,9 @@ OPTIONS = (
                                            "$TORCHYARD_REGISTRY, else the one digests/<tag>.json records)"),
                   "smoke": "attach the smoke attestation beside the digest pushed there only (default: beside every "
                            "digest of the image digests/<tag>.json records)"}),
-    Option("key", ("verify-image",), "the public key (PEM, Ed25519 or ECDSA P-256) the attestations must be signed with",
-           "KEY", "TORCHYARD_KEY", grammar=lambda value, name, command: _dsse().public_key(value, name)),
+    Option("key", ("verify-image", *CLUSTER), "the public key (PEM, Ed25519 or ECDSA P-256) the attestations must be "
+           "signed with", "KEY", "TORCHYARD_KEY", grammar=_key,
+           helps=dict.fromkeys(CLUSTER, "print the job only when the digest's attestations verify with this public key")),
     Option("signing_key", SIGNS, "the private key (PEM) that signs the attestations (default: $TORCHYARD_SIGNING_KEY; "
            "unset: nothing is attached)", "SIGNING_KEY", "TORCHYARD_SIGNING_KEY",
            grammar=lambda value, name, command: _dsse().signer(value, name) if value else None),

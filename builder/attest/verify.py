@@ -150,3 +150,13 @@ def run(registry: str, tag: str, digests: Path, key: SSlibKey, say=print) -> Non
         "this digest")
     for line in summary(checked):
         say(f"  {line}")
+
+
+def require(reference: str, digest: str | None, key: SSlibKey, say=print) -> None:
+    """`make k8s`/`make slurm` with KEY=: the digest a cluster will pull has attestations that verify with key;
+    AttestError when it has none recorded or they do not."""
+    if digest is None:
+        raise AttestError(f"KEY= asks for a verified digest, and none is recorded for {reference}: make push records one")
+    registry = reference.rsplit("/", 1)[0]
+    verify(Registry(registry, layout.REGISTRY_NAME), reference, digest, key)
+    say(f"verified {reference}@{digest} with {dsse.describe(key)}")

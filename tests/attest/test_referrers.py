@@ -189,3 +189,23 @@ def test_an_unreachable_registry_is_named(logged_in):
     nowhere = f"127.0.0.1:{free_port()}"
     with pytest.raises(AttestError, match=f"the registry {nowhere} cannot be reached"):
         Registry(nowhere, "torchyard").manifest("v1")
+
+
+@pytest.mark.parametrize("command", ["k8s", "slurm"])
+def test_a_cluster_job_with_key_is_printed_only_for_a_digest_that_verifies(image, signer, keys, tmp_path, capsys,
+                                                                          command):
+    from builder import cli
+    from builder.image import registry as pushing
+    client, digest = image
+    reference = f"{client.name}:v2.6-cu124"
+    pushing.record("v2.6-cu124", pushing.Shipped(reference, digest, "sha256:" + "1" * 64, 0, 0), tmp_path)
+    args = [command, "--tag", "v2.6-cu124", "--registry", client.name.rsplit("/", 1)[0], "--digests", str(tmp_path),
+            "--key", str(keys["ed25519"].with_suffix(".pub"))]
+    assert cli.main(args) == 1  # nothing attached yet
+    out, err = capsys.readouterr()
+    assert out == "" and "has no attestations in the registry" in err
+    attach_all(client, digest, signer)
+    assert cli.main(args) == 0
+    out, err = capsys.readouterr()
+    assert f"{reference}@{digest}" in out or digest.removeprefix("sha256:") in out
+    assert f"verified {reference}@{digest} with ed25519 key" in err
