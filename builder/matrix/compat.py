@@ -94,7 +94,7 @@ class TorchRelease:
     torchvision: str
     torchaudio: str | None
     python: tuple[str, ...]  # CPython versions torch has wheels for
-    pypi_variant: str
+    pypi_variant: str | None  # the PyPI wheel's CUDA variant; None: no PyPI wheel, every variant from the PyTorch index
     variants: dict[str, Variant]
     torchvision_python: tuple[str, ...] | None = None  # where torchvision's wheels cover fewer than torch's
     torchaudio_python: tuple[str, ...] | None = None  # where torchaudio's wheels cover fewer than torch's

@@ -2,9 +2,10 @@
 
 uv resolves (`uv pip compile`: it reads wheel metadata by HTTP range requests, so a tag locks in seconds where
 pip downloaded every wheel, ~3 GB a tag, from an index without PEP 658 metadata) for the image's platform and
-Python (markers are evaluated for the image's Python, not this machine's), against the index the build uses and
-nothing else: no uv.toml or pip.conf, no UV_* or PIP_* variable, no local wheel folder of this machine reaches it
-(only the CA bundle, to get through a TLS-inspecting proxy, and index credentials through a private netrc). Of the
+Python (markers are evaluated for the image's Python, not this machine's), against the configured index (for an
+index variant, the PyTorch wheel index first: indexes()) and nothing else: no uv.toml or pip.conf, no UV_* or PIP_*
+variable, no local wheel folder of this machine reaches it (only the CA bundle, to get through a TLS-inspecting
+proxy, and index credentials through a private netrc; the indexes go in a uv.toml of its own). Of the
 wheels uv lists for a package, the lock keeps the one the image's pip would choose. A tag locked before keeps the
 versions its locks hold wherever its requirements still allow them (uv's preferences, as `uv pip compile` keeps an
 output file's pins), so a relock changes what its inputs changed and nothing else; upgrade=True (UPGRADE=1) resolves
@@ -52,6 +53,7 @@ UV_NEWEST_MANYLINUX = 40
 OLDEST_MANYLINUX_MINOR = 5
 LEGACY_MANYLINUX = {"manylinux2014_x86_64": 17, "manylinux2010_x86_64": 12, "manylinux1_x86_64": 5}  # PEP 600's aliases
 UV_TIMEOUT_S = 600
+INDEX_STRATEGY = "first-index"  # uv's default, named: each package from the first index that has it (indexes())
 
 
 def supported_tags(spec: ImageSpec) -> list[Tag]:
@@ -85,16 +87,21 @@ def choose_wheel(wheels: list[dict], spec: ImageSpec) -> dict | None:
 
 
 def indexes(spec: ImageSpec, network: NetworkSettings) -> list[str]:
-    """The index(es) torch's pip step reads: the PyTorch wheel index for index variants (as the Dockerfile's
-    --index-url), else the configured ones."""
+    """The indexes torch's step resolves against, in the order uv searches them (first-index: each package from the
+    first index that has it, so nothing an earlier index holds can come from a later one): for index variants the
+    PyTorch wheel index, then the configured ones. That index mirrors torch's own dependencies (the nvidia-* wheels,
+    numpy, …) but not the smoke suite's nvidia-ml-py or an entry's extra_packages: those come from the configured
+    index."""
+    configured = _configured_indexes(network)
     if spec.index != PYPI_INDEX:
-        return [network.torch_index_url(spec.cuda_variant)]
-    return _configured_indexes(network)
+        return [network.torch_index_url(spec.cuda_variant), *configured]
+    return configured
 
 
 def _configured_indexes(network: NetworkSettings) -> list[str]:
-    """The forwarded index-url/extra-index-url, else PyPI."""
-    return (network.pip.get("index-url") or [PYPI_SIMPLE])[:1] + network.pip.get("extra-index-url", [])
+    """The forwarded indexes in the order uv searches them: pip's extra-index-url ones, then its index-url (else
+    PyPI), the default, last (uv gives an extra index precedence over the default one)."""
+    return [*network.pip.get("extra-index-url", []), *(network.pip.get("index-url") or [PYPI_SIMPLE])[:1]]
 
 
 @functools.cache
@@ -104,20 +111,40 @@ def uv_binary() -> str:
     return uv.find_uv_bin()
 
 
-def uv_command(spec: ImageSpec, requirements: Path, output: Path, index: list[str], network: NetworkSettings,
+def uv_command(spec: ImageSpec, requirements: Path, output: Path, config: Path, network: NetworkSettings,
                cache: Path, constraints: Path | None = None) -> list[str]:
+    """uv's command line: the image's platform and Python, the indexes of the uv.toml at config (uv_indexes: only
+    the file named here is read, --no-config keeps every other out)."""
     glibc = min(GLIBC_MINOR[spec.base.suite], UV_NEWEST_MANYLINUX)
     command = [uv_binary(), "pip", "compile", "--quiet", "--no-progress", "--color", "never",
-               "--no-config", "--no-python-downloads", "--no-header", "--format", "pylock.toml",
-               "--python-version", spec.python, "--python-platform", f"x86_64-manylinux_2_{glibc}",
-               "--only-binary", ":all:", "--cache-dir", str(cache), "--index-url", index[0]]
-    for extra in index[1:]:
-        command += ["--extra-index-url", extra]
+               "--no-config", "--config-file", str(config), "--no-python-downloads", "--no-header",
+               "--format", "pylock.toml", "--python-version", spec.python, "--python-platform",
+               f"x86_64-manylinux_2_{glibc}", "--only-binary", ":all:", "--cache-dir", str(cache),
+               "--index-strategy", INDEX_STRATEGY]
     for host in network.pip.get("trusted-host", []):
         command += ["--allow-insecure-host", host]
     if constraints is not None:
         command += ["--constraints", str(constraints)]
     return command + ["--output-file", str(output), str(requirements)]
+
+
+def uv_indexes(index: list[str], network: NetworkSettings) -> str:
+    """The indexes as a uv.toml gives them (uv's command line cannot give an index ignore-error-codes): in the order
+    searched, the last the default; the PyTorch wheel index (or its mirror) with its 403s ignored. It answers 403, not 404, for a
+    project it does not hold (nvidia-ml-py: an S3 key that is not there), which uv takes for a refusal that ends the
+    search (uv exempts download.pytorch.org by its name, never a mirror of it)."""
+    torch = urls.without_credentials(network.torch_index) + "/"
+    lines = []
+    for n, url in enumerate(index, 1):
+        lines += ["[[index]]", f"url = {_toml_string(url)}"]
+        lines += ["ignore-error-codes = [403]"] if url.startswith(torch) else []
+        lines += ["default = true"] if n == len(index) else []
+    return "\n".join(lines) + "\n"
+
+
+def _toml_string(text: str) -> str:
+    """A TOML basic string (a URL: inputs.url let no space or control character through)."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def clean_environment(env: dict[str, str], ca_bundle: Path | None) -> dict[str, str]:
@@ -204,7 +231,9 @@ def _run_uv(spec: ImageSpec, requirements: Path, index: list[str], network: Netw
         env = {**clean_environment(dict(os.environ), ca), **_netrc(index, Path(tmp))}
         shown = " ".join(urls.redact(i) for i in index)
         index = [urls.without_credentials(i) for i in index]  # the credentials went to the netrc
-        command = uv_command(spec, requirements, output, index, network, cache, constraints_file)
+        config = Path(tmp) / "uv.toml"
+        config.write_text(uv_indexes(index, network))
+        command = uv_command(spec, requirements, output, config, network, cache, constraints_file)
         try:
             result = subprocess.run(command, capture_output=True, text=True, timeout=UV_TIMEOUT_S, env=env, cwd=tmp)
         except subprocess.TimeoutExpired:
@@ -317,16 +346,18 @@ def lock_all(specs: list[ImageSpec], network: NetworkSettings, say=print, images
     """Lock each spec, several at once (uv mostly waits on the network; more than a few at once only adds DNS
     time-outs here); returns the tags that could not be locked."""
     uv_binary()  # before the threads (see there)
-    probes = list(dict.fromkeys(indexes(s, network)[0] for s in specs))
+    probes = list(dict.fromkeys(index for s in specs for index in indexes(s, network)))
     with ThreadPoolExecutor(max_workers=8) as pool:  # side by side: an unreachable index costs a DNS failure each
         down: dict[str, str | None] = dict(zip(probes, pool.map(lambda url: unreachable(url, network), probes)))
 
     def one(spec: ImageSpec) -> str | None:
-        index = indexes(spec, network)[0]
-        if down[index]:
+        searched = indexes(spec, network)
+        index = next((i for i in searched if down[i]), None)
+        if index is not None:
+            torch_index = spec.index != PYPI_INDEX and index == searched[0]
             return (f"not locked: {spec.tag}: its index {urls.redact(index)} cannot be used: {down[index]}"
                     + (". Lock it where the PyTorch wheel index (or a mirror named by TORCHYARD_TORCH_INDEX) answers; "
-                       "until then building it is refused" if spec.index != PYPI_INDEX else ""))
+                       "until then building it is refused" if torch_index else ""))
         started = time.monotonic()
         try:
             made = resolve(spec, network, images, upgrade)
