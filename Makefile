@@ -7,7 +7,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 BUILDER := $(PY) -m builder
-SETTINGS := TAG REPO REGISTRY NOCACHE REQUIRE_GPU DATA WORKSPACE BIND JUPYTER_PORT SSH_PORT PRUNE NODES GPUS KEY SIGNING_KEY
+SETTINGS := TAG REPO REGISTRY NOCACHE REQUIRE_GPU DATA WORKSPACE BIND JUPYTER_PORT SSH_PORT PRUNE NODES GPUS KEY SIGNING_KEY UPGRADE
 
 # export TORCHYARD_<NAME> (or the name given second) = NAME's value, unexpanded, when NAME is given
 # (so TORCHYARD_REPO=… alone still counts)
@@ -33,7 +33,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $@
 
-list: $(VENV)/.installed ## every tag with its torch, torchvision, CUDA, cuDNN, NCCL, Python, minimum driver
+list: $(VENV)/.installed ## every tag with its torch, torchvision, torchaudio, CUDA, cuDNN, NCCL, Python, minimum driver
 	@$(BUILDER) list
 
 validate: $(VENV)/.installed ## check matrix.yaml (or TAG=…) against the compatibility facts
@@ -42,7 +42,7 @@ validate: $(VENV)/.installed ## check matrix.yaml (or TAG=…) against the compa
 render: $(VENV)/.installed ## regenerate images/<tag>/ from matrix.yaml for every tag (PRUNE=1: remove folders of other tags)
 	@$(BUILDER) render
 
-lock: $(VENV)/.installed ## resolve TAG=a,b,… (or all) with uv to images/<tag>/requirements*.lock: every package's version, wheel and sha256
+lock: $(VENV)/.installed ## resolve TAG=a,b,… (or all) with uv to images/<tag>/requirements*.lock: every package's version, wheel and sha256; keeps what a lock holds (UPGRADE=1: the newest)
 	@$(BUILDER) lock
 
 fetch: $(VENV)/.installed ## download what TAG=a,b,… (or all)'s locks name into the wheel cache (TORCHYARD_CACHE), sha256 checked; builds read only it

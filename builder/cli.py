@@ -43,12 +43,13 @@ def _fail(text: str, status: int) -> int:
 
 
 def cmd_list(matrix: Matrix, args) -> int:
-    print(f"{'tag':<20} {'torch':<8} {'vision':<8} {'cuda':<6} {'cudnn':<11} {'nccl':<8} {'python':<7} {'min driver':<11} wheel from")
+    print(f"{'tag':<20} {'torch':<8} {'vision':<8} {'audio':<8} {'cuda':<6} {'cudnn':<11} {'nccl':<8} {'python':<7} "
+          f"{'min driver':<11} wheel from")
     for s in matrix.specs.values():
         source = "PyPI" if s.index == "pypi" else f"PyTorch index/{s.cuda_variant}"
         default = "  (default)" if s.tag == matrix.default else ""
-        print(f"{s.tag:<20} {s.torch:<8} {s.torchvision:<8} {s.cuda:<6} {s.cudnn or '?':<11} {s.nccl or '?':<8} "
-              f"{s.python:<7} {s.min_driver:<11} {source}{default}")
+        print(f"{s.tag:<20} {s.torch:<8} {s.torchvision:<8} {s.torchaudio or '-':<8} {s.cuda:<6} {s.cudnn or '?':<11} "
+              f"{s.nccl or '?':<8} {s.python:<7} {s.min_driver:<11} {source}{default}")
     return 0
 
 
@@ -95,7 +96,7 @@ def cmd_lock(matrix: Matrix, args) -> int:
         if render.write(spec):
             _say(f"rendered images/{spec.tag}/ from matrix.yaml")
     started = time.monotonic()
-    failed = lock.lock_all(specs, settings, say=_say)
+    failed = lock.lock_all(specs, settings, say=_say, upgrade=bool(args.upgrade))
     for spec in specs:  # the Dockerfile's layers follow torch's lock (builder/image/layers.py)
         if render.write(spec):
             _say(f"rendered images/{spec.tag}/Dockerfile again from its new lock")

@@ -128,6 +128,8 @@ OPTIONS = (
     Option("require_gpu", ("smoke", "matrix"), "a GPU check that would be SKIPPED fails instead", "REQUIRE_GPU",
            "TORCHYARD_REQUIRE_GPU", grammar=_flag, argparse=_ONE,
            helps={"matrix": "smoke: a GPU check that would be SKIPPED fails instead"}),
+    Option("upgrade", ("lock",), "resolve every package anew (newest allowed) instead of keeping the versions the tag's "
+           "locks hold", "UPGRADE", "TORCHYARD_UPGRADE", grammar=_flag, argparse=_ONE),
     Option("prune", ("render",), "also remove images/<tag>/ folders of tags not in the matrix (their locks with them)",
            "PRUNE", "TORCHYARD_PRUNE", grammar=_flag, argparse=_ONE),
     Option("data", ("smoke",), "an ImageFolder to fine-tune on (mounted read-only)", "DATA", "TORCHYARD_DATA", grammar=_data),

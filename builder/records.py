@@ -224,6 +224,11 @@ class Transfer(_Record, kw_only=True):
     busbw_gbs: float | None = None
 
 
+class AudioRun(_Record, kw_only=True):
+    resample_ms: float
+    spectrogram_ms: float
+
+
 class Figures(_Record, kw_only=True):
     """The figures of a check that the report, the doctor and `make matrix` read, typed: other keys are kept in
     the record but not read."""
@@ -237,6 +242,7 @@ class Figures(_Record, kw_only=True):
     sizes: tuple[Transfer, ...] = ()  # the all-reduces
     world_size: int = 1
     images_per_s: float | None = None  # the fine-tunes
+    audio: dict[str, AudioRun] = {}  # torchaudio: per device (cpu, cuda)
 
 
 def figures(check: Check) -> Figures:

@@ -117,6 +117,10 @@ def headline(check: records.Check) -> tuple[str, float | None]:
         return f"busbw {top:.1f} GB/s", top
     if name.endswith(" amp") and figures.images_per_s is not None:
         return f"{figures.images_per_s:.0f} images/s", figures.images_per_s
+    if name == "torchaudio" and figures.audio:
+        device = "cuda" if "cuda" in figures.audio else next(iter(figures.audio))
+        run = figures.audio[device]
+        return f"{device}: resample {run.resample_ms:.1f} ms, spectrogram {run.spectrogram_ms:.1f} ms", run.resample_ms
     reason = check.reason  # an older or partial report: the reason in short
     return (reason if len(reason) <= 60 else reason[:57] + "..."), None
 

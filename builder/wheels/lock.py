@@ -6,7 +6,10 @@ Python (markers are evaluated for the image's Python, not this machine's), again
 index variant, the PyTorch wheel index first: indexes()) and nothing else: no uv.toml or pip.conf, no UV_* or PIP_*
 variable, no local wheel folder of this machine reaches it (only the CA bundle, to get through a TLS-inspecting
 proxy, and index credentials through a private netrc; the indexes go in a uv.toml of its own). Of the
-wheels uv lists for a package, the lock keeps the one the image's pip would choose. The build then installs with
+wheels uv lists for a package, the lock keeps the one the image's pip would choose. A tag locked before keeps the
+versions its locks hold wherever its requirements still allow them (uv's preferences, as `uv pip compile` keeps an
+output file's pins), so a relock changes what its inputs changed and nothing else; upgrade=True (UPGRADE=1) resolves
+everything to the newest again. The build then installs with
 `--require-hashes --no-deps` from the lock, so a changed artifact fails the build, and an extra index cannot
 substitute a package (dependency confusion).
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import os
 import re
 import subprocess
@@ -192,14 +196,34 @@ def platform_note(spec: ImageSpec) -> str:
             f"(glibc 2.{GLIBC_MINOR[spec.base.suite]}), wheels only")
 
 
+def kept(path: Path) -> dict[str, str]:
+    """name -> version of the lock at path, for uv to prefer; {} where there is none, or none this tool reads (a
+    broken or older lock is what a relock replaces, so it must not stop one)."""
+    try:
+        return lockfile.packages(path) if path.is_file() else {}
+    except lockfile.LockError:
+        return {}
+
+
+def preferences(versions: dict[str, str]) -> str:
+    """A pylock.toml naming only packages and versions: written where uv is to write its output, it is what uv
+    prefers (each is kept where the requirements allow it, else resolved anew). Names and versions are a lock's,
+    which lockfile.read parsed strictly; JSON's quoting is TOML's for them."""
+    entries = "".join(f"\n[[packages]]\nname = {json.dumps(name)}\nversion = {json.dumps(version)}\n"
+                      for name, version in sorted(versions.items()))
+    return 'lock-version = "1.0"\ncreated-by = "torchyard"\n' + entries
+
+
 def _run_uv(spec: ImageSpec, requirements: Path, index: list[str], network: NetworkSettings, cache: Path,
-            constraints: str | None = None) -> dict:
+            constraints: str | None = None, prefer: dict[str, str] | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="torchyard-lock-") as tmp:
         ca = None
         if network.ca_files:
             ca = Path(tmp) / "ca-bundle.crt"
             ca.write_text(network.ca_bundle())
         output = Path(tmp) / "pylock.toml"
+        if prefer:
+            output.write_text(preferences(prefer))
         constraints_file = None
         if constraints is not None:
             constraints_file = Path(tmp) / "constraints.txt"
@@ -241,28 +265,31 @@ def _netrc(index: list[str], folder: Path) -> dict[str, str]:
     return {"NETRC": str(path)}
 
 
-def resolve(spec: ImageSpec, network: NetworkSettings,
-            images: Path = layout.IMAGES) -> tuple[lockfile.Lock, lockfile.Lock]:
-    """The tag's two locks: torch's step (requirements.txt) and the workspace's step (resolve_workspace)."""
+def resolve(spec: ImageSpec, network: NetworkSettings, images: Path = layout.IMAGES,
+            upgrade: bool = False) -> tuple[lockfile.Lock, lockfile.Lock]:
+    """The tag's two locks: torch's step (requirements.txt) and the workspace's step (resolve_workspace), each keeping
+    what the tag's lock holds unless upgrade."""
     requirements = images / spec.tag / layout.REQUIREMENTS
     for path in (requirements, images / spec.tag / layout.WORKSPACE_REQUIREMENTS):
         if not path.is_file():
             raise lockfile.LockError(f"{path} is missing; run `make render` first")
     index = indexes(spec, network)
-    first = from_pylock(spec, _run_uv(spec, requirements, index, network, _uv_cache()),
+    prefer = {} if upgrade else kept(images / spec.tag / layout.LOCK_FILE)
+    first = from_pylock(spec, _run_uv(spec, requirements, index, network, _uv_cache(), prefer=prefer),
                         lockfile.sha256_text(requirements.read_text()), index,
                         size_of=lambda url: content_length(url, network))
-    return first, resolve_workspace(spec, first, network, images)
+    return first, resolve_workspace(spec, first, network, images, upgrade)
 
 
 def resolve_workspace(spec: ImageSpec, first: lockfile.Lock, network: NetworkSettings,
-                      images: Path = layout.IMAGES) -> lockfile.Lock:
+                      images: Path = layout.IMAGES, upgrade: bool = False) -> lockfile.Lock:
     """The workspace step's lock, resolved against the configured index (never the PyTorch wheel index) with torch's
     lock's versions as constraints, holding only what that lock does not."""
     workspace = images / spec.tag / layout.WORKSPACE_REQUIREMENTS
     workspace_index = _configured_indexes(network)
+    prefer = {} if upgrade else kept(images / spec.tag / layout.WORKSPACE_LOCK_FILE)
     data = _run_uv(spec, workspace, workspace_index, network, _uv_cache(),
-                   constraints="".join(f"{p.name}=={p.version}\n" for p in first.packages))
+                   constraints="".join(f"{p.name}=={p.version}\n" for p in first.packages), prefer=prefer)
     second = from_pylock(spec, data, lockfile.sha256_text(workspace.read_text() + first.text()), workspace_index,
                          leave_out=frozenset(p.name for p in first.packages),
                          size_of=lambda url: content_length(url, network))
@@ -315,7 +342,7 @@ def content_length(url: str, network: NetworkSettings, timeout: float = 30) -> i
 
 
 def lock_all(specs: list[ImageSpec], network: NetworkSettings, say=print, images: Path = layout.IMAGES,
-             workers: int = 4) -> list[str]:
+             workers: int = 4, upgrade: bool = False) -> list[str]:
     """Lock each spec, several at once (uv mostly waits on the network; more than a few at once only adds DNS
     time-outs here); returns the tags that could not be locked."""
     uv_binary()  # before the threads (see there)
@@ -333,7 +360,7 @@ def lock_all(specs: list[ImageSpec], network: NetworkSettings, say=print, images
                        "until then building it is refused" if torch_index else ""))
         started = time.monotonic()
         try:
-            made = resolve(spec, network, images)
+            made = resolve(spec, network, images, upgrade)
         except lockfile.LockError as e:
             return f"not locked: {e}"
         changed = [lockfile.write(one, images) for one in made]  # the workspace lock's input covers the first: write both

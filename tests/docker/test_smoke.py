@@ -80,6 +80,20 @@ def test_torch_compile_passes_on_the_cpu_path_with_cpp_kernels_and_its_figures(r
     assert extension["status"] == "SKIPPED" and "not a -devel image" in extension["reason"]
 
 
+def test_torchaudio_resamples_and_makes_a_spectrogram_on_the_cpu(report):
+    """The default tag carries torchaudio: its check runs for real on this CPU-only host, with its figures."""
+    result = checks(report)["torchaudio"]
+    assert result["status"] == "PASS", result["reason"]
+    assert result["reason"].startswith("torchaudio 2.6.0+cu124: a 1000 Hz tone resampled 48 -> 16 kHz and its "
+                                       "spectrogram as they must be (no GPU: the CPU only); cpu: resample ")
+    figures = result["figures"]
+    assert figures["torchaudio"] == "2.6.0+cu124" and list(figures["audio"]) == ["cpu"]
+    cpu = figures["audio"]["cpu"]
+    assert cpu["samples"] == [[4, 96000], [4, 32000]] and cpu["peak_hz"] == 1000.0
+    assert cpu["resample_error"] < 1e-2 and cpu["tone_share"] > 0.99
+    assert cpu["resample_ms"] > 0 and cpu["spectrogram_ms"] > 0 and cpu["resample_x_realtime"] > 0
+
+
 def test_the_report_has_the_image_the_log_and_a_reproducer(report, smoke_run, built):
     done, folder = smoke_run
     assert report["image"] == built.image and report["image_id"] == built.image_id

@@ -162,6 +162,14 @@ def test_a_broken_record_is_skipped_not_fatal(shipped, reports):
      "1× NVIDIA H200 sm_90", None),
     ({"name": "compile", "status": "FAIL", "reason": "compiled output differs from eager", "figures": {}},
      "compiled output differs from eager", None),
+    ({"name": "torchaudio", "status": "PASS", "figures": {"audio": {
+        "cpu": {"resample_ms": 12.34, "spectrogram_ms": 3.21, "peak_hz": 1000.0},
+        "cuda": {"resample_ms": 0.41, "spectrogram_ms": 0.18, "vs_cpu": {"resample": 1e-7}}}}},
+     "cuda: resample 0.4 ms, spectrogram 0.2 ms", 0.41),
+    ({"name": "torchaudio", "status": "PASS", "figures": {"audio": {"cpu": {"resample_ms": 12.34, "spectrogram_ms": 3.21}}}},
+     "cpu: resample 12.3 ms, spectrogram 3.2 ms", 12.34),
+    ({"name": "torchaudio", "status": "SKIPPED", "reason": "this image carries no torchaudio", "figures": {}},
+     "skipped", None),
 ])
 def test_each_check_has_its_headline(check, text, value):
     assert report_rows.headline(msgspec.convert(check, records.Check)) == (text, value)

@@ -801,3 +801,36 @@ def test_a_lock_is_not_made_before_its_requirements_are_rendered(spec, tmp_path)
     with pytest.raises(lockfile.LockError) as refused:
         lock.resolve(spec, network.NetworkSettings(), tmp_path)
     assert str(refused.value) == f"{tmp_path / spec.tag / layout.REQUIREMENTS} is missing; run `make render` first"
+
+
+def test_a_relock_keeps_what_the_locks_hold_and_upgrade_takes_the_newest(spec, local_index, tmp_path):
+    """uv, for real: a tag locked at pkg 1.0 (app 1.0 with it) keeps both when its requirements widen, as `make lock`
+    after adding torchaudio kept every other pin; a requirement the kept version no longer meets moves it; UPGRADE=1
+    resolves everything to the newest."""
+    index, _, _ = local_index
+    settings = network.NetworkSettings(pip={"index-url": [index]})
+    images = tmp_path / "images"
+
+    def relock(torch_step: str, upgrade: bool = False) -> tuple[dict, dict]:
+        _requirements(images, spec.tag, torch_step, "app\n")
+        assert lock.lock_all([spec], settings, say=lambda _: None, images=images, upgrade=upgrade) == []
+        return tuple(lockfile.packages(images / spec.tag / name) for name in layout.LOCKS)
+
+    assert relock("pkg<2\n") == ({"pkg": "1.0"}, {"app": "1.0"})
+    assert relock("pkg\n") == ({"pkg": "1.0"}, {"app": "1.0"})  # pkg 2.0 (and app 2.0) would be allowed now
+    assert lockfile.problem(spec, images) is None  # the lock is made from the new requirements
+    assert relock("pkg\n", upgrade=True) == ({"pkg": "2.0"}, {"app": "2.0"})
+    assert relock("pkg<2\n") == ({"pkg": "1.0"}, {"app": "1.0"})  # kept where allowed, moved where not
+    assert relock("pkg>=2\n") == ({"pkg": "2.0"}, {"app": "2.0"})
+
+
+def test_the_preferences_are_a_pylock_of_names_and_versions_and_a_broken_lock_gives_none(tmp_path):
+    import tomllib
+
+    text = lock.preferences({"torch": "2.6.0+cu118", "filelock": "4.3.1"})
+    assert tomllib.loads(text) == {"lock-version": "1.0", "created-by": "torchyard", "packages": [
+        {"name": "filelock", "version": "4.3.1"}, {"name": "torch", "version": "2.6.0+cu118"}]}
+    assert lock.kept(tmp_path / "none.lock") == {}
+    (tmp_path / "broken.lock").write_text("torch==2.6.0\n")  # no header: a relock replaces it
+    assert lock.kept(tmp_path / "broken.lock") == {}
+    assert lock.kept(ROOT / "images" / "v2.6-cu124" / layout.LOCK_FILE)["torch"] == "2.6.0"
