@@ -1,6 +1,6 @@
-"""The final stage's RUN steps and what decides them: the apt packages, torch.compile's toolchain, the venv, torch's
-layers and the workspace's, -devel's nvcc and its files, the user, the stamp that gives every file one time, and the
-trees each COPY brings in from the build context.
+"""The final stage's RUN steps and what decides them: the apt packages, torch.compile's toolchain, the everyday tools,
+the venv, torch's layers and the workspace's, -devel's nvcc and its files, the user, the stamp that gives every file one
+time, and the trees each COPY brings in from the build context.
 
 builder/image/render.py hands them to templates/Dockerfile.j2, which only loops over them.
 """
@@ -86,6 +86,33 @@ def host_driver_control(spec: ImageSpec) -> str:
     return (f"Package: {HOST_DRIVER_PACKAGE}\nVersion: 1\nArchitecture: amd64\nMaintainer: torchyard\n"
             f"Provides: {', '.join(provides)}\n"
             "Description: the host's NVIDIA driver libraries, mounted at run time by the NVIDIA container toolkit\n")
+
+
+# The everyday tools of a person working in the container: clone and version their work (git, git-lfs for the large
+# files model repositories keep), fetch a file (curl), page a log (less), see and stop processes (procps: ps, top,
+# kill), unpack an archive (unzip), edit a file (nano, also Debian's `editor`, which git opens), and keep a run alive
+# over a dropped SSH connection (tmux). Package -> the command that shows it runs: image_files/check_image.py runs
+# each as the user at build time (spec.json's "tools").
+TOOLS = {
+    "git": ("git", "--version"),
+    "git-lfs": ("git", "lfs", "version"),  # through git, as `git lfs pull` finds it
+    "curl": ("curl", "--version"),
+    "less": ("less", "--version"),
+    "procps": ("ps", "--version"),
+    "unzip": ("unzip", "-v"),
+    "nano": ("nano", "--version"),
+    "tmux": ("tmux", "-V"),
+}
+# git-lfs's filters in root's /etc/gitconfig (the user cannot write it), so a clone of a repository with LFS files
+# fetches them without a `git lfs install` of the user's own.
+GIT_LFS_SYSTEM = "git lfs install --system --skip-repo"
+
+
+def tools_steps(spec: ImageSpec) -> list[Step]:
+    """The everyday tools: the same for every tag of a base, in a layer of their own below the Python environment, so
+    every tag shares it and changing the list leaves the OS and compiler layers as they were."""
+    return [Step(f"Everyday tools, run as the user: {', '.join(TOOLS)}.",
+                 stamped(*apt_install(list(TOOLS), GIT_LFS_SYSTEM)))]
 
 
 def toolchain_steps(spec: ImageSpec) -> list[Step]:
@@ -203,7 +230,7 @@ def install_steps(spec: ImageSpec, images: Path = layout.IMAGES) -> list[Step]:
     os_packages = Step("The OS packages: Python, and the workspace's (tini, sshd). SSH host keys are deleted in the "
                        "step that makes them, so no layer holds one.",
                        stamped(*apt_install(apt_packages(spec) + WORKSPACE_APT_PACKAGES, "rm -f /etc/ssh/ssh_host_*")))
-    return [os_packages, *toolchain_steps(spec), venv_step(spec), *wheel_steps(spec, images), *devel_steps(spec),
+    return [os_packages, *toolchain_steps(spec), *tools_steps(spec), venv_step(spec), *wheel_steps(spec, images), *devel_steps(spec),
             workspace_step(spec)]
 
 
