@@ -106,13 +106,18 @@ TOOLS = {
 # git-lfs's filters in root's /etc/gitconfig (the user cannot write it), so a clone of a repository with LFS files
 # fetches them without a `git lfs install` of the user's own.
 GIT_LFS_SYSTEM = "git lfs install --system --skip-repo"
+# tmux's libutempter0 installs its helper setgid utmp (so that panes show in `who`), which a container has no use for:
+# the helper stays, without the bit, so the tools bring no program that gains a group or user (dpkg-statoverride:
+# dpkg keeps the mode through an upgrade).
+UTEMPTER = "/usr/lib/x86_64-linux-gnu/utempter/utempter"
+NO_SETGID = f"dpkg-statoverride --update --add root root 0755 {UTEMPTER}"
 
 
 def tools_steps(spec: ImageSpec) -> list[Step]:
     """The everyday tools: the same for every tag of a base, in a layer of their own below the Python environment, so
     every tag shares it and changing the list leaves the OS and compiler layers as they were."""
-    return [Step(f"Everyday tools, run as the user: {', '.join(TOOLS)}.",
-                 stamped(*apt_install(list(TOOLS), GIT_LFS_SYSTEM)))]
+    return [Step(f"Everyday tools, run as the user: {', '.join(TOOLS)}; none setuid or setgid.",
+                 stamped(*apt_install(list(TOOLS), GIT_LFS_SYSTEM, NO_SETGID)))]
 
 
 def toolchain_steps(spec: ImageSpec) -> list[Step]:
@@ -149,11 +154,14 @@ def devel_files(spec: ImageSpec) -> dict[str, str]:
 
 
 # What apt and dpkg leave behind that differs from one build to the next (logs with times, ldconfig's cache of file
-# times) or is useless in an image (package lists, apt's caches). Only what the step itself made: removing a file an
-# earlier layer holds (the base's /var/lib/apt/lists/lock, /var/log/apt, the -old backups of dpkg's status and
-# debconf's files, which come out the same for the same packages) leaves a whiteout with the deletion's time.
-APT_LEFTOVERS = ["/var/lib/apt/lists/*_*", "/var/lib/apt/lists/partial/*", "/var/cache/apt/*.bin", "/var/log/apt/*",
-                 "/var/log/dpkg.log", "/var/log/alternatives.log", "/var/cache/ldconfig/aux-cache"]
+# times) or is useless in an image (package lists, apt's caches, and the .deb files apt-get downloaded: a base made
+# by mmdebstrap has no docker-clean setting, so apt-get keeps them, ~100 MB over the OS, compiler and tools steps).
+# Only what the step itself made: removing a file an earlier layer holds (the base's /var/lib/apt/lists/lock,
+# /var/log/apt, the -old backups of dpkg's status and debconf's files, which come out the same for the same packages)
+# leaves a whiteout with the deletion's time.
+APT_LEFTOVERS = ["/var/lib/apt/lists/*_*", "/var/lib/apt/lists/partial/*", "/var/cache/apt/*.bin",
+                 "/var/cache/apt/archives/*.deb", "/var/log/apt/*", "/var/log/dpkg.log", "/var/log/alternatives.log",
+                 "/var/cache/ldconfig/aux-cache"]
 
 
 def user_dirs(spec: ImageSpec) -> list[str]:

@@ -35,7 +35,8 @@ tmux new-session -d -s shell -x 100 -y 30  # a login shell, as a person starts o
 tmux send-keys -t shell 'python -c "import torch; print(torch.__version__)" > /tmp/in-tmux; exit' Enter
 for _ in $(seq 300); do tmux has-session -t shell 2>/dev/null || break; sleep 0.1; done
 cat /tmp/in-tmux
-echo "=== setuid"; find /usr/bin/git /usr/bin/git-lfs /usr/bin/curl /usr/bin/less /usr/bin/ps /usr/bin/unzip /usr/bin/nano /usr/bin/tmux -perm /6022 -printf '%p\n'
+echo "=== setuid"; find /usr/bin/git /usr/bin/git-lfs /usr/bin/curl /usr/bin/less /usr/bin/ps /usr/bin/unzip /usr/bin/nano \
+  /usr/bin/tmux /usr/lib/x86_64-linux-gnu/utempter/utempter -perm /6022 -printf '%p\n'
 echo "=== end"
 """
 

@@ -221,6 +221,7 @@ def test_the_everyday_tools_are_one_layer_below_torchs_the_same_in_every_tag_of_
         instructions = render.render(spec)["Dockerfile"].replace("\\\n", "").splitlines()
         [tools] = [line for line in instructions if "apt-get install" in line and " tmux" in line]
         assert "git git-lfs curl less procps unzip nano tmux" in tools and "git lfs install --system --skip-repo" in tools
+        assert "dpkg-statoverride --update --add root root 0755 /usr/lib/x86_64-linux-gnu/utempter/utempter" in tools
         runs = [line for line in instructions if line.startswith("RUN ")]
         position = runs.index(tools)
         assert "g++" in runs[position - 1] and "python3 -m venv" in runs[position + 1], tag
