@@ -56,3 +56,16 @@ def test_each_everyday_tool_does_its_job_as_the_user(client, built):
     assert part["tmux"].strip() == "2.6.0+cu124", out  # the venv is on a login shell's PATH too
     assert part["setuid"].strip() == "", out  # none is setuid, setgid, or writable by others
     assert "end" in part
+
+
+def setid_files(client, image: str) -> set[str]:
+    out = client.containers.run(image, ["/", "-xdev", "-type", "f", "-perm", "/6000", "-printf", "%m %u:%g %p\\n"],
+                                entrypoint=["find"], user="root", remove=True)
+    return set(out.decode().splitlines())
+
+
+def test_the_image_adds_no_setuid_or_setgid_program_but_openssh_clients(client, built, spec):
+    """The base's (su, passwd, mount, …) stay; the OS step's openssh-client brings its two; the tools add none (tmux's
+    utempter helper comes without its setgid bit)."""
+    added = setid_files(client, built.image) - setid_files(client, spec.base.image)
+    assert added == {"2755 root:_ssh /usr/bin/ssh-agent", "4755 root:root /usr/lib/openssh/ssh-keysign"}
