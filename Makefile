@@ -7,7 +7,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 BUILDER := $(PY) -m builder
-SETTINGS := TAG REPO REGISTRY NOCACHE REQUIRE_GPU DATA WORKSPACE BIND JUPYTER_PORT SSH_PORT PRUNE NODES GPUS DEVCONTAINER_DIR
+SETTINGS := TAG REPO REGISTRY NOCACHE REQUIRE_GPU DATA WORKSPACE BIND JUPYTER_PORT SSH_PORT PRUNE NODES GPUS KEY SIGNING_KEY UPGRADE DEVCONTAINER_DIR
 
 # export TORCHYARD_<NAME> (or the name given second) = NAME's value, unexpanded, when NAME is given
 # (so TORCHYARD_REPO=… alone still counts)
@@ -23,7 +23,7 @@ $(eval $(call pass-setting,GPUS,TORCHYARD_GPUS_PER_NODE))
 unexport $(SETTINGS)
 
 .DEFAULT_GOAL := help
-.PHONY: help list validate render lock fetch base build smoke run size verify push pull matrix report doctor k8s slurm devcontainer ci test unit-test docker-test mutation docs clean
+.PHONY: help list validate render lock fetch base build smoke run size verify push pull sbom verify-image matrix report doctor k8s slurm devcontainer ci test unit-test docker-test mutation docs clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -33,7 +33,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $@
 
-list: $(VENV)/.installed ## every tag with its torch, torchvision, CUDA, cuDNN, NCCL, Python, minimum driver
+list: $(VENV)/.installed ## every tag with its torch, torchvision, torchaudio, CUDA, cuDNN, NCCL, Python, minimum driver
 	@$(BUILDER) list
 
 validate: $(VENV)/.installed ## check matrix.yaml (or TAG=…) against the compatibility facts
@@ -42,7 +42,7 @@ validate: $(VENV)/.installed ## check matrix.yaml (or TAG=…) against the compa
 render: $(VENV)/.installed ## regenerate images/<tag>/ from matrix.yaml for every tag (PRUNE=1: remove folders of other tags)
 	@$(BUILDER) render
 
-lock: $(VENV)/.installed ## resolve TAG=a,b,… (or all) with uv to images/<tag>/requirements*.lock: every package's version, wheel and sha256
+lock: $(VENV)/.installed ## resolve TAG=a,b,… (or all) with uv to images/<tag>/requirements*.lock: every package's version, wheel and sha256; keeps what a lock holds (UPGRADE=1: the newest)
 	@$(BUILDER) lock
 
 fetch: $(VENV)/.installed ## download what TAG=a,b,… (or all)'s locks name into the wheel cache (TORCHYARD_CACHE), sha256 checked; builds read only it
@@ -54,7 +54,7 @@ base: $(VENV)/.installed ## make the base image TAG=… needs (mmdebstrap + dock
 build: $(VENV)/.installed ## validate, render and build TAG=… as torchyard:<tag> (NOCACHE=1: every step anew)
 	@$(BUILDER) build
 
-smoke: $(VENV)/.installed ## run the smoke suite in torchyard:<tag> (GPUs when present); reports/<tag>/smoke.json; NODES=n: torchrun's all-reduce across n containers
+smoke: $(VENV)/.installed ## run the smoke suite in torchyard:<tag> (GPUs when present); reports/<tag>/smoke.json (SIGNING_KEY=: attached to the pushed digest); NODES=n: torchrun across n containers
 	@$(BUILDER) smoke
 
 run: $(VENV)/.installed ## start TAG=…'s workspace: JupyterLab (URL with token printed), SSH with your key, ./workspace mounted
@@ -66,11 +66,17 @@ size: $(VENV)/.installed ## size report of TAG=… (total, layers, largest packa
 verify: $(VENV)/.installed ## rebuild TAG=… without cache; compare package sets and file contents, name what differs
 	@$(BUILDER) verify
 
-push: $(VENV)/.installed ## push TAG=… to REGISTRY=host[:port]/ns as <REGISTRY>/torchyard:<tag>; record the digest in digests/<tag>.json
+push: $(VENV)/.installed ## push TAG=… to REGISTRY=host[:port]/ns; record the digest in digests/<tag>.json; SIGNING_KEY=key.pem: attach signed provenance, SBOM, smoke
 	@$(BUILDER) push
 
 pull: $(VENV)/.installed ## pull <REGISTRY>/torchyard:<tag>, refused unless its digest is the recorded one
 	@$(BUILDER) pull
+
+sbom: $(VENV)/.installed ## CycloneDX 1.6 SBOM of torchyard:<tag> (TAG=…) from its manifest and locks: reports/<tag>/sbom.cdx.json
+	@$(BUILDER) sbom
+
+verify-image: $(VENV)/.installed ## check TAG=…'s attestations in REGISTRY=… with KEY=pub.pem (offline); print commit, locks, smoke verdicts
+	@$(BUILDER) verify-image
 
 matrix: $(VENV)/.installed ## for TAG=a,b,… (default: all): lock check, build, size, smoke, resuming; reports/index.html
 	@$(BUILDER) matrix

@@ -76,7 +76,7 @@ class Registry:
 
     def layers(self, tag: str) -> dict[str, int]:
         """digest -> compressed size of each layer of torchyard:<tag>."""
-        request = urllib.request.Request(f"http://{self.address}/v2/{registry.NAME}/manifests/{tag}",
+        request = urllib.request.Request(f"http://{self.address}/v2/{layout.REGISTRY_NAME}/manifests/{tag}",
                                          headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"})
         return {layer["digest"]: layer["size"] for layer in json.loads(self.opener.open(request, timeout=30).read())["layers"]}
 
@@ -88,7 +88,9 @@ class Registry:
 def timed_build(client, spec, repo, settings, **kwargs) -> tuple[build.BuildResult, float]:
     started = time.monotonic()
     result = build.build(client, spec, repo, settings, say=lambda text: None, **kwargs)
-    return result, time.monotonic() - started  # the fetch of what the cache lacks included
+    seconds = time.monotonic() - started  # the fetch of what the cache lacks included
+    print(f"built {result.image} in {seconds:.0f} s", file=sys.stderr, flush=True)  # kept if a later step fails
+    return result, seconds
 
 
 def main(tag: str | None) -> None:
@@ -121,10 +123,16 @@ def main(tag: str | None) -> None:
         # A workspace-only change: one more package, locked (torch's lock must come out as committed) and fetched.
         changed_images = tmp / "changed"
         shutil.copytree(layout.tag_dir(spec.tag), changed_images / spec.tag)
-        with (changed_images / spec.tag / layout.WORKSPACE_REQUIREMENTS).open("a") as f:
-            f.write(EXTRA_WORKSPACE_PACKAGE + "\n")
-        for one in lock.resolve(spec, settings, changed_images):
-            lockfile.write(one, changed_images)
+        # render writes requirements-workspace.txt from its one list: the change is one more entry there, rendered,
+        # locked, and rendered again as `make lock` does (the wheel layers follow the new locks)
+        render.WORKSPACE_REQUIREMENTS.append(EXTRA_WORKSPACE_PACKAGE)
+        try:
+            render.write(spec, changed_images)
+            for one in lock.resolve(spec, settings, changed_images):
+                lockfile.write(one, changed_images)
+            render.write(spec, changed_images)
+        finally:
+            render.WORKSPACE_REQUIREMENTS.remove(EXTRA_WORKSPACE_PACKAGE)
         torch_lock_moved = ((changed_images / spec.tag / layout.LOCK_FILE).read_text()
                             != (layout.tag_dir(spec.tag) / layout.LOCK_FILE).read_text())
         changed, changed_s = timed_build(client, spec, f"{REPO}-changed", settings, images=changed_images,

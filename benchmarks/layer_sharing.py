@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import subprocess
 import tempfile
-from contextlib import suppress
 from pathlib import Path
 
 from build_vs_plain import Registry
@@ -74,10 +73,26 @@ def main(first: str, second: str, pull: bool) -> None:
                 image = client.images.get(second)
                 for ref in image.tags:
                     client.images.remove(ref)
-                for other in client.images.list(all=True):
-                    if other.attrs["RootFS"]["Layers"] == layers_b and not other.tags:
-                        with suppress(engine.NotFound), engine.translated():  # pruned with one removed before it
-                            client.images.remove(other.id)  # (a parent of it)
+                # every image holding a chain of SECOND's layers that is not a chain of FIRST's: the builder's own
+                # image and its step images; the longest first (a child before its parent)
+                own = [other for other in client.images.list(all=True)
+                       if (chain_of := other.attrs["RootFS"]["Layers"]) == layers_b[:len(chain_of)]
+                       and chain_of != layers_a[:len(chain_of)]]
+                pending = sorted(own, key=lambda i: -len(i.attrs["RootFS"]["Layers"]))
+                while pending:  # a metadata step's image has its parent's layers: order by length is not enough
+                    left = []
+                    for other in pending:
+                        try:
+                            with engine.translated():
+                                client.images.remove(other.id, noprune=True)
+                        except engine.NotFound:
+                            pass
+                        except engine.EngineError:
+                            left.append(other)  # a child of it still stands
+                    if len(left) == len(pending):
+                        print(f"{len(left)} image(s) of {second}'s layers stay: children of other images")
+                        break
+                    pending = left
                 held = {tuple(i.attrs["RootFS"]["Layers"]) for i in client.images.list(all=True)}
                 print(f"before the pull: {sum(1 for d in layers_b if any(d in h for h in held))} of {second}'s "
                       f"{len(layers_b)} diff IDs held by an image here; chains: longest "

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from builder import inputs, layout, options, records
+from builder.attest import AttestError
 from builder.host import doctor, gpu, smoke, workspace
 from builder.image import base, build, engine, registry, render, size, verify
 from builder.inputs import InputError
@@ -42,12 +43,13 @@ def _fail(text: str, status: int) -> int:
 
 
 def cmd_list(matrix: Matrix, args) -> int:
-    print(f"{'tag':<20} {'torch':<8} {'vision':<8} {'cuda':<6} {'cudnn':<11} {'nccl':<8} {'python':<7} {'min driver':<11} wheel from")
+    print(f"{'tag':<20} {'torch':<8} {'vision':<8} {'audio':<8} {'cuda':<6} {'cudnn':<11} {'nccl':<8} {'python':<7} "
+          f"{'min driver':<11} wheel from")
     for s in matrix.specs.values():
         source = "PyPI" if s.index == "pypi" else f"PyTorch index/{s.cuda_variant}"
         default = "  (default)" if s.tag == matrix.default else ""
-        print(f"{s.tag:<20} {s.torch:<8} {s.torchvision:<8} {s.cuda:<6} {s.cudnn or '?':<11} {s.nccl or '?':<8} "
-              f"{s.python:<7} {s.min_driver:<11} {source}{default}")
+        print(f"{s.tag:<20} {s.torch:<8} {s.torchvision:<8} {s.torchaudio or '-':<8} {s.cuda:<6} {s.cudnn or '?':<11} "
+              f"{s.nccl or '?':<8} {s.python:<7} {s.min_driver:<11} {source}{default}")
     return 0
 
 
@@ -94,7 +96,7 @@ def cmd_lock(matrix: Matrix, args) -> int:
         if render.write(spec):
             _say(f"rendered images/{spec.tag}/ from matrix.yaml")
     started = time.monotonic()
-    failed = lock.lock_all(specs, settings, say=_say)
+    failed = lock.lock_all(specs, settings, say=_say, upgrade=bool(args.upgrade))
     for spec in specs:  # the Dockerfile's layers follow torch's lock (builder/image/layers.py)
         if render.write(spec):
             _say(f"rendered images/{spec.tag}/Dockerfile again from its new lock")
@@ -192,6 +194,10 @@ def cmd_smoke(matrix: Matrix, args) -> int:
             continue
         outcomes[spec.tag] = result.status
         _say(f"{image}: {result.status} in {result.seconds:.0f}s; report {result.report}, reproduce with {result.command}")
+        if args.nodes == 1:  # a digest's smoke attestation is the one-node suite's report
+            from builder.attest import attach  # (imported here: see cmd_sbom)
+            attach.after_smoke(spec.tag, records.read_smoke(result.report), args.digests, args.registry,
+                               args.signing_key, args.reports, say=_say)
     failed = [tag for tag, outcome in outcomes.items() if outcome != "PASS"]
     if failed:
         return _fail(f"smoke tests did not pass for {', '.join(f'{t} ({outcomes[t]})' for t in failed)}", 1)
@@ -245,7 +251,24 @@ def cmd_push(matrix: Matrix, args) -> int:
         records.read_digests(spec.tag, args.digests)  # a malformed record refuses before anything moves
     client = engine.connect()
     for spec in specs:
-        registry.push(client, f"{args.repo}:{spec.tag}", args.registry, spec.tag, say=_say, digests=args.digests)
+        shipped = registry.push(client, f"{args.repo}:{spec.tag}", args.registry, spec.tag, say=_say, digests=args.digests)
+        from builder.attest import attach  # (imported here: see cmd_sbom)
+        attach.after_push(client, shipped, spec.tag, args.signing_key, args.reports, say=_say)
+    return 0
+
+
+def cmd_sbom(matrix: Matrix, args) -> int:
+    from builder.attest import attach  # imported here: its libraries take a third of a second, which no other command needs
+    client = engine.connect()
+    for spec in matrix.select(args.tag):
+        attach.write_sbom(client, f"{args.repo}:{spec.tag}", spec.tag, args.reports, say=_say)
+    return 0
+
+
+def cmd_verify_image(matrix: Matrix, args) -> int:
+    from builder.attest import verify as attestations  # (imported here: see cmd_sbom)
+    for spec in matrix.select(args.tag):
+        attestations.run(args.registry, spec.tag, args.digests, args.key, say=_say)
     return 0
 
 
@@ -268,7 +291,12 @@ def _cluster_jobs(matrix: Matrix, args) -> list[cluster.Job]:
         if left_out:
             print(f"torchyard: left out, never pushed: {', '.join(left_out)}", file=sys.stderr)
         tags = pushed
-    return [cluster.job(tag, args.registry, args.digests, args.gpus, args.nodes, args.command) for tag in tags]
+    jobs = [cluster.job(tag, args.registry, args.digests, args.gpus, args.nodes, args.command) for tag in tags]
+    if args.key:  # KEY=: nothing is printed unless each job's digest has attestations that verify with it
+        from builder.attest import verify as attestations  # (imported here: see cmd_sbom)
+        for job in jobs:
+            attestations.require(job.image.reference, job.image.digest, args.key, say=lambda line: _fail(line, 0))
+    return jobs
 
 
 def cmd_k8s(matrix: Matrix, args) -> int:
@@ -373,6 +401,8 @@ COMMANDS = {
     "verify": (cmd_verify, "rebuild TAG without cache and compare package sets and file contents with <repo>:TAG"),
     "push": (cmd_push, "push <repo>:TAG to REGISTRY as <REGISTRY>/torchyard:TAG; record its digest in digests/<tag>.json"),
     "pull": (cmd_pull, "pull <REGISTRY>/torchyard:TAG when its digest is the one digests/<tag>.json records"),
+    "sbom": (cmd_sbom, "write <repo>:TAG's CycloneDX 1.6 SBOM to reports/<tag>/sbom.cdx.json"),
+    "verify-image": (cmd_verify_image, "check TAG's attestations in REGISTRY with KEY (a public key); say what they say"),
     "clean": (cmd_clean, "remove the <repo>:* images"),
     "matrix": (cmd_matrix, "for TAG=a,b (default: all): lock check, build, size, smoke; then the report (resumes)"),
     "report": (cmd_report, "reports/matrix.json, matrix.md and index.html from what reports/ holds"),
@@ -403,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
                      + "\n".join(f"  {line}" for line in e.lines()), INVALID)
     except (InputError, gpu.GpuSettingError, nvml.RecordingError) as e:
         return _fail(f"refused: {e}; nothing was done.", INVALID)
-    except (registry.RegistryError, engine.EngineError, base.BaseError) as e:
+    except (registry.RegistryError, engine.EngineError, base.BaseError, AttestError) as e:
         return _fail(str(e), 1)
     except KeyboardInterrupt:
         return _fail("interrupted", 130)

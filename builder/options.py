@@ -25,14 +25,15 @@ from smoke_tests import distributed, nvml
 
 # Commands by what their steps do, for the settings and environment variables they read.
 TAGGED = ("validate", "lock", "fetch", "base", "build", "smoke", "run", "size", "verify", "push", "pull", "k8s", "slurm",
-          "devcontainer")
+          "sbom", "verify-image", "devcontainer")
 CLUSTER = ("k8s", "slurm")  # what they print runs on another engine, which pulls the image from a registry
 # what they write names the image by the digest digests/<tag>.json records, from the one registry it records
 PINNED = (*CLUSTER, "devcontainer")
 BUILDS = ("build", "smoke", "verify", "matrix")  # build an image (smoke builds a missing one)
 FETCHES = ("lock", "fetch", *BUILDS)  # reach a package index or the wheel cache
-REPORTS = ("build", "smoke", "size", "verify", "report", "doctor", "matrix")  # write or read reports/<tag>/
-DIGESTS = ("render", "push", "pull", "report", *PINNED)  # read digests/<tag>.json
+REPORTS = ("build", "smoke", "size", "verify", "report", "doctor", "matrix", "sbom", "push")  # write or read reports/<tag>/
+DIGESTS = ("render", "push", "pull", "report", *PINNED, "smoke", "verify-image")  # read digests/<tag>.json
+SIGNS = ("push", "smoke")  # sign and attach attestations when TORCHYARD_SIGNING_KEY is set (builder/attest/attach.py)
 RUNS_GPUS = ("smoke", "run", "matrix")  # start containers that TORCHYARD_GPUS=all|none gives GPUs or not
 READS_NVML = ("smoke", "doctor", "matrix")  # ask NVML (or the recording that stands in for it) about the GPUs
 
@@ -67,8 +68,8 @@ def _flag(value: str, name: str, command: str) -> bool:
 
 
 def _registry(value: str, name: str, command: str) -> str | None:
-    if not value and command in PINNED:
-        return None  # the one registry digests/<tag>.json records (builder/jobs/cluster.py)
+    if not value and command in (*PINNED, "smoke"):
+        return None  # the one registry digests/<tag>.json records (builder/jobs/cluster.py); smoke: every one recorded
     if not value:
         raise InputError("name the registry: REGISTRY=host[:port][/namespace] (or TORCHYARD_REGISTRY), "
                          "e.g. REGISTRY=registry.example.com/ml")
@@ -90,6 +91,19 @@ def _nodes(value: str, name: str, command: str) -> int:
     return inputs.count(value, name, cluster.MAX_NODES, "the number of nodes")
 
 
+def _dsse():
+    """builder/attest/dsse.py, imported by the commands that read a key only (cryptography and securesystemslib take
+    a third of a second to import, which every other command need not wait for)."""
+    from builder.attest import dsse
+    return dsse
+
+
+def _key(value: str, name: str, command: str):
+    if not value and command in CLUSTER:
+        return None  # k8s and slurm verify the digest only when asked to
+    return _dsse().public_key(value, name)
+
+
 _ONE = {"action": "store_const", "const": "1"}  # a switch whose variable is a flag: NOCACHE=1
 
 # In the order they are checked: the first bad value is the one refused.
@@ -99,17 +113,27 @@ OPTIONS = (
            "torchyard", lambda value, name, command: reference.repository(value, name)),
     Option("tag", (*TAGGED, "matrix"), "a tag of the matrix, or 'all' (default: the matrix's default)", "TAG", "TORCHYARD_TAG",
            helps={"matrix": "comma-separated tags of the matrix, or 'all' (the default)"}),
-    Option("registry", ("push", "pull", *PINNED), "host[:port][/namespace] (default: $TORCHYARD_REGISTRY)", "REGISTRY",
-           "TORCHYARD_REGISTRY", grammar=_registry,
+    Option("registry", ("push", "pull", *PINNED, "smoke", "verify-image"), "host[:port][/namespace] (default: "
+           "$TORCHYARD_REGISTRY)", "REGISTRY", "TORCHYARD_REGISTRY", grammar=_registry,
            helps={**dict.fromkeys(CLUSTER, "the registry the cluster pulls from, host[:port][/namespace] (default: "
                                            "$TORCHYARD_REGISTRY, else the one digests/<tag>.json records)"),
                   "devcontainer": "the registry the dev container pulls from by digest (default: $TORCHYARD_REGISTRY, "
-                                  "else the one digests/<tag>.json records, else the local image)"}),
+                                  "else the one digests/<tag>.json records, else the local image)",
+                  "smoke": "attach the smoke attestation beside the digest pushed there only (default: beside every "
+                           "digest of the image digests/<tag>.json records)"}),
+    Option("key", ("verify-image", *CLUSTER), "the public key (PEM, Ed25519 or ECDSA P-256) the attestations must be "
+           "signed with", "KEY", "TORCHYARD_KEY", grammar=_key,
+           helps=dict.fromkeys(CLUSTER, "print the job only when the digest's attestations verify with this public key")),
+    Option("signing_key", SIGNS, "the private key (PEM) that signs the attestations (default: $TORCHYARD_SIGNING_KEY; "
+           "unset: nothing is attached)", "SIGNING_KEY", "TORCHYARD_SIGNING_KEY",
+           grammar=lambda value, name, command: _dsse().signer(value, name) if value else None),
     Option("no_cache", ("build",), "rebuild every step (the base stays)", "NOCACHE", "TORCHYARD_NOCACHE", grammar=_flag,
            argparse=_ONE),
     Option("require_gpu", ("smoke", "matrix"), "a GPU check that would be SKIPPED fails instead", "REQUIRE_GPU",
            "TORCHYARD_REQUIRE_GPU", grammar=_flag, argparse=_ONE,
            helps={"matrix": "smoke: a GPU check that would be SKIPPED fails instead"}),
+    Option("upgrade", ("lock",), "resolve every package anew (newest allowed) instead of keeping the versions the tag's "
+           "locks hold", "UPGRADE", "TORCHYARD_UPGRADE", grammar=_flag, argparse=_ONE),
     Option("prune", ("render",), "also remove images/<tag>/ folders of tags not in the matrix (their locks with them)",
            "PRUNE", "TORCHYARD_PRUNE", grammar=_flag, argparse=_ONE),
     Option("data", ("smoke",), "an ImageFolder to fine-tune on (mounted read-only)", "DATA", "TORCHYARD_DATA", grammar=_data),

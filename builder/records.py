@@ -10,6 +10,12 @@ alone. Other modules ask this one; none names a record's file or parses one.
     reports/<tag>/run.json             Outcome      the last `make matrix` verdict (builder/matrix_run/run.py)
     reports/<tag>/verify.json          (written)    a rebuild compared (builder/image/verify.py); nothing reads it back
     reports/timings.json               Timings      step -> tag -> seconds (builder/matrix_run/progress.py)
+    reports/<tag>/attested.json        Attested     what was signed and attached beside each pushed digest (builder/attest/)
+    reports/<tag>/sbom.cdx.json, provenance.intoto.json, smoke.intoto.json   (written) the statements attached
+
+Read back from elsewhere: the image's own manifest.json (ImageManifest: image_files/manifest.py writes it at build
+time), and what a registry serves beside a digest, parsed(): the standard formats an attestation is made of (in-toto
+Statement, DSSE envelope, SLSA Provenance) have their schemas in builder/attest/intoto.py, OCI's in builder/attest/oci.py.
 
 The NVML recording (TORCHYARD_NVML_RECORD) is read inside images as well, where only the standard library is:
 smoke_tests/nvml.py keeps its own bounded, validated reader.
@@ -47,6 +53,8 @@ MAX_DEPTH = 32  # the deepest record nests 6 levels
 
 BUILD, SIZE, SIZE_BASELINE, COMPRESSED = "build.json", "size.json", "size.baseline.json", "compressed.json"
 SMOKE, RUN, VERIFY, TIMINGS = "smoke.json", "run.json", "verify.json", "timings.json"
+ATTESTED, SBOM, PROVENANCE_STATEMENT, SMOKE_STATEMENT = ("attested.json", "sbom.cdx.json", "provenance.intoto.json",
+                                                         "smoke.intoto.json")
 
 Sha256 = Annotated[str, msgspec.Meta(pattern=f"^{references.SHA256}$")]  # sha256:<64 lowercase hex>, nothing else
 T = TypeVar("T")
@@ -216,6 +224,11 @@ class Transfer(_Record, kw_only=True):
     busbw_gbs: float | None = None
 
 
+class AudioRun(_Record, kw_only=True):
+    resample_ms: float
+    spectrogram_ms: float
+
+
 class Figures(_Record, kw_only=True):
     """The figures of a check that the report, the doctor and `make matrix` read, typed: other keys are kept in
     the record but not read."""
@@ -229,6 +242,7 @@ class Figures(_Record, kw_only=True):
     sizes: tuple[Transfer, ...] = ()  # the all-reduces
     world_size: int = 1
     images_per_s: float | None = None  # the fine-tunes
+    audio: dict[str, AudioRun] = {}  # torchaudio: per device (cpu, cuda)
 
 
 def figures(check: Check) -> Figures:
@@ -258,9 +272,7 @@ def smoke_from_suite(raw: bytes, origin: Path, **written) -> SmokeReport:
     """The suite's JSON as it left the container (origin: where it came from), with what the host adds (written):
     BrokenRecord when it is not a report (the suite runs in the image: its output is input too)."""
     fix = "the suite wrote no report this toolkit reads; see the run's log"
-    if len(raw) > MAX_BYTES:
-        raise BrokenRecord(origin, f"larger than {MAX_BYTES:,} bytes", fix)
-    report = _figures_checked(_convert(_parse(raw, origin, fix), SmokeReport, origin, fix), origin, fix)
+    report = _figures_checked(parsed(raw, SmokeReport, origin, fix), origin, fix)
     return msgspec.structs.replace(report, **written)
 
 
@@ -286,6 +298,54 @@ class Outcome(_Record, kw_only=True):
 # ---------------------------------------------------------------- reports/timings.json
 
 Timings = dict[str, dict[str, float]]  # step -> tag -> seconds it took the last time it did work
+
+
+# ---------------------------------------------------------------- attestations (builder/attest/)
+
+
+class Attachment(_Record, kw_only=True):
+    digest: Sha256  # the image's manifest digest in that registry: the statements' subject
+    keyid: str  # the signing key's (securesystemslib's: the sha256 of the public key's canonical form)
+    date: str
+    artifacts: dict[str, Sha256]  # predicate type -> the referrer manifest that carries its envelope
+    smoke: str | None = None  # the attested smoke verdict ("PASS on CPU, 2 cores"), which the report shows
+
+
+Attested = dict[str, Attachment]  # <REGISTRY>/torchyard:<tag> -> what was attached beside its digest
+
+
+class ManifestLock(_Record, kw_only=True):
+    sha256: str
+    packages: int
+    files: dict[str, str]  # lock file name -> its sha256
+
+
+class ManifestBase(_Record, kw_only=True):
+    ref: str
+    image_id: str  # sha256:…, or "not recorded"
+
+
+class ImageManifest(_Record, kw_only=True):
+    """/usr/share/torchyard/manifest.json as image_files/manifest.py writes it inside every image."""
+    tag: str
+    spec: dict[str, Any]  # the image's spec.json: its matrix entry with the compatibility facts
+    lock: ManifestLock
+    python_packages: dict[str, str]
+    python_licenses: dict[str, str] = {}  # none in images built before licenses were recorded
+    venv_bootstrap: dict[str, str] = {}
+    debian_packages: dict[str, str]
+    base: ManifestBase
+
+
+def parsed(raw: bytes, schema: type[T], origin: Path, fix: str) -> T:
+    """Bytes read elsewhere (a container's, a registry's) as schema: BrokenRecord naming origin when they are not."""
+    if len(raw) > MAX_BYTES:
+        raise BrokenRecord(origin, f"larger than {MAX_BYTES:,} bytes", fix)
+    return _convert(_parse(raw, origin, fix), schema, origin, fix)
+
+
+def read_attested(tag: str, reports: Path) -> Attested:
+    return read(report_path(reports, tag, ATTESTED), Attested) or {}
 
 
 # ---------------------------------------------------------------- reading and writing

@@ -46,6 +46,20 @@ def extension_builds() -> str:
     return "yes" if hasattr(module, "axpb") else f"{module} has no axpb"
 
 
+def torchaudio_version() -> str:
+    """torchaudio's release as imported, or 'none' where the image has none. The import loads its native library
+    against torch's and compares the CUDA each was built with (a torchaudio of another variant fails here)."""
+    try:
+        import torchaudio
+    except ModuleNotFoundError as e:
+        if e.name == "torchaudio":
+            return "none"
+        return f"{type(e).__name__}: {e}"
+    except Exception as e:  # the message is the fact to report
+        return f"{type(e).__name__}: {e}"
+    return release(torchaudio.__version__)
+
+
 def numpy_interop() -> str:
     """torch and the pinned numpy agree both ways (a numpy built for another ABI fails here)."""
     import numpy
@@ -88,6 +102,7 @@ def observed(spec: dict) -> list[tuple[str, object, object]]:
         ("python", spec["python"], ".".join(platform.python_version_tuple()[:2])),
         ("torch", spec["torch"], release(torch.__version__)),
         ("torchvision", spec["torchvision"], release(torchvision.__version__)),
+        ("torchaudio", spec.get("torchaudio") or "none", torchaudio_version()),
         ("torch compiled with CUDA", True, torch.cuda._is_compiled()),
         ("CUDA", spec["cuda"], torch.version.cuda),
         ("torch <-> numpy", "yes", numpy_interop()),

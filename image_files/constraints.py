@@ -3,10 +3,11 @@
     python /usr/share/torchyard/constraints.py /usr/share/torchyard
 
 PIP_CONSTRAINT and UV_CONSTRAINT name the file, so `pip install` (and uv) keep the torch stack as it was built: a
-request that needs another torch, torchvision or CUDA wheel fails instead of replacing them (the torchyard_pip_guard
+request that needs another torch, torchvision, torchaudio or CUDA wheel fails instead of replacing them (the torchyard_pip_guard
 module then says why and what to do). Everything else (numpy, pandas, jinja2, ...) upgrades as usual.
 
-Which packages: the roots spec.json names ("constrained": torch, torchvision, and -devel's compiler wheels), and,
+Which packages: the roots spec.json names ("constrained": torch, torchvision, torchaudio where the tag has it, and
+-devel's compiler wheels), and,
 transitively, every package a constrained one pins with `==` in its metadata. For torch that is triton, the nvidia-*
 CUDA wheels (cuDNN, cuBLAS, NCCL, ...) and sympy: packages torch is built against or loads at a fixed version, so
 another version breaks it although pip would install it without a word. Versions come from the locks (the manifest

@@ -3,7 +3,8 @@
     python /usr/share/torchyard/manifest.py /usr/share/torchyard
 
 tag and spec, the locks' sha256, every installed Python package (importlib.metadata) and Debian package
-(dpkg-query) with its version, and the base. Exits 1, failing the build, when the Python packages
+(dpkg-query) with its version, each Python package's license as its wheel's metadata declares it (the SBOM's, `make
+sbom`), and the base. Exits 1, failing the build, when the Python packages
 installed differ from the lock (pip and setuptools, which `python3 -m venv` brings, are listed apart).
 Everything is sorted and carries no time, so the same inputs give the same file.
 """
@@ -33,6 +34,19 @@ def debian_packages() -> dict:
                        for name, version, status in rows if status.startswith("ii")))
 
 
+def declared_license(metadata) -> str | None:
+    """A package's license as its metadata declares it: the SPDX License-Expression (PEP 639), else a one-line License
+    field (some carry the whole license text there, which is no name), else its License :: classifiers' names."""
+    expression = (metadata.get("License-Expression") or "").strip()
+    if expression:
+        return expression
+    text = (metadata.get("License") or "").strip()
+    if text and "\n" not in text and len(text) <= 100 and text.upper() not in ("UNKNOWN", "NONE"):
+        return text
+    names = [c.split(" :: ")[-1] for c in metadata.get_all("Classifier") or () if c.startswith("License :: ")]
+    return " OR ".join(sorted(set(names))) or None
+
+
 def main(share: str) -> int:
     with open(os.path.join(share, "spec.json")) as f:
         spec = json.load(f)
@@ -42,7 +56,9 @@ def main(share: str) -> int:
             locks[name] = f.read()
     lock = b"".join(locks.values())
     locked = {canonical(name): version for name, version in LOCK_ENTRY.findall(lock.decode())}
-    installed = {canonical(d.metadata["Name"]): d.version for d in importlib.metadata.distributions()}
+    distributions = list(importlib.metadata.distributions())
+    installed = {canonical(d.metadata["Name"]): d.version for d in distributions}
+    licenses = {canonical(d.metadata["Name"]): declared_license(d.metadata) for d in distributions}
     # A bootstrap package the lock names (setuptools in a -devel venv of Python 3.12+, where venv brings none) is checked.
     python = dict(sorted((n, v) for n, v in installed.items() if n not in VENV_BOOTSTRAP or n in locked))
     problems = [f"{n}: locked {v}, installed {python.get(n, 'nothing')}" for n, v in sorted(locked.items()) if python.get(n) != v]
@@ -57,6 +73,7 @@ def main(share: str) -> int:
         "lock": {"sha256": hashlib.sha256(lock).hexdigest(), "packages": len(locked),
                  "files": {name: hashlib.sha256(data).hexdigest() for name, data in locks.items()}},
         "python_packages": python,
+        "python_licenses": {n: licenses[n] for n in python if licenses.get(n)},
         "venv_bootstrap": {n: installed[n] for n in VENV_BOOTSTRAP if n in installed and n not in locked},
         "debian_packages": debian_packages(),
         "base": {"ref": spec["base"], "image_id": os.environ.get("TORCHYARD_BASE_ID") or "not recorded"},

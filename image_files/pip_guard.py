@@ -1,8 +1,8 @@
 """torchyard's pip guard: when pip refuses a request because it would replace the image's torch stack, say why
 and what to do.
 
-The refusal itself is pip's: PIP_CONSTRAINT names /usr/share/torchyard/constraints.txt (torch, torchvision, triton,
-the CUDA wheels at their locked versions), so a request for another torch ends in pip's resolver with "The user
+The refusal itself is pip's: PIP_CONSTRAINT names /usr/share/torchyard/constraints.txt (torch, torchvision, the
+image's torchaudio if it has one, triton, the CUDA wheels at their locked versions), so a request for another torch ends in pip's resolver with "The user
 requested (constraint) torch===2.6.0", which says neither why nor how to get another. This module adds that.
 
 How: torchyard-pip-guard.pth in site-packages imports it when an interpreter starts; it returns at once unless the
@@ -44,7 +44,7 @@ def _pinned() -> dict[str, str]:
 def explanation(wanted: list[str], pinned: dict[str, str], spec: dict) -> str:
     """What a person reads after pip's conflict message: `wanted` are the conflicting requirements as pip writes
     them ('torch==2.7.1'). A plain function, so it is tested without pip."""
-    stack = ", ".join(f"{name} {pinned[name]}" for name in ("torch", "torchvision") if name in pinned)
+    stack = ", ".join(f"{name} {pinned[name]}" for name in ("torch", "torchvision", "torchaudio") if name in pinned)
     minor = next((m for m in (re.match(r"torch\s*==\s*(\d+\.\d+)", w) for w in wanted) if m), None)
     tag = f"v{minor[1]}-cu<CUDA>" if minor else "v<torch major.minor>-cu<CUDA>"
     return (

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from smoke_tests import allreduce, cudnn, environment, extension, finetune
+from smoke_tests import allreduce, audio, cudnn, environment, extension, finetune
 from smoke_tests import compile as compile_check
 from smoke_tests.report import Result, expect_gpu, gpu, overall, skipped, timed
 
@@ -47,6 +47,7 @@ CHECKS = {
     "gloo": ("gloo all-reduce", lambda o: allreduce.check_gloo(o.facts)),
     "compile": ("compile", lambda o: compile_check.check_compile(o.facts)),
     "extension": ("extension", lambda o: extension.check_extension(o.facts)),
+    "torchaudio": (audio.NAME, lambda o: audio.check_torchaudio(o.facts)),
     "resnet50": ("resnet50 amp", finetune_check("resnet50")),
     "deit-s": ("deit-s amp", finetune_check("deit-s")),
 }

@@ -193,3 +193,40 @@ def test_a_checkpoint_of_another_shape_is_refused(tmp_path, monkeypatch):
     torch.save(state, tmp_path / "hub" / "checkpoints" / finetune.DEIT_S_CHECKPOINT)
     with pytest.raises(KeyError, match="blocks.11.norm1.weight"):
         finetune.deit_small(classes=10, image=224)
+
+
+def test_the_torchaudio_checks_figures_tell_a_right_resample_and_spectrogram_from_wrong_ones():
+    """The tone's right answers are known without torchaudio; a plausible mistake must fall outside the verdicts'
+    tolerances, and torchaudio's own result well inside."""
+    pytest.importorskip("torchaudio", reason="this image has no torchaudio (its matrix entry has no torchaudio key)")
+    import torchaudio.functional as AF
+    import torchaudio.transforms as T
+
+    from smoke_tests import audio
+
+    right, _ = audio.run_on("cpu")
+    assert right["resample_error"] <= verdicts.RESAMPLE_TOLERANCE / 5
+    assert right["tone_share"] >= verdicts.TONE_SHARE_FLOOR and right["peak_hz"] == audio.TONE_HZ
+    source, expected = audio.tone(audio.SOURCE_RATE, "cpu"), audio.tone(audio.TARGET_RATE, "cpu")
+    inner = slice(audio.EDGE, -audio.EDGE)
+    as_if_44k = AF.resample(source, 44_100, audio.TARGET_RATE)[:, :expected.shape[1]]  # the tone at the wrong pitch
+    one_late = torch.roll(AF.resample(source, audio.SOURCE_RATE, audio.TARGET_RATE), 1, dims=1)  # a sample off
+    for wrong in (as_if_44k, one_late):
+        error = audio.relative_error(wrong[:, inner], expected[:, inner])
+        assert not verdicts.tone_resampled(error, audio.SOURCE_RATE, audio.TARGET_RATE).ok, error
+    spectrogram = T.Spectrogram(n_fft=audio.N_FFT, hop_length=audio.HOP)
+    noise = spectrogram(torch.randn(1, audio.TARGET_RATE, generator=torch.Generator().manual_seed(0))).mean(dim=(0, 2))
+    peak = int(noise.argmax())
+    share = (noise[max(peak - 2, 0):peak + 3].sum() / noise.sum()).item()
+    assert not verdicts.tone_peak(peak * audio.TARGET_RATE / audio.N_FFT, audio.TONE_HZ, right["bin_hz"], share).ok
+
+
+def test_the_torchaudio_check_skips_an_image_without_it_and_fails_one_that_lost_it():
+    from smoke_tests import audio
+
+    skipped = audio.check_torchaudio({"tag": "v2.6-cu118", "torch": "2.6.0", "torchaudio": None})
+    assert (skipped.status, skipped.reason) == (SKIPPED, "this image carries no torchaudio (its matrix entry has no "
+                                                         "torchaudio key)")
+    pytest.importorskip("torchaudio", reason="this image has no torchaudio (its matrix entry has no torchaudio key)")
+    replaced = audio.check_torchaudio({"tag": "v2.6-cu124", "torch": "2.6.0", "torchaudio": "2.5.1"})
+    assert replaced.status == "FAIL" and "but the image records 2.5.1: something replaced it" in replaced.reason

@@ -253,3 +253,46 @@ def compiler_problem(error: str, device: str) -> str | None:
             fix = LIBCUDA_FIX if "libcuda" in what else COMPILER_FIX
             return f"torch.compile cannot work on {device}: {what}. Fix: {fix}. (torch said: {said[:300]})"
     return None
+
+
+# torchaudio (smoke check `torchaudio`): a pure tone, whose resampling and spectrum are known without torchaudio.
+# RESAMPLE_TOLERANCE: torchaudio's default resampler (a Hann-windowed sinc, 6 zero crossings, roll-off 0.99) passes a
+# 1 kHz tone at 48 -> 16 kHz with a relative error of 4.0e-4 (2.2e-4 at 440 Hz, 5.1e-4 at 3 kHz; torchaudio 2.6.0 on
+# the CPU, docs/benchmarks.md); resampling as if the source were 44.1 kHz gives 1.41, one sample of delay 0.39, a
+# filter of one zero crossing 0.19. TONE_SHARE_FLOOR: with a Hann window and the tone on a bin's centre, its energy
+# lies within one bin of the peak, in the frames that see no padding; 0.99 within two leaves room for the resampler's
+# error, and white noise holds 0.012 there. DEVICE_TOLERANCE: the GPU's kernels (cuFFT, a conv1d) against the CPU's,
+# both in float32.
+RESAMPLE_TOLERANCE = 1e-2
+TONE_SHARE_FLOOR = 0.99
+DEVICE_TOLERANCE = 1e-4
+
+
+def tone_resampled(error: float, source_rate: int, target_rate: int, tolerance: float = RESAMPLE_TOLERANCE) -> Verdict:
+    """Is the resampled tone the tone sampled at the new rate? error: relative to it, away from the ends."""
+    if math.isfinite(error) and error <= tolerance:
+        return Verdict(True, f"resampled {source_rate} -> {target_rate} Hz, the tone itself (relative error "
+                             f"{error:.1e} <= {tolerance:.0e})")
+    return Verdict(False, f"resampling {source_rate} -> {target_rate} Hz does not give the tone at the new rate: "
+                          f"relative error {error:.2e} > {tolerance:.0e}")
+
+
+def tone_peak(peak_hz: float, tone_hz: float, bin_hz: float, share: float, floor: float = TONE_SHARE_FLOOR) -> Verdict:
+    """Does the spectrogram put the tone's energy where the tone is? share: the energy within two bins of the peak."""
+    if abs(peak_hz - tone_hz) > bin_hz / 2:
+        return Verdict(False, f"the spectrogram peaks at {peak_hz:.1f} Hz, not at the tone's {tone_hz:g} Hz "
+                              f"(bins of {bin_hz:g} Hz)")
+    if not (math.isfinite(share) and share >= floor):
+        return Verdict(False, f"the spectrogram peaks at {peak_hz:.1f} Hz but holds only {share:.3f} of the energy "
+                              f"there (at least {floor} for a pure tone): the rest is spread where there is no signal")
+    return Verdict(True, f"spectrogram peak at {peak_hz:.1f} Hz with {share:.4f} of the energy")
+
+
+def same_on_both(errors: dict[str, float], tolerance: float = DEVICE_TOLERANCE) -> Verdict:
+    """Do the GPU's results equal the CPU's (errors: each result's relative difference)?"""
+    for what, error in errors.items():
+        if not (math.isfinite(error) and error <= tolerance):
+            return Verdict(False, f"the GPU's {what} differs from the CPU's: relative difference {error:.2e} > "
+                                  f"{tolerance:.0e}")
+    return Verdict(True, "the GPU's results are the CPU's (" + ", ".join(f"{what} {error:.1e}"
+                                                                          for what, error in errors.items()) + ")")

@@ -140,7 +140,7 @@ def entries(draw, default_suite: str) -> tuple[str, dict]:
         draw(st.nothing())
     # Which optional keys the entry has, and the form of each: one draw of bits (a draw per choice would make
     # generation, not the code under test, most of the suite's time).
-    bits = draw(st.integers(0, 2**10 - 1))
+    bits = draw(st.integers(0, 2**11 - 1))
 
     def has(bit: int) -> bool:
         return bool(bits >> bit & 1)
@@ -161,6 +161,8 @@ def entries(draw, default_suite: str) -> tuple[str, dict]:
         entry["torchvision"] = _prefixes(release.torchvision)[has(6)]
     if variant.cudnn and has(6):
         entry["cudnn"] = _prefixes(variant.cudnn)[has(7)]
+    if release.torchaudio and has(10) and release.missing_wheels(FACTS.debian_python[suite], torchaudio=True) is None:
+        entry["torchaudio"] = _prefixes(release.torchaudio)[has(1)]
     if has(7):
         entry["extra_packages"] = draw(st.lists(requirements, max_size=3))
     if has(8):
@@ -224,7 +226,7 @@ def _with(doc: MatrixDoc, tag: str, entry: dict) -> MatrixDoc:
 
 def break_version_type(draw, doc):
     tag, entry = _one_tag(draw, doc)
-    key = draw(st.sampled_from(["torch", "python", "torchvision", "cudnn"]))
+    key = draw(st.sampled_from(["torch", "python", "torchvision", "torchaudio", "cudnn"]))
     entry[key] = draw(NOT_A_VERSION)
     return _with(doc, tag, entry), f"images.{tag}.{key}"
 
@@ -245,11 +247,12 @@ def break_torch_version(draw, doc):
 
 
 def break_bundled_version(draw, doc):
-    """torchvision or cudnn that the release does not bundle."""
+    """torchvision, torchaudio or cudnn that the release does not pair with (a torch without a torchaudio refuses any)."""
     tag, entry = _one_tag(draw, doc)
     release = FACTS.release(entry["torch"])
-    key = draw(st.sampled_from(["torchvision", "cudnn"]))
-    bundled = release.torchvision if key == "torchvision" else release.variants[_variant(tag)].cudnn
+    key = draw(st.sampled_from(["torchvision", "torchaudio", "cudnn"]))
+    bundled = {"torchvision": release.torchvision, "torchaudio": release.torchaudio,
+               "cudnn": release.variants[_variant(tag)].cudnn}[key]
     wrong = draw(_regex(r"[0-9]{1,2}\.[0-9]{1,2}(\.[0-9]{1,2})?").filter(
         lambda v: bundled is None or not validate.same_release(v, bundled)))
     entry[key] = wrong

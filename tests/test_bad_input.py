@@ -27,6 +27,9 @@ from tests.conftest import ROOT
 SECRET = "s3cret-pw"
 SHA = "a" * 64
 PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+# A throwaway Ed25519 key made for this table (openssl genpkey -algorithm ed25519): it signs nothing anywhere.
+PRIVATE_KEY = ("-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIMCdOhbPaMYXWdKgUgw70Zh5Od8CRyxIYcyHcqjXlmuO\n"
+               "-----END PRIVATE KEY-----\n")
 OK_MATRIX = 'default: v2.6-cu124\nimages:\n  v2.6-cu124: {torch: "2.6.0"}\n'
 MAX_SECONDS, MAX_RSS_MB = 5, 200
 
@@ -197,6 +200,24 @@ CLI_ARGUMENTS = [
     Case("reports-path-5000", args=("report",), env={"TORCHYARD_REPORTS": "{tmp}" + "/r" * 2500},
          says=("REPORTS=", "give one shorter than 4096 bytes")),
     Case("unknown-command", args=("bulid",), says=("invalid choice: 'bulid'",)),
+] + [
+    # verify-image's KEY and push's and smoke's SIGNING_KEY (builder/attest/dsse.py): refused before any work
+    Case(f"key-{name}", args=("verify-image", "--registry", "127.0.0.1:5000", *key), files=files, env=env, says=says)
+    for name, key, files, env, says in [
+        ("missing", ("--key", "{tmp}/none.pem"), {}, {}, ("KEY='{tmp}/none.pem' cannot be read",)),
+        ("private", ("--key", "{tmp}/k.pem"), {"k.pem": PRIVATE_KEY}, {}, ("is a private key; give its public half",)),
+        ("certificate", ("--key", "{tmp}/c.pem"), {"c.pem": PEM}, {}, ("is not a PEM public key",)),
+        ("empty", (), {}, {"TORCHYARD_KEY": ""}, ("name the key: KEY=<a PEM file>",)),
+    ]
+] + [
+    Case(f"signing-key-{name}", args=(command, *more), files={"k.pem": PRIVATE_KEY}, env={"TORCHYARD_SIGNING_KEY": key},
+         says=says)
+    for name, command, more, key, says in [
+        ("others-may-read", "push", ("--registry", "127.0.0.1:5000"), "{tmp}/k.pem",
+         ("SIGNING_KEY='{tmp}/k.pem' may be read by others than its owner", "chmod 600")),
+        ("missing", "smoke", (), "{tmp}/none.pem", ("SIGNING_KEY='{tmp}/none.pem' cannot be read",)),
+        ("a-folder", "push", ("--registry", "127.0.0.1:5000"), "{tmp}", ("SIGNING_KEY=", "is a folder")),
+    ]
 ]
 
 ENVIRONMENT = [

@@ -63,6 +63,10 @@ def test_the_explanation_names_the_images_torch_and_tag_and_both_ways_out(templa
     assert "tag v2.7-cu<CUDA>" in text
     assert "as root, `docker exec CONTAINER env PIP_CONSTRAINT= pip install ...`" in text
     assert "python -m venv /workspace/env" in text
+    audio = guard.explanation(["torchaudio==2.7.1"], {"torch": "2.6.0", "torchvision": "0.21.0", "torchaudio": "2.6.0"},
+                              {"tag": "v2.6-cu124", "cuda": "12.4"})  # a tag with torchaudio: the stack names it
+    assert "built around torch 2.6.0, torchvision 0.21.0, torchaudio 2.6.0 with CUDA 12.4" in audio
+    assert "The request needs torchaudio==2.7.1" in audio
     other = guard.explanation(["nvidia-cudnn-cu12==9.5.1.17"], {"torch": "2.6.0"}, {"tag": "v2.6-cu124", "cuda": "12.4"})
     assert "needs nvidia-cudnn-cu12==9.5.1.17" in other and "tag v<torch major.minor>-cu<CUDA>" in other
 

@@ -68,6 +68,7 @@ def test_a_generated_valid_matrix_loads_with_every_tag(doc):
         assert spec.torch == FACTS.release(entry["torch"]).version
         assert spec.python == FACTS.debian_python[spec.base.suite]
         assert spec.devel == tag.endswith("-devel")
+        assert spec.torchaudio == (FACTS.release(entry["torch"]).torchaudio if "torchaudio" in entry else None)
 
 
 def the_one_problem(broken: gen.Broken, path: Path) -> Problem:

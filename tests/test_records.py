@@ -327,3 +327,48 @@ def test_a_smoke_report_in_memory_is_checked_as_on_disk():
     check = records.Check(name="resnet50 amp", status="PASS", figures={"images_per_s": "fast"})
     with pytest.raises(msgspec.ValidationError, match=r"images_per_s"):
         records.figures(check)
+
+
+# ---------------------------------------------------------------- what the image and the registry give back
+
+
+def manifest_json(**change) -> bytes:
+    manifest = {"tag": TAG, "spec": {"tag": TAG, "cudnn": "9.1.0.70"},
+                "lock": {"sha256": "a" * 64, "packages": 1, "files": {"requirements.lock": "b" * 64}},
+                "python_packages": {"torch": "2.6.0"}, "python_licenses": {"torch": "BSD-3-Clause"},
+                "venv_bootstrap": {"pip": "23.0.1"}, "debian_packages": {"libc6": "2.36-9"},
+                "base": {"ref": "bookworm", "image_id": "not recorded"}, **change}
+    return json.dumps({k: v for k, v in manifest.items() if v is not None}).encode()
+
+
+def test_an_images_manifest_reads_back_and_one_from_before_licenses_too(tmp_path):
+    where = tmp_path / "torchyard:v2.6-cu124:/usr/share/torchyard/manifest.json"
+    manifest = records.parsed(manifest_json(), records.ImageManifest, where, "rebuild it")
+    assert manifest.python_licenses == {"torch": "BSD-3-Clause"} and manifest.base.image_id == "not recorded"
+    assert records.parsed(manifest_json(python_licenses=None), records.ImageManifest, where, "").python_licenses == {}
+
+
+@pytest.mark.parametrize("change, says", [
+    ({"python_packages": ["torch"]}, "Expected `object`, got `array` - at `$.python_packages`"),
+    ({"lock": {"sha256": "a", "packages": "1", "files": {}}}, "Expected `int`, got `str` - at `$.lock.packages`"),
+    ({"base": None}, "Object missing required field `base`"),
+])
+def test_a_broken_image_manifest_is_named_with_its_field(tmp_path, change, says):
+    with pytest.raises(records.BrokenRecord) as broken:
+        records.parsed(manifest_json(**change), records.ImageManifest, tmp_path / "manifest.json", "rebuild it")
+    assert broken.value.problem == says
+
+
+def test_what_a_registry_answers_is_bounded_and_nested_no_deeper_than_a_record(tmp_path):
+    with pytest.raises(records.BrokenRecord, match="larger than"):
+        records.parsed(b" " * (records.MAX_BYTES + 1), records.ImageManifest, tmp_path / "x", "")
+    with pytest.raises(records.BrokenRecord, match="nested more than"):
+        records.parsed(DEEP.encode(), records.ImageManifest, tmp_path / "x", "")
+
+
+def test_the_attested_record_round_trips(tmp_path):
+    entry = records.Attachment(digest="sha256:" + "a" * 64, keyid="k", date="2026-11-26T10:00:00+00:00",
+                               artifacts={"https://slsa.dev/provenance/v1": "sha256:" + "b" * 64}, smoke="PASS on CPU")
+    records.write_report(tmp_path, TAG, records.ATTESTED, {"127.0.0.1:5000/torchyard:v2.6-cu124": entry})
+    assert records.read_attested(TAG, tmp_path) == {"127.0.0.1:5000/torchyard:v2.6-cu124": entry}
+    assert records.read_attested("v2.7-cu126", tmp_path) == {}

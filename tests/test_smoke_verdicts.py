@@ -258,3 +258,33 @@ def test_the_reproducer_is_a_docker_run_line_a_person_can_paste(tmp_path):
     assert line == (f"docker run --rm --gpus all --shm-size 8g --ulimit memlock=-1:-1 -v {tmp_path}:/data:ro "
                     "torchyard:v2.6-cu124 python -m smoke_tests --json /tmp/torchyard-smoke.json --require-gpu "
                     "--data /data")
+
+
+def test_a_resampled_tone_passes_only_within_the_tolerance():
+    assert verdicts.tone_resampled(3.2e-4, 48_000, 16_000) == Verdict(
+        True, "resampled 48000 -> 16000 Hz, the tone itself (relative error 3.2e-04 <= 1e-02)")
+    assert verdicts.tone_resampled(verdicts.RESAMPLE_TOLERANCE, 48_000, 16_000).ok is True
+    wrong = "resampling 48000 -> 16000 Hz does not give the tone at the new rate: relative error "
+    assert verdicts.tone_resampled(1.41, 48_000, 16_000) == Verdict(False, wrong + "1.41e+00 > 1e-02")
+    assert verdicts.tone_resampled(math.nan, 48_000, 16_000) == Verdict(False, wrong + "nan > 1e-02")
+
+
+def test_a_spectrogram_passes_only_with_its_peak_on_the_tone_holding_the_energy():
+    bin_hz = 16_000 / 1024
+    assert verdicts.tone_peak(1000.0, 1000, bin_hz, 0.99998) == Verdict(
+        True, "spectrogram peak at 1000.0 Hz with 1.0000 of the energy")
+    assert verdicts.tone_peak(1000.0 + bin_hz, 1000, bin_hz, 0.99998) == Verdict(
+        False, "the spectrogram peaks at 1015.6 Hz, not at the tone's 1000 Hz (bins of 15.625 Hz)")
+    assert verdicts.tone_peak(1000.0, 1000, bin_hz, 0.5) == Verdict(
+        False, "the spectrogram peaks at 1000.0 Hz but holds only 0.500 of the energy there (at least 0.99 for a pure "
+               "tone): the rest is spread where there is no signal")
+    assert verdicts.tone_peak(1000.0, 1000, bin_hz, verdicts.TONE_SHARE_FLOOR).ok is True
+    assert verdicts.tone_peak(1000.0, 1000, bin_hz, math.nan).ok is False
+
+
+def test_the_gpus_audio_results_must_be_the_cpus():
+    assert verdicts.same_on_both({"resample": 2.1e-7, "spectrogram": 3.4e-6}) == Verdict(
+        True, "the GPU's results are the CPU's (resample 2.1e-07, spectrogram 3.4e-06)")
+    assert verdicts.same_on_both({"resample": 2.1e-7, "spectrogram": 0.02}) == Verdict(
+        False, "the GPU's spectrogram differs from the CPU's: relative difference 2.00e-02 > 1e-04")
+    assert verdicts.same_on_both({"resample": math.inf}).ok is False

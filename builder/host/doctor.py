@@ -186,12 +186,10 @@ def conclusion(judged: list[TagVerdict], host: nvml.Nvml, engine: Engine) -> lis
                  "NVIDIA container toolkit and `nvidia-ctk runtime configure --runtime=docker`, then restart dockerd "
                  "(or generate a CDI spec: `nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml`)."]
         best = newest(judged, NO_RUNTIME, buildable=True)
-        return lines + ([f"newest tag that runs here once containers get GPUs: make build TAG={best.spec.tag}"] if best else [])
+        return lines + _unbuildable(judged, NO_RUNTIME, best) + (
+            [f"newest tag that runs here once containers get GPUs: make build TAG={best.spec.tag}"] if best else [])
     best = newest(judged, RUNS, buildable=True)
-    lines = []
-    newer = newest(judged, RUNS)
-    if newer and (best is None or newer.spec.tag != best.spec.tag):
-        lines.append(f"{newer.spec.tag} would run here too but cannot be built here: {newer.lock_problem}")
+    lines = _unbuildable(judged, RUNS, best)
     maybe = newest(judged, UNKNOWN)
     if maybe and (best is None or version_key(maybe.spec.torch) > version_key(best.spec.torch)):
         lines.append(f"newer tags may run but their GPU architectures are not recorded (e.g. {maybe.spec.tag}): "
@@ -200,6 +198,14 @@ def conclusion(judged: list[TagVerdict], host: nvml.Nvml, engine: Engine) -> lis
         return lines + [f"newest tag that runs here: make build TAG={best.spec.tag}"]
     return lines + ["no tag of the matrix is known to run on this host's GPUs: see 'why, in full' above "
                     "(a newer driver widens the choice most)"]
+
+
+def _unbuildable(judged: list[TagVerdict], verdict: str, best: TagVerdict | None) -> list[str]:
+    """The newest tag with this verdict when it is newer than the newest one that can be built here (no lock)."""
+    newer = newest(judged, verdict)
+    if newer and (best is None or newer.spec.tag != best.spec.tag):
+        return [f"{newer.spec.tag} would run here too but cannot be built here: {newer.lock_problem}"]
+    return []
 
 
 def run(matrix: Matrix, images: Path, reports: Path, say=print) -> int:

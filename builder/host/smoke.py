@@ -47,6 +47,18 @@ class SmokeRun:
     checks: tuple[records.Check, ...]
 
 
+def device(report: records.SmokeReport) -> tuple[str, str | None]:
+    """Where the figures were measured: the GPUs the cuda check saw, else the CPU."""
+    checks = {c.name: records.figures(c) for c in report.checks}
+    cuda = checks.get("cuda") or records.Figures()
+    if cuda.devices:
+        names = sorted({d.name for d in cuda.devices})
+        count = len(cuda.devices)
+        return (f"{count}× " if count > 1 else "") + ", ".join(names), cuda.driver
+    cpus = (checks.get("environment") or records.Figures()).cpus
+    return (f"CPU, {cpus} cores" if cpus else "CPU"), None
+
+
 def host_gpus(answer: nvml.Nvml, toolkit: bool) -> str | None:
     """What says this host has NVIDIA GPUs, as the suite's --host-gpus takes it: their count when NVML here sees
     them, else 'toolkit' when the engine has the NVIDIA container toolkit; None when nothing does."""

@@ -101,7 +101,7 @@ def base_id(client: docker.DockerClient, spec: ImageSpec) -> str:
 
 def locks_sha256(paths: list[Path]) -> str:
     """The locks' hash, in install order: what the io.torchyard.lock.sha256 label says."""
-    return hashlib.sha256(b"".join(p.read_bytes() for p in paths)).hexdigest()
+    return hashlib.sha256(b"".join(context.read_source(p) for p in paths)).hexdigest()
 
 
 def lock_labels(spec: ImageSpec, images: Path, buildargs: dict[str, str]) -> dict[str, str]:
@@ -176,7 +176,8 @@ def build(client: docker.DockerClient, spec: ImageSpec, repo: str, network: Netw
           say=print, images: Path = layout.IMAGES, reports: Path = layout.REPORTS, nocache: bool = False,
           cache: Path | None = None) -> BuildResult:
     image = f"{repo}:{spec.tag}"
-    needs_lock = layout.LOCK_FILE in (images / spec.tag / layout.DOCKERFILE).read_text()  # every rendered one does
+    dockerfile = context.read_source(images / spec.tag / layout.DOCKERFILE).decode(errors="replace")
+    needs_lock = layout.LOCK_FILE in dockerfile  # every rendered one does
     problem = lockfile.problem(spec, images) if needs_lock else None
     if problem:
         raise lockfile.LockError(f"not building {image}: {problem}")

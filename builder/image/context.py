@@ -16,12 +16,15 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder import layout
+from builder import files, layout
 from builder.image import render, steps
+from builder.inputs import InputError
 from builder.image.base import SOURCE_DATE_EPOCH
 from builder.matrix.types import ImageSpec
 
 SKIP = ("__pycache__", ".pytest_cache")  # what a checkout accumulates that no image needs
+# The largest source is a rendered Dockerfile (~28 KB); a lock of a few hundred wheels stays far below this.
+MAX_SOURCE_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -33,8 +36,20 @@ class Context:
 
 
 def _files_under(folder: Path) -> list[Path]:
+    # symlinks, FIFOs and devices are listed, not skipped, so that read_source refuses them by name (a committed link
+    # to a host file must not carry that file into the engine's context)
     return sorted(p for p in folder.rglob("*")
-                  if p.is_file() and not any(part in SKIP or part.endswith(".pyc") for part in p.relative_to(folder).parts))
+                  if (p.is_symlink() or not p.is_dir())
+                  and not any(part in SKIP or part.endswith(".pyc") for part in p.relative_to(folder).parts))
+
+
+def read_source(path: Path) -> bytes:
+    """A source's bytes: a regular file of its own (never through a symlink), at most MAX_SOURCE_BYTES."""
+    try:
+        return files.read_bounded(path, MAX_SOURCE_BYTES, follow_symlinks=False)
+    except (files.Refused, OSError) as e:
+        raise InputError(f"not building from {path}: {e}; a build context holds regular files of the "
+                         f"repository only") from None
 
 
 def members(spec: ImageSpec, images: Path = layout.IMAGES, root: Path = layout.ROOT) -> dict[str, tuple[bytes, bool]]:
@@ -43,7 +58,7 @@ def members(spec: ImageSpec, images: Path = layout.IMAGES, root: Path = layout.R
     ones: a carried file reaches the build only in its tree."""
     folder = layout.tag_dir(spec.tag, images)
     # archs.json is the doctor's (make fetch writes it): no image needs it, and fetching must not change a context
-    own = {p.relative_to(folder).as_posix(): (p.read_bytes(), False) for p in _files_under(folder)
+    own = {p.relative_to(folder).as_posix(): (read_source(p), False) for p in _files_under(folder)
            if p.name != layout.ARCHS_FILE}
     sources = dict(own)
     for item in layout.carried(spec.python):
@@ -51,9 +66,9 @@ def members(spec: ImageSpec, images: Path = layout.IMAGES, root: Path = layout.R
         if item.generated:
             sources[item.source] = (generated(spec, item.source).encode(), item.executable)
         elif source.is_dir():
-            sources.update({p.relative_to(root).as_posix(): (p.read_bytes(), item.executable) for p in _files_under(source)})
+            sources.update({p.relative_to(root).as_posix(): (read_source(p), item.executable) for p in _files_under(source)})
         else:
-            sources[item.source] = (source.read_bytes(), item.executable)
+            sources[item.source] = (read_source(source), item.executable)
     found = dict(own)
     dockerfile = own.get(layout.DOCKERFILE, (b"", False))[0].decode(errors="replace")
     copied = set(re.findall(rf"^COPY {steps.ROOTFS}/([a-z]+)/ /$", dockerfile, re.M))  # the trees it copies, no other

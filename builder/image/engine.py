@@ -69,16 +69,27 @@ def find_container(client: docker.DockerClient, name: str):
     return _found(client.containers.get, name)
 
 
-def read_file(container, path: str) -> bytes | None:
-    """One file's bytes from a container (running or stopped), or None when it has no such file."""
+def read_file(container, path: str, limit: int = 16 * 1024 * 1024) -> bytes | None:
+    """One regular file's bytes from a container (running or stopped), or None when it has no such file; at most
+    `limit` bytes are taken from the engine (what a container wrote is input: it may be anything, of any size)."""
     try:
         with translated():
             stream, _ = container.get_archive(path)
     except NotFound:
         return None
-    with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
-        member = tar.extractfile(tar.getmembers()[0])
-        return member.read() if member else None
+    chunks, size = [], 0
+    for chunk in stream:  # a tar of one file: its header, the bytes, padding (a few KB above the file itself)
+        size += len(chunk)
+        if size > limit + 64 * 1024:
+            raise EngineError(f"{path} in container {container.name} is larger than {limit:,} bytes")
+        chunks.append(chunk)
+    with tarfile.open(fileobj=io.BytesIO(b"".join(chunks))) as tar:
+        member = tar.getmembers()[0]
+        if not member.isreg():
+            raise EngineError(f"{path} in container {container.name} is not a regular file")
+        if member.size > limit:
+            raise EngineError(f"{path} in container {container.name} is larger than {limit:,} bytes")
+        return tar.extractfile(member).read()
 
 
 class Stream(io.RawIOBase):

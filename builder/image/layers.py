@@ -1,6 +1,7 @@
 """Which locked artifacts go in which layer of an image: the CUDA wheels each in a layer of its own, in an order that
 gives the tags of one CUDA family the longest common chain of layers, then torch with everything else of its lock,
-then (-devel) the CUDA compiler's wheels.
+then the optional libraries a matrix entry may add (torchaudio), each alone, so that torch's layer is the same with or
+without them, then (-devel) the CUDA compiler's wheels.
 
 A layer is shared between two images only when it and every layer below it are the same bytes, so the order is
 what decides how much two tags share. Each tag's plan is a function of its own lock and of the fixed order below,
@@ -45,6 +46,9 @@ ORDER = (
     "nvidia-cusparselt", "nvidia-nvshmem",
 )
 NOT_CUDA = {"nvidia-ml-py"}  # NVML's Python binding: a small pure-Python wheel, with torch's layer
+# What a matrix entry may add to torch's stack (the torchaudio key), bottom to top: each above torch's layer, alone.
+# What one pulls in that torch's lock lacks stays in torch's layer (torchaudio 2.4 to 2.11 require torch alone).
+OPTIONAL = ("torchaudio",)
 _SUFFIX_RE = re.compile(r"-cu\d+$")
 # What reaches the Dockerfile from a lock entry, beyond lockfile.py's grammar: a shell-quoted requirement line.
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -91,6 +95,9 @@ def plan(spec: ImageSpec, packages: tuple[Locked, ...], where: str = "the lock")
     compiler = {canonical(name) for name, _ in spec.nvcc.packages} if spec.nvcc and spec.nvcc.source == "pypi" else set()
     devel = tuple(p for p in packages if canonical(p.name) in compiler)
     cuda = sorted((p for p in packages if is_cuda_library(p) and p not in devel), key=_rank)
-    rest = tuple(p for p in packages if p not in cuda and p not in devel)
+    optional = sorted((p for p in packages if canonical(p.name) in OPTIONAL),
+                      key=lambda p: OPTIONAL.index(canonical(p.name)))
+    rest = tuple(p for p in packages if p not in cuda and p not in devel and p not in optional)
     layers = [Layer(p.name, (p,)) for p in cuda] + [Layer("torch, torchvision and the rest of torch's lock", rest)]
+    layers += [Layer(p.name, (p,)) for p in optional]
     return layers + ([Layer("-devel: the CUDA compiler's wheels", devel)] if devel else [])

@@ -50,6 +50,8 @@ def requirements(spec: ImageSpec) -> list[str]:
     # Wheels on the PyTorch index carry the variant as a local version (2.6.0+cu118); PyPI's carry none.
     local = "" if spec.index == PYPI_INDEX else f"+{spec.cuda_variant}"
     reqs = [f"torch=={spec.torch}{local}", f"torchvision=={spec.torchvision}{local}"]
+    if spec.torchaudio:
+        reqs.append(f"torchaudio=={spec.torchaudio}{local}")  # from the same index as torch: a build for its CUDA
     if spec.nvcc and spec.nvcc.source == "pypi":
         reqs += [f"{package}=={version}" for package, version in spec.nvcc.packages]
     return reqs + SMOKE_REQUIREMENTS + list(spec.extra_packages)
@@ -58,7 +60,7 @@ def requirements(spec: ImageSpec) -> list[str]:
 def constrained(spec: ImageSpec) -> list[str]:
     """The roots of the pip constraints: what the torch stack is. image_files/constraints.py adds, transitively,
     every package these pin with == (triton, the nvidia-* CUDA wheels, sympy) at the locked versions."""
-    roots = ["torch", "torchvision"]
+    roots = ["torch", "torchvision"] + (["torchaudio"] if spec.torchaudio else [])
     if spec.nvcc and spec.nvcc.source == "pypi":
         roots += [package for package, _ in spec.nvcc.packages]
     return roots
@@ -98,6 +100,7 @@ def facts(spec: ImageSpec) -> dict:
         "tag": spec.tag,
         "torch": spec.torch,
         "torchvision": spec.torchvision,
+        "torchaudio": spec.torchaudio,  # null: the tag carries none
         "cuda": spec.cuda,
         "cuda_runtime": spec.cuda_runtime,
         "cudnn": spec.cudnn,
@@ -134,6 +137,7 @@ def labels(spec: ImageSpec) -> list[tuple[str, str]]:
         ("org.opencontainers.image.description", f"PyTorch {spec.torch} with CUDA {spec.cuda}, Python {spec.python}"),
         (f"{layout.LABEL_PREFIX}.torch", spec.torch),
         (f"{layout.LABEL_PREFIX}.torchvision", spec.torchvision),
+        *([(f"{layout.LABEL_PREFIX}.torchaudio", spec.torchaudio)] if spec.torchaudio else []),
         (f"{layout.LABEL_PREFIX}.cuda", spec.cuda),
         (f"{layout.LABEL_PREFIX}.cudnn", spec.cudnn or unknown),
         (f"{layout.LABEL_PREFIX}.nccl", spec.nccl or unknown),

@@ -94,21 +94,25 @@ class TorchRelease:
     torchvision: str
     torchaudio: str | None
     python: tuple[str, ...]  # CPython versions torch has wheels for
-    pypi_variant: str
+    pypi_variant: str | None  # the PyPI wheel's CUDA variant; None: no PyPI wheel, every variant from the PyTorch index
     variants: dict[str, Variant]
     torchvision_python: tuple[str, ...] | None = None  # where torchvision's wheels cover fewer than torch's
+    torchaudio_python: tuple[str, ...] | None = None  # where torchaudio's wheels cover fewer than torch's
 
     @property
     def minor(self) -> str:
         return minor(self.version)
 
-    def missing_wheels(self, python: str) -> str | None:
-        """Which of torch and torchvision publishes no wheel for this Python, with the versions each has; None: both do."""
+    def missing_wheels(self, python: str, torchaudio: bool = False) -> str | None:
+        """Which of torch, torchvision and (when asked for) torchaudio publishes no wheel for this Python, with the
+        versions each has; None: all do."""
         if python not in self.python:
             return f"torch {self.version} has no wheels for Python {python} (it has {', '.join(self.python)})"
-        if self.torchvision_python and python not in self.torchvision_python:
-            return (f"torchvision {self.torchvision} (the one torch {self.version} pairs with) has no wheels for Python "
-                    f"{python} (it has {', '.join(self.torchvision_python)}, torch has {', '.join(self.python)})")
+        for name, version, pythons in (("torchvision", self.torchvision, self.torchvision_python),
+                                       ("torchaudio", self.torchaudio, self.torchaudio_python if torchaudio else None)):
+            if pythons and python not in pythons:
+                return (f"{name} {version} (the one torch {self.version} pairs with) has no wheels for Python "
+                        f"{python} (it has {', '.join(pythons)}, torch has {', '.join(self.python)})")
         return None
 
 
@@ -148,6 +152,10 @@ class Facts:
     def release_for_minor(self, minor_: str) -> TorchRelease | None:
         return next((r for r in self.releases.values() if r.minor == minor_), None)
 
+    def with_torchaudio(self) -> list[TorchRelease]:
+        """The releases a torchaudio goes with, oldest first."""
+        return [r for r in self.releases.values() if r.torchaudio]
+
     def min_driver(self, cuda: str) -> str:
         """The oldest driver that runs an image built for this CUDA (minor-version compatibility)."""
         return self.minor_compat_floor[cuda.split(".")[0]]
@@ -182,6 +190,7 @@ def load(path: Path = FACTS_FILE) -> Facts:
             torchaudio=r["torchaudio"],
             python=tuple(r["python"]),
             torchvision_python=tuple(r["torchvision_python"]) if "torchvision_python" in r else None,
+            torchaudio_python=tuple(r["torchaudio_python"]) if "torchaudio_python" in r else None,
             pypi_variant=r["pypi"],
             variants=variants,
         )

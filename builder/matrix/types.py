@@ -89,6 +89,7 @@ class ImageSpec:
     nvcc: compat.Nvcc | None
     index: str  # 'pypi', or the CUDA variant whose PyTorch wheel index the torch wheel comes from
     extra_packages: tuple[str, ...]
+    torchaudio: str | None = None  # the matrix entry asked for it (optional); compat.yaml's pairing with torch
     size_budget: int | None = None  # bytes; `make build`/`make size` fail more than 10% over it
     siblings: tuple[Sibling, ...] = field(default=(), repr=False)  # every tag of the matrix, this one included
 

@@ -18,9 +18,9 @@ from builder.matrix.compat import Facts, TorchRelease, Variant
 from builder.matrix.types import PYPI_INDEX, TAG_RE, Base, ImageSpec, unpublished_variant_message
 from builder.units import parse_size
 
-ENTRY_KEYS = ("torch", "cuda", "python", "torchvision", "cudnn", "base", "extra_packages", "allow_direct_urls",
-              "size_budget")
-VERSION_EXAMPLES = {"torch": "2.6.0", "torchvision": "0.21.0", "cudnn": "9.1.0.70", "python": "3.11"}
+ENTRY_KEYS = ("torch", "cuda", "python", "torchvision", "torchaudio", "cudnn", "base", "extra_packages",
+              "allow_direct_urls", "size_budget")
+VERSION_EXAMPLES = {"torch": "2.6.0", "torchvision": "0.21.0", "torchaudio": "2.6.0", "cudnn": "9.1.0.70", "python": "3.11"}
 # user:password@host/… or user@host/…: credentials in front of a registry (never image@sha256:… or name@tag).
 CREDENTIALS_RE = re.compile(r"^[^/@]+:[^/@]*@(?!sha256:)|^[^/@:]+@(?!sha256:)[^/@]+/")
 # What pip reads in a requirements file besides a requirement: an option (a word starting with '-', even
@@ -54,13 +54,14 @@ def entry(tag: str, value, defaults: Defaults, facts: Facts, report: Report) -> 
     if variant is None:
         return None
     _torchvision(value, release, report)
+    torchaudio = _torchaudio(value, release, facts, report)
     _cudnn(value, release, variant, report)
     devel = bool(parsed["devel"])
     nvcc = facts.nvcc.get(variant.cuda) if devel else None
     # A compiler from a Debian package decides the suite, unless the entry names its own base (then checked).
     compiler_suite = nvcc.suite if nvcc and nvcc.source == "debian" else None
     image_base = _entry_base(value, defaults, nvcc, compiler_suite, variant.cuda, facts, report)
-    python = _python(value, image_base, release, compiler_suite, facts, report)
+    python = _python(value, image_base, release, compiler_suite, facts, report, torchaudio=torchaudio is not None)
     if devel and nvcc is None:
         _no_compiler(variant.cuda, facts, report)
     extra = _extra_packages(value.get("extra_packages", []), _allow_direct_urls(value, report), report)
@@ -85,6 +86,7 @@ def entry(tag: str, value, defaults: Defaults, facts: Facts, report: Report) -> 
         nvcc=nvcc,
         index=PYPI_INDEX if variant.name == release.pypi_variant else variant.name,
         extra_packages=extra,
+        torchaudio=torchaudio,
         size_budget=budget,
     )
 
@@ -130,6 +132,24 @@ def _torchvision(entry: dict, release: TorchRelease, report: Report) -> None:
                               f"torch {release.version} pairs with torchvision {release.torchvision} (its 'requires torch==' pin)")
 
 
+def _torchaudio(entry: dict, release: TorchRelease, facts: Facts, report: Report) -> str | None:
+    """Optional: the torchaudio compat.yaml pairs with the entry's torch, named as a prefix of it ('2.6' or '2.6.0')."""
+    given = _version_string(entry, "torchaudio", report)
+    if given is None:
+        return None
+    if release.torchaudio is None:
+        paired = facts.with_torchaudio()
+        report("torchaudio", f"torch {release.version} has no matching torchaudio: no torchaudio release goes with it "
+                             f"(builder/matrix/compat.yaml; torchaudio's releases go with torch {paired[0].version} to "
+                             f"{paired[-1].version}); remove the torchaudio key, or use a tag of one of those")
+        return None
+    if not same_release(given, release.torchaudio):
+        report("torchaudio", f"torchaudio {word(given)} does not match torch {release.version}; torch {release.version} "
+                             f"pairs with torchaudio {release.torchaudio}: write torchaudio: \"{release.torchaudio}\"")
+        return None
+    return release.torchaudio
+
+
 def _cudnn(entry: dict, release: TorchRelease, variant: Variant, report: Report) -> None:
     given = _version_string(entry, "cudnn", report)
     if given is None:
@@ -170,8 +190,9 @@ def _compiler_base(found: Base, nvcc: compat.Nvcc, cuda: str, report: Report) ->
 
 
 def _python(entry: dict, image_base: Base | None, release: TorchRelease, compiler_suite: str | None, facts: Facts,
-            report: Report) -> str | None:
-    """The base's Python: a python key must name it, and torch and torchvision must have wheels for it."""
+            report: Report, torchaudio: bool = False) -> str | None:
+    """The base's Python: a python key must name it, and torch and torchvision (and torchaudio, when the entry asks for
+    it) must have wheels for it."""
     python = _version_string(entry, "python", report)
     if image_base is None:
         return python
@@ -180,9 +201,11 @@ def _python(entry: dict, image_base: Base | None, release: TorchRelease, compile
         others = ", ".join(f"{s} -> {p}" for s, p in facts.debian_python.items())
         report("python", f"base {image_base.suite} ships Python {suite_python}, not {word(python)}; pick the base whose Python you want ({others})")
     missing = release.missing_wheels(suite_python)
+    needs = f" (this -devel tag's compiler needs Debian {compiler_suite})" if compiler_suite else ""
     if missing:
-        report("python" if "python" in entry else "base", f"{missing}; choose a base whose Python is among them"
-               + (f" (this -devel tag's compiler needs Debian {compiler_suite})" if compiler_suite else ""))
+        report("python" if "python" in entry else "base", f"{missing}; choose a base whose Python is among them{needs}")
+    elif torchaudio and (missing := release.missing_wheels(suite_python, torchaudio=True)):
+        report("torchaudio", f"{missing}; remove the torchaudio key, or choose a base whose Python is among them{needs}")
     return suite_python
 
 

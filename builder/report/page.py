@@ -48,8 +48,9 @@ def check_names(rows: tuple[Row, ...]) -> list[str]:
     return [n for n in CHECK_ORDER if n in seen] + sorted(seen - set(CHECK_ORDER))
 
 
-def _cell(text: str, sort=None, css: str = "", title: str = "", pill: bool = False) -> dict:
-    return {"text": text, "sort": "" if sort is None else sort, "css": css, "title": title, "pill": pill}
+def _cell(text: str, sort=None, css: str = "", title: str = "", pill: bool = False, href: str = "") -> dict:
+    """href: a file beside the page (reports/<tag>/…), opened only when clicked."""
+    return {"text": text, "sort": "" if sort is None else sort, "css": css, "title": title, "pill": pill, "href": href}
 
 
 def _archs_text(archs: tuple[str, ...] | None) -> str:
@@ -132,6 +133,21 @@ def _measured_cell(s: Smoke | None) -> dict:
                  s.started, "stale" if stale else "", "measured on an earlier image than the last build" if stale else "")
 
 
+def _attested_cell(r: Row) -> dict:
+    """The smoke verdict signed beside the pushed digest(s), next to the local one: what a puller can verify."""
+    verdicts = [a for a in r.attested if a["smoke"]]
+    if not verdicts:
+        return _cell("", "")
+    status = verdicts[0]["smoke"].split(" ", 1)[0]
+    title = "; ".join(f"{a['reference']}@{a['digest'][:19]}…: {a['smoke']}, signed {short_date(a['date'])}"
+                      for a in verdicts)
+    return _cell(f"{status} · signed", status, f"status status-{status}", title)
+
+
+def _sbom_cell(r: Row) -> dict:
+    return _cell("CycloneDX", 1, title=r.sbom, href=r.sbom) if r.sbom else _cell("", 0)
+
+
 def _check_cell(s: Smoke | None, name: str) -> dict:
     """One smoke check: its figure sorts first, then PASS, SKIPPED, FAIL; a check the tag never ran sorts last."""
     c = {c.name: c for c in s.checks}.get(name) if s else None
@@ -151,7 +167,8 @@ def cells(r: Row, checks: list[str]) -> dict[str, dict]:
         "base": _base_cell(r.base), "driver": _cell(f"≥ {r.min_driver}", _version_sort(r.min_driver)),
         "archs": _archs_cell(r.archs), "wheel": _cell(r.wheel), "lock": _lock_cell(r),
         "build": _build_cell(r.build), "size": _size_cell(r), "compressed": _compressed_cell(r),
-        "pushed": _pushed_cell(r.pushed), "measured": _measured_cell(r.smoke),
+        "pushed": _pushed_cell(r.pushed), "measured": _measured_cell(r.smoke), "attested": _attested_cell(r),
+        "sbom": _sbom_cell(r),
     }
     return found | {f"check-{i}": _check_cell(r.smoke, name) for i, name in enumerate(checks)}
 
@@ -167,9 +184,10 @@ def columns(checks: list[str]) -> list[dict]:
                     ("nccl", "NCCL"), ("python", "Python"))
             + group("build", ("build", "build"), ("size", "size"), ("compressed", "compressed"))
             + group("smoke", *((f"check-{i}", name.replace(" all-reduce", "").replace(" amp", ""))
-                               for i, name in enumerate(checks)), ("measured", "measured on"))
+                               for i, name in enumerate(checks)), ("measured", "measured on"), ("attested", "attested"))
             + group("runs on", ("driver", "min driver"), ("archs", "GPU archs"))
-            + group("inputs", ("base", "base"), ("wheel", "wheel"), ("lock", "lock sha256"), ("pushed", "pushed")))
+            + group("inputs", ("base", "base"), ("wheel", "wheel"), ("lock", "lock sha256"), ("pushed", "pushed"),
+                    ("sbom", "SBOM")))
 
 
 def table(report: Report) -> tuple[list[dict], list[dict]]:
@@ -241,8 +259,8 @@ def markdown(report: Report) -> str:
              f"Generated {report.generated} at commit {report.commit or 'unknown'}. "
              + ", ".join(f"{n} {state}" for state, n in summary(report).items() if n) + ".", "",
              "| tag | state | torch | CUDA | cuDNN | NCCL | Python | min driver | wheel | build | size (compressed) | "
-             + "".join(f"{name} | " for name in checks) + "measured on |",
-             "| --- " * (11 + len(checks) + 1) + "|"]
+             + "".join(f"{name} | " for name in checks) + "measured on | attested smoke | SBOM |",
+             "| --- " * (11 + len(checks) + 3) + "|"]
     for r in report.rows:
         b, s = r.build, r.smoke
         by_name = {c.name: c for c in s.checks} if s else {}
@@ -255,7 +273,8 @@ def markdown(report: Report) -> str:
             f"{human(r.size)} ({human(r.compressed)})" if r.size and r.compressed else human(r.size) if r.size else "",
             *smoke_cells,
             f"{s.device}{' · driver ' + s.driver if s.driver else ''} · {short_date(s.started)}" if s else "",
-        ]) + " |")
+            "; ".join(a["smoke"] for a in r.attested if a["smoke"]),
+        ]) + f" | {f'[CycloneDX]({r.sbom})' if r.sbom else ''} |")  # the path is <tag>/sbom.cdx.json: nothing to escape
     return "\n".join(lines) + "\n"
 
 

@@ -1,8 +1,9 @@
 """reports/ -> one Row per tag of matrix.yaml: what was recorded of it, and its state. builder/report/page.py draws them.
 
 A row holds the tag's facts (builder/matrix/compat.yaml), the last build (reports/<tag>/build.json), its size
-(size.json, compressed.json), pushed digests (digests/<tag>.json), the smoke suite's checks (smoke.json) and the
-last `make matrix` verdict (run.json). Every result keeps its date, and a result measured on an earlier image than
+(size.json, compressed.json), pushed digests (digests/<tag>.json), the smoke suite's checks (smoke.json), the
+last `make matrix` verdict (run.json), its SBOM (sbom.cdx.json) and what was attested beside its digests
+(attested.json: the attested smoke verdict, shown beside the local one). Every result keeps its date, and a result measured on an earlier image than
 the last build says so. Made from files alone: the same recorded results always give the same rows.
 """
 
@@ -14,6 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from builder import layout, records
+from builder.host.smoke import device as smoke_device
 from builder.image import build, size
 from builder.matrix.types import PYPI_INDEX, ImageSpec, Matrix
 from builder.units import human
@@ -83,6 +85,8 @@ class Row:
     smoke: Smoke | None = None
     last_run: records.Outcome | None = None
     broken: tuple[str, ...] = ()  # the tag's records that do not parse, each with its field and what was expected
+    sbom: str | None = None  # reports/<tag>/sbom.cdx.json as the page links it (relative to reports/), when there is one
+    attested: tuple[dict, ...] = ()  # per registry reference: the digest, the attested smoke verdict, when attached
     order: int = 0  # the tag's place in matrix.yaml
 
 
@@ -113,26 +117,18 @@ def headline(check: records.Check) -> tuple[str, float | None]:
         return f"busbw {top:.1f} GB/s", top
     if name.endswith(" amp") and figures.images_per_s is not None:
         return f"{figures.images_per_s:.0f} images/s", figures.images_per_s
+    if name == "torchaudio" and figures.audio:
+        device = "cuda" if "cuda" in figures.audio else next(iter(figures.audio))
+        run = figures.audio[device]
+        return f"{device}: resample {run.resample_ms:.1f} ms, spectrogram {run.spectrogram_ms:.1f} ms", run.resample_ms
     reason = check.reason  # an older or partial report: the reason in short
     return (reason if len(reason) <= 60 else reason[:57] + "..."), None
-
-
-def _device(report: records.SmokeReport) -> tuple[str, str | None]:
-    """Where the figures were measured: the GPUs the cuda check saw, else the CPU."""
-    checks = {c.name: records.figures(c) for c in report.checks}
-    cuda = checks.get("cuda") or records.Figures()
-    if cuda.devices:
-        names = sorted({d.name for d in cuda.devices})
-        count = len(cuda.devices)
-        return (f"{count}× " if count > 1 else "") + ", ".join(names), cuda.driver
-    cpus = (checks.get("environment") or records.Figures()).cpus
-    return (f"CPU, {cpus} cores" if cpus else "CPU"), None
 
 
 def _smoke(report: records.SmokeReport | None, last_image: str | None) -> Smoke | None:
     if not report:
         return None
-    device, driver = _device(report)
+    device, driver = smoke_device(report)
     checks = tuple(Check(c.name, c.status, *headline(c), c.reason) for c in report.checks)
     return Smoke(report.status, report.started, report.seconds, report.image_id,
                  bool(report.image_id) and report.image_id == last_image, device, driver, checks)
@@ -192,6 +188,13 @@ def row(spec: ImageSpec, order: int, images: Path, reports: Path, digests: Path)
     smoke = _smoke(read(records.SMOKE, records.SmokeReport), last_image)
     last_run = read(records.RUN, records.Outcome)
     pushed = _pushed(spec.tag, digests, last_image, broken)
+    try:
+        attested = tuple({"reference": ref, "digest": a.digest, "smoke": a.smoke, "date": a.date}
+                         for ref, a in records.read_attested(spec.tag, reports).items())
+    except records.BrokenRecord as e:
+        broken.append(e.short(f"reports/{spec.tag}"))
+        attested = ()
+    sbom = f"{spec.tag}/{records.SBOM}" if records.report_path(reports, spec.tag, records.SBOM).is_file() else None
     problem = lockfile.problem(spec, images, as_repository=True)
     total = size_report.total if size_report else None
     sizes_current = bool(size_report) and size_report.image_id == last_image
@@ -204,7 +207,7 @@ def row(spec: ImageSpec, order: int, images: Path, reports: Path, digests: Path)
         python=spec.python, base=spec.base.ref, min_driver=spec.min_driver, archs=spec.archs, wheel=wheel_source(spec),
         lock_sha256=lock_sha256(spec, images), lock_problem=problem, state=state, note=note, build=built,
         size=total, compressed=compressed, size_budget=spec.size_budget, sizes_of_last_build=sizes_current or total is None,
-        pushed=pushed, smoke=smoke, last_run=last_run, broken=tuple(broken), order=order)
+        pushed=pushed, smoke=smoke, last_run=last_run, broken=tuple(broken), order=order, sbom=sbom, attested=attested)
 
 
 def _pushed(tag: str, digests: Path, last_image: str | None, broken: list[str]) -> tuple[dict, ...]:

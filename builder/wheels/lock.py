@@ -2,10 +2,14 @@
 
 uv resolves (`uv pip compile`: it reads wheel metadata by HTTP range requests, so a tag locks in seconds where
 pip downloaded every wheel, ~3 GB a tag, from an index without PEP 658 metadata) for the image's platform and
-Python (markers are evaluated for the image's Python, not this machine's), against the index the build uses and
-nothing else: no uv.toml or pip.conf, no UV_* or PIP_* variable, no local wheel folder of this machine reaches it
-(only the CA bundle, to get through a TLS-inspecting proxy, and index credentials through a private netrc). Of the
-wheels uv lists for a package, the lock keeps the one the image's pip would choose. The build then installs with
+Python (markers are evaluated for the image's Python, not this machine's), against the configured index (for an
+index variant, the PyTorch wheel index first: indexes()) and nothing else: no uv.toml or pip.conf, no UV_* or PIP_*
+variable, no local wheel folder of this machine reaches it (only the CA bundle, to get through a TLS-inspecting
+proxy, and index credentials through a private netrc; the indexes go in a uv.toml of its own). Of the
+wheels uv lists for a package, the lock keeps the one the image's pip would choose. A tag locked before keeps the
+versions its locks hold wherever its requirements still allow them (uv's preferences, as `uv pip compile` keeps an
+output file's pins), so a relock changes what its inputs changed and nothing else; upgrade=True (UPGRADE=1) resolves
+everything to the newest again. The build then installs with
 `--require-hashes --no-deps` from the lock, so a changed artifact fails the build, and an extra index cannot
 substitute a package (dependency confusion).
 
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import os
 import re
 import subprocess
@@ -48,6 +53,7 @@ UV_NEWEST_MANYLINUX = 40
 OLDEST_MANYLINUX_MINOR = 5
 LEGACY_MANYLINUX = {"manylinux2014_x86_64": 17, "manylinux2010_x86_64": 12, "manylinux1_x86_64": 5}  # PEP 600's aliases
 UV_TIMEOUT_S = 600
+INDEX_STRATEGY = "first-index"  # uv's default, named: each package from the first index that has it (indexes())
 
 
 def supported_tags(spec: ImageSpec) -> list[Tag]:
@@ -81,16 +87,21 @@ def choose_wheel(wheels: list[dict], spec: ImageSpec) -> dict | None:
 
 
 def indexes(spec: ImageSpec, network: NetworkSettings) -> list[str]:
-    """The index(es) torch's pip step reads: the PyTorch wheel index for index variants (as the Dockerfile's
-    --index-url), else the configured ones."""
+    """The indexes torch's step resolves against, in the order uv searches them (first-index: each package from the
+    first index that has it, so nothing an earlier index holds can come from a later one): for index variants the
+    PyTorch wheel index, then the configured ones. That index mirrors torch's own dependencies (the nvidia-* wheels,
+    numpy, …) but not the smoke suite's nvidia-ml-py or an entry's extra_packages: those come from the configured
+    index."""
+    configured = _configured_indexes(network)
     if spec.index != PYPI_INDEX:
-        return [network.torch_index_url(spec.cuda_variant)]
-    return _configured_indexes(network)
+        return [network.torch_index_url(spec.cuda_variant), *configured]
+    return configured
 
 
 def _configured_indexes(network: NetworkSettings) -> list[str]:
-    """The forwarded index-url/extra-index-url, else PyPI."""
-    return (network.pip.get("index-url") or [PYPI_SIMPLE])[:1] + network.pip.get("extra-index-url", [])
+    """The forwarded indexes in the order uv searches them: pip's extra-index-url ones, then its index-url (else
+    PyPI), the default, last (uv gives an extra index precedence over the default one)."""
+    return [*network.pip.get("extra-index-url", []), *(network.pip.get("index-url") or [PYPI_SIMPLE])[:1]]
 
 
 @functools.cache
@@ -100,20 +111,40 @@ def uv_binary() -> str:
     return uv.find_uv_bin()
 
 
-def uv_command(spec: ImageSpec, requirements: Path, output: Path, index: list[str], network: NetworkSettings,
+def uv_command(spec: ImageSpec, requirements: Path, output: Path, config: Path, network: NetworkSettings,
                cache: Path, constraints: Path | None = None) -> list[str]:
+    """uv's command line: the image's platform and Python, the indexes of the uv.toml at config (uv_indexes: only
+    the file named here is read, --no-config keeps every other out)."""
     glibc = min(GLIBC_MINOR[spec.base.suite], UV_NEWEST_MANYLINUX)
     command = [uv_binary(), "pip", "compile", "--quiet", "--no-progress", "--color", "never",
-               "--no-config", "--no-python-downloads", "--no-header", "--format", "pylock.toml",
-               "--python-version", spec.python, "--python-platform", f"x86_64-manylinux_2_{glibc}",
-               "--only-binary", ":all:", "--cache-dir", str(cache), "--index-url", index[0]]
-    for extra in index[1:]:
-        command += ["--extra-index-url", extra]
+               "--no-config", "--config-file", str(config), "--no-python-downloads", "--no-header",
+               "--format", "pylock.toml", "--python-version", spec.python, "--python-platform",
+               f"x86_64-manylinux_2_{glibc}", "--only-binary", ":all:", "--cache-dir", str(cache),
+               "--index-strategy", INDEX_STRATEGY]
     for host in network.pip.get("trusted-host", []):
         command += ["--allow-insecure-host", host]
     if constraints is not None:
         command += ["--constraints", str(constraints)]
     return command + ["--output-file", str(output), str(requirements)]
+
+
+def uv_indexes(index: list[str], network: NetworkSettings) -> str:
+    """The indexes as a uv.toml gives them (uv's command line cannot give an index ignore-error-codes): in the order
+    searched, the last the default; the PyTorch wheel index (or its mirror) with its 403s ignored. It answers 403, not 404, for a
+    project it does not hold (nvidia-ml-py: an S3 key that is not there), which uv takes for a refusal that ends the
+    search (uv exempts download.pytorch.org by its name, never a mirror of it)."""
+    torch = urls.without_credentials(network.torch_index) + "/"
+    lines = []
+    for n, url in enumerate(index, 1):
+        lines += ["[[index]]", f"url = {_toml_string(url)}"]
+        lines += ["ignore-error-codes = [403]"] if url.startswith(torch) else []
+        lines += ["default = true"] if n == len(index) else []
+    return "\n".join(lines) + "\n"
+
+
+def _toml_string(text: str) -> str:
+    """A TOML basic string (a URL: inputs.url let no space or control character through)."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def clean_environment(env: dict[str, str], ca_bundle: Path | None) -> dict[str, str]:
@@ -165,14 +196,34 @@ def platform_note(spec: ImageSpec) -> str:
             f"(glibc 2.{GLIBC_MINOR[spec.base.suite]}), wheels only")
 
 
+def kept(path: Path) -> dict[str, str]:
+    """name -> version of the lock at path, for uv to prefer; {} where there is none, or none this tool reads (a
+    broken or older lock is what a relock replaces, so it must not stop one)."""
+    try:
+        return lockfile.packages(path) if path.is_file() else {}
+    except lockfile.LockError:
+        return {}
+
+
+def preferences(versions: dict[str, str]) -> str:
+    """A pylock.toml naming only packages and versions: written where uv is to write its output, it is what uv
+    prefers (each is kept where the requirements allow it, else resolved anew). Names and versions are a lock's,
+    which lockfile.read parsed strictly; JSON's quoting is TOML's for them."""
+    entries = "".join(f"\n[[packages]]\nname = {json.dumps(name)}\nversion = {json.dumps(version)}\n"
+                      for name, version in sorted(versions.items()))
+    return 'lock-version = "1.0"\ncreated-by = "torchyard"\n' + entries
+
+
 def _run_uv(spec: ImageSpec, requirements: Path, index: list[str], network: NetworkSettings, cache: Path,
-            constraints: str | None = None) -> dict:
+            constraints: str | None = None, prefer: dict[str, str] | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="torchyard-lock-") as tmp:
         ca = None
         if network.ca_files:
             ca = Path(tmp) / "ca-bundle.crt"
             ca.write_text(network.ca_bundle())
         output = Path(tmp) / "pylock.toml"
+        if prefer:
+            output.write_text(preferences(prefer))
         constraints_file = None
         if constraints is not None:
             constraints_file = Path(tmp) / "constraints.txt"
@@ -180,7 +231,9 @@ def _run_uv(spec: ImageSpec, requirements: Path, index: list[str], network: Netw
         env = {**clean_environment(dict(os.environ), ca), **_netrc(index, Path(tmp))}
         shown = " ".join(urls.redact(i) for i in index)
         index = [urls.without_credentials(i) for i in index]  # the credentials went to the netrc
-        command = uv_command(spec, requirements, output, index, network, cache, constraints_file)
+        config = Path(tmp) / "uv.toml"
+        config.write_text(uv_indexes(index, network))
+        command = uv_command(spec, requirements, output, config, network, cache, constraints_file)
         try:
             result = subprocess.run(command, capture_output=True, text=True, timeout=UV_TIMEOUT_S, env=env, cwd=tmp)
         except subprocess.TimeoutExpired:
@@ -212,28 +265,31 @@ def _netrc(index: list[str], folder: Path) -> dict[str, str]:
     return {"NETRC": str(path)}
 
 
-def resolve(spec: ImageSpec, network: NetworkSettings,
-            images: Path = layout.IMAGES) -> tuple[lockfile.Lock, lockfile.Lock]:
-    """The tag's two locks: torch's step (requirements.txt) and the workspace's step (resolve_workspace)."""
+def resolve(spec: ImageSpec, network: NetworkSettings, images: Path = layout.IMAGES,
+            upgrade: bool = False) -> tuple[lockfile.Lock, lockfile.Lock]:
+    """The tag's two locks: torch's step (requirements.txt) and the workspace's step (resolve_workspace), each keeping
+    what the tag's lock holds unless upgrade."""
     requirements = images / spec.tag / layout.REQUIREMENTS
     for path in (requirements, images / spec.tag / layout.WORKSPACE_REQUIREMENTS):
         if not path.is_file():
             raise lockfile.LockError(f"{path} is missing; run `make render` first")
     index = indexes(spec, network)
-    first = from_pylock(spec, _run_uv(spec, requirements, index, network, _uv_cache()),
+    prefer = {} if upgrade else kept(images / spec.tag / layout.LOCK_FILE)
+    first = from_pylock(spec, _run_uv(spec, requirements, index, network, _uv_cache(), prefer=prefer),
                         lockfile.sha256_text(requirements.read_text()), index,
                         size_of=lambda url: content_length(url, network))
-    return first, resolve_workspace(spec, first, network, images)
+    return first, resolve_workspace(spec, first, network, images, upgrade)
 
 
 def resolve_workspace(spec: ImageSpec, first: lockfile.Lock, network: NetworkSettings,
-                      images: Path = layout.IMAGES) -> lockfile.Lock:
+                      images: Path = layout.IMAGES, upgrade: bool = False) -> lockfile.Lock:
     """The workspace step's lock, resolved against the configured index (never the PyTorch wheel index) with torch's
     lock's versions as constraints, holding only what that lock does not."""
     workspace = images / spec.tag / layout.WORKSPACE_REQUIREMENTS
     workspace_index = _configured_indexes(network)
+    prefer = {} if upgrade else kept(images / spec.tag / layout.WORKSPACE_LOCK_FILE)
     data = _run_uv(spec, workspace, workspace_index, network, _uv_cache(),
-                   constraints="".join(f"{p.name}=={p.version}\n" for p in first.packages))
+                   constraints="".join(f"{p.name}=={p.version}\n" for p in first.packages), prefer=prefer)
     second = from_pylock(spec, data, lockfile.sha256_text(workspace.read_text() + first.text()), workspace_index,
                          leave_out=frozenset(p.name for p in first.packages),
                          size_of=lambda url: content_length(url, network))
@@ -286,23 +342,25 @@ def content_length(url: str, network: NetworkSettings, timeout: float = 30) -> i
 
 
 def lock_all(specs: list[ImageSpec], network: NetworkSettings, say=print, images: Path = layout.IMAGES,
-             workers: int = 4) -> list[str]:
+             workers: int = 4, upgrade: bool = False) -> list[str]:
     """Lock each spec, several at once (uv mostly waits on the network; more than a few at once only adds DNS
     time-outs here); returns the tags that could not be locked."""
     uv_binary()  # before the threads (see there)
-    probes = list(dict.fromkeys(indexes(s, network)[0] for s in specs))
+    probes = list(dict.fromkeys(index for s in specs for index in indexes(s, network)))
     with ThreadPoolExecutor(max_workers=8) as pool:  # side by side: an unreachable index costs a DNS failure each
         down: dict[str, str | None] = dict(zip(probes, pool.map(lambda url: unreachable(url, network), probes)))
 
     def one(spec: ImageSpec) -> str | None:
-        index = indexes(spec, network)[0]
-        if down[index]:
+        searched = indexes(spec, network)
+        index = next((i for i in searched if down[i]), None)
+        if index is not None:
+            torch_index = spec.index != PYPI_INDEX and index == searched[0]
             return (f"not locked: {spec.tag}: its index {urls.redact(index)} cannot be used: {down[index]}"
                     + (". Lock it where the PyTorch wheel index (or a mirror named by TORCHYARD_TORCH_INDEX) answers; "
-                       "until then building it is refused" if spec.index != PYPI_INDEX else ""))
+                       "until then building it is refused" if torch_index else ""))
         started = time.monotonic()
         try:
-            made = resolve(spec, network, images)
+            made = resolve(spec, network, images, upgrade)
         except lockfile.LockError as e:
             return f"not locked: {e}"
         changed = [lockfile.write(one, images) for one in made]  # the workspace lock's input covers the first: write both

@@ -236,15 +236,16 @@ def load(path: Path, tag: str) -> Lock:
                 source=source[1], file=path.name)
 
 
-def read(path: Path, tag: str | None = None) -> tuple[Locked, ...]:
+def read(path: Path, tag: str | None = None, text: str | None = None) -> tuple[Locked, ...]:
     """The artifacts of a lock file, every line parsed: its header, then for each artifact its URL line
     (`# <url> size=<bytes>`) and its entry (`name==version --hash=sha256:<hex>`). LockFormatError, naming the file,
-    the line and what would be right, for anything else; LockStale for a lock without sizes (an older `make lock`)."""
+    the line and what would be right, for anything else; LockStale for a lock without sizes (an older `make lock`).
+    text: the lock's text read elsewhere (an image's copy, builder/attest/contents.py), path then only names it."""
     redo = f"`make lock TAG={tag or path.parent.name}` writes it anew"
     found: list[Locked] = []
     pending: tuple[int, str, int | None] | None = None  # the URL line waiting for its entry
     sizeless = False
-    lines = read_text(path).split("\n")
+    lines = (read_text(path) if text is None else text).split("\n")
     if lines[-1] == "":
         lines.pop()
     for number, line in enumerate(lines, 1):

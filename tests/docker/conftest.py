@@ -1,13 +1,22 @@
 """Docker tests talk to a real engine. Without one they skip, except under CI=true, where they fail."""
 
+import json
 import os
 import shutil
+import socket
 import subprocess
+import time
+import urllib.request
 from pathlib import Path
 
+import docker
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from builder.image import base, build, engine
+from builder import layout
+from builder.image import base, build, engine, registry
+from builder.wheels import cache as wheel_cache
 from builder.wheels import network
 from tests.docker.containers import Keys
 
@@ -26,6 +35,17 @@ def pytest_collection_modifyitems(items):
     # Tests that remove the session's image (and restore it by pulling) go last: after them the build cache
     # of its final stage is gone. sort is stable, so the order within each group stays.
     items.sort(key=lambda item: item.get_closest_marker("removes_the_built_image") is not None)
+
+
+def linked_cache(where: Path, leave_out: frozenset[str] | set[str] = frozenset()) -> Path:
+    """A wheel cache of a test's own (TORCHYARD_CACHE=where): hard links to what this machine's holds (the session
+    build filled it), no copy of gigabytes; leave_out: the sha256 of what the test's fetch must download itself."""
+    (where / "sha256").mkdir()
+    machine = wheel_cache.folder()
+    for entry in sorted(machine.iterdir()) if machine.is_dir() else []:
+        if entry.is_file() and not entry.name.startswith(".") and entry.name not in leave_out:
+            os.link(entry, where / "sha256" / entry.name)
+    return where
 
 
 @pytest.fixture(scope="session")
@@ -89,3 +109,144 @@ def keys(tmp_path_factory) -> Keys:
     for name in ("user", "stranger"):
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(folder / name)], check=True)
     return Keys(folder / "user", folder / "stranger", folder / "known_hosts")
+
+
+# ---------------------------------------------------------------- one registry and one push per session
+
+USER, PASSWORD = "torchyard", "test-only-password"  # the loopback registry's htpasswd login
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def bcrypt_line(user: str, password: str) -> str:
+    """An htpasswd line of bcrypt's lowest cost (2^4 rounds): the registry checks it on every request, which at the
+    default cost takes a quarter of a second here (a test-only password: its cost protects nothing)."""
+    try:
+        import crypt  # libxcrypt's bcrypt ($2b$), which the registry's htpasswd accepts; gone in Python 3.13
+        return f"{user}:{crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16))}"
+    except ImportError:
+        return subprocess.run(["htpasswd", "-nbB", "-C", "4", user, password], capture_output=True, text=True,
+                              check=True).stdout.strip()  # apache2-utils
+
+
+@pytest.fixture(scope="session")
+def server(client, tmp_path_factory):
+    """Debian's docker-registry on a free loopback port with its own storage and htpasswd auth, for the session
+    (tests/docker/test_registry.py and test_attest.py): always stopped, and the local tags of its images removed."""
+    binary = shutil.which("docker-registry") or "/usr/bin/docker-registry"
+    if not os.path.exists(binary):
+        pytest.fail("needs Debian's docker-registry (apt-get install docker-registry; .ci/run installs it)")
+    root = tmp_path_factory.mktemp("registry")
+    (root / "htpasswd").write_text(bcrypt_line(USER, PASSWORD) + "\n")
+    port = free_port()
+    (root / "config.yml").write_text(f"""version: 0.1
+log: {{level: warn}}
+storage: {{filesystem: {{rootdirectory: {root / 'data'}}}, delete: {{enabled: true}}}}
+http: {{addr: "127.0.0.1:{port}", secret: test-only}}
+auth: {{htpasswd: {{realm: torchyard-test, path: {root / 'htpasswd'}}}}}
+""")
+    log = (root / "registry.log").open("w")
+    process = subprocess.Popen([binary, "serve", str(root / "config.yml")], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1)
+            except urllib.error.HTTPError:
+                break  # 401: it answers
+            except OSError:
+                time.sleep(0.1)
+        else:
+            pytest.fail(f"docker-registry did not answer: {(root / 'registry.log').read_text()[-2000:]}")
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+        for image in client.images.list():
+            for ref in image.tags:
+                if ref.startswith(f"127.0.0.1:{port}/"):
+                    client.images.remove(ref)
+
+
+def client_with_config(config_dir) -> docker.DockerClient:
+    """A client whose credentials come from the Docker config in config_dir (the SDK reads DOCKER_CONFIG)."""
+    before = os.environ.get("DOCKER_CONFIG")
+    os.environ["DOCKER_CONFIG"] = str(config_dir)
+    try:
+        return docker.from_env(timeout=600)
+    finally:
+        if before is None:
+            del os.environ["DOCKER_CONFIG"]
+        else:
+            os.environ["DOCKER_CONFIG"] = before
+
+
+@pytest.fixture(scope="session")
+def docker_config(server, tmp_path_factory) -> Path:
+    """`docker login`, as a user would, into a Docker config of its own (DOCKER_CONFIG=this folder reads it)."""
+    config = tmp_path_factory.mktemp("docker-config")
+    subprocess.run(["docker", "--config", str(config), "login", "--username", USER, "--password-stdin", server],
+                   input=PASSWORD, capture_output=True, text=True, check=True)
+    assert server in json.loads((config / "config.json").read_text())["auths"]
+    return config
+
+
+@pytest.fixture(scope="session")
+def logged_in(docker_config):
+    """A client that reads that config."""
+    client = client_with_config(docker_config)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def digests(tmp_path_factory):
+    return tmp_path_factory.mktemp("digests")
+
+
+@pytest.fixture(scope="session")
+def pushed(logged_in, built, server, digests):
+    """The session's image pushed once (minutes: its layers go over the wire) and its digest recorded."""
+    said = []
+    shipped = registry.push(logged_in, built.image, server, TAG, say=said.append, digests=digests)
+    print("\n".join(said[-2:]))
+    return shipped
+
+
+@pytest.fixture(scope="session")
+def signing_keys(tmp_path_factory) -> dict[str, Path]:
+    """Two Ed25519 key pairs as `openssl genpkey` writes them (PKCS#8 PEM, the private one mode 600): the session's
+    signing key, and a stranger's."""
+    folder = tmp_path_factory.mktemp("signing")
+    found = {}
+    for name in ("signing", "stranger"):
+        key = ed25519.Ed25519PrivateKey.generate()
+        private = folder / f"{name}.pem"
+        private.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                              serialization.NoEncryption()))
+        private.chmod(0o600)
+        public = folder / f"{name}.pub.pem"
+        public.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                         serialization.PublicFormat.SubjectPublicKeyInfo))
+        found[name], found[f"{name}.pub"] = private, public
+    return found
+
+
+@pytest.fixture(scope="session")
+def smoke_reports(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("reports")
+
+
+@pytest.fixture(scope="session")
+def smoke_run(built, pushed, digests, docker_config, signing_keys, smoke_reports):
+    """`make smoke` of the session's image on this CPU machine, once (minutes): the image has a registry digest and
+    SIGNING_KEY is set, so it also attaches its smoke attestation (tests/docker/test_attest.py checks it)."""
+    env = {**os.environ, "TORCHYARD_REPORTS": str(smoke_reports), "TORCHYARD_GPUS": "none",
+           "TORCHYARD_DIGESTS": str(digests), "DOCKER_CONFIG": str(docker_config)}
+    done = subprocess.run(["make", "smoke", f"TAG={TAG}", f"REPO={TEST_REPO}", f"SIGNING_KEY={signing_keys['signing']}"],
+                          cwd=layout.ROOT, env=env, capture_output=True, text=True, timeout=900)
+    return done, smoke_reports / TAG

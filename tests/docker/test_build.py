@@ -24,12 +24,14 @@ def test_the_image_holds_exactly_the_spec(built, run):
 def test_the_image_checks_itself_against_its_spec(built, run):
     out = run(built.image, "python", "/usr/share/torchyard/check_image.py", "/usr/share/torchyard/spec.json")
     assert "v2.6-cu124 matches its spec" in out
+    assert re.search(r"^ok +torchaudio +2\.6\.0$", out, re.M), out  # imported: its library loads with torch's
 
 
 def test_labels(client, built, spec):
     labels = client.images.get(built.image).labels
     assert labels["io.torchyard.torch"] == "2.6.0"
     assert labels["io.torchyard.torchvision"] == "0.21.0"
+    assert labels["io.torchyard.torchaudio"] == "2.6.0"
     assert labels["io.torchyard.cuda"] == "12.4"
     assert labels["io.torchyard.cudnn"] == "9.1.0.70"
     assert labels["io.torchyard.nccl"] == "2.21.5"
@@ -100,7 +102,7 @@ def test_a_workspace_only_change_shares_every_layer_up_to_torchs(client, built, 
     changed = build.build(client, spec, f"{TEST_REPO}-workspace", settings, images=images, reports=tmp_path / "reports")
     try:
         dockerfile = (images / TAG / layout.DOCKERFILE).read_text().replace("\\\n", "").splitlines()
-        torch_step = next(i for i, line in enumerate(dockerfile) if "'torch==" in line)  # the last of torch's layers
+        torch_step = max(i for i, line in enumerate(dockerfile) if "-r /dev/stdin" in line)  # torch's lock's last layer
         base_layers = len(client.images.get(spec.base.image).attrs["RootFS"]["Layers"])
         shared = base_layers + sum(line.startswith(("RUN ", "COPY ")) for line in dockerfile[:torch_step + 1])
         before = client.images.get(built.image).attrs["RootFS"]["Layers"]

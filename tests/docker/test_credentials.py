@@ -31,7 +31,7 @@ from builder.urls import redact
 from builder.wheels import cache as wheel_cache
 from builder.wheels import lock, lockfile
 from tests.conftest import ROOT, copy_checkout
-from tests.docker.conftest import TAG, TEST_REPO
+from tests.docker.conftest import TAG, TEST_REPO, linked_cache
 
 USER, PASSWORD = "alice", "s3cret-index-pw"
 TOKEN = "ghp-s3cret-origin-token"
@@ -112,17 +112,11 @@ def clone(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory, index):
-    """The test's own wheel cache (TORCHYARD_CACHE): hard links to what this machine's holds, no copy of gigabytes;
-    never what the credentialed index serves itself (einops), which the fetch must get from there."""
+    """The test's own wheel cache (TORCHYARD_CACHE), linked to this machine's; never what the credentialed index
+    serves itself (einops), which the fetch must get from there."""
     _, log = index
     served = {wheel_cache.file_sha256(wheel) for wheel in (log.parent / "packages").iterdir()}
-    where = tmp_path_factory.mktemp("cache")
-    (where / "sha256").mkdir()
-    machine = wheel_cache.folder()
-    for entry in sorted(machine.iterdir()) if machine.is_dir() else []:
-        if entry.is_file() and not entry.name.startswith(".") and entry.name not in served:
-            os.link(entry, where / "sha256" / entry.name)
-    return where
+    return linked_cache(tmp_path_factory.mktemp("cache"), leave_out=served)
 
 
 def make(clone: Path, target: str, cache: Path, index_url: str | None = None, **env: str) -> subprocess.CompletedProcess:
@@ -140,9 +134,9 @@ def with_credentials(url: str, password: str = PASSWORD) -> str:
     return url.replace("http://", f"http://{USER}:{password}@")
 
 
-def secrets_in_files(folder: Path) -> list[str]:
+def secrets_in_files(folder: Path, secrets: tuple[str, ...] = (PASSWORD, TOKEN)) -> list[str]:
     return [str(p) for p in folder.rglob("*") if p.is_file() and not p.is_symlink()
-            and (PASSWORD.encode() in p.read_bytes() or TOKEN.encode() in p.read_bytes())]
+            and any(secret.encode() in p.read_bytes() for secret in secrets)]
 
 
 @pytest.fixture(scope="module")

@@ -43,3 +43,12 @@ def test_the_engines_refusals_come_out_as_ours(client, created):
 def test_a_file_comes_out_of_a_container_and_an_absent_one_is_none(created):
     assert engine.read_file(created, "/etc/debian_version").strip()[:2].isdigit()
     assert engine.read_file(created, "/no/such/file") is None
+
+
+def test_a_file_past_the_cap_or_not_a_regular_one_is_refused_not_read(created):
+    # what a container wrote is input: the base's /etc/os-release is a symlink, /etc a folder, /bin/bash ~1 MB
+    with pytest.raises(engine.EngineError, match="larger than 1,000 bytes"):
+        engine.read_file(created, "/bin/bash", limit=1000)
+    for path in ("/etc", "/etc/os-release"):
+        with pytest.raises(engine.EngineError, match="not a regular file"):
+            engine.read_file(created, path)

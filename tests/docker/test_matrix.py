@@ -18,9 +18,9 @@ from builder.matrix_run.run import Runner
 from builder.report import rows as report_rows
 from builder.wheels import network
 from tests.conftest import ROOT
-from tests.docker.conftest import TAG, TEST_REPO
-# The loopback registry (docker-registry with htpasswd) and a logged-in client, as test_registry.py makes them.
-from tests.docker.test_registry import PASSWORD, USER, logged_in, server  # noqa: F401
+# The session's loopback registry (docker-registry with htpasswd) and a logged-in client: the `server` and
+# `logged_in` fixtures of tests/docker/conftest.py.
+from tests.docker.conftest import PASSWORD, TAG, TEST_REPO, USER
 
 RECORDED = ROOT / "tests" / "data" / "report" / "reports" / TAG
 

@@ -29,6 +29,7 @@ def test_the_constraints_hold_the_torch_stack_and_nothing_else(built, run):
     text = run(built.image, "cat", layout.CONSTRAINTS)
     pins = dict(line.split("===") for line in text.splitlines() if not line.startswith("#"))
     assert pins["torch"] == "2.6.0" and pins["torchvision"] == "0.21.0" and pins["triton"] == "3.2.0"
+    assert pins["torchaudio"] == "2.6.0"  # the default tag's matrix entry asks for it: part of its stack
     assert pins["sympy"] == "1.13.1"  # torch 2.6 requires exactly this one
     nvidia = {name for name in pins if name.startswith("nvidia-")}
     assert {"nvidia-cudnn-cu12", "nvidia-cublas-cu12", "nvidia-nccl-cu12", "nvidia-cuda-runtime-cu12"} <= nvidia
@@ -58,12 +59,14 @@ def test_pip_installs_an_ordinary_package_and_refuses_another_torch_leaving_ever
     assert part["whoami"].strip() == layout.USER
     assert part["einops"].rstrip().endswith("exit 0") and "Successfully installed einops" in part["einops"], out
     assert part["einops-added"].startswith("> einops==")
-    # torchaudio 2.7.1 requires torch==2.7.1: a package that needs another torch
-    for request, wanted in (("torch", "torch==2.7.1"), ("torchaudio", "torch==2.7.1"), ("cudnn", "nvidia-cudnn-cu12==9.5.1.17")):
+    # torchaudio 2.7.1 would replace the image's torchaudio 2.6.0 (and its torch: it requires torch==2.7.1)
+    for request, wanted in (("torch", "torch==2.7.1"), ("torchaudio", "torchaudio==2.7.1"),
+                            ("cudnn", "nvidia-cudnn-cu12==9.5.1.17")):
         text = part[request]
         assert text.rstrip().endswith("exit 1"), text
         assert "(constraint)" in text  # pip's own conflict message comes first
-        assert f"torchyard: this image (v2.6-cu124) is built around torch 2.6.0, torchvision 0.21.0 with CUDA 12.4" in text
+        assert ("torchyard: this image (v2.6-cu124) is built around torch 2.6.0, torchvision 0.21.0, torchaudio 2.6.0 "
+                "with CUDA 12.4") in text
         assert f"The request needs {wanted}" in text and "Nothing was installed or removed" in text
         assert "docker exec CONTAINER env PIP_CONSTRAINT= pip install" in text
     assert "use the torchyard image built with it: tag v2.7-cu<CUDA>" in part["torch"]

@@ -1,5 +1,6 @@
 """A real registry on loopback (Debian's docker-registry, htpasswd auth over HTTP, which Docker allows for
-127.0.0.0/8): push, remove the local image, pull it back verified, run it; refusals that say why.
+127.0.0.0/8; the session's, tests/docker/conftest.py, where the image is pushed once): push, remove the local image,
+pull it back verified, run it; refusals that say why.
 
 The module removes the session's built image and restores it from the pull (same image ID), so it runs
 last (tests/docker/conftest.py orders it): the build cache of the final stage is gone afterwards.
@@ -7,114 +8,14 @@ last (tests/docker/conftest.py orders it): the build cache of the final stage is
 
 import base64
 import json
-import os
-import shutil
-import socket
-import subprocess
-import time
-import urllib.request
 
 import docker
 import pytest
 
 from builder.image import registry
-from tests.docker.conftest import TAG
+from tests.docker.conftest import TAG, USER, client_with_config, free_port
 
 pytestmark = pytest.mark.removes_the_built_image
-
-USER, PASSWORD = "torchyard", "test-only-password"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def bcrypt_line(user: str, password: str) -> str:
-    try:
-        import crypt  # libxcrypt's bcrypt ($2b$), which the registry's htpasswd accepts; gone in Python 3.13
-        return f"{user}:{crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH))}"
-    except ImportError:
-        return subprocess.run(["htpasswd", "-nbB", user, password], capture_output=True, text=True,
-                              check=True).stdout.strip()  # apache2-utils
-
-
-@pytest.fixture(scope="module")
-def server(client, tmp_path_factory):
-    """docker-registry on a free loopback port with its own storage; always stopped, and the local tags
-    of its images removed."""
-    binary = shutil.which("docker-registry") or "/usr/bin/docker-registry"
-    if not os.path.exists(binary):
-        pytest.fail("needs Debian's docker-registry (apt-get install docker-registry; .ci/run installs it)")
-    root = tmp_path_factory.mktemp("registry")
-    (root / "htpasswd").write_text(bcrypt_line(USER, PASSWORD) + "\n")
-    port = free_port()
-    (root / "config.yml").write_text(f"""version: 0.1
-log: {{level: warn}}
-storage: {{filesystem: {{rootdirectory: {root / 'data'}}}, delete: {{enabled: true}}}}
-http: {{addr: "127.0.0.1:{port}", secret: test-only}}
-auth: {{htpasswd: {{realm: torchyard-test, path: {root / 'htpasswd'}}}}}
-""")
-    log = (root / "registry.log").open("w")
-    process = subprocess.Popen([binary, "serve", str(root / "config.yml")], stdout=log, stderr=subprocess.STDOUT)
-    try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1)
-            except urllib.error.HTTPError:
-                break  # 401: it answers
-            except OSError:
-                time.sleep(0.1)
-        else:
-            pytest.fail(f"docker-registry did not answer: {(root / 'registry.log').read_text()[-2000:]}")
-        yield f"127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
-        for image in client.images.list():
-            for ref in image.tags:
-                if ref.startswith(f"127.0.0.1:{port}/"):
-                    client.images.remove(ref)
-
-
-def client_with_config(config_dir) -> docker.DockerClient:
-    """A client whose credentials come from the Docker config in config_dir (the SDK reads DOCKER_CONFIG)."""
-    before = os.environ.get("DOCKER_CONFIG")
-    os.environ["DOCKER_CONFIG"] = str(config_dir)
-    try:
-        return docker.from_env(timeout=600)
-    finally:
-        if before is None:
-            del os.environ["DOCKER_CONFIG"]
-        else:
-            os.environ["DOCKER_CONFIG"] = before
-
-
-@pytest.fixture(scope="module")
-def logged_in(server, tmp_path_factory):
-    """`docker login`, as a user would, into a config of its own; a client that reads it."""
-    config = tmp_path_factory.mktemp("docker-config")
-    subprocess.run(["docker", "--config", str(config), "login", "--username", USER, "--password-stdin", server],
-                   input=PASSWORD, capture_output=True, text=True, check=True)
-    assert server in json.loads((config / "config.json").read_text())["auths"]
-    client = client_with_config(config)
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope="module")
-def digests(tmp_path_factory):
-    return tmp_path_factory.mktemp("digests")
-
-
-@pytest.fixture(scope="module")
-def pushed(logged_in, built, server, digests):
-    said = []
-    shipped = registry.push(logged_in, built.image, server, TAG, say=said.append, digests=digests)
-    print("\n".join(said[-2:]))
-    return shipped
 
 
 def test_a_push_records_the_registrys_digest(logged_in, pushed, server, digests):

@@ -20,15 +20,6 @@ from tests.docker.conftest import TAG, TEST_REPO
 RECORDINGS = Path(__file__).parent.parent / "data" / "nvml"
 
 @pytest.fixture(scope="module")
-def smoke_run(built, tmp_path_factory):
-    reports = tmp_path_factory.mktemp("reports")
-    env = {**os.environ, "TORCHYARD_REPORTS": str(reports), "TORCHYARD_GPUS": "none"}
-    done = subprocess.run(["make", "smoke", f"TAG={TAG}", f"REPO={TEST_REPO}"], cwd=layout.ROOT, env=env,
-                          capture_output=True, text=True, timeout=900)
-    return done, reports / TAG
-
-
-@pytest.fixture(scope="module")
 def report(smoke_run):
     done, folder = smoke_run
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -89,6 +80,20 @@ def test_torch_compile_passes_on_the_cpu_path_with_cpp_kernels_and_its_figures(r
     assert extension["status"] == "SKIPPED" and "not a -devel image" in extension["reason"]
 
 
+def test_torchaudio_resamples_and_makes_a_spectrogram_on_the_cpu(report):
+    """The default tag carries torchaudio: its check runs for real on this CPU-only host, with its figures."""
+    result = checks(report)["torchaudio"]
+    assert result["status"] == "PASS", result["reason"]
+    assert result["reason"].startswith("torchaudio 2.6.0+cu124: a 1000 Hz tone resampled 48 -> 16 kHz and its "
+                                       "spectrogram as they must be (no GPU: the CPU only); cpu: resample ")
+    figures = result["figures"]
+    assert figures["torchaudio"] == "2.6.0+cu124" and list(figures["audio"]) == ["cpu"]
+    cpu = figures["audio"]["cpu"]
+    assert cpu["samples"] == [[4, 96000], [4, 32000]] and cpu["peak_hz"] == 1000.0
+    assert cpu["resample_error"] < 1e-2 and cpu["tone_share"] > 0.99
+    assert cpu["resample_ms"] > 0 and cpu["spectrogram_ms"] > 0 and cpu["resample_x_realtime"] > 0
+
+
 def test_the_report_has_the_image_the_log_and_a_reproducer(report, smoke_run, built):
     done, folder = smoke_run
     assert report["image"] == built.image and report["image_id"] == built.image_id
@@ -100,6 +105,8 @@ def test_the_report_has_the_image_the_log_and_a_reproducer(report, smoke_run, bu
     log = (folder / "smoke.log").read_text()
     assert log.startswith(f"$ {command}") and "deit-s amp" in log
     assert f"{built.image}: PASS" in done.stdout
+    # the session's run has a pushed digest and a signing key (tests/docker/conftest.py): it attached its attestation
+    assert "attached the smoke attestation to" in done.stdout
 
 
 def test_dockers_default_shm_is_warned_about(built, run):

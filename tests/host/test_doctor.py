@@ -72,6 +72,15 @@ def test_h100_on_driver_535_finds_the_cuda_12_6_builds_of_the_newest_releases(sh
     assert not any("their GPU architectures are not recorded" in line for line in lines)  # none newer than 2.14
 
 
+def test_without_a_gpu_runtime_the_doctor_still_names_the_newest_tag_the_gpus_would_run(shipped):
+    """The engine cannot give containers GPUs yet (this machine's case): the newest tag the driver and GPU would run is
+    named even when it cannot be built here, before the newest that can."""
+    lines = output(shipped, "h100-driver-535", NO_RUNTIME)
+    assert lines[-2].startswith("v2.14-cu126 would run here too but cannot be built here: "
+                                "images/v2.14-cu126/requirements.lock is missing")
+    assert lines[-1] == "newest tag that runs here once containers get GPUs: make build TAG=v2.10-cu128"
+
+
 def test_h100_on_driver_580_runs_the_newest_tag(shipped):
     judged = verdicts(shipped, "h100-driver-580")
     assert judged["v2.15-cu132"].verdict == doctor.RUNS

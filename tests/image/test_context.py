@@ -6,6 +6,8 @@ import dataclasses
 import hashlib
 import io
 import json
+import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -13,6 +15,7 @@ import tarfile
 import pytest
 
 from builder import layout
+from builder.inputs import InputError
 from builder.image import base, build, context, render, steps
 
 
@@ -85,6 +88,34 @@ def test_a_mode_in_the_checkout_changes_nothing(spec, tmp_path):
     (root / "images" / spec.tag / "requirements.txt").chmod(0o755)
     (root / "image_files" / "entrypoint.py").chmod(0o600)
     assert context.assemble(spec, images=root / "images", root=root).tar == before.tar
+
+
+@pytest.mark.parametrize("where", ["images/v2.6-cu124/extra", "smoke_tests/extra.py", "image_files/entrypoint.py"])
+def test_a_symlink_among_the_sources_is_refused_by_name_and_its_target_never_read(spec, tmp_path, where):
+    """A committed link to a host file (a key, /etc/shadow) must not carry that file into the engine's context."""
+    root = tmp_path / "repo"
+    copy_sources(spec, root)
+    secret = tmp_path / "host-secret"
+    secret.write_text("not for the image\n")
+    link = root / where
+    link.unlink(missing_ok=True)
+    link.symlink_to(secret)
+    with pytest.raises(InputError, match=f"{re.escape(str(link))} is a symlink") as refused:
+        context.assemble(spec, images=root / "images", root=root)
+    assert "not for the image" not in str(refused.value)
+
+
+def test_a_source_past_the_cap_or_not_a_regular_file_is_refused(spec, tmp_path, monkeypatch):
+    root = tmp_path / "repo"
+    copy_sources(spec, root)
+    monkeypatch.setattr(context, "MAX_SOURCE_BYTES", 1000)
+    with pytest.raises(InputError, match="larger than 1,000 bytes"):
+        context.assemble(spec, images=root / "images", root=root)
+    monkeypatch.undo()
+    fifo = root / "images" / spec.tag / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match="FIFO"):  # opening it must not wait for a writer
+        context.assemble(spec, images=root / "images", root=root)
 
 
 def test_a_one_line_change_to_a_carried_file_changes_the_context(spec, tmp_path):

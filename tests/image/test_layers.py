@@ -43,7 +43,9 @@ def test_every_entry_of_every_lock_is_in_exactly_one_layer_and_each_cuda_wheel_a
 def test_the_order_is_the_fixed_one_whatever_the_suffix(locked):
     planned = [layer.what for layer in plan(locked, "v2.6-cu124")]
     assert planned[:4] == ["nvidia-cuda-runtime-cu12", "nvidia-cuda-nvrtc-cu12", "nvidia-cuda-cupti-cu12", "nvidia-nvtx-cu12"]
-    assert planned[-4:-1] == ["nvidia-nccl-cu12", "nvidia-nvjitlink-cu12", "nvidia-cusparselt-cu12"]
+    torch = planned.index("torch, torchvision and the rest of torch's lock")
+    assert planned[torch - 3:torch] == ["nvidia-nccl-cu12", "nvidia-nvjitlink-cu12", "nvidia-cusparselt-cu12"]
+    assert planned[torch + 1:] == ["torchaudio"]  # the tag's optional torchaudio, alone above torch's
     cu13 = [layer.what for layer in plan(locked, "v2.13-cu130")]
     assert [layers.family_name(n) for n in cu13[:4]] == [layers.family_name(n) for n in planned[:4]]
 
@@ -82,6 +84,20 @@ def test_adding_a_tag_changes_no_other_tags_layers(locked):
     assert {tag: layers.plan(*value) for tag, value in locked.items()} == before
     cuda = [layer.what for layer in newer if layer.what.startswith("nvidia")]
     assert cuda[-1] == "nvidia-cuquantum-cu12" and newer[:len(cuda) - 1] == before["v2.6-cu124"][:len(cuda) - 1]
+
+
+def test_torchaudio_is_a_layer_of_its_own_above_torchs_and_below_the_compilers(locked):
+    """torch's layer is the same artifacts with or without torchaudio, so a tag that adds it shares every layer below;
+    a -devel tag's compiler wheels still come last."""
+    spec, packages = locked["v2.6-cu124"]
+    without = layers.plan(spec, tuple(p for p in packages if p.name != "torchaudio"))
+    assert layers.plan(spec, packages) == [*without, layers.Layer("torchaudio", tuple(p for p in packages
+                                                                                     if p.name == "torchaudio"))]
+    devel_spec, devel_packages = locked["v2.15-cu132-devel"]
+    torchaudio = lockfile.Locked("torchaudio", "2.11.0", "b" * 64, "https://example.invalid/torchaudio.whl", 1)
+    planned = [layer.what for layer in layers.plan(devel_spec, (torchaudio, *devel_packages))]
+    assert planned[-3:] == ["torch, torchvision and the rest of torch's lock", "torchaudio",
+                            "-devel: the CUDA compiler's wheels"]
 
 
 @pytest.mark.parametrize("field,value", [("sha256", "2fc8';touch x;'"), ("version", "1.0 --index-url=http://x"),

@@ -1,5 +1,6 @@
 """Rendering: committed images/ equal a fresh render; decisions are Python's, build inputs stay out."""
 
+import dataclasses
 import filecmp
 import itertools
 import json
@@ -104,7 +105,8 @@ def test_torch_and_the_workspace_are_layers_of_their_own_each_compiled_once(spec
     workspace_step = next(line for line in instructions if f"-r {layout.SHARE}/{layout.WORKSPACE_LOCK_FILE}" in line)
     # torch's lock, every line of it once, in the planned layers; then the workspace's lock comes in, so a change to it
     # leaves every torch step cached
-    assert len(wheel_steps) == len(planned(spec)) and "'torch==2.6.0 --hash=sha256:" in wheel_steps[-1]
+    assert len(wheel_steps) == len(planned(spec)) and "'torch==2.6.0 --hash=sha256:" in wheel_steps[-2]
+    assert "'torchaudio==2.6.0 --hash=sha256:" in wheel_steps[-1]  # the tag's optional torchaudio: above torch's
     order = [instructions.index(line) for line in (venv_step, *wheel_steps)]
     assert order == sorted(order)
     assert order[-1] < instructions.index(f"COPY {steps.ROOTFS}/workspace/ /") < instructions.index(workspace_step)
@@ -144,6 +146,24 @@ def test_a_lock_entry_reaches_the_shell_only_as_one_quoted_requirement(specs, tm
     assert not any("-r /dev/stdin" in line for line in dockerfile.splitlines())  # nothing of that lock is installed
     with pytest.raises(lockfile.LockError, match="nvidia-cublas-cu12"):
         layers.plan(spec, lockfile.read(tmp_path / spec.tag / layout.LOCK_FILE))
+
+
+def test_torchaudio_comes_from_torchs_index_in_the_tags_that_ask_for_it_labelled_constrained_and_checked(specs):
+    """The default tag names torchaudio; v2.6-cu118 does not (an index variant would take torchaudio's +cu118 build
+    from the PyTorch wheel index, beside its torch); a tag without the key has none anywhere, and says so."""
+    files = render.render(specs["v2.6-cu124"])
+    assert files["requirements.txt"].splitlines()[:3] == ["torch==2.6.0", "torchvision==0.21.0", "torchaudio==2.6.0"]
+    assert 'io.torchyard.torchaudio="2.6.0"' in files["Dockerfile"]
+    spec_json = json.loads(files["spec.json"])
+    assert (spec_json["torchaudio"], spec_json["constrained"]) == ("2.6.0", ["torch", "torchvision", "torchaudio"])
+    index_variant = dataclasses.replace(specs["v2.6-cu118"], torchaudio="2.6.0")
+    assert render.requirements(index_variant)[:3] == ["torch==2.6.0+cu118", "torchvision==0.21.0+cu118",
+                                                      "torchaudio==2.6.0+cu118"]
+    for tag in ("v2.6-cu118", "v2.6-cu124-devel", "v2.15-cu132"):
+        files = render.render(specs[tag])
+        assert "torchaudio" not in files["requirements.txt"] and "io.torchyard.torchaudio" not in files["Dockerfile"]
+        assert json.loads(files["spec.json"])["torchaudio"] is None  # check_image.py: an image without one has none
+        assert "torchaudio" not in render.constrained(specs[tag])
 
 
 def test_labels_carry_the_spec(specs):
@@ -242,7 +262,8 @@ def test_pip_and_uv_are_held_to_the_images_constraints(specs):
     assert f"PIP_CONSTRAINT={layout.CONSTRAINTS} \\" in files["Dockerfile"]
     assert f"UV_CONSTRAINT={layout.CONSTRAINTS} \\" in files["Dockerfile"]
     assert f"python {layout.SHARE}/constraints.py {layout.SHARE}" in files["Dockerfile"]
-    assert '"constrained": [\n    "torch",\n    "torchvision"\n  ]' in files["spec.json"]
+    assert '"constrained": [\n    "torch",\n    "torchvision",\n    "torchaudio"\n  ]' in files["spec.json"]
+    assert render.constrained(specs["v2.6-cu124-devel"]) == ["torch", "torchvision"]  # a tag without torchaudio
     assert (layout.IMAGE_FILES / "torchyard-pip-guard.pth").read_text() == "import torchyard_pip_guard\n"
     site = "/opt/venv/lib/python3.11/site-packages"
     assert ("image_files/torchyard-pip-guard.pth", f"{site}/torchyard-pip-guard.pth") in copied(specs["v2.6-cu124"])
@@ -289,7 +310,7 @@ def _cli(*args, cwd=ROOT):
 
 def test_render_of_a_one_tag_matrix_deletes_nothing_and_says_how(tmp_path):
     one = tmp_path / "one-tag.yaml"
-    one.write_text('default: v2.6-cu124\nimages:\n  v2.6-cu124: {torch: "2.6.0", size_budget: 6.5GB}\n')
+    one.write_text('default: v2.6-cu124\nimages:\n  v2.6-cu124: {torch: "2.6.0", torchaudio: "2.6.0", size_budget: 6.5GB}\n')
     before = {p: p.stat().st_mtime_ns for p in (ROOT / "images").rglob("*")}
     result = _cli("--matrix", str(one), "render")
     assert result.returncode == 0, result.stderr

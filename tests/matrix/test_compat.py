@@ -1,6 +1,12 @@
 """The compatibility facts hold together: every derived value the code needs is there."""
 
+from builder import layout
+from builder.image import render
+from builder.matrix import compat
 from builder.matrix.compat import cuda_of_variant, cudnn_number
+from builder.matrix.load import load
+from tests.conftest import ROOT
+from tests.torch_index import without_pypi_wheel
 
 
 def test_every_release_publishes_its_pypi_variant(facts):
@@ -92,3 +98,18 @@ def test_a_python_torchvision_lacks_is_named_with_both_lists(facts):
         "torchvision 0.20.1 (the one torch 2.5.1 pairs with) has no wheels for Python 3.13 (it has 3.9, 3.10, 3.11, "
         "3.12, torch has 3.9, 3.10, 3.11, 3.12, 3.13)")
     assert facts.releases["2.5.1"].missing_wheels("3.12") is None
+
+
+def test_a_release_pypi_does_not_carry_takes_every_variant_from_the_pytorch_index(tmp_path):
+    """pypi: null (a release candidate on the PyTorch wheel index alone; the loopback-index build's clone records
+    2.6.0 so): every tag of the release is an index variant, its torch pinned with the local version."""
+    facts_file = tmp_path / "compat.yaml"
+    facts_file.write_text(without_pypi_wheel(compat.FACTS_FILE.read_text(), "2.6.0"))
+    facts = compat.load(facts_file)
+    assert facts.releases["2.6.0"].pypi_variant is None and facts.releases["2.5.1"].pypi_variant == "cu124"
+    matrix = load(ROOT / "matrix.yaml", facts)
+    assert {tag: matrix.specs[tag].index for tag in ("v2.6-cu118", "v2.6-cu124", "v2.6-cu126", "v2.5-cu124")} == {
+        "v2.6-cu118": "cu118", "v2.6-cu124": "cu124", "v2.6-cu126": "cu126", "v2.5-cu124": "pypi"}
+    render.write(matrix.specs["v2.6-cu124"], tmp_path)
+    assert (tmp_path / "v2.6-cu124" / layout.REQUIREMENTS).read_text().startswith(
+        "torch==2.6.0+cu124\ntorchvision==0.21.0+cu124\n")

@@ -33,7 +33,7 @@ REFUSALS = [
     pytest.param('default: v2.6-cu124\nimages:\n  v2.6-cu124: "2.6.0"\n',
                  ['matrix.yaml:3: images.v2.6-cu124: expected a mapping, e.g. {torch: "2.6.0"}'], id='entry_not_mapping'),
     pytest.param('default: v2.6-cu124\nimages:\n  v2.6-cu124: {torch: "2.6.0", zzzz: 1}\n',
-                 ["matrix.yaml:3: images.v2.6-cu124.zzzz: unknown key 'zzzz'; allowed keys: torch, cuda, python, torchvision, cudnn, base, extra_packages, allow_direct_urls, size_budget"], id='unknown_entry_key_no_hint'),
+                 ["matrix.yaml:3: images.v2.6-cu124.zzzz: unknown key 'zzzz'; allowed keys: torch, cuda, python, torchvision, torchaudio, cudnn, base, extra_packages, allow_direct_urls, size_budget"], id='unknown_entry_key_no_hint'),
     pytest.param('default: v2.6-cu124\nimages:\n  v2.6-cu124: {python: "3.11"}\n',
                  ['matrix.yaml:3: images.v2.6-cu124: names no torch version; add e.g. torch: "2.6"'], id='no_torch'),
     pytest.param('default: v2.6-cu124\nimages:\n  v2.6-cu124: {torch: 2.6}\n',

@@ -162,6 +162,14 @@ def test_a_broken_record_is_skipped_not_fatal(shipped, reports):
      "1× NVIDIA H200 sm_90", None),
     ({"name": "compile", "status": "FAIL", "reason": "compiled output differs from eager", "figures": {}},
      "compiled output differs from eager", None),
+    ({"name": "torchaudio", "status": "PASS", "figures": {"audio": {
+        "cpu": {"resample_ms": 12.34, "spectrogram_ms": 3.21, "peak_hz": 1000.0},
+        "cuda": {"resample_ms": 0.41, "spectrogram_ms": 0.18, "vs_cpu": {"resample": 1e-7}}}}},
+     "cuda: resample 0.4 ms, spectrogram 0.2 ms", 0.41),
+    ({"name": "torchaudio", "status": "PASS", "figures": {"audio": {"cpu": {"resample_ms": 12.34, "spectrogram_ms": 3.21}}}},
+     "cpu: resample 12.3 ms, spectrogram 3.2 ms", 12.34),
+    ({"name": "torchaudio", "status": "SKIPPED", "reason": "this image carries no torchaudio", "figures": {}},
+     "skipped", None),
 ])
 def test_each_check_has_its_headline(check, text, value):
     assert report_rows.headline(msgspec.convert(check, records.Check)) == (text, value)
@@ -169,3 +177,32 @@ def test_each_check_has_its_headline(check, text, value):
 
 def test_chart_ticks_are_round_numbers():
     assert [charts.nice_step(t) for t in (6.2, 95, 3600, 0.9)] == [2, 20, 1000, 0.2]
+
+
+def test_the_attested_smoke_verdict_is_shown_beside_the_local_one_and_the_sbom_is_linked(shipped, reports):
+    verdict = "PASS on CPU, 2 cores (SKIPPED: cuda, cudnn conv, nccl all-reduce)"
+    records.write_report(reports, "v2.6-cu124", records.ATTESTED, {"127.0.0.1:5000/torchyard:v2.6-cu124": records.Attachment(
+        digest="sha256:" + "a" * 64, keyid="k" * 64, date="2026-11-26T10:00:00+00:00",
+        artifacts={"urn:torchyard:smoke-report:v1": "sha256:" + "b" * 64}, smoke=verdict)})
+    (reports / "v2.6-cu124" / records.SBOM).write_text("{}")
+    made = collect(shipped, reports)
+    row = rows(made)["v2.6-cu124"]
+    assert row.sbom == "v2.6-cu124/sbom.cdx.json" and row.attested[0]["smoke"] == verdict
+    assert rows(made)["v2.15-cu132"].sbom is None and rows(made)["v2.15-cu132"].attested == ()
+    columns, table = page.table(made)
+    keys = [c["key"] for c in columns]
+    cells = dict(zip(keys, next(r for r in table if r["tag"] == "v2.6-cu124")["cells"]))
+    assert keys.index("attested") == keys.index("measured") + 1  # beside the local verdict
+    assert cells["attested"]["text"] == "PASS · signed" and verdict in cells["attested"]["title"]
+    assert cells["sbom"]["href"] == "v2.6-cu124/sbom.cdx.json"
+    html = page.html(made)
+    # a link to the file beside the page, opened only when clicked: nothing is fetched when the page opens
+    assert re.findall(r"""href\s*=\s*"([^"]*)\"""", html) == ["v2.6-cu124/sbom.cdx.json"]
+    line = next(line for line in page.markdown(made).splitlines() if line.startswith("| v2.6-cu124 |"))
+    assert line.endswith(f"| {verdict} | [CycloneDX](v2.6-cu124/sbom.cdx.json) |")
+
+
+def test_a_broken_attested_record_is_named_and_the_report_goes_on(shipped, reports):
+    (reports / "v2.6-cu124" / records.ATTESTED).write_text('{"r": {"digest": "sha256:1"}}')
+    row = rows(collect(shipped, reports))["v2.6-cu124"]
+    assert row.attested == () and row.broken[0].startswith("reports/v2.6-cu124/attested.json is broken (")

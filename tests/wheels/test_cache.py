@@ -397,7 +397,10 @@ def test_a_fetch_ended_by_a_signal_leaves_no_part_file(tmp_path, signal_name):
     folder = tmp_path / "c"
     with Hostile(stall) as server:
         script = (
-            "import sys\nfrom pathlib import Path\nfrom builder.wheels import cache, network\n"
+            # SIGINT as a terminal's make has it: a job started in the background (nohup …&, some CI runners) has
+            # it ignored, and the fetch rightly keeps an ignored SIGINT ignored
+            "import signal, sys\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n"
+            "from pathlib import Path\nfrom builder.wheels import cache, network\n"
             "from builder.wheels.lockfile import Locked\n"
             f"item = cache.Wanted(Locked('small', '2.0', 'a' * 64, {server.url + '/small-2.0-py3-none-any.whl'!r}, 1000), 'l', 't')\n"
             f"try:\n    cache.fetch([item], network.NetworkSettings(), say=print, cache=Path({str(folder)!r}))\n"

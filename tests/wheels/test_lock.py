@@ -12,6 +12,7 @@ from builder.inputs import InputError
 from builder.matrix.load import load
 from builder.wheels import lock, lockfile, network
 from tests.conftest import ROOT
+from tests import loopback
 from tests.loopback import serving
 
 SHA = "a" * 64
@@ -48,12 +49,15 @@ def test_an_artifact_without_sha256_is_refused(spec):
 
 
 def test_uv_sees_only_the_build_index_and_the_image_platform(spec, tmp_path):
-    command = lock.uv_command(spec, tmp_path / "r.txt", tmp_path / "out.toml", lock.indexes(spec, network.NetworkSettings()),
+    command = lock.uv_command(spec, tmp_path / "r.txt", tmp_path / "out.toml", tmp_path / "uv.toml",
                               network.NetworkSettings(), tmp_path / "cache")
     assert "--no-config" in command and "--no-python-downloads" in command
     assert command[command.index("--only-binary") + 1] == ":all:"
-    assert command[command.index("--index-url") + 1] == "https://pypi.org/simple"
-    assert "--extra-index-url" not in command and "--find-links" not in " ".join(command)
+    assert command[command.index("--config-file") + 1] == str(tmp_path / "uv.toml")  # the indexes: that file's only
+    assert lock.uv_indexes(lock.indexes(spec, network.NetworkSettings()), network.NetworkSettings()) == (
+        '[[index]]\nurl = "https://pypi.org/simple"\ndefault = true\n')
+    assert not {"--index", "--default-index", "--index-url", "--extra-index-url"} & set(command)
+    assert "--find-links" not in " ".join(command)
     assert command[command.index("--python-version") + 1] == "3.11"  # markers are the image's Python's
     assert command[command.index("--python-platform") + 1] == "x86_64-manylinux_2_36"  # bookworm's glibc
     env = lock.clean_environment({"PIP_FIND_LINKS": "/opt/wheels", "PIP_CONSTRAINT": "/c.txt", "UV_INDEX_URL": "x",
@@ -66,9 +70,12 @@ def test_uv_sees_only_the_build_index_and_the_image_platform(spec, tmp_path):
 def test_a_forwarded_mirror_is_what_the_lock_resolves_against(spec, shipped):
     mirror = network.NetworkSettings(pip={"index-url": ["https://mirror.example/simple"],
                                           "extra-index-url": ["https://more.example/simple"]})
-    assert lock.indexes(spec, mirror) == ["https://mirror.example/simple", "https://more.example/simple"]
-    # An index variant reads only the PyTorch wheel index, as its Dockerfile's --index-url says.
-    assert lock.indexes(shipped.specs["v2.6-cu118"], mirror) == [f"{network.TORCH_INDEX}/cu118"]
+    # In the order uv searches them: the extra index before the default one.
+    assert lock.indexes(spec, mirror) == ["https://more.example/simple", "https://mirror.example/simple"]
+    # An index variant: the PyTorch wheel index first (torch and what it mirrors come from it alone), then the
+    # configured ones for what it does not hold (nvidia-ml-py, extra_packages).
+    assert lock.indexes(shipped.specs["v2.6-cu118"], mirror) == [
+        f"{network.TORCH_INDEX}/cu118", "https://more.example/simple", "https://mirror.example/simple"]
 
 
 def test_missing_and_stale_locks_say_what_to_run(spec, shipped, tmp_path):
@@ -192,18 +199,17 @@ def test_markers_are_the_images_python_not_this_machines(shipped):
 
 def test_uvs_command_is_exactly_the_images_platform_and_the_given_indexes(spec, shipped, tmp_path):
     settings = network.NetworkSettings(pip={"trusted-host": ["mirror.example"]})
-    command = lock.uv_command(spec, tmp_path / "r.txt", tmp_path / "out.toml",
-                              ["https://a.example/simple", "https://b.example/simple"], settings, tmp_path / "cache",
-                              tmp_path / "c.txt")
+    command = lock.uv_command(spec, tmp_path / "r.txt", tmp_path / "out.toml", tmp_path / "uv.toml", settings,
+                              tmp_path / "cache", tmp_path / "c.txt")
     assert command == [
         lock.uv_binary(), "pip", "compile", "--quiet", "--no-progress", "--color", "never", "--no-config",
-        "--no-python-downloads", "--no-header", "--format", "pylock.toml", "--python-version", "3.11",
-        "--python-platform", "x86_64-manylinux_2_36", "--only-binary", ":all:", "--cache-dir", str(tmp_path / "cache"),
-        "--index-url", "https://a.example/simple", "--extra-index-url", "https://b.example/simple",
+        "--config-file", str(tmp_path / "uv.toml"), "--no-python-downloads", "--no-header", "--format", "pylock.toml",
+        "--python-version", "3.11", "--python-platform", "x86_64-manylinux_2_36", "--only-binary", ":all:",
+        "--cache-dir", str(tmp_path / "cache"), "--index-strategy", "first-index",
         "--allow-insecure-host", "mirror.example", "--constraints", str(tmp_path / "c.txt"),
         "--output-file", str(tmp_path / "out.toml"), str(tmp_path / "r.txt")]
     devel = lock.uv_command(shipped.specs["v2.6-cu124-devel"], tmp_path / "r.txt", tmp_path / "out.toml",
-                            [lock.PYPI_SIMPLE], network.NetworkSettings(), tmp_path / "cache")
+                            tmp_path / "uv.toml", network.NetworkSettings(), tmp_path / "cache")
     assert "--allow-insecure-host" not in devel and "--constraints" not in devel
     # trixie's glibc is 2.41; uv names platforms up to manylinux_2_40
     assert devel[devel.index("--python-version") + 1:devel.index("--python-platform") + 2] == [
@@ -268,10 +274,22 @@ def test_an_index_that_answers_is_reachable_whatever_it_answers():
         "[Errno 111] Connection refused")
 
 
-def test_the_first_configured_index_is_the_index_and_the_extras_follow():
+def test_the_configured_indexes_are_searched_extras_first_and_the_first_index_url_last():
     settings = network.NetworkSettings(pip={"index-url": ["https://a.example/simple", "https://ignored.example/simple"],
-                                            "extra-index-url": ["https://b.example/simple"]})
-    assert lock._configured_indexes(settings) == ["https://a.example/simple", "https://b.example/simple"]
+                                            "extra-index-url": ["https://b.example/simple", "https://c.example/simple"]})
+    assert lock._configured_indexes(settings) == [
+        "https://b.example/simple", "https://c.example/simple", "https://a.example/simple"]
+
+
+def test_uvs_indexes_are_in_search_order_the_last_the_default_and_the_torch_indexs_403s_ignored():
+    """The PyTorch wheel index answers 403 for a project it lacks; uv would stop there (it exempts only
+    download.pytorch.org, by name): its 403s are ignored, wherever TORCHYARD_TORCH_INDEX puts it, and no other's."""
+    settings = network.NetworkSettings(torch_index="https://u:pw@Mirror.example/whl")
+    assert lock.uv_indexes(["https://mirror.example/whl/cu126", 'https://b.example/"q"\\/simple',
+                            "https://mirror.example/whlx/simple"], settings) == (
+        '[[index]]\nurl = "https://mirror.example/whl/cu126"\nignore-error-codes = [403]\n'
+        '[[index]]\nurl = "https://b.example/\\"q\\"\\\\/simple"\n'
+        '[[index]]\nurl = "https://mirror.example/whlx/simple"\ndefault = true\n')
 
 
 def test_the_workspace_locks_header_names_its_inputs(spec):
@@ -628,56 +646,18 @@ def test_a_broken_lock_names_the_tag_it_was_asked_for_not_its_folder(tmp_path):
         lockfile.load(moved, "v2.6-cu124")
 
 
-def _wheel(folder, name: str, version: str, requires: str = "") -> str:
-    """A real (tiny, pure-Python) wheel of the name and version; its file name."""
-    import zipfile
-
-    filename = f"{name}-{version}-py3-none-any.whl"
-    info = f"{name}-{version}.dist-info"
-    with zipfile.ZipFile(folder / filename, "w") as whl:
-        whl.writestr(f"{name}/__init__.py", "")
-        whl.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
-                                         + (f"Requires-Dist: {requires}\n" if requires else ""))
-        whl.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
-        whl.writestr(f"{info}/RECORD", "")
-    return filename
-
-
 @pytest.fixture
 def local_index(tmp_path, monkeypatch):
     """A PEP 503 index on loopback that serves real wheels: pkg 1.0 and 2.0; app 1.0 (needs pkg<2) and 2.0 (needs
-    pkg>=2). Yields (its URL with credentials, the Authorization headers it was sent, the wheels' folder)."""
-    import functools
-    import hashlib
-    import http.server
-    import threading
-
+    pkg>=2); it wants credentials. Yields (its URL with them, what it was asked, the wheels' folder)."""
     monkeypatch.setenv("TORCHYARD_CACHE", str(tmp_path / "cache"))  # uv's own cache: not this machine's
-    root = tmp_path / "index"
-    files = root / "files"
-    files.mkdir(parents=True)
-    made = {"pkg": [_wheel(files, "pkg", "1.0"), _wheel(files, "pkg", "2.0")],
-            "app": [_wheel(files, "app", "1.0", "pkg<2"), _wheel(files, "app", "2.0", "pkg>=2")]}
-    for project, wheels in made.items():
-        (root / "simple" / project).mkdir(parents=True)
-        links = "".join(f'<a href="/files/{w}#sha256={hashlib.sha256((files / w).read_bytes()).hexdigest()}">{w}</a>\n'
-                        for w in wheels)
-        (root / "simple" / project / "index.html").write_text(f"<html><body>\n{links}</body></html>\n")
-    seen = []
-
-    class Index(http.server.SimpleHTTPRequestHandler):
-        def send_head(self):
-            seen.append(self.headers.get("Authorization"))
-            return super().send_head()
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Index, directory=str(root)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://alice:s3cret@127.0.0.1:{server.server_port}/simple", seen, files
-    server.shutdown()
-    server.server_close()
+    files = tmp_path / "files"
+    files.mkdir()
+    made = [loopback.wheel(files, "pkg", "1.0"), loopback.wheel(files, "pkg", "2.0"), loopback.wheel(files, "app", "1.0", "pkg<2"),
+            loopback.wheel(files, "app", "2.0", "pkg>=2")]
+    with loopback.index({"/simple": [loopback.Listed.of(files / w) for w in made]}, files="/files",
+                        credentials=("alice", "s3cret")) as served:
+        yield served.url.replace("http://", "http://alice:s3cret@") + "/simple", served, files
 
 
 def _requirements(images, tag, torch_step: str, workspace: str):
@@ -692,7 +672,7 @@ def test_make_lock_resolves_both_steps_with_uv_against_the_index_and_its_credent
     import base64
     import hashlib
 
-    index, seen, files = local_index
+    index, served, files = local_index
     settings = network.NetworkSettings(pip={"index-url": [index]})
     images = tmp_path / "images"
     _requirements(images, spec.tag, "pkg<2\n", "app\n")
@@ -711,10 +691,53 @@ def test_make_lock_resolves_both_steps_with_uv_against_the_index_and_its_credent
     assert second.source == f"{layout.WORKSPACE_REQUIREMENTS} + {layout.LOCK_FILE}"  # its input covers torch's lock
     assert "s3cret" not in first.text() + second.text()
     assert (tmp_path / "cache" / "uv").is_dir()  # uv's metadata cache is torchyard's, kept for the next lock
-    assert f"Basic {base64.b64encode(b'alice:s3cret').decode()}" in seen  # uv read them from the netrc
+    sent = [authorization for _, path, authorization, *_ in served.seen if path.startswith("/simple/")]
+    assert f"Basic {base64.b64encode(b'alice:s3cret').decode()}" in sent  # uv read them from the netrc
     said.clear()
     assert lock.lock_all([spec], settings, say=said.append, images=images) == []
     assert said[0].endswith(" (unchanged)")
+
+
+@pytest.mark.parametrize("absent, pep691", [(403, False), (404, True)], ids=["as-download.pytorch.org", "pep691-json"])
+def test_an_index_variant_takes_what_the_torch_index_holds_from_it_and_the_rest_from_the_configured_index(
+        shipped, tmp_path, monkeypatch, absent, pep691):
+    """uv, for real, against a stand-in of the PyTorch wheel index (/whl/cu118/, credentials required) and a
+    configured index. The PyTorch index holds torch+cu118 and dep 1.0, not nvidia-ml-py (nor does the real one):
+    locking an index variant against it alone failed for every such tag (nvidia-ml-py 'not found'); and where it
+    answers 403 for what it lacks, as download.pytorch.org does, uv stopped there. dep 2.0 on the configured index
+    is not taken (first-index: dep is on the PyTorch index), and the credentials go to the PyTorch index alone."""
+    import base64
+
+    monkeypatch.setenv("TORCHYARD_CACHE", str(tmp_path / "cache"))
+    variant = shipped.specs["v2.6-cu118"]
+    files = tmp_path / "files"
+    files.mkdir()
+    torch_side = [loopback.wheel(files, "torch", "2.6.0+cu118", "dep"), loopback.wheel(files, "dep", "1.0")]
+    pypi_side = [loopback.wheel(files, "torch", "2.6.0", "dep"), loopback.wheel(files, "dep", "2.0"),
+                 loopback.wheel(files, "nvidia_ml_py", "13.615.71"), loopback.wheel(files, "app", "1.0")]
+    images = tmp_path / "images"
+    _requirements(images, variant.tag, "torch==2.6.0+cu118\nnvidia-ml-py==13.615.71\n", "app\n")
+    listed = lambda names: [loopback.Listed.of(files / n) for n in names]  # noqa: E731
+    with loopback.index({"/whl/cu118": listed(torch_side)}, credentials=("alice", "s3cret"), absent=absent,
+                        pep691=pep691) as torch_index, \
+            loopback.index({"/simple": listed(pypi_side)}, host="127.0.0.2", pep691=pep691) as pypi:
+        settings = network.NetworkSettings(pip={"index-url": [f"{pypi.url}/simple"]},
+                                           torch_index=torch_index.url.replace("http://", "http://alice:s3cret@") + "/whl")
+        said = []
+        assert lock.lock_all([variant], settings, say=said.append, images=images) == [], said
+    first = lockfile.load(images / variant.tag / layout.LOCK_FILE, variant.tag)
+    assert {p.name: (p.version, p.url) for p in first.packages} == {
+        "dep": ("1.0", f"{torch_index.url}/whl/cu118/dep-1.0-py3-none-any.whl"),
+        "nvidia-ml-py": ("13.615.71", f"{pypi.url}/simple/nvidia_ml_py-13.615.71-py3-none-any.whl"),
+        "torch": ("2.6.0+cu118", f"{torch_index.url}/whl/cu118/torch-2.6.0%2Bcu118-py3-none-any.whl")}
+    assert first.indexes == (f"{torch_index.url}/whl/cu118", f"{pypi.url}/simple")
+    assert [p.name for p in lockfile.read(images / variant.tag / layout.WORKSPACE_LOCK_FILE)] == ["app"]
+    asked = {(path, status) for _, path, _, _, status, _ in torch_index.seen}  # and 401s: uv asks without credentials first
+    assert ("/whl/cu118/nvidia-ml-py/", absent) in asked and ("/whl/cu118/torch/", 200) in asked
+    assert f"Basic {base64.b64encode(b'alice:s3cret').decode()}" in {auth for _, _, auth, *_ in torch_index.seen}
+    assert {auth for _, _, auth, *_ in pypi.seen} == {None}  # another host: never the PyTorch index's credentials
+    heads = [path for method, path, *_ in torch_index.seen + pypi.seen if method == "HEAD" and path.endswith(".whl")]
+    assert len(heads) == (0 if pep691 else 4)  # an HTML page lists no sizes: a HEAD each; PEP 691 JSON has them
 
 
 def test_a_resolution_uv_refuses_says_what_uv_said(spec, local_index, tmp_path):
@@ -778,3 +801,36 @@ def test_a_lock_is_not_made_before_its_requirements_are_rendered(spec, tmp_path)
     with pytest.raises(lockfile.LockError) as refused:
         lock.resolve(spec, network.NetworkSettings(), tmp_path)
     assert str(refused.value) == f"{tmp_path / spec.tag / layout.REQUIREMENTS} is missing; run `make render` first"
+
+
+def test_a_relock_keeps_what_the_locks_hold_and_upgrade_takes_the_newest(spec, local_index, tmp_path):
+    """uv, for real: a tag locked at pkg 1.0 (app 1.0 with it) keeps both when its requirements widen, as `make lock`
+    after adding torchaudio kept every other pin; a requirement the kept version no longer meets moves it; UPGRADE=1
+    resolves everything to the newest."""
+    index, _, _ = local_index
+    settings = network.NetworkSettings(pip={"index-url": [index]})
+    images = tmp_path / "images"
+
+    def relock(torch_step: str, upgrade: bool = False) -> tuple[dict, dict]:
+        _requirements(images, spec.tag, torch_step, "app\n")
+        assert lock.lock_all([spec], settings, say=lambda _: None, images=images, upgrade=upgrade) == []
+        return tuple(lockfile.packages(images / spec.tag / name) for name in layout.LOCKS)
+
+    assert relock("pkg<2\n") == ({"pkg": "1.0"}, {"app": "1.0"})
+    assert relock("pkg\n") == ({"pkg": "1.0"}, {"app": "1.0"})  # pkg 2.0 (and app 2.0) would be allowed now
+    assert lockfile.problem(spec, images) is None  # the lock is made from the new requirements
+    assert relock("pkg\n", upgrade=True) == ({"pkg": "2.0"}, {"app": "2.0"})
+    assert relock("pkg<2\n") == ({"pkg": "1.0"}, {"app": "1.0"})  # kept where allowed, moved where not
+    assert relock("pkg>=2\n") == ({"pkg": "2.0"}, {"app": "2.0"})
+
+
+def test_the_preferences_are_a_pylock_of_names_and_versions_and_a_broken_lock_gives_none(tmp_path):
+    import tomllib
+
+    text = lock.preferences({"torch": "2.6.0+cu118", "filelock": "4.3.1"})
+    assert tomllib.loads(text) == {"lock-version": "1.0", "created-by": "torchyard", "packages": [
+        {"name": "filelock", "version": "4.3.1"}, {"name": "torch", "version": "2.6.0+cu118"}]}
+    assert lock.kept(tmp_path / "none.lock") == {}
+    (tmp_path / "broken.lock").write_text("torch==2.6.0\n")  # no header: a relock replaces it
+    assert lock.kept(tmp_path / "broken.lock") == {}
+    assert lock.kept(ROOT / "images" / "v2.6-cu124" / layout.LOCK_FILE)["torch"] == "2.6.0"
