@@ -13,12 +13,12 @@ import sys
 import time
 from pathlib import Path
 
-from builder import layout, options, records
+from builder import inputs, layout, options, records
 from builder.attest import AttestError
 from builder.host import doctor, gpu, smoke, workspace
 from builder.image import base, build, engine, registry, render, size, verify
 from builder.inputs import InputError
-from builder.jobs import ci, cluster, k8s, multinode, slurm
+from builder.jobs import ci, cluster, devcontainer, k8s, multinode, slurm
 from builder.matrix import compat
 from builder.matrix.load import load
 from builder.matrix.types import Matrix, MatrixError
@@ -314,6 +314,24 @@ def cmd_slurm(matrix: Matrix, args) -> int:
     return 0
 
 
+def cmd_devcontainer(matrix: Matrix, args) -> int:
+    specs = matrix.select(args.tag)
+    if len(specs) != 1:
+        return _fail("devcontainer writes one devcontainer.json: give one TAG, not 'all'", INVALID)
+    tag = specs[0].tag
+    path = devcontainer.target(args.devcontainer_dir, tag)
+    if args.devcontainer_dir is None:
+        inputs.folder(path.parent, "DEVCONTAINER_DIR")  # the default folder: nothing else may stand there
+    img = devcontainer.image(tag, args.repo, args.registry, args.digests)
+    changed = devcontainer.write(path, devcontainer.text(tag, img))
+    _say(f"{'wrote' if changed else 'unchanged:'} {path}: {tag} from {img.note}")
+    where = path.absolute()
+    project = where.parents[2] if where.parents[1].name == devcontainer.FOLDER else Path("<your project>")
+    _say(f"open it: VS Code on {project} (Reopen in Container), or "
+         f"devcontainer up --workspace-folder {project} --config {path}")
+    return 0
+
+
 def cmd_ci(matrix: Matrix, args) -> int:
     path = ci.WORKFLOW
     if args.check:
@@ -391,6 +409,8 @@ COMMANDS = {
     "doctor": (cmd_doctor, "which tags run on this host and why not: driver, GPUs, Docker's GPU runtime, /dev/shm, disk"),
     "k8s": (cmd_k8s, "print Kubernetes manifests that smoke-test TAG on GPUS per node and NODES nodes (| kubectl apply -f -)"),
     "slurm": (cmd_slurm, "print an sbatch script (pyxis/enroot) that smoke-tests TAG on GPUS per node and NODES nodes"),
+    "devcontainer": (cmd_devcontainer, "write .devcontainer/<tag>/devcontainer.json (or DEVCONTAINER_DIR=): TAG's image "
+                                       "in VS Code or the Dev Containers CLI, as make run starts it"),
     "ci": (cmd_ci, "write .github/workflows/images.yml: a job per buildable tag (--check: only compare)"),
 }
 
