@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from builder import inputs, layout, options, records
+from builder import inputs, layout, options
 from builder.attest import AttestError
 from builder.host import doctor, gpu, smoke, workspace
 from builder.image import base, build, engine, registry, render, size, verify
@@ -23,6 +23,7 @@ from builder.matrix import compat
 from builder.matrix.load import load
 from builder.matrix.types import Matrix, MatrixError
 from builder.matrix_run import run as matrix_run
+from builder.records import published, runs
 from builder.report import page, rows
 from builder.urls import redact
 from builder.wheels import archs as wheel_archs
@@ -79,7 +80,7 @@ def cmd_render(matrix: Matrix, args) -> int:
         _say(f"kept {len(stale)} folder(s) of tags not in {matrix.path.name} (render deletes nothing unless told to):")
         for path in stale[:50]:
             held = [f.name for f in sorted(path.glob("*.lock"))]
-            if records.digests_path(path.name, args.digests).is_file():
+            if published.digests_path(path.name, args.digests).is_file():
                 held.append(f"digests/{path.name}.json")
             _say(f"  images/{path.name}" + (f" (holds {', '.join(held)})" if held else ""))
         if len(stale) > 50:
@@ -196,7 +197,7 @@ def cmd_smoke(matrix: Matrix, args) -> int:
         _say(f"{image}: {result.status} in {result.seconds:.0f}s; report {result.report}, reproduce with {result.command}")
         if args.nodes == 1:  # a digest's smoke attestation is the one-node suite's report
             from builder.attest import attach  # (imported here: see cmd_sbom)
-            attach.after_smoke(spec.tag, records.read_smoke(result.report), args.digests, args.registry,
+            attach.after_smoke(spec.tag, runs.read_smoke(result.report), args.digests, args.registry,
                                args.signing_key, args.reports, say=_say)
     failed = [tag for tag, outcome in outcomes.items() if outcome != "PASS"]
     if failed:
@@ -248,7 +249,7 @@ def cmd_verify(matrix: Matrix, args) -> int:
 def cmd_push(matrix: Matrix, args) -> int:
     specs = matrix.select(args.tag)
     for spec in specs:
-        records.read_digests(spec.tag, args.digests)  # a malformed record refuses before anything moves
+        published.read_digests(spec.tag, args.digests)  # a malformed record refuses before anything moves
     client = engine.connect()
     for spec in specs:
         shipped = registry.push(client, f"{args.repo}:{spec.tag}", args.registry, spec.tag, say=_say, digests=args.digests)
@@ -275,7 +276,7 @@ def cmd_verify_image(matrix: Matrix, args) -> int:
 def cmd_pull(matrix: Matrix, args) -> int:
     specs = matrix.select(args.tag)
     for spec in specs:
-        records.read_digests(spec.tag, args.digests)
+        published.read_digests(spec.tag, args.digests)
     client = engine.connect()
     for spec in specs:
         registry.pull(client, args.registry, spec.tag, say=_say, digests=args.digests)
