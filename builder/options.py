@@ -2,8 +2,9 @@
 the environment variable the Makefile hands it over as (TAG= becomes TORCHYARD_TAG: data that no shell reads), its
 default, its grammar and the commands that take it.
 
-builder/cli.py holds the commands; this module builds their command line and checks their settings, and the
-environment variables their steps read, before any work: a bad value is an InputError (exit 2), with nothing done.
+builder/commands/ holds the commands (builder/cli.py their table); this module builds their command line and checks
+their settings, and the environment variables their steps read, before any work: a bad value is an InputError (exit
+2), with nothing done.
 """
 
 from __future__ import annotations

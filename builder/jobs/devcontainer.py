@@ -17,10 +17,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder import files, layout, records
+from builder import files, layout
 from builder.host import gpu
 from builder.inputs import InputError, shown
 from builder.jobs import cluster
+from builder.records import published
 
 FOLDER = ".devcontainer"  # where VS Code and the CLI look: .devcontainer/<name>/devcontainer.json is found too
 FILE = "devcontainer.json"
@@ -41,7 +42,7 @@ def image(tag: str, repo: str, registry_name: str | None, digests: Path = layout
     """By digest when digests/<tag>.json records a push (to REGISTRY= when named); the local image when it records
     none and no registry is named. A named registry without a recorded digest is refused: an unpinned pull of a tag
     anyone can push over is what the digest is there to prevent."""
-    recorded = records.read_digests(tag, digests)
+    recorded = published.read_digests(tag, digests)
     if not recorded and not registry_name:
         return Image(f"{repo}:{tag}", False,
                      f"the local image {repo}:{tag} (not pushed: digests/{tag}.json records no push), so it opens "
