@@ -54,7 +54,7 @@ def test_compat_yaml_archs_take_a_script_list_or_torchs_names(tmp_path):
 def test_every_variant_from_2_6_on_has_an_arch_list_but_those_no_source_gives(facts):
     unknown = {(r.version, v.name) for r in facts.releases.values() for v in r.variants.values() if v.archs is None}
     # no build script of these releases was read: said, not guessed (the wheel's own list fills them once fetched)
-    assert unknown == {("2.5.1", "cu118"), ("2.5.1", "cu121"), ("2.7.1", "cu118")}
+    assert unknown == {("2.5.1", "cu118"), ("2.5.1", "cu121")}
 
 
 # ------------------------------------------------------------------ the wheel's fatbinary headers
