@@ -7,7 +7,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 BUILDER := $(PY) -m builder
-SETTINGS := TAG REPO REGISTRY NOCACHE REQUIRE_GPU DATA WORKSPACE BIND JUPYTER_PORT SSH_PORT PRUNE NODES GPUS KEY SIGNING_KEY UPGRADE
+SETTINGS := TAG REPO REGISTRY NOCACHE REQUIRE_GPU DATA WORKSPACE BIND JUPYTER_PORT SSH_PORT PRUNE NODES GPUS KEY SIGNING_KEY UPGRADE DEVCONTAINER_DIR
 
 # export TORCHYARD_<NAME> (or the name given second) = NAME's value, unexpanded, when NAME is given
 # (so TORCHYARD_REPO=… alone still counts)
@@ -23,7 +23,7 @@ $(eval $(call pass-setting,GPUS,TORCHYARD_GPUS_PER_NODE))
 unexport $(SETTINGS)
 
 .DEFAULT_GOAL := help
-.PHONY: help list validate render lock fetch base build smoke run size verify push pull sbom verify-image matrix report doctor k8s slurm ci test unit-test docker-test mutation docs clean
+.PHONY: help list validate render lock fetch base build smoke run size verify push pull sbom verify-image matrix report doctor k8s slurm devcontainer ci test unit-test docker-test mutation docs clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -92,6 +92,9 @@ k8s: $(VENV)/.installed ## print Kubernetes manifests smoke-testing TAG=… on G
 
 slurm: $(VENV)/.installed ## print an sbatch script (pyxis/enroot) smoke-testing TAG=… on GPUS=n per node, NODES=m (| sbatch)
 	@$(BUILDER) slurm
+
+devcontainer: $(VENV)/.installed ## write .devcontainer/<tag>/devcontainer.json (DEVCONTAINER_DIR=…): TAG=…'s image in VS Code or the Dev Containers CLI
+	@$(BUILDER) devcontainer
 
 ci: $(VENV)/.installed ## write .github/workflows/images.yml: build, smoke and push per buildable tag, GPU smoke on a self-hosted runner
 	@$(BUILDER) ci

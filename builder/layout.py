@@ -96,6 +96,8 @@ def carried(python: str) -> tuple[Carried, ...]:
         Carried(ENTRYPOINT_SOURCE, ENTRYPOINT, executable=True),
         Carried("image_files/healthcheck.py", HEALTHCHECK, executable=True),
         Carried("image_files/sshd_config", "/etc/ssh/sshd_config.d/torchyard.conf"),
+        # login shells (SSH, tmux, bash -l): the venv back on PATH after Debian's /etc/profile resets it
+        Carried("image_files/profile.sh", "/etc/profile.d/torchyard.sh"),
         Carried("image_files/jupyter_server_config.py", "/etc/jupyter/jupyter_server_config.py"),
         # JupyterLab's settings overrides: defaults a user's own settings still change (docker-stacks ships the same)
         Carried("image_files/jupyterlab_overrides.json", f"{VENV}/share/jupyter/lab/settings/overrides.json"),

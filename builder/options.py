@@ -2,8 +2,9 @@
 the environment variable the Makefile hands it over as (TAG= becomes TORCHYARD_TAG: data that no shell reads), its
 default, its grammar and the commands that take it.
 
-builder/cli.py holds the commands; this module builds their command line and checks their settings, and the
-environment variables their steps read, before any work: a bad value is an InputError (exit 2), with nothing done.
+builder/commands/ holds the commands (builder/cli.py their table); this module builds their command line and checks
+their settings, and the environment variables their steps read, before any work: a bad value is an InputError (exit
+2), with nothing done.
 """
 
 from __future__ import annotations
@@ -25,12 +26,14 @@ from smoke_tests import distributed, nvml
 
 # Commands by what their steps do, for the settings and environment variables they read.
 TAGGED = ("validate", "lock", "fetch", "base", "build", "smoke", "run", "size", "verify", "push", "pull", "k8s", "slurm",
-          "sbom", "verify-image")
+          "sbom", "verify-image", "devcontainer")
 CLUSTER = ("k8s", "slurm")  # what they print runs on another engine, which pulls the image from a registry
+# what they write names the image by the digest digests/<tag>.json records, from the one registry it records
+PINNED = (*CLUSTER, "devcontainer")
 BUILDS = ("build", "smoke", "verify", "matrix")  # build an image (smoke builds a missing one)
 FETCHES = ("lock", "fetch", *BUILDS)  # reach a package index or the wheel cache
 REPORTS = ("build", "smoke", "size", "verify", "report", "doctor", "matrix", "sbom", "push")  # write or read reports/<tag>/
-DIGESTS = ("render", "push", "pull", "report", *CLUSTER, "smoke", "verify-image")  # read digests/<tag>.json
+DIGESTS = ("render", "push", "pull", "report", *PINNED, "smoke", "verify-image")  # read digests/<tag>.json
 SIGNS = ("push", "smoke")  # sign and attach attestations when TORCHYARD_SIGNING_KEY is set (builder/attest/attach.py)
 RUNS_GPUS = ("smoke", "run", "matrix")  # start containers that TORCHYARD_GPUS=all|none gives GPUs or not
 READS_NVML = ("smoke", "doctor", "matrix")  # ask NVML (or the recording that stands in for it) about the GPUs
@@ -66,7 +69,7 @@ def _flag(value: str, name: str, command: str) -> bool:
 
 
 def _registry(value: str, name: str, command: str) -> str | None:
-    if not value and command in (*CLUSTER, "smoke"):
+    if not value and command in (*PINNED, "smoke"):
         return None  # the one registry digests/<tag>.json records (builder/jobs/cluster.py); smoke: every one recorded
     if not value:
         raise InputError("name the registry: REGISTRY=host[:port][/namespace] (or TORCHYARD_REGISTRY), "
@@ -111,10 +114,12 @@ OPTIONS = (
            "torchyard", lambda value, name, command: reference.repository(value, name)),
     Option("tag", (*TAGGED, "matrix"), "a tag of the matrix, or 'all' (default: the matrix's default)", "TAG", "TORCHYARD_TAG",
            helps={"matrix": "comma-separated tags of the matrix, or 'all' (the default)"}),
-    Option("registry", ("push", "pull", *CLUSTER, "smoke", "verify-image"), "host[:port][/namespace] (default: "
+    Option("registry", ("push", "pull", *PINNED, "smoke", "verify-image"), "host[:port][/namespace] (default: "
            "$TORCHYARD_REGISTRY)", "REGISTRY", "TORCHYARD_REGISTRY", grammar=_registry,
            helps={**dict.fromkeys(CLUSTER, "the registry the cluster pulls from, host[:port][/namespace] (default: "
                                            "$TORCHYARD_REGISTRY, else the one digests/<tag>.json records)"),
+                  "devcontainer": "the registry the dev container pulls from by digest (default: $TORCHYARD_REGISTRY, "
+                                  "else the one digests/<tag>.json records, else the local image)",
                   "smoke": "attach the smoke attestation beside the digest pushed there only (default: beside every "
                            "digest of the image digests/<tag>.json records)"}),
     Option("key", ("verify-image", *CLUSTER), "the public key (PEM, Ed25519 or ECDSA P-256) the attestations must be "
@@ -156,6 +161,9 @@ OPTIONS = (
            "8888", lambda value, name, command: inputs.port(value, name)),
     Option("ssh_port", ("run",), "host port for SSH (default: 2222)", "SSH_PORT", "TORCHYARD_SSH_PORT", "2222",
            lambda value, name, command: inputs.port(value, name)),
+    Option("devcontainer_dir", ("devcontainer",), "folder devcontainer.json is written to (default: .devcontainer/<tag>/)",
+           "DEVCONTAINER_DIR", "TORCHYARD_DEVCONTAINER_DIR",
+           grammar=lambda value, name, command: inputs.folder(value, name) if value else None),
     Option("keep", ("verify",), "keep the rebuilt image (<repo>-verify:<tag>)", argparse={"action": "store_true"}),
     Option("check", ("render", "ci"), "fail if images/ differs from a fresh render", argparse={"action": "store_true"},
            helps={"ci": "fail if the workflow differs from a fresh one"}),

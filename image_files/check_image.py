@@ -8,6 +8,7 @@ Exits 1 naming every fact that differs from the spec, so a wrong image fails its
 import json
 import os
 import platform
+import pwd
 import re
 import subprocess
 import sys
@@ -70,6 +71,31 @@ def numpy_interop() -> str:
         return f"{type(e).__name__}: {e} (numpy {numpy.__version__})"
 
 
+def as_user(user: str) -> tuple[list[str], dict[str, str]]:
+    """How to run a command as the image's user: setpriv when this runs as root (the build), as itself otherwise (by
+    hand, as the user); with a plain system PATH and the user's HOME, as a session would have them."""
+    entry = pwd.getpwnam(user)
+    prefix = [] if os.geteuid() != 0 else \
+        ["setpriv", f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", "--init-groups", "--no-new-privs", "--"]
+    return prefix, {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": entry.pw_dir, "USER": user, "LANG": "C.UTF-8"}
+
+
+def tools_run(spec: dict) -> list[tuple[str, object, object]]:
+    """Each everyday tool's command, as the user: ('tool: <package>', 'runs', 'runs' or what went wrong)."""
+    prefix, env = as_user(spec["user"])
+    facts = []
+    for package, command in spec["tools"].items():
+        try:
+            result = subprocess.run(prefix + command, capture_output=True, text=True, env=env, timeout=30,
+                                    stdin=subprocess.DEVNULL)
+            found = "runs" if result.returncode == 0 else \
+                f"exit {result.returncode}: {(result.stderr or result.stdout).strip()[:200]}"
+        except (OSError, subprocess.TimeoutExpired) as e:  # the message is the fact to report
+            found = f"{type(e).__name__}: {e}"
+        facts.append((f"tool: {package}", "runs", found))
+    return facts
+
+
 def observed(spec: dict) -> list[tuple[str, object, object]]:
     """(fact, expected, found) for every checked fact."""
     facts = [
@@ -91,7 +117,7 @@ def observed(spec: dict) -> list[tuple[str, object, object]]:
         facts.append(("nvcc", spec["cuda"], found[1] if found else out.strip()))
         facts.append(("nvcc compiles a kernel", "yes", compiles()))
         facts.append(("a CUDA extension builds", "yes", extension_builds()))
-    return facts
+    return facts + tools_run(spec)
 
 
 def main(path: str) -> int:

@@ -26,7 +26,7 @@ _GPU_FIELDS = {"index": "a whole number", "name": "a string", "capability": "[ma
 class RecordingError(ValueError):
     """The recording TORCHYARD_NVML_RECORD names is missing or is not one: which file, which field, what is expected.
     (Validated here, with the standard library alone: this module runs inside the images too, where builder's
-    records.py and msgspec are not.)"""
+    records/ and msgspec are not.)"""
 
 
 @dataclass(frozen=True)

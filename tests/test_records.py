@@ -1,4 +1,4 @@
-"""Every record torchyard reads back is input (builder/records.py, builder/files.py): a broken one is named with its
+"""Every record torchyard reads back is input (builder/records/, builder/files.py): a broken one is named with its
 field and what was expected, never a traceback; reads are bounded; writes never follow a symlink.
 
 Each reproduction of issue 20 that needs no engine is here, on real files (FIFOs, symlinks, a sparse 300 MB file).
@@ -19,6 +19,7 @@ import pytest
 from builder import files, layout, records
 from builder.host import doctor
 from builder.image import render
+from builder.records import builds, published, runs
 from builder.report import page, rows
 from smoke_tests import nvml
 from tests.conftest import ROOT
@@ -51,8 +52,8 @@ def cli(*args, env=None, **kwargs) -> subprocess.CompletedProcess:
 
 
 def test_every_recorded_report_still_loads():
-    schemas = {records.BUILD: records.BuildRecord, records.SIZE: records.SizeReport,
-               records.COMPRESSED: records.Compressed, records.SMOKE: records.SmokeReport, records.RUN: records.Outcome}
+    schemas = {builds.BUILD: builds.BuildRecord, builds.SIZE: builds.SizeReport,
+               builds.COMPRESSED: builds.Compressed, runs.SMOKE: runs.SmokeReport, runs.RUN: runs.Outcome}
     found = 0
     for path in sorted(RECORDED.rglob("*.json")):
         found += records.read_report(path.parent.parent, path.parent.name, path.name, schemas[path.name]) is not None
@@ -60,22 +61,22 @@ def test_every_recorded_report_still_loads():
 
 
 def test_a_record_round_trips_through_its_one_schema(reports):
-    smoke = records.read_report(reports, TAG, records.SMOKE, records.SmokeReport)
-    records.write_report(reports, "copy", records.SMOKE, smoke)
-    assert records.read_report(reports, "copy", records.SMOKE, records.SmokeReport) == smoke
+    smoke = records.read_report(reports, TAG, runs.SMOKE, runs.SmokeReport)
+    records.write_report(reports, "copy", runs.SMOKE, smoke)
+    assert records.read_report(reports, "copy", runs.SMOKE, runs.SmokeReport) == smoke
     # every figure is kept, not only the typed ones the report reads
-    assert "losses" in json.loads((reports / "copy" / records.SMOKE).read_text())["checks"][5]["figures"]
+    assert "losses" in json.loads((reports / "copy" / runs.SMOKE).read_text())["checks"][5]["figures"]
 
 
 # ---------------------------------------------------------------- make report goes on, naming the broken record
 
 BROKEN = [
-    (records.SMOKE, lambda d: d.update(checks="all fine"), "Expected `array`, got `str` - at `$.checks`"),
-    (records.SMOKE, lambda d: d["checks"][5]["figures"].update(images_per_s="fast"),
+    (runs.SMOKE, lambda d: d.update(checks="all fine"), "Expected `array`, got `str` - at `$.checks`"),
+    (runs.SMOKE, lambda d: d["checks"][5]["figures"].update(images_per_s="fast"),
      "Expected `float | null`, got `str` - at `$.checks[5].figures.images_per_s`"),
-    (records.BUILD, lambda d: d.update(seconds="9"), "Expected `float`, got `str` - at `$.seconds`"),
-    (records.SIZE, lambda d: d.update(total="x"), "Expected `int`, got `str` - at `$.total`"),
-    (records.RUN, lambda d: d.update(steps={}), "Expected `array`, got `object` - at `$.steps`"),
+    (builds.BUILD, lambda d: d.update(seconds="9"), "Expected `float`, got `str` - at `$.seconds`"),
+    (builds.SIZE, lambda d: d.update(total="x"), "Expected `int`, got `str` - at `$.total`"),
+    (runs.RUN, lambda d: d.update(steps={}), "Expected `array`, got `object` - at `$.steps`"),
 ]
 
 
@@ -94,7 +95,7 @@ def test_a_broken_record_is_named_in_its_row_and_the_report_goes_on(shipped, rep
     assert other.state == rows.PASSED and not other.broken
 
 
-@pytest.mark.parametrize("name", [records.SMOKE, records.BUILD, records.SIZE, records.COMPRESSED, records.RUN])
+@pytest.mark.parametrize("name", [runs.SMOKE, builds.BUILD, builds.SIZE, builds.COMPRESSED, runs.RUN])
 def test_a_record_nested_100000_deep_is_broken_not_a_recursion_error(shipped, reports, name):
     (reports / TAG / name).write_text(DEEP)
     row = next(r for r in rows.collect(shipped, reports=reports, digests=reports / "none", now=NOW).rows if r.tag == TAG)
@@ -111,8 +112,8 @@ def test_a_broken_digest_record_is_named_in_the_report(shipped, reports, tmp_pat
 
 
 def test_make_report_on_broken_records_exits_0_and_says_so(reports):
-    edit(reports / TAG / records.SMOKE, lambda d: d.update(checks="all fine"))
-    (reports / "v2.15-cu132" / records.SIZE).write_text(DEEP)
+    edit(reports / TAG / runs.SMOKE, lambda d: d.update(checks="all fine"))
+    (reports / "v2.15-cu132" / builds.SIZE).write_text(DEEP)
     done = cli("report", env={"TORCHYARD_REPORTS": str(reports)})
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
     markdown = (reports / "matrix.md").read_text()
@@ -123,8 +124,8 @@ def test_make_report_on_broken_records_exits_0_and_says_so(reports):
 
 
 def test_doctor_leaves_a_broken_size_record_out_and_says_so(reports):
-    edit(reports / TAG / records.SIZE, lambda d: d.update(total="x"))
-    total, tag, broken = records.largest_image(reports)
+    edit(reports / TAG / builds.SIZE, lambda d: d.update(total="x"))
+    total, tag, broken = builds.largest_image(reports)
     assert tag == "v2.15-cu132" and total > 5e9
     assert broken == (f"reports/{TAG}/size.json is broken (Expected `int`, got `str` - at `$.total`)",)
     disk = doctor.disk_facts(doctor.Engine("no engine"), reports)
@@ -177,8 +178,8 @@ def test_a_300_mb_digest_record_is_refused_by_the_cap_not_loaded(tmp_path):
     (tmp_path / "digests").mkdir()
     with open(tmp_path / "digests" / f"{TAG}.json", "wb") as f:
         f.truncate(300 * 2**20)  # sparse: 300 MB to read, none on disk
-    with pytest.raises(records.BrokenRecord, match=f"is larger than {records.DIGESTS_MAX_BYTES:,} bytes"):
-        records.read_digests(TAG, tmp_path / "digests")
+    with pytest.raises(records.BrokenRecord, match=f"is larger than {published.DIGESTS_MAX_BYTES:,} bytes"):
+        published.read_digests(TAG, tmp_path / "digests")
     done = cli("pull", "--registry", "127.0.0.1:5000", "--digests", str(tmp_path / "digests"))
     assert done.returncode == 2 and "is larger than" in done.stderr and "Traceback" not in done.stderr
 
@@ -187,11 +188,11 @@ def test_a_digest_record_that_is_a_symlink_or_a_fifo_is_refused(tmp_path):
     (tmp_path / "digests").mkdir()
     os.symlink("/etc/passwd", tmp_path / "digests" / f"{TAG}.json")
     with pytest.raises(records.BrokenRecord, match="is a symlink"):
-        records.read_digests(TAG, tmp_path / "digests")
+        published.read_digests(TAG, tmp_path / "digests")
     os.unlink(tmp_path / "digests" / f"{TAG}.json")
     os.mkfifo(tmp_path / "digests" / f"{TAG}.json")
     with pytest.raises(records.BrokenRecord, match=r"is a FIFO \(named pipe\), not a regular file"):
-        records.read_digests(TAG, tmp_path / "digests")
+        published.read_digests(TAG, tmp_path / "digests")
 
 
 # ---------------------------------------------------------------- --matrix: a device, a pipe
@@ -312,7 +313,7 @@ def test_write_atomic_leaves_no_temporary_file_on_an_error_or_sigterm(tmp_path):
 
 def test_a_build_errors_raw_text_is_escaped_in_the_markdown_table(shipped, reports):
     error = "<script>alert(1)</script> | injected | cell\n| v9 | passed |\x1b[31m [link](http://x) `code` *em*"
-    edit(reports / TAG / records.BUILD, lambda d: d.update(status="failed", error=error))
+    edit(reports / TAG / builds.BUILD, lambda d: d.update(status="failed", error=error))
     text = page.markdown(rows.collect(shipped, reports=reports, digests=reports / "none", now=NOW))
     line = next(line for line in text.splitlines() if line.startswith(f"| {TAG} |"))
     header = next(line for line in text.splitlines() if line.startswith("| tag |"))
@@ -324,9 +325,9 @@ def test_a_build_errors_raw_text_is_escaped_in_the_markdown_table(shipped, repor
 
 
 def test_a_smoke_report_in_memory_is_checked_as_on_disk():
-    check = records.Check(name="resnet50 amp", status="PASS", figures={"images_per_s": "fast"})
+    check = runs.Check(name="resnet50 amp", status="PASS", figures={"images_per_s": "fast"})
     with pytest.raises(msgspec.ValidationError, match=r"images_per_s"):
-        records.figures(check)
+        runs.figures(check)
 
 
 # ---------------------------------------------------------------- what the image and the registry give back
@@ -343,9 +344,9 @@ def manifest_json(**change) -> bytes:
 
 def test_an_images_manifest_reads_back_and_one_from_before_licenses_too(tmp_path):
     where = tmp_path / "torchyard:v2.6-cu124:/usr/share/torchyard/manifest.json"
-    manifest = records.parsed(manifest_json(), records.ImageManifest, where, "rebuild it")
+    manifest = records.parsed(manifest_json(), builds.ImageManifest, where, "rebuild it")
     assert manifest.python_licenses == {"torch": "BSD-3-Clause"} and manifest.base.image_id == "not recorded"
-    assert records.parsed(manifest_json(python_licenses=None), records.ImageManifest, where, "").python_licenses == {}
+    assert records.parsed(manifest_json(python_licenses=None), builds.ImageManifest, where, "").python_licenses == {}
 
 
 @pytest.mark.parametrize("change, says", [
@@ -355,20 +356,20 @@ def test_an_images_manifest_reads_back_and_one_from_before_licenses_too(tmp_path
 ])
 def test_a_broken_image_manifest_is_named_with_its_field(tmp_path, change, says):
     with pytest.raises(records.BrokenRecord) as broken:
-        records.parsed(manifest_json(**change), records.ImageManifest, tmp_path / "manifest.json", "rebuild it")
+        records.parsed(manifest_json(**change), builds.ImageManifest, tmp_path / "manifest.json", "rebuild it")
     assert broken.value.problem == says
 
 
 def test_what_a_registry_answers_is_bounded_and_nested_no_deeper_than_a_record(tmp_path):
     with pytest.raises(records.BrokenRecord, match="larger than"):
-        records.parsed(b" " * (records.MAX_BYTES + 1), records.ImageManifest, tmp_path / "x", "")
+        records.parsed(b" " * (records.MAX_BYTES + 1), builds.ImageManifest, tmp_path / "x", "")
     with pytest.raises(records.BrokenRecord, match="nested more than"):
-        records.parsed(DEEP.encode(), records.ImageManifest, tmp_path / "x", "")
+        records.parsed(DEEP.encode(), builds.ImageManifest, tmp_path / "x", "")
 
 
 def test_the_attested_record_round_trips(tmp_path):
-    entry = records.Attachment(digest="sha256:" + "a" * 64, keyid="k", date="2026-11-26T10:00:00+00:00",
+    entry = published.Attachment(digest="sha256:" + "a" * 64, keyid="k", date="2026-11-26T10:00:00+00:00",
                                artifacts={"https://slsa.dev/provenance/v1": "sha256:" + "b" * 64}, smoke="PASS on CPU")
-    records.write_report(tmp_path, TAG, records.ATTESTED, {"127.0.0.1:5000/torchyard:v2.6-cu124": entry})
-    assert records.read_attested(TAG, tmp_path) == {"127.0.0.1:5000/torchyard:v2.6-cu124": entry}
-    assert records.read_attested("v2.7-cu126", tmp_path) == {}
+    records.write_report(tmp_path, TAG, published.ATTESTED, {"127.0.0.1:5000/torchyard:v2.6-cu124": entry})
+    assert published.read_attested(TAG, tmp_path) == {"127.0.0.1:5000/torchyard:v2.6-cu124": entry}
+    assert published.read_attested("v2.7-cu126", tmp_path) == {}

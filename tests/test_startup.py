@@ -39,8 +39,9 @@ def test_a_driver_below_the_images_minimum_is_one_warning_naming_the_tags_that_r
     message = warn("h100-driver-535", "v2.15-cu132")
     assert message.startswith("WARNING: this image (v2.15-cu132, CUDA 13.2) will not run on this host's GPU: "
                               "driver 535.129.03 is older than 580.65.06")
-    assert message.endswith("Tags of its matrix that run on this host: v2.4-cu118, v2.4-cu121, v2.4-cu124, v2.5-cu124, "
-                            "v2.6-cu118, v2.6-cu124, v2.6-cu124-devel, v2.6-cu126, v2.7-cu126, v2.7-cu128, v2.8-cu126, v2.8-cu128, "
+    assert message.endswith("Tags of its matrix that run on this host: v2.4-cu118, v2.4-cu121, v2.4-cu124, v2.5-cu118, "
+                            "v2.5-cu121, v2.5-cu124, v2.6-cu118, v2.6-cu124, v2.6-cu124-devel, v2.6-cu126, v2.7-cu118, "
+                            "v2.7-cu126, v2.7-cu128, v2.8-cu126, v2.8-cu128, "
                             "v2.8-cu129, v2.9-cu126, v2.9-cu128, v2.10-cu126, v2.10-cu128, v2.11-cu126, v2.11-cu128, "
                             "v2.12-cu126, v2.13-cu126, v2.14-cu126.")
     assert "\n" not in message

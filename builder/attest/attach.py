@@ -20,6 +20,7 @@ import docker
 from securesystemslib.signer import CryptoSigner
 
 from builder import layout, records
+from builder.records import builds, published, runs
 from builder import reference as references
 from builder.attest import KINDS, contents, dsse, intoto, referrers, sbom
 from builder.attest.oci import Registry
@@ -38,7 +39,7 @@ def write_sbom(client: docker.DockerClient, image: str, tag: str, reports: Path,
     """`make sbom`: the image's SBOM in reports/<tag>/sbom.cdx.json; (what the image holds, the SBOM)."""
     found = contents.read(client, image, tag)
     text = sbom.make(found)
-    path = write_atomic(records.report_path(reports, tag, records.SBOM), text)
+    path = write_atomic(records.report_path(reports, tag, published.SBOM), text)
     say(f"wrote {path}: CycloneDX 1.6 of {image} ({found.image_id[:19]}), {len(found.manifest.python_packages)} Python "
         f"and {len(found.manifest.debian_packages)} Debian packages, the base, CUDA, cuDNN and NCCL")
     return found, text
@@ -49,7 +50,7 @@ def _write(reports: Path, tag: str, name: str, statement: intoto.Statement) -> P
 
 
 def attach(reference: str, digest: str, statements: list[intoto.Statement], signer: CryptoSigner, tag: str,
-           reports: Path, say=print, smoke: str | None = None) -> records.Attachment:
+           reports: Path, say=print, smoke: str | None = None) -> published.Attachment:
     """Sign each statement and attach it beside reference's digest; reports/<tag>/attested.json records it."""
     registry = Registry(registry_of(reference)[0], layout.REGISTRY_NAME)
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -58,19 +59,19 @@ def attach(reference: str, digest: str, statements: list[intoto.Statement], sign
         stored = referrers.attach(registry, digest, dsse.sign(statement, signer), statement.predicate_type, now)
         artifacts[statement.predicate_type] = stored
         say(f"attached the {KINDS[statement.predicate_type]} attestation to {reference} ({digest[:19]}…): {stored}")
-    attested = records.read_attested(tag, reports)
+    attested = published.read_attested(tag, reports)
     before = attested.get(reference)
     if before and before.digest == digest and before.keyid == signer.public_key.keyid:
         artifacts = {**before.artifacts, **artifacts}
     smoke = smoke or (before.smoke if before and before.digest == digest else None)  # the attested smoke verdict
-    attested[reference] = records.Attachment(digest=digest, keyid=signer.public_key.keyid, date=now,
+    attested[reference] = published.Attachment(digest=digest, keyid=signer.public_key.keyid, date=now,
                                              artifacts=artifacts, smoke=smoke)
-    records.write_report(reports, tag, records.ATTESTED, dict(sorted(attested.items())))
+    records.write_report(reports, tag, published.ATTESTED, dict(sorted(attested.items())))
     return attested[reference]
 
 
 def after_push(client: docker.DockerClient, shipped: Shipped, tag: str, signer: CryptoSigner | None, reports: Path,
-               say=print) -> records.Attachment | None:
+               say=print) -> published.Attachment | None:
     """The provenance, the SBOM and a current smoke report, signed and attached beside the pushed digest."""
     reference, digest = shipped.reference, shipped.digest
     if signer is None:
@@ -79,29 +80,29 @@ def after_push(client: docker.DockerClient, shipped: Shipped, tag: str, signer: 
         return None
     found, text = write_sbom(client, shipped.image_id, tag, reports, say)
     about = intoto.subject(registry_of(reference)[1], digest)
-    build = records.read_report(reports, tag, records.BUILD, records.BuildRecord)
+    build = records.read_report(reports, tag, builds.BUILD, builds.BuildRecord)
     statements = [intoto.provenance(found, about, build), intoto.sbom(text, about)]
-    _write(reports, tag, records.PROVENANCE_STATEMENT, statements[0])
-    report = records.read_report(reports, tag, records.SMOKE, records.SmokeReport)
+    _write(reports, tag, published.PROVENANCE_STATEMENT, statements[0])
+    report = records.read_report(reports, tag, runs.SMOKE, runs.SmokeReport)
     if report and report.image_id == found.image_id:
         statements.append(intoto.smoke(report, about))
-        _write(reports, tag, records.SMOKE_STATEMENT, statements[-1])
+        _write(reports, tag, published.SMOKE_STATEMENT, statements[-1])
     else:
         say(f"no smoke attestation yet: reports/{tag}/smoke.json is not of this image; make smoke TAG={tag} attaches one")
     verdict = intoto.verdict(report) if len(statements) == 3 else None
     return attach(reference, digest, statements, signer, tag, reports, say, verdict)
 
 
-def after_smoke(tag: str, report: records.SmokeReport, digests: Path, registry: str | None,
+def after_smoke(tag: str, report: runs.SmokeReport, digests: Path, registry: str | None,
                 signer: CryptoSigner | None, reports: Path, say=print) -> list[str]:
     """The smoke statement for each recorded digest of the image smoke-tested (only REGISTRY's, when given), written
     and, with a key, attached; the references it was made for."""
     made = []
-    for reference, pushed in records.read_digests(tag, digests).items():
+    for reference, pushed in published.read_digests(tag, digests).items():
         if pushed.image_id != report.image_id or (registry and registry_of(reference)[0] != registry):
             continue
         statement = intoto.smoke(report, intoto.subject(registry_of(reference)[1], pushed.digest))
-        path = _write(reports, tag, records.SMOKE_STATEMENT, statement)
+        path = _write(reports, tag, published.SMOKE_STATEMENT, statement)
         if signer:
             attach(reference, pushed.digest, [statement], signer, tag, reports, say, intoto.verdict(report))
         else:

@@ -17,6 +17,7 @@ import docker
 from builder import layout, records
 from builder.attest import AttestError
 from builder.image import engine
+from builder.records import builds
 from builder.wheels import lockfile
 
 MAX_SHARE_BYTES = 32 * 2**20  # the folder holds a few scripts, the locks and the manifest: ~300 KB
@@ -29,7 +30,7 @@ class Contents:
     image_id: str
     architecture: str  # amd64
     labels: dict[str, str]
-    manifest: records.ImageManifest
+    manifest: builds.ImageManifest
     locks: dict[str, tuple[lockfile.Locked, ...]]  # lock file name -> its artifacts, in install order
     os_release: dict[str, str]  # ID, VERSION_ID, VERSION_CODENAME, …
 
@@ -84,7 +85,7 @@ def read(client: docker.DockerClient, image: str, tag: str) -> Contents:
     fix = f"rebuild the image (make build TAG={tag}): its build writes it"
     if "manifest.json" not in share:
         raise records.BrokenRecord(where / "manifest.json", "missing", fix)
-    manifest = records.parsed(share["manifest.json"], records.ImageManifest, where / "manifest.json", fix)
+    manifest = records.parsed(share["manifest.json"], builds.ImageManifest, where / "manifest.json", fix)
     locks = {}
     for name in layout.LOCKS:
         raw = share.get(name, b"")

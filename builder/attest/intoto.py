@@ -3,7 +3,7 @@ torchyard makes: the provenance, the SBOM and the smoke report, each about one r
 
 msgspec structs, not the in-toto library: it has no v1 Statement type (in-toto-attestation's is protobuf, a
 dependency nothing else here needs), and a struct is both what is written and the strict schema a verifier reads
-back (builder/records.py's parsed()).
+back (builder/records/'s parsed()).
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from typing import Any, Literal
 
 import msgspec
 
-from builder import records
 from builder.attest import PROVENANCE, SBOM, SMOKE
 from builder.attest.contents import Contents
 from builder.host.smoke import device
 from builder.image.build import CONTEXT_LABEL
+from builder.records import builds, runs
 
 STATEMENT_V1 = "https://in-toto.io/Statement/v1"
 BUILD_TYPE = "urn:torchyard:make-build:v1"  # what `make build` does with a tag: see docs/attestations.md
@@ -119,7 +119,7 @@ def _dependencies(contents: Contents) -> list[Resource]:
     return found
 
 
-def provenance(contents: Contents, about: Subject, build: records.BuildRecord | None) -> Statement:
+def provenance(contents: Contents, about: Subject, build: builds.BuildRecord | None) -> Statement:
     """SLSA Provenance v1 of the image: its commit, matrix entry, build context, base, every locked artifact, and
     (when the last build record is of this image) the build's start and end."""
     times = {}
@@ -146,13 +146,13 @@ def sbom(text: str, about: Subject) -> Statement:
     return _statement(about, SBOM, msgspec.json.decode(text))
 
 
-def smoke(report: records.SmokeReport, about: Subject) -> Statement:
+def smoke(report: runs.SmokeReport, about: Subject) -> Statement:
     """The smoke report as it is (every check's verdict, reason and figures, the device, driver and host facts): a
     GPU check SKIPPED on a CPU host says SKIPPED here too."""
     return _statement(about, SMOKE, report)
 
 
-def verdict(report: records.SmokeReport) -> str:
+def verdict(report: runs.SmokeReport) -> str:
     """The smoke verdict in a line, with where it ran and what it could not check there: "PASS on CPU, 2 cores
     (SKIPPED: cuda, cudnn conv, nccl all-reduce)"."""
     name, driver = device(report)

@@ -19,6 +19,7 @@ from securesystemslib.signer import SSlibKey
 from builder import layout, records
 from builder.attest import KINDS, PROVENANCE, SBOM, SMOKE, AttestError, dsse, intoto, referrers
 from builder.attest.oci import Descriptor, Registry
+from builder.records import published, runs
 
 MAX_ENVELOPE_BYTES = records.MAX_BYTES  # an SBOM of a few thousand packages is ~2 MB in base64
 
@@ -42,7 +43,7 @@ class Checked:
     predicate_type: str
     manifest: str  # the referrer manifest's digest
     created: str
-    predicate: object  # the predicate, typed: intoto.Provenance, records.SmokeReport or Bom
+    predicate: object  # the predicate, typed: intoto.Provenance, runs.SmokeReport or Bom
 
 
 def _name(descriptor: Descriptor) -> str:
@@ -57,7 +58,7 @@ def _typed(statement: intoto.Statement, origin: str):
         if statement.predicate_type == PROVENANCE:
             return msgspec.convert(statement.predicate, intoto.Provenance, strict=True)
         if statement.predicate_type == SMOKE:
-            return records.smoke_from_suite(msgspec.json.encode(statement.predicate), where)  # figures checked too
+            return runs.smoke_from_suite(msgspec.json.encode(statement.predicate), where)  # figures checked too
         if statement.predicate_type == SBOM:
             return msgspec.convert(statement.predicate, Bom, strict=True)
     except (msgspec.ValidationError, records.BrokenRecord) as e:
@@ -129,7 +130,7 @@ def summary(checked: list[Checked]) -> list[str]:
     lines.append(f"sbom: CycloneDX {bom.spec_version}, {len(purls)} components ("
                  f"{sum(p.startswith('pkg:pypi/') for p in purls)} Python, {sum(p.startswith('pkg:deb/') for p in purls)} "
                  f"Debian); inside the nvidia wheels: {', '.join(inside) or 'none'}")
-    report: records.SmokeReport = _newest(checked, SMOKE).predicate
+    report: runs.SmokeReport = _newest(checked, SMOKE).predicate
     lines.append(f"smoke: {intoto.verdict(report)}, started {report.started}")
     lines += [f"  {c.name}: {c.status}" + (f" ({c.reason[:100]})" if c.status != "PASS" and c.reason else "")
               for c in report.checks]
@@ -141,9 +142,9 @@ def run(registry: str, tag: str, digests: Path, key: SSlibKey, say=print) -> Non
     """`make verify-image` for <registry>/torchyard:<tag>: the digest make push recorded, verified, then what its
     attestations say; AttestError when it does not verify or none is recorded."""
     reference = f"{registry}/{layout.REGISTRY_NAME}:{tag}"
-    entry = records.read_digests(tag, digests).get(reference)
+    entry = published.read_digests(tag, digests).get(reference)
     if entry is None:
-        raise AttestError(f"no recorded digest for {reference} in {records.digests_path(tag, digests)}: verify-image "
+        raise AttestError(f"no recorded digest for {reference} in {published.digests_path(tag, digests)}: verify-image "
                           "checks the digest make push recorded (commit digests/ where you push)")
     checked = verify(Registry(registry, layout.REGISTRY_NAME), reference, entry.digest, key)
     say(f"verified {reference}@{entry.digest}: {len(checked)} attestations, each signed by {dsse.describe(key)} for "

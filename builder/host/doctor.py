@@ -15,13 +15,13 @@ from pathlib import Path
 
 import docker
 
-from builder import records
 from builder.host import gpu
 from builder.image import size
 from builder.image.engine import EngineError, connect, translated  # by name: `engine` here is an Engine
 from builder.inputs import printable
 from builder.matrix.compat import version_key
 from builder.matrix.types import ImageSpec, Matrix
+from builder.records import builds
 from builder.units import human
 from builder.wheels import archs as wheel_archs
 from builder.wheels import lockfile
@@ -81,7 +81,7 @@ def engine_facts(client: docker.DockerClient | None = None) -> Engine:
 def disk_facts(engine: Engine, reports: Path) -> Disk:
     """Free space where the engine keeps images (when it is this machine's folder), else here."""
     path = engine.root if engine.root and os.path.isdir(engine.root) else str(reports.parent)
-    size, tag, broken = records.largest_image(reports)
+    size, tag, broken = builds.largest_image(reports)
     return Disk(path, shutil.disk_usage(path).free, size, tag, broken)
 
 

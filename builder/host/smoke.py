@@ -24,6 +24,7 @@ from builder.files import open_fresh, write_atomic
 from builder.host import gpu
 from builder.image import engine
 from builder.matrix.types import ImageSpec, Matrix
+from builder.records import runs
 from smoke_tests import nvml, verdicts
 
 CONTAINER_JSON = "/tmp/torchyard-smoke.json"
@@ -44,18 +45,18 @@ class SmokeRun:
     report: Path
     log: Path
     command: Path
-    checks: tuple[records.Check, ...]
+    checks: tuple[runs.Check, ...]
 
 
-def device(report: records.SmokeReport) -> tuple[str, str | None]:
+def device(report: runs.SmokeReport) -> tuple[str, str | None]:
     """Where the figures were measured: the GPUs the cuda check saw, else the CPU."""
-    checks = {c.name: records.figures(c) for c in report.checks}
-    cuda = checks.get("cuda") or records.Figures()
+    checks = {c.name: runs.figures(c) for c in report.checks}
+    cuda = checks.get("cuda") or runs.Figures()
     if cuda.devices:
         names = sorted({d.name for d in cuda.devices})
         count = len(cuda.devices)
         return (f"{count}× " if count > 1 else "") + ", ".join(names), cuda.driver
-    cpus = (checks.get("environment") or records.Figures()).cpus
+    cpus = (checks.get("environment") or runs.Figures()).cpus
     return (f"CPU, {cpus} cores" if cpus else "CPU"), None
 
 
@@ -105,11 +106,11 @@ def covering_tags(matrix: Matrix, capability: str) -> list[str]:
     return [s.tag for s in matrix.specs.values() if s.archs and verdicts.arch((major, minor), list(s.archs)).ok]
 
 
-def explain_arch(report: records.SmokeReport, matrix: Matrix) -> records.SmokeReport:
+def explain_arch(report: runs.SmokeReport, matrix: Matrix) -> runs.SmokeReport:
     """An uncovered GPU: the image cannot know the rest of the matrix, so name the tags that cover it here."""
     checks = []
     for check in report.checks:
-        figures = records.figures(check)
+        figures = runs.figures(check)
         reasons = []
         for device in figures.devices if check.name == "cuda" and check.status == "FAIL" else ():
             capability = tuple(int(p) for p in device.capability.split("."))
@@ -171,7 +172,7 @@ def run(client: docker.DockerClient, spec: ImageSpec, repo: str, matrix: Matrix,
     host = host_gpus(answer, toolkit)
     args = suite_args(require_gpu, data, host)
     volumes = {str(data.resolve()): {"bind": DATA_MOUNT, "mode": "ro"}} if data else {}
-    command_path, log_path, report_path = out / "smoke.cmd", out / "smoke.log", out / records.SMOKE
+    command_path, log_path, report_path = out / "smoke.cmd", out / "smoke.log", out / runs.SMOKE
     write_atomic(command_path, reproducer(image, options, args, data) + "\n")
     report_path.unlink(missing_ok=True)  # never leave an older run's report beside this run's log
     say(f"smoke-testing {image} on {describe(options, answer, host)} (log: {log_path})")
@@ -183,7 +184,7 @@ def run(client: docker.DockerClient, spec: ImageSpec, repo: str, matrix: Matrix,
     try:
         # How it ran (GPUs passed, data), so `make matrix` can tell whether this report answers for the run it would
         # make now.
-        report = records.smoke_from_suite(
+        report = runs.smoke_from_suite(
             raw, Path(f"{image}:{CONTAINER_JSON}"), image=image, image_id=client.images.get(image).id,
             reproducer=command_path.read_text().strip(), host_nvml={**nvml.record(answer), "source": answer.source},
             host_toolkit=toolkit, gpus_passed="device_requests" in options, data=str(data.resolve()) if data else None)

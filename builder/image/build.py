@@ -34,6 +34,7 @@ from builder.heartbeat import Heartbeat
 from builder.image import context, engine, render
 from builder.image.base import SOURCE_DATE_EPOCH
 from builder.matrix.types import ImageSpec
+from builder.records import builds
 from builder.urls import redact
 from builder.wheels import cache as wheel_cache
 from builder.wheels import lockfile, serve
@@ -216,7 +217,7 @@ def build(client: docker.DockerClient, spec: ImageSpec, repo: str, network: Netw
                 raise
             seconds = time.monotonic() - progress.started
     image_id = reproducible(client, image, image_id or client.images.get(image).id, say)
-    records.write_report(reports, spec.tag, records.BUILD,
+    records.write_report(reports, spec.tag, builds.BUILD,
                          _record(image, "built", started_at, seconds, progress, image_id=image_id,
                                  context_sha256=labels[CONTEXT_LABEL]))
     say(f"built {image} {image_id[:19]} in {seconds:.1f}s ({progress.cached}/{progress.steps} steps from cache)")
@@ -328,15 +329,15 @@ def _failure_recorded(reports: Path, image: str, tag: str, started: str, progres
     try:
         yield
     except BuildFailed as failure:
-        records.write_report(reports, tag, records.BUILD,
+        records.write_report(reports, tag, builds.BUILD,
                              _record(image, "failed", started, progress.seconds(), progress, failed_step=failure.step,
                                      instruction=failure.instruction, error=failure.error.splitlines()[0][:300]))
         raise
 
 
-def _record(image: str, status: str, started: str, seconds: float, progress: _Progress, **more) -> records.BuildRecord:
+def _record(image: str, status: str, started: str, seconds: float, progress: _Progress, **more) -> builds.BuildRecord:
     """reports/<tag>/build.json: what the last build of the tag did (its log is build.log beside it)."""
-    return records.BuildRecord(image=image, status=status, started=started, seconds=round(seconds, 1),
+    return builds.BuildRecord(image=image, status=status, started=started, seconds=round(seconds, 1),
                                steps=progress.steps, cached=progress.cached, **more)
 
 

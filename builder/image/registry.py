@@ -20,9 +20,9 @@ import docker
 
 from builder import reference as references
 from builder import layout
-from builder import records
 from builder.heartbeat import Heartbeat
 from builder.image import engine
+from builder.records import published
 
 HEARTBEAT_S = 15
 
@@ -45,9 +45,9 @@ def reference(registry: str, tag: str) -> str:
 
 
 def record(tag: str, shipped: Shipped, digests: Path = layout.DIGESTS) -> Path:
-    entries = records.read_digests(tag, digests)
-    entries[shipped.reference] = records.Pushed(digest=shipped.digest, image_id=shipped.image_id)
-    return records.write_digests(tag, entries, digests)
+    entries = published.read_digests(tag, digests)
+    entries[shipped.reference] = published.Pushed(digest=shipped.digest, image_id=shipped.image_id)
+    return published.write_digests(tag, entries, digests)
 
 
 def explain(error: str, ref: str) -> str:
@@ -110,7 +110,7 @@ def push(client: docker.DockerClient, image: str, registry: str, tag: str, say=p
     """Push the local image as <registry>/torchyard:<tag>; record and return its digest."""
     ref = reference(registry, tag)
     repository = ref.rsplit(":", 1)[0]
-    records.read_digests(tag, digests)  # a malformed record refuses (exit 2) before anything moves
+    published.read_digests(tag, digests)  # a malformed record refuses (exit 2) before anything moves
     local = engine.find_image(client, image)
     if local is None:
         raise RegistryError(f"no local image {image} to push; build it first: make build TAG={tag}")
@@ -146,14 +146,14 @@ def pull(client: docker.DockerClient, registry: str, tag: str, say=print, digest
     """Pull <registry>/torchyard:<tag> if, and only if, the registry's digest is the recorded one."""
     ref = reference(registry, tag)
     repository = ref.rsplit(":", 1)[0]
-    entry = records.read_digests(tag, digests).get(ref)
+    entry = published.read_digests(tag, digests).get(ref)
     if entry is None:
-        raise RegistryError(f"no recorded digest for {ref} in {records.digests_path(tag, digests)}: a pull is verified "
+        raise RegistryError(f"no recorded digest for {ref} in {published.digests_path(tag, digests)}: a pull is verified "
                             f"against the digest its push recorded; push from a checkout that commits digests/")
     found = remote_digest(client, ref)
     if found != entry.digest:
         raise RegistryError(f"refused: the registry's {ref} is {found}, but "
-                            f"{records.digests_path(tag, digests).name} records "
+                            f"{published.digests_path(tag, digests).name} records "
                             f"{entry.digest}; the tag was pushed over since. Nothing was pulled.")
     say(f"pulling {ref} ({found}, as recorded)")
     with _Progress(say, "pulled") as progress:

@@ -114,6 +114,9 @@ def facts(spec: ImageSpec) -> dict:
         "constrained": constrained(spec),
         "base": spec.base.ref,
         "index": spec.index,
+        # the everyday tools and who runs them: check_image.py runs each tool's command as that user
+        "user": layout.USER,
+        "tools": {package: list(command) for package, command in steps.TOOLS.items()},
     }
 
 

@@ -21,6 +21,7 @@ import docker
 from builder import layout, records
 from builder.files import write_atomic
 from builder.image import engine
+from builder.records import builds
 from builder.units import human
 
 BUDGET_SLACK = 0.10  # over budget by more than 10% fails; less is noise (a patch release, a new wheel build)
@@ -48,7 +49,7 @@ class SizeError(Exception):
     pass
 
 
-Layer, SizeReport = records.Layer, records.SizeReport  # reports/<tag>/size.json
+Layer, SizeReport = builds.Layer, builds.SizeReport  # reports/<tag>/size.json
 
 
 def markdown(report: SizeReport) -> str:
@@ -108,7 +109,7 @@ def baseline(tag: str, reports: Path = layout.REPORTS, say=print) -> SizeReport 
     """The last report that was within budget (or had none): what growth is measured against (none when it is
     broken: the one written now replaces it)."""
     try:
-        return records.read_report(reports, tag, records.SIZE_BASELINE, SizeReport)
+        return records.read_report(reports, tag, builds.SIZE_BASELINE, SizeReport)
     except records.BrokenRecord as e:
         say(f"{e.short(f'reports/{tag}')}: measured against nothing")
         return None
@@ -117,10 +118,10 @@ def baseline(tag: str, reports: Path = layout.REPORTS, say=print) -> SizeReport 
 def write(report: SizeReport, reports: Path = layout.REPORTS, within_budget: bool = True) -> None:
     """reports/<tag>/size.{json,md}; size.baseline.json too when within budget, so that an image over its
     budget is compared with the last good one however often it is rebuilt."""
-    records.write_report(reports, report.tag, records.SIZE, report)
+    records.write_report(reports, report.tag, builds.SIZE, report)
     write_atomic(reports / report.tag / "size.md", markdown(report))
     if within_budget:
-        records.write_report(reports, report.tag, records.SIZE_BASELINE, report)
+        records.write_report(reports, report.tag, builds.SIZE_BASELINE, report)
 
 
 def check(client: docker.DockerClient, image: str, tag: str, budget: int | None, say=print,
@@ -145,7 +146,7 @@ CHUNK = 16 * 2**20  # deflated independently, in parallel: 16 MiB pieces cost < 
 PROGRESS_EVERY = 256 * 2**20
 
 
-Compressed = records.Compressed  # reports/<tag>/compressed.json
+Compressed = builds.Compressed  # reports/<tag>/compressed.json
 METHOD = f"gzip -{GZIP_LEVEL} per layer, as docker push"
 
 
@@ -159,7 +160,7 @@ def known_layers(reports: Path = layout.REPORTS) -> dict[str, tuple[int, int]]:
     the system stage are shared by many tags; a rebuild that changed the last layers keeps the venv's). A broken
     record is passed over: its layers are measured again."""
     known = {}
-    for path in reports.glob(f"*/{records.COMPRESSED}"):
+    for path in reports.glob(f"*/{builds.COMPRESSED}"):
         try:
             found = records.read(path, Compressed)
         except records.BrokenRecord:
@@ -195,7 +196,7 @@ def compressed(client: docker.DockerClient, image: str, tag: str, reports: Path 
     layers = tuple((d, *known[d]) for d in diff_ids)
     result = Compressed(tag=tag, image_id=found.id, total=sum(packed for _, _, packed in layers), layers=layers,
                         method=METHOD)
-    records.write_report(reports, tag, records.COMPRESSED, result)
+    records.write_report(reports, tag, builds.COMPRESSED, result)
     return result
 
 

@@ -1,6 +1,6 @@
-"""The final stage's RUN steps and what decides them: the apt packages, torch.compile's toolchain, the venv, torch's
-layers and the workspace's, -devel's nvcc and its files, the user, the stamp that gives every file one time, and the
-trees each COPY brings in from the build context.
+"""The final stage's RUN steps and what decides them: the apt packages, torch.compile's toolchain, the everyday tools,
+the venv, torch's layers and the workspace's, -devel's nvcc and its files, the user, the stamp that gives every file one
+time, and the trees each COPY brings in from the build context.
 
 builder/image/render.py hands them to templates/Dockerfile.j2, which only loops over them.
 """
@@ -88,6 +88,41 @@ def host_driver_control(spec: ImageSpec) -> str:
             "Description: the host's NVIDIA driver libraries, mounted at run time by the NVIDIA container toolkit\n")
 
 
+# The everyday tools of a person working in the container: clone and version their work (git, git-lfs for the large
+# files model repositories keep), fetch a file (curl), page a log (less), see and stop processes (procps: ps, top,
+# kill), unpack an archive (unzip), edit a file (nano, also Debian's `editor`, which git opens), and keep a run alive
+# over a dropped SSH connection (tmux). Package -> the command that shows it runs: image_files/check_image.py runs
+# each as the user at build time (spec.json's "tools").
+TOOLS = {
+    "git": ("git", "--version"),
+    "git-lfs": ("git", "lfs", "version"),  # through git, as `git lfs pull` finds it
+    "curl": ("curl", "--version"),
+    "less": ("less", "--version"),
+    "procps": ("ps", "--version"),
+    "unzip": ("unzip", "-v"),
+    "nano": ("nano", "--version"),
+    "tmux": ("tmux", "-V"),
+}
+# git-lfs's filters in root's /etc/gitconfig (the user cannot write it), so a clone of a repository with LFS files
+# fetches them without a `git lfs install` of the user's own: the settings `git lfs install --system` makes, written
+# with git config in one order (git-lfs writes them in Go's map order, a different file in each build).
+GIT_LFS_FILTER = (("clean", "git-lfs clean -- %f"), ("smudge", "git-lfs smudge -- %f"),
+                  ("process", "git-lfs filter-process"), ("required", "true"))
+GIT_LFS_SYSTEM = " && ".join(f"git config --system filter.lfs.{key} {shlex.quote(value)}" for key, value in GIT_LFS_FILTER)
+# tmux's libutempter0 installs its helper setgid utmp (so that panes show in `who`), which a container has no use for:
+# the helper stays, without the bit, so the tools bring no program that gains a group or user (dpkg-statoverride:
+# dpkg keeps the mode through an upgrade).
+UTEMPTER = "/usr/lib/x86_64-linux-gnu/utempter/utempter"
+NO_SETGID = f"dpkg-statoverride --update --add root root 0755 {UTEMPTER}"
+
+
+def tools_steps(spec: ImageSpec) -> list[Step]:
+    """The everyday tools: the same for every tag of a base, in a layer of their own below the Python environment, so
+    every tag shares it and changing the list leaves the OS and compiler layers as they were."""
+    return [Step(f"Everyday tools, run as the user: {', '.join(TOOLS)}; none setuid or setgid.",
+                 stamped(*apt_install(list(TOOLS), GIT_LFS_SYSTEM, NO_SETGID)))]
+
+
 def toolchain_steps(spec: ImageSpec) -> list[Step]:
     """torch.compile's compiler: the same for every tag of a base, so it comes before the Python environment."""
     return [Step("torch.compile: a C/C++ compiler with OpenMP and the C and Python headers (Inductor on the CPU, "
@@ -122,11 +157,14 @@ def devel_files(spec: ImageSpec) -> dict[str, str]:
 
 
 # What apt and dpkg leave behind that differs from one build to the next (logs with times, ldconfig's cache of file
-# times) or is useless in an image (package lists, apt's caches). Only what the step itself made: removing a file an
-# earlier layer holds (the base's /var/lib/apt/lists/lock, /var/log/apt, the -old backups of dpkg's status and
-# debconf's files, which come out the same for the same packages) leaves a whiteout with the deletion's time.
-APT_LEFTOVERS = ["/var/lib/apt/lists/*_*", "/var/lib/apt/lists/partial/*", "/var/cache/apt/*.bin", "/var/log/apt/*",
-                 "/var/log/dpkg.log", "/var/log/alternatives.log", "/var/cache/ldconfig/aux-cache"]
+# times) or is useless in an image (package lists, apt's caches, and the .deb files apt-get downloaded: a base made
+# by mmdebstrap has no docker-clean setting, so apt-get keeps them, ~100 MB over the OS, compiler and tools steps).
+# Only what the step itself made: removing a file an earlier layer holds (the base's /var/lib/apt/lists/lock,
+# /var/log/apt, the -old backups of dpkg's status and debconf's files, which come out the same for the same packages)
+# leaves a whiteout with the deletion's time.
+APT_LEFTOVERS = ["/var/lib/apt/lists/*_*", "/var/lib/apt/lists/partial/*", "/var/cache/apt/*.bin",
+                 "/var/cache/apt/archives/*.deb", "/var/log/apt/*", "/var/log/dpkg.log", "/var/log/alternatives.log",
+                 "/var/cache/ldconfig/aux-cache"]
 
 
 def user_dirs(spec: ImageSpec) -> list[str]:
@@ -203,7 +241,7 @@ def install_steps(spec: ImageSpec, images: Path = layout.IMAGES) -> list[Step]:
     os_packages = Step("The OS packages: Python, and the workspace's (tini, sshd). SSH host keys are deleted in the "
                        "step that makes them, so no layer holds one.",
                        stamped(*apt_install(apt_packages(spec) + WORKSPACE_APT_PACKAGES, "rm -f /etc/ssh/ssh_host_*")))
-    return [os_packages, *toolchain_steps(spec), venv_step(spec), *wheel_steps(spec, images), *devel_steps(spec),
+    return [os_packages, *toolchain_steps(spec), *tools_steps(spec), venv_step(spec), *wheel_steps(spec, images), *devel_steps(spec),
             workspace_step(spec)]
 
 

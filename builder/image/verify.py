@@ -22,6 +22,7 @@ import docker
 
 from builder import layout, records
 from builder.image import engine
+from builder.records import builds
 
 # Written by the engine into every container's filesystem, whatever the image holds.
 ENGINE_FILES = {".dockerenv", "etc/hostname", "etc/hosts", "etc/resolv.conf", "etc/mtab"}
@@ -219,6 +220,6 @@ def compare(client: docker.DockerClient, first: str, second: str, with_manifest:
 
 
 def write(comparison: Comparison, tag: str, reports: Path) -> Path:
-    return records.write_report(reports, tag, records.VERIFY,
+    return records.write_report(reports, tag, builds.VERIFY,
                                 {**asdict(comparison), "identical_contents": comparison.identical_contents,
                                  "identical_layers": comparison.identical_layers})

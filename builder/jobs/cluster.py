@@ -11,7 +11,8 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder import layout, records
+from builder import layout
+from builder.records import published
 from builder import reference as references
 from builder.image import registry
 from builder.inputs import InputError
@@ -39,7 +40,7 @@ def job_name(tag: str, nodes: int) -> str:
 class Image:
     """The registry reference a cluster pulls; by digest when `make push` recorded one."""
 
-    reference: str  # host[:port]/namespace/torchyard:tag, by Docker's grammar (registry.reference, records.read_digests)
+    reference: str  # host[:port]/namespace/torchyard:tag, by Docker's grammar (registry.reference, published.read_digests)
     digest: str | None  # sha256:… from digests/<tag>.json
 
     @property
@@ -56,7 +57,7 @@ class Image:
 
 def image(tag: str, registry_name: str | None, digests: Path = layout.DIGESTS) -> Image:
     """REGISTRY= names the registry; without it, the one registry digests/<tag>.json records."""
-    recorded = records.read_digests(tag, digests)
+    recorded = published.read_digests(tag, digests)
     if registry_name:
         ref = registry.reference(registry_name, tag)
         entry = recorded.get(ref)
@@ -65,10 +66,10 @@ def image(tag: str, registry_name: str | None, digests: Path = layout.DIGESTS) -
         ref, entry = next(iter(recorded.items()))
         return Image(ref, entry.digest)
     if not recorded:
-        raise InputError(f"a cluster pulls {tag} from a registry, and {records.digests_path(tag, digests).name} records "
+        raise InputError(f"a cluster pulls {tag} from a registry, and {published.digests_path(tag, digests).name} records "
                      f"none: push it first (make push TAG={tag} REGISTRY=host[:port]/namespace records its digest), "
                      "or name the registry with REGISTRY=")
-    raise InputError(f"{records.digests_path(tag, digests).name} records {len(recorded)} registries "
+    raise InputError(f"{published.digests_path(tag, digests).name} records {len(recorded)} registries "
                      f"({', '.join(sorted(recorded))}); choose one with REGISTRY=")
 
 
@@ -139,7 +140,7 @@ def _shell_word(parts: tuple[Part, ...]) -> str:
 
 def pushed(tags: list[str], digests: Path) -> list[str]:
     """TAG=all on a cluster: the tags that digests/ records a push of, the ones a cluster can pull."""
-    found = [tag for tag in tags if records.read_digests(tag, digests)]
+    found = [tag for tag in tags if published.read_digests(tag, digests)]
     if not found:
         raise InputError("TAG=all: no tag has been pushed (digests/ records none); push first: "
                          "make push TAG=all REGISTRY=host[:port]/namespace")

@@ -32,6 +32,7 @@ from builder.host import gpu, smoke
 from builder.image import engine
 from builder.jobs.cluster import RENDEZVOUS_PORT, Torchrun
 from builder.matrix.types import ImageSpec
+from builder.records import runs
 from smoke_tests import distributed, nvml
 
 MAX_LOCAL_NODES = 8  # containers on one machine: enough to prove the path, few enough for a laptop
@@ -116,7 +117,7 @@ def run(client: docker.DockerClient, spec: ImageSpec, repo: str, nodes: int, say
     image = f"{repo}:{spec.tag}"
     out = reports / spec.tag
     out.mkdir(parents=True, exist_ok=True)
-    report_path = out / records.nodes_name(nodes)
+    report_path = out / runs.nodes_name(nodes)
     command_path, log_path = report_path.with_suffix(".cmd"), report_path.with_suffix(".log")
     report_path.unlink(missing_ok=True)  # never an older run's report beside this run's log
     options, answer, toolkit = gpu.run_options(client), nvml.read(), gpu.toolkit_configured(client)
@@ -155,7 +156,7 @@ def run(client: docker.DockerClient, spec: ImageSpec, repo: str, nodes: int, say
     if raw is None or any(code not in (0, 1) or ours for code, _, ours in ends.values()):
         raise smoke.SmokeError(_failure(nodes, names, ends, outputs, log_path))
     try:
-        report = records.smoke_from_suite(
+        report = runs.smoke_from_suite(
             raw, Path(f"{names[0]}:{CONTAINER_JSON}"), image=image, image_id=client.images.get(image).id,
             reproducer=command_path.read_text().strip(), host_nvml={**nvml.record(answer), "source": answer.source},
             host_toolkit=toolkit, gpus_passed=shares is not None)

@@ -21,6 +21,7 @@ import docker
 from builder import layout, records
 from builder.image import build, engine
 from builder.matrix.types import PYPI_INDEX, ImageSpec, Matrix
+from builder.records import builds, runs
 from builder.wheels import lock, lockfile, network
 
 STEPS = ("build", "size", "smoke")  # the steps that can be current; the lock check is never redone
@@ -40,9 +41,9 @@ class Image:
 class Measured:
     """The tag's records of its size and smoke test; a broken one reads as none (the step that writes it runs)."""
 
-    size: records.SizeReport | None = None
-    compressed: records.Compressed | None = None
-    smoke: records.SmokeReport | None = None
+    size: builds.SizeReport | None = None
+    compressed: builds.Compressed | None = None
+    smoke: runs.SmokeReport | None = None
 
 
 @dataclass(frozen=True)
@@ -75,8 +76,8 @@ def measured(reports: Path, tag: str, say=print) -> Measured:
             say(f"  {e.short(f'reports/{tag}')}: measured again")
             return None
 
-    return Measured(read(records.SIZE, records.SizeReport), read(records.COMPRESSED, records.Compressed),
-                    read(records.SMOKE, records.SmokeReport))
+    return Measured(read(builds.SIZE, builds.SizeReport), read(builds.COMPRESSED, builds.Compressed),
+                    read(runs.SMOKE, runs.SmokeReport))
 
 
 # ---------------------------------------------------------------- what is current (pure)

@@ -10,6 +10,7 @@ from typing import Callable
 
 from builder import records
 from builder.heartbeat import Heartbeat
+from builder.records import runs
 
 HEARTBEAT_S = 60
 
@@ -27,9 +28,9 @@ class Timings:
     """reports/timings.json: step -> tag -> seconds the step took the last time it did work on that tag."""
 
     def __init__(self, reports: Path, say=print):
-        self.path = reports / records.TIMINGS
+        self.path = reports / runs.TIMINGS
         try:
-            self.data: records.Timings = records.read(self.path, records.Timings) or {}
+            self.data: runs.Timings = records.read(self.path, runs.Timings) or {}
         except records.BrokenRecord as e:  # estimates are a convenience: start afresh, and the next step rewrites it
             say(f"{e.short(reports.name)}: estimates start afresh")
             self.data = {}

@@ -23,6 +23,7 @@ from builder.image import base, build, engine, render, size
 from builder.matrix.types import ImageSpec, Matrix
 from builder.matrix_run import plan as planning
 from builder.matrix_run.progress import Beat, Timings, duration
+from builder.records import builds, runs
 from builder.report import page, rows
 from builder.units import human
 from builder.wheels import cache as wheel_cache
@@ -36,7 +37,7 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def check_text(check: records.Check) -> str:
+def check_text(check: runs.Check) -> str:
     """'resnet50 amp PASS (90 images/s)': a check's status, and its figure when it has one."""
     text, value = rows.headline(check)
     return f"{check.name} {check.status}" + (f" ({text})" if value is not None else "")
@@ -47,7 +48,7 @@ class _Steps:
 
     def __init__(self, run: Runner, spec: ImageSpec, prefix: str):
         self.run, self.spec, self.prefix = run, spec, prefix
-        self.done: list[records.Step] = []
+        self.done: list[runs.Step] = []
         self.date = now()
 
     def prefix_of(self, step: str) -> str:
@@ -60,13 +61,13 @@ class _Steps:
         return Beat(self.run.line, self.prefix_of(step), self.run.timings.estimate(step, self.spec.tag))
 
     def add(self, name: str, status: str, seconds: float, note: str) -> None:
-        self.done.append(records.Step(name=name, status=status, seconds=round(seconds, 1), note=note))
+        self.done.append(runs.Step(name=name, status=status, seconds=round(seconds, 1), note=note))
         if status == DONE and name != "lock":
             self.run.timings.record(name, self.spec.tag, seconds)
         self.say(name, note)
 
-    def outcome(self, result: str, reason: str, fix: str | None) -> records.Outcome:
-        return records.Outcome(tag=self.spec.tag, result=result, reason=reason, fix=fix, steps=tuple(self.done),
+    def outcome(self, result: str, reason: str, fix: str | None) -> runs.Outcome:
+        return runs.Outcome(tag=self.spec.tag, result=result, reason=reason, fix=fix, steps=tuple(self.done),
                                date=self.date)
 
 
@@ -95,7 +96,7 @@ class Runner:
         root = self.client.info().get("DockerRootDir")
         if not root or not Path(root).is_dir():
             return None
-        largest, _, _ = records.largest_image(self.reports)
+        largest, _, _ = builds.largest_image(self.reports)
         need = size.BUILD_FACTOR * (largest or DEFAULT_IMAGE_BYTES)
         free = shutil.disk_usage(root).free
         if free >= need:
@@ -103,7 +104,7 @@ class Runner:
         return (f"only {free / 1e9:.1f} GB free in {root}; a build needs about {need / 1e9:.1f} GB (the image, and its "
                 f"wheels in the cache). Free space (make clean, docker image prune) and run make matrix again")
 
-    def run_tag(self, spec: ImageSpec, number: str, todo: list[str], why_current: str) -> records.Outcome:
+    def run_tag(self, spec: ImageSpec, number: str, todo: list[str], why_current: str) -> runs.Outcome:
         steps = _Steps(self, spec, f"{spec.tag:<{self.width}} {number}")
         steps.add("lock", DONE, 0, "current: " + ", ".join(f"images/{spec.tag}/{f}" for f in layout.LOCKS))
         if render.write(spec):
@@ -125,7 +126,7 @@ class Runner:
         if "smoke" in todo:
             failures.append(self.smoke_step(spec, steps))
         else:
-            steps.add("smoke", CURRENT, 0, f"current: PASS on {image_id[7:19]} (reports/{spec.tag}/{records.SMOKE})")
+            steps.add("smoke", CURRENT, 0, f"current: PASS on {image_id[7:19]} (reports/{spec.tag}/{runs.SMOKE})")
         if any(failures):
             return steps.outcome(rows.FAILED, "; ".join(filter(None, failures)), f"see reports/{spec.tag}/")
         return steps.outcome(rows.PASSED, "built and passed", None)
@@ -154,7 +155,7 @@ class Runner:
                 measured = size.check(self.client, image, spec.tag, spec.size_budget, say=beat.inner, reports=self.reports)
             except size.SizeError as e:  # the report is written all the same
                 over = str(e)
-                measured = records.read_report(self.reports, spec.tag, records.SIZE, records.SizeReport)
+                measured = records.read_report(self.reports, spec.tag, builds.SIZE, builds.SizeReport)
             packed = size.compressed(self.client, image, spec.tag, self.reports, say=beat.inner)
         text = f"{human(measured.total)}, {human(packed.total)} compressed (as a push sends) in {duration(beat.seconds())}"
         if over:
@@ -198,16 +199,16 @@ class Runner:
         elif not any(todo.values()):
             self.say("nothing to build or smoke-test: every buildable tag asked for is current")
         elif estimate is not None:
-            self.say(f"estimate: about {duration(estimate)}, from earlier runs' times (reports/{records.TIMINGS})")
+            self.say(f"estimate: about {duration(estimate)}, from earlier runs' times (reports/{runs.TIMINGS})")
         else:
-            self.say(f"estimate: not yet (a step's first run records its time in reports/{records.TIMINGS})")
+            self.say(f"estimate: not yet (a step's first run records its time in reports/{runs.TIMINGS})")
 
-    def refuse(self, spec: ImageSpec, why: str, fix: str) -> records.Outcome:
+    def refuse(self, spec: ImageSpec, why: str, fix: str) -> runs.Outcome:
         self.line(f"{spec.tag:<{self.width}} {'':>5} lock ", f"not buildable here: {why}; fix: {fix}")
-        return records.Outcome(tag=spec.tag, result=rows.NOT_HERE, reason=why, fix=fix,
-                               steps=(records.Step(name="lock", status=REFUSED, seconds=0, note=why),), date=now())
+        return runs.Outcome(tag=spec.tag, result=rows.NOT_HERE, reason=why, fix=fix,
+                               steps=(runs.Step(name="lock", status=REFUSED, seconds=0, note=why),), date=now())
 
-    def run_buildable(self, spec: ImageSpec, planned: planning.Plan, buildable: list[ImageSpec]) -> records.Outcome:
+    def run_buildable(self, spec: ImageSpec, planned: planning.Plan, buildable: list[ImageSpec]) -> runs.Outcome:
         index = buildable.index(spec)
         outcome = self.run_tag(spec, f"{index + 1}/{len(buildable)}".rjust(5), planned.todo[spec.tag],
                                planned.why_current.get(spec.tag, ""))
@@ -227,7 +228,7 @@ class Runner:
                 outcome = (self.refuse(s, *planned.refused[s.tag]) if s.tag in planned.refused
                            else self.run_buildable(s, planned, buildable))
                 outcomes.append(outcome)
-                records.write_report(self.reports, outcome.tag, records.RUN, outcome)  # the report shows it, dated
+                records.write_report(self.reports, outcome.tag, runs.RUN, outcome)  # the report shows it, dated
         finally:  # interrupted too: the report shows what finished, each tag with its date
             written = page.write(rows.collect(self.matrix, self.images, self.reports), self.reports)
             self.say("report: " + ", ".join(str(p) for p in written))

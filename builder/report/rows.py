@@ -18,6 +18,7 @@ from builder import layout, records
 from builder.host.smoke import device as smoke_device
 from builder.image import build, size
 from builder.matrix.types import PYPI_INDEX, ImageSpec, Matrix
+from builder.records import builds, published, runs
 from builder.units import human
 from builder.wheels import lockfile
 
@@ -83,7 +84,7 @@ class Row:
     sizes_of_last_build: bool = True
     pushed: tuple[dict, ...] = ()
     smoke: Smoke | None = None
-    last_run: records.Outcome | None = None
+    last_run: runs.Outcome | None = None
     broken: tuple[str, ...] = ()  # the tag's records that do not parse, each with its field and what was expected
     sbom: str | None = None  # reports/<tag>/sbom.cdx.json as the page links it (relative to reports/), when there is one
     attested: tuple[dict, ...] = ()  # per registry reference: the digest, the attested smoke verdict, when attached
@@ -97,9 +98,9 @@ class Report:
     rows: tuple[Row, ...] = field(default_factory=tuple)
 
 
-def headline(check: records.Check) -> tuple[str, float | None]:
+def headline(check: runs.Check) -> tuple[str, float | None]:
     """The figure a person looks for in one smoke check (and its number), or the reason in short."""
-    name, status, figures = check.name, check.status, records.figures(check)
+    name, status, figures = check.name, check.status, runs.figures(check)
     if status == "SKIPPED":
         return ("no GPU" if "no GPU" in check.reason else "skipped"), None
     if name == "environment" and figures.torch:
@@ -125,7 +126,7 @@ def headline(check: records.Check) -> tuple[str, float | None]:
     return (reason if len(reason) <= 60 else reason[:57] + "..."), None
 
 
-def _smoke(report: records.SmokeReport | None, last_image: str | None) -> Smoke | None:
+def _smoke(report: runs.SmokeReport | None, last_image: str | None) -> Smoke | None:
     if not report:
         return None
     device, driver = smoke_device(report)
@@ -134,7 +135,7 @@ def _smoke(report: records.SmokeReport | None, last_image: str | None) -> Smoke 
                  bool(report.image_id) and report.image_id == last_image, device, driver, checks)
 
 
-def _build(record: records.BuildRecord | None) -> Build | None:
+def _build(record: builds.BuildRecord | None) -> Build | None:
     if not record:
         return None
     return Build(record.status, record.started, record.seconds, record.steps, record.cached, record.image_id,
@@ -151,7 +152,7 @@ def wheel_source(spec: ImageSpec) -> str:
 
 
 def _state(spec: ImageSpec, lock_problem: str | None, built: Build | None, total: int | None,
-           smoke: Smoke | None, last_run: records.Outcome | None) -> tuple[str, str]:
+           smoke: Smoke | None, last_run: runs.Outcome | None) -> tuple[str, str]:
     """The tag's state and the sentence behind it."""
     if built and built.status == "failed":
         return FAILED, f"build failed: {built.error or 'see reports/' + spec.tag + '/build.log'}"
@@ -181,20 +182,20 @@ def row(spec: ImageSpec, order: int, images: Path, reports: Path, digests: Path)
             broken.append(e.short(f"reports/{spec.tag}"))
             return None
 
-    built = _build(read(records.BUILD, records.BuildRecord))
+    built = _build(read(builds.BUILD, builds.BuildRecord))
     last_image = built.image_id if built and built.status == "built" else None
-    size_report = read(records.SIZE, records.SizeReport)
-    packed = read(records.COMPRESSED, records.Compressed)
-    smoke = _smoke(read(records.SMOKE, records.SmokeReport), last_image)
-    last_run = read(records.RUN, records.Outcome)
+    size_report = read(builds.SIZE, builds.SizeReport)
+    packed = read(builds.COMPRESSED, builds.Compressed)
+    smoke = _smoke(read(runs.SMOKE, runs.SmokeReport), last_image)
+    last_run = read(runs.RUN, runs.Outcome)
     pushed = _pushed(spec.tag, digests, last_image, broken)
     try:
         attested = tuple({"reference": ref, "digest": a.digest, "smoke": a.smoke, "date": a.date}
-                         for ref, a in records.read_attested(spec.tag, reports).items())
+                         for ref, a in published.read_attested(spec.tag, reports).items())
     except records.BrokenRecord as e:
         broken.append(e.short(f"reports/{spec.tag}"))
         attested = ()
-    sbom = f"{spec.tag}/{records.SBOM}" if records.report_path(reports, spec.tag, records.SBOM).is_file() else None
+    sbom = f"{spec.tag}/{published.SBOM}" if records.report_path(reports, spec.tag, published.SBOM).is_file() else None
     problem = lockfile.problem(spec, images, as_repository=True)
     total = size_report.total if size_report else None
     sizes_current = bool(size_report) and size_report.image_id == last_image
@@ -214,7 +215,7 @@ def _pushed(tag: str, digests: Path, last_image: str | None, broken: list[str]) 
     """digests/<tag>.json's references, each saying whether it is the last build's image. A broken record is said
     in the row (make pull says what is wrong with it); it must not stop the report."""
     try:
-        entries = records.read_digests(tag, digests)
+        entries = published.read_digests(tag, digests)
     except records.BrokenRecord as e:
         broken.append(e.short(digests.name))
         return ()

@@ -8,8 +8,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from builder import layout, records
+from builder import layout
 from builder.attest.contents import Contents
+from builder.records import builds
 from builder.wheels import lockfile
 from tests.conftest import ROOT
 
@@ -24,13 +25,13 @@ def make_contents(licenses: dict | None = None, labels: dict | None = None) -> C
     locks = {name: lockfile.read(layout.IMAGES / TAG / name, TAG) for name in layout.LOCKS}
     python = {lockfile.canonical(p.name): p.version for locked in locks.values() for p in locked}
     files = {name: lockfile.sha256_text((layout.IMAGES / TAG / name).read_text()) for name in layout.LOCKS}
-    manifest = records.ImageManifest(
+    manifest = builds.ImageManifest(
         tag=TAG, spec=json.loads((layout.IMAGES / TAG / layout.SPEC).read_text()),
-        lock=records.ManifestLock(sha256="a" * 64, packages=len(python), files=files), python_packages=python,
+        lock=builds.ManifestLock(sha256="a" * 64, packages=len(python), files=files), python_packages=python,
         python_licenses={"torch": "BSD-3-Clause", "jinja2": "BSD License", "numpy": "BSD-3-Clause AND 0BSD AND MIT"}
         if licenses is None else licenses,
         venv_bootstrap={"pip": "23.0.1", "setuptools": "66.1.1"}, debian_packages=DEBIAN,
-        base=records.ManifestBase(ref="bookworm", image_id=BASE_ID))
+        base=builds.ManifestBase(ref="bookworm", image_id=BASE_ID))
     revision = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     found = {"org.opencontainers.image.created": "2025-01-01T00:00:00Z", "org.opencontainers.image.revision": revision,
              "org.opencontainers.image.source": "https://example.com/torchyard.git",

@@ -8,6 +8,7 @@ import pytest
 
 from builder import layout, records
 from builder.attest import PROVENANCE, SBOM, SMOKE, intoto, sbom
+from builder.records import builds, runs
 from tests.attest.conftest import BASE_ID, IMAGE_ID, make_contents
 from tests.conftest import ROOT
 
@@ -16,8 +17,8 @@ ABOUT = intoto.subject("127.0.0.1:5000/ml/torchyard", DIGEST)
 RECORDED = ROOT / "tests" / "data" / "report" / "reports" / "v2.6-cu124"
 
 
-def build_record(image_id: str = IMAGE_ID) -> records.BuildRecord:
-    return records.BuildRecord(status="built", started="2026-11-25T21:04:05+00:00", seconds=612.5, image_id=image_id)
+def build_record(image_id: str = IMAGE_ID) -> builds.BuildRecord:
+    return builds.BuildRecord(status="built", started="2026-11-25T21:04:05+00:00", seconds=612.5, image_id=image_id)
 
 
 def as_json(statement: intoto.Statement) -> dict:
@@ -83,7 +84,7 @@ def test_the_sbom_statement_carries_the_cyclonedx_document(contents):
 
 
 def test_the_smoke_statement_is_the_report_as_it_is_skipped_checks_included():
-    report = records.read_smoke(RECORDED / records.SMOKE)
+    report = runs.read_smoke(RECORDED / runs.SMOKE)
     data = as_json(intoto.smoke(report, ABOUT))
     assert data["predicateType"] == SMOKE
     assert data["predicate"] == json.loads(records.encode(report))
@@ -95,7 +96,7 @@ def test_the_smoke_statement_is_the_report_as_it_is_skipped_checks_included():
 def test_a_gpu_verdict_names_the_devices_and_driver_and_a_required_gpu_missing_fails():
     gpus = {"devices": [{"index": i, "name": "NVIDIA H100 80GB HBM3", "capability": "9.0"} for i in range(8)],
             "driver": "550.54.15"}
-    report = records.SmokeReport(status="PASS", checks=(records.Check(name="cuda", status="PASS", figures=gpus),))
+    report = runs.SmokeReport(status="PASS", checks=(runs.Check(name="cuda", status="PASS", figures=gpus),))
     assert intoto.verdict(report) == "PASS on 8× NVIDIA H100 80GB HBM3, driver 550.54.15"
-    required = records.read_smoke(ROOT / "tests" / "data" / "report" / "require-gpu" / records.SMOKE)
+    required = runs.read_smoke(ROOT / "tests" / "data" / "report" / "require-gpu" / runs.SMOKE)
     assert intoto.verdict(required) == "FAIL on CPU, 2 cores"  # --require-gpu: no GPU is a FAIL, not a SKIPPED

@@ -9,15 +9,15 @@ import zlib
 
 import pytest
 
-from builder import records
 from builder.attest import PROVENANCE, SBOM, SMOKE, AttestError, dsse, intoto, referrers, sbom, verify
 from builder.attest.oci import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, Descriptor, Index, Manifest, Registry, encode
+from builder.records import runs
 from tests import loopback
 from tests.attest.conftest import make_contents
 from tests.conftest import ROOT
 from tests.docker.conftest import PASSWORD, USER
 
-SMOKE_REPORT = ROOT / "tests" / "data" / "report" / "reports" / "v2.6-cu124" / records.SMOKE
+SMOKE_REPORT = ROOT / "tests" / "data" / "report" / "reports" / "v2.6-cu124" / runs.SMOKE
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +59,7 @@ def statements(client: Registry, digest: str) -> dict[str, intoto.Statement]:
     about = intoto.subject(client.name, digest)
     contents = make_contents()
     return {PROVENANCE: intoto.provenance(contents, about, None), SBOM: intoto.sbom(sbom.make(contents), about),
-            SMOKE: intoto.smoke(records.read_smoke(SMOKE_REPORT), about)}
+            SMOKE: intoto.smoke(runs.read_smoke(SMOKE_REPORT), about)}
 
 
 @pytest.fixture

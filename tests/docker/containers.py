@@ -65,13 +65,18 @@ class Keys:
         return Path(f"{self.user}.pub").read_text().strip()
 
 
+def ssh_command(port: int, key: Path, known_hosts: Path, *command: str, user: str = layout.USER,
+                options: tuple[str, ...] = ()) -> list[str]:
+    """The real OpenSSH client's command line to the container's sshd on 127.0.0.1:port, no config file read."""
+    return ["ssh", "-F", "/dev/null", "-p", str(port), "-i", str(key), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+            "-o", "StrictHostKeyChecking=accept-new", "-o", f"UserKnownHostsFile={known_hosts}", "-o", "ConnectTimeout=20",
+            *options, f"{user}@127.0.0.1", *command]
+
+
 def ssh(port: int, key: Path, known_hosts: Path, *command: str, user: str = layout.USER,
         options: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        ["ssh", "-F", "/dev/null", "-p", str(port), "-i", str(key), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
-         "-o", "StrictHostKeyChecking=accept-new", "-o", f"UserKnownHostsFile={known_hosts}", "-o", "ConnectTimeout=20",
-         *options, f"{user}@127.0.0.1", *command],
-        capture_output=True, text=True, timeout=90)
+    return subprocess.run(ssh_command(port, key, known_hosts, *command, user=user, options=options),
+                          capture_output=True, text=True, timeout=90)
 
 
 def start_kernel(running: Running, token: str) -> str:

@@ -25,6 +25,7 @@ from builder import layout, records
 from builder.attest import PROVENANCE, SBOM, SMOKE, dsse, intoto, referrers
 from builder.attest.oci import ACCEPT, Registry
 from builder.image import registry
+from builder.records import builds, published
 from builder.wheels import lockfile
 from tests.docker.conftest import PASSWORD, TAG, TEST_REPO, USER
 
@@ -43,7 +44,7 @@ def make(env: dict, *args: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def attested(built, pushed, smoke_run, smoke_reports, env, server, signing_keys):
     """`make push` with SIGNING_KEY after the session's build and smoke run, reports/ shared as a user's is."""
-    shutil.copy(built.log.parent / records.BUILD, smoke_reports / TAG / records.BUILD)
+    shutil.copy(built.log.parent / builds.BUILD, smoke_reports / TAG / builds.BUILD)
     done = make(env, "push", f"REGISTRY={server}", f"SIGNING_KEY={signing_keys['signing']}")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done
@@ -118,7 +119,7 @@ def test_skopeo_shows_the_same_index(attested, api, pushed, server):
 
 
 def test_the_sbom_validates_and_lists_every_package_of_the_manifest(attested, smoke_reports, built, run, env, tmp_path):
-    text = (smoke_reports / TAG / records.SBOM).read_text()
+    text = (smoke_reports / TAG / published.SBOM).read_text()
     assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(text) is None
     manifest = json.loads(run(built.image, "cat", f"{layout.SHARE}/manifest.json"))
     bom = json.loads(text)
@@ -139,12 +140,12 @@ def test_the_sbom_validates_and_lists_every_package_of_the_manifest(attested, sm
     # make sbom of the same image gives the same bytes
     done = make({**env, "TORCHYARD_REPORTS": str(tmp_path)}, "sbom")
     assert done.returncode == 0, done.stderr
-    assert (tmp_path / TAG / records.SBOM).read_text() == text
+    assert (tmp_path / TAG / published.SBOM).read_text() == text
 
 
 def test_the_provenance_names_the_commit_every_locked_artifact_the_base_and_the_build_times(attested, smoke_reports,
                                                                                            client, built, pushed):
-    statement = json.loads((smoke_reports / TAG / records.PROVENANCE_STATEMENT).read_text())
+    statement = json.loads((smoke_reports / TAG / published.PROVENANCE_STATEMENT).read_text())
     assert statement["subject"][0]["digest"] == {"sha256": pushed.digest.removeprefix("sha256:")}
     assert statement["predicateType"] == PROVENANCE
     definition = statement["predicate"]["buildDefinition"]
@@ -245,7 +246,7 @@ def test_a_tampered_attestation_fails_and_is_named(copied, server, signing_keys,
 
 def test_an_attestation_signed_by_another_key_fails_and_is_named(copied, server, signing_keys, pushed, smoke_reports):
     environment, client = copied("stranger")
-    statement = records.read(smoke_reports / TAG / records.PROVENANCE_STATEMENT, intoto.Statement)
+    statement = records.read(smoke_reports / TAG / published.PROVENANCE_STATEMENT, intoto.Statement)
     stranger = dsse.signer(str(signing_keys["stranger"]))
     manifest = referrers.attach(client, pushed.digest, dsse.sign(statement, stranger), PROVENANCE, "2030-01-01T00:00:00")
     [problem] = failure(verify_image(environment, f"{server}/stranger", signing_keys["signing.pub"]))
@@ -258,7 +259,7 @@ def test_an_attestation_for_another_digest_fails_and_is_named(copied, server, si
     """Signed with the right key, attached beside this digest, but its statement is about another image."""
     environment, client = copied("elsewhere")
     other = "sha256:" + "5" * 64
-    statement = records.read(smoke_reports / TAG / records.SMOKE_STATEMENT, intoto.Statement)
+    statement = records.read(smoke_reports / TAG / published.SMOKE_STATEMENT, intoto.Statement)
     moved = intoto.Statement(type=intoto.STATEMENT_V1, subject=(intoto.subject(statement.subject[0].name, other),),
                              predicate_type=SMOKE, predicate=statement.predicate)
     envelope = dsse.sign(moved, dsse.signer(str(signing_keys["signing"])))

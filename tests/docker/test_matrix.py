@@ -11,10 +11,11 @@ import urllib.request
 
 import pytest
 
-from builder import layout, records
+from builder import layout
 from builder.image import size
 from builder.matrix_run import plan
 from builder.matrix_run.run import Runner
+from builder.records import builds, runs
 from builder.report import rows as report_rows
 from builder.wheels import network
 from tests.conftest import ROOT
@@ -31,8 +32,8 @@ def reports(tmp_path, built):
     size, compressed and smoke records (recorded from a real run of this tag) naming its image ID."""
     folder = tmp_path / TAG
     folder.mkdir()
-    shutil.copy(built.log.parent / records.BUILD, folder / records.BUILD)
-    for name in (records.SIZE, records.COMPRESSED, records.SMOKE):
+    shutil.copy(built.log.parent / builds.BUILD, folder / builds.BUILD)
+    for name in (builds.SIZE, builds.COMPRESSED, runs.SMOKE):
         data = json.loads((RECORDED / name).read_text())
         data["image_id"] = built.image_id
         (folder / name).write_text(json.dumps(data))
@@ -54,7 +55,7 @@ def test_a_current_tag_is_not_redone(runner, spec, reports):
     for step in ("build", "size ", "smoke"):
         assert any(f" {step} current" in line for line in lines), (step, text)
     assert "matrix: 1 passed, 0 failed, 0 not buildable here" in text
-    assert json.loads((reports / TAG / records.RUN).read_text())["result"] == report_rows.PASSED
+    assert json.loads((reports / TAG / runs.RUN).read_text())["result"] == report_rows.PASSED
     page = (reports / "index.html").read_text()
     assert f'data-tag="{TAG}"' in page and "row-passed" in page
 
@@ -117,7 +118,7 @@ def test_a_known_layer_is_recognised_not_compressed_again(client, spec, tmp_path
         monkeypatch.setattr(size, "_deflated", lambda chunk: deflated.append(len(chunk)) or real(chunk))
         measured = size.compressed(client, image.id, "one-more-layer", tmp_path, say=lambda _: None)
         assert len(measured.layers) == 2 and measured.layers[0] == tuple(json.loads(
-            (tmp_path / "base" / records.COMPRESSED).read_text())["layers"][0])
+            (tmp_path / "base" / builds.COMPRESSED).read_text())["layers"][0])
         assert 0 < sum(deflated) < 100_000  # the small layer only, not the base's 127 MB
     finally:
         client.images.remove(image.id, force=True)

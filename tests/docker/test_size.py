@@ -7,6 +7,7 @@ import sys
 
 from builder import records
 from builder.image import size
+from builder.records import builds
 from tests.conftest import ROOT
 from tests.docker.conftest import TAG, TEST_REPO
 
@@ -37,7 +38,7 @@ def test_a_build_over_its_budget_fails_naming_layer_and_packages(built, tmp_path
     assert "size_budget: 2GB" in matrix.read_text()
     reports = tmp_path / "reports"
     (reports / TAG).mkdir(parents=True)
-    records.write_report(reports, TAG, records.SIZE_BASELINE, size.SizeReport(
+    records.write_report(reports, TAG, builds.SIZE_BASELINE, size.SizeReport(
         tag=TAG, image=built.image, image_id="sha256:before", total=2_000_000_000, layers=(),
         packages={"torch": 1_000_000_000}))
     result = subprocess.run([sys.executable, "-m", "builder", "--matrix", str(matrix), "--repo", TEST_REPO,

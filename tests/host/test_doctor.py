@@ -3,6 +3,8 @@
 The engine is described, not asked: an Engine with the nvidia runtime, one without any GPU route, none at all.
 """
 
+import dataclasses
+
 import pytest
 
 from builder import layout
@@ -65,10 +67,13 @@ def test_h100_on_driver_535_finds_the_cuda_12_6_builds_of_the_newest_releases(sh
     lines = output(shipped, "h100-driver-535")
     assert ("v2.14-cu126 would run here too but cannot be built here: images/v2.14-cu126/requirements.lock is missing"
             in "\n".join(lines))
-    # "cannot tell" only where no source gives the arch list: the three variants compat.yaml leaves null
+    # "cannot tell" for no tag: compat.yaml gives every variant an arch list from a source
     unknown = {tag for tag, v in judged.items() if v.verdict == doctor.UNKNOWN}
-    assert unknown == {tag for tag, spec in shipped.specs.items() if spec.archs is None} == {
-        "v2.5-cu118", "v2.5-cu121", "v2.7-cu118"}
+    assert unknown == {tag for tag, spec in shipped.specs.items() if spec.archs is None} == set()
+    for tag in ("v2.7-cu118", "v2.5-cu118", "v2.5-cu121"):  # the last three recorded: [cyc], [whl]
+        assert judged[tag].verdict == doctor.RUNS, (tag, judged[tag].why)
+    assert judged["v2.7-cu118"].why == "driver 535.129.03 >= 450.80.02; sm_90 covered"
+    assert judged["v2.5-cu121"].why == "driver 535.129.03 >= 525.60.13; sm_90 covered"
     assert not any("their GPU architectures are not recorded" in line for line in lines)  # none newer than 2.14
 
 
@@ -96,7 +101,8 @@ def test_the_h200_recorded_on_a_real_host_runs_the_tags_whose_archs_are_known(sh
         assert judged[tag].verdict == doctor.RUNS, (tag, judged[tag].why)
     assert judged["v2.11-cu130"].why == "driver 580.159.04 >= 580.65.06; sm_90 covered"
     assert judged["v2.10-cu128"].verdict == doctor.RUNS  # sm_90 in its build script's list ([bcs])
-    assert judged["v2.7-cu118"].verdict == doctor.UNKNOWN  # its archs are not recorded: said, not guessed
+    assert judged["v2.7-cu118"].verdict == doctor.RUNS  # the 2.7 cu118 wheel's own list ([whl]) has sm_90
+    assert judged["v2.5-cu118"].verdict == doctor.RUNS  # sm_90 in the 2.5 cycle's build script ([cyc])
     lines = output(shipped, "h200-driver-580-recorded")
     assert "GPU 0           NVIDIA H200: sm_90 (compute capability 9.0), 140.4 GiB" in lines
     assert "NVIDIA driver   580.159.04, supports CUDA up to 13.0 (NVML)" in lines
@@ -110,14 +116,22 @@ def test_rtx_5090_sm_120_is_not_covered_by_the_cuda_12_4_wheel(shipped):
     # The CUDA 13.2 wheel has sm_120 kernels, but driver 570 is below CUDA 13's floor.
     assert judged["v2.15-cu132"].verdict == doctor.DOES_NOT_RUN
     assert judged["v2.15-cu132"].why == "driver 570.133.07 < 580.65.06"
-    # Tags whose arch list is not recorded are not guessed at.
-    assert judged["v2.7-cu118"].verdict == doctor.UNKNOWN
-    assert "archs not recorded" in judged["v2.7-cu118"].why
+    # The CUDA 11.8 wheels of 2.5 and 2.7 and the 12.1 one of 2.5 stop at sm_90 with no PTX ([cyc], [whl]).
+    for tag in ("v2.7-cu118", "v2.5-cu118", "v2.5-cu121"):
+        assert judged[tag].verdict == doctor.DOES_NOT_RUN and judged[tag].why == "sm_120 not in sm_50…sm_90", tag
     # The CUDA 12.8 builds carry sm_120 cubins; 12.6 ones stop at sm_90, with no PTX to JIT from.
     assert judged["v2.8-cu128"].verdict == doctor.RUNS
     assert judged["v2.14-cu126"].verdict == doctor.DOES_NOT_RUN and judged["v2.14-cu126"].why == "sm_120 not in sm_50…sm_90"
     lines = output(shipped, "rtx5090-driver-570")
     assert lines[-1] == "newest tag that runs here: make build TAG=v2.10-cu128"
+
+
+def test_a_tag_whose_archs_are_not_recorded_is_not_guessed_at(shipped):
+    """Every shipped tag has an arch list now; one without (a release compat.yaml gives none for) is 'cannot tell'."""
+    spec = dataclasses.replace(shipped.specs["v2.5-cu118"], archs=None)  # and no images/v2.5-cu118/archs.json
+    for name in ("rtx5090-driver-570", "h100-driver-535"):
+        judged = doctor.judge(spec, host(name), WITH_GPUS, layout.IMAGES)
+        assert judged.verdict == doctor.UNKNOWN and "archs not recorded" in judged.why, name
 
 
 def test_p100_sm_60_is_not_covered_by_the_cuda_13_wheels(shipped):

@@ -7,6 +7,7 @@ import pytest
 
 from builder import layout, records
 from builder.image import build
+from builder.records import builds
 
 
 @pytest.fixture
@@ -27,11 +28,11 @@ def test_the_hash_is_of_what_the_build_gets(shipped, images):
 
 
 def test_the_record_is_replaced_whole_and_read_back(tmp_path):
-    record = records.BuildRecord(status="built", started="2026-11-25T23:40:07+00:00", seconds=1.5)
-    records.write_report(tmp_path, "v2.6-cu124", records.BUILD, record)
-    assert records.read_report(tmp_path, "v2.6-cu124", records.BUILD, records.BuildRecord) == record
-    assert [p.name for p in (tmp_path / "v2.6-cu124").iterdir()] == [records.BUILD]  # no temporary file left
-    (tmp_path / "v2.6-cu124" / records.BUILD).write_text("{half")
+    record = builds.BuildRecord(status="built", started="2026-11-25T23:40:07+00:00", seconds=1.5)
+    records.write_report(tmp_path, "v2.6-cu124", builds.BUILD, record)
+    assert records.read_report(tmp_path, "v2.6-cu124", builds.BUILD, builds.BuildRecord) == record
+    assert [p.name for p in (tmp_path / "v2.6-cu124").iterdir()] == [builds.BUILD]  # no temporary file left
+    (tmp_path / "v2.6-cu124" / builds.BUILD).write_text("{half")
     with pytest.raises(records.BrokenRecord, match="build.json is broken: not JSON"):
-        records.read_report(tmp_path, "v2.6-cu124", records.BUILD, records.BuildRecord)
-    assert records.read_report(tmp_path, "v2.7-cu126", records.BUILD, records.BuildRecord) is None
+        records.read_report(tmp_path, "v2.6-cu124", builds.BUILD, builds.BuildRecord)
+    assert records.read_report(tmp_path, "v2.7-cu126", builds.BUILD, builds.BuildRecord) is None

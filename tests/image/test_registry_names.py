@@ -2,9 +2,9 @@
 
 import pytest
 
-from builder import records
 from builder.image import registry
 from builder.inputs import InputError
+from builder.records import published
 
 
 @pytest.mark.parametrize("value", ["registry.example.com/ml", "127.0.0.1:5000", "localhost:5000/a/b", "ghcr.io/org",
@@ -27,9 +27,9 @@ def test_records_keep_one_entry_per_registry(tmp_path):
     registry.record("v2.6-cu124", first, tmp_path)
     registry.record("v2.6-cu124", second, tmp_path)
     registry.record("v2.6-cu124", first, tmp_path)
-    entries = records.read_digests("v2.6-cu124", tmp_path)
+    entries = published.read_digests("v2.6-cu124", tmp_path)
     assert list(entries) == [first.reference, second.reference]
-    assert entries[second.reference] == records.Pushed(digest=second.digest, image_id=image_id)
+    assert entries[second.reference] == published.Pushed(digest=second.digest, image_id=image_id)
 
 
 @pytest.mark.parametrize("error, meaning", [

@@ -233,6 +233,30 @@ def test_every_image_carries_what_torch_compile_needs_in_a_layer_of_its_own(spec
         assert "# torch.compile:" in dockerfile
 
 
+def test_the_everyday_tools_are_one_layer_below_torchs_the_same_in_every_tag_of_a_base(specs):
+    """Issue 24: git, git-lfs, curl, less, procps, unzip, nano, tmux in a step of their own, after the OS and compiler
+    steps and before the venv: the same instruction, so the same layer, in every tag of one base, below torch's."""
+    found = {}
+    for tag, spec in specs.items():
+        instructions = render.render(spec)["Dockerfile"].replace("\\\n", "").splitlines()
+        [tools] = [line for line in instructions if "apt-get install" in line and " tmux" in line]
+        assert "git git-lfs curl less procps unzip nano tmux" in tools
+        # git-lfs's filters in one order: `git lfs install` writes them in Go's map order, another file each build
+        assert "git config --system filter.lfs.clean 'git-lfs clean -- %f' && git config --system filter.lfs.smudge " \
+               "'git-lfs smudge -- %f' && git config --system filter.lfs.process 'git-lfs filter-process' && " \
+               "git config --system filter.lfs.required true" in tools and "git lfs install" not in tools
+        assert "dpkg-statoverride --update --add root root 0755 /usr/lib/x86_64-linux-gnu/utempter/utempter" in tools
+        runs = [line for line in instructions if line.startswith("RUN ")]
+        position = runs.index(tools)
+        assert "g++" in runs[position - 1] and "python3 -m venv" in runs[position + 1], tag
+        found.setdefault(spec.base.image, set()).add(tuple(runs[:position + 1]))
+        # the spec names each tool with the command check_image.py runs as the user
+        facts = json.loads(render.render(spec)[layout.SPEC])
+        assert facts["user"] == layout.USER and list(facts["tools"]) == list(steps.TOOLS)
+        assert facts["tools"]["git-lfs"] == ["git", "lfs", "version"]
+    assert all(len(chains) == 1 for chains in found.values()), {base: len(chains) for base, chains in found.items()}
+
+
 def test_pip_and_uv_are_held_to_the_images_constraints(specs):
     files = render.render(specs["v2.6-cu124"])
     assert f"PIP_CONSTRAINT={layout.CONSTRAINTS} \\" in files["Dockerfile"]

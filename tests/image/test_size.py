@@ -4,6 +4,7 @@ import pytest
 
 from builder import records
 from builder.image import size
+from builder.records import builds
 from builder.units import human, parse_size
 
 GB = 10**9
@@ -53,7 +54,7 @@ def test_the_baseline_is_the_last_report_within_budget(tmp_path):
     bigger = report(9 * GB, [], [("torch", 4 * GB)])
     size.write(bigger, tmp_path, within_budget=False)
     assert size.baseline("v2.6-cu124", tmp_path) == NOW
-    assert records.read_report(tmp_path, "v2.6-cu124", records.SIZE, size.SizeReport) == bigger
+    assert records.read_report(tmp_path, "v2.6-cu124", builds.SIZE, size.SizeReport) == bigger
     assert "| 4.00 GB | torch |" in (tmp_path / "v2.6-cu124" / "size.md").read_text()
 
 

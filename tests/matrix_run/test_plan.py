@@ -6,9 +6,10 @@ import dataclasses
 import msgspec
 import pytest
 
-from builder import layout, records
+from builder import layout
 from builder.image import build
 from builder.matrix_run import plan
+from builder.records import runs
 from tests.conftest import ROOT
 
 RECORDED = ROOT / "tests" / "data" / "report" / "reports"
@@ -69,8 +70,8 @@ def test_a_missing_compressed_size_measures_the_size_again(found):
 
 def test_a_broken_record_is_said_and_measured_again(tmp_path):
     (tmp_path / TAG).mkdir()
-    (tmp_path / TAG / records.SMOKE).write_text("{broken")
+    (tmp_path / TAG / runs.SMOKE).write_text("{broken")
     said = []
     found = plan.measured(tmp_path, TAG, say=said.append)
     assert found == plan.Measured() and len(said) == 1
-    assert said[0].startswith(f"  reports/{TAG}/{records.SMOKE} is broken") and said[0].endswith(": measured again")
+    assert said[0].startswith(f"  reports/{TAG}/{runs.SMOKE} is broken") and said[0].endswith(": measured again")

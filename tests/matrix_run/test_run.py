@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from builder import records
 from builder.matrix_run import progress, run
+from builder.records import runs
 from tests.conftest import ROOT
 
 
@@ -26,11 +26,11 @@ def test_estimates_come_from_this_tags_last_time_else_the_median_of_the_others(t
 @pytest.mark.parametrize("content", ["{not json", "[]", '{"build": 5}', '{"build": {"v2.6-cu124": "9"}}',
                                      "[" * 100_000 + "]" * 100_000])
 def test_a_corrupt_timings_file_means_no_estimate_not_a_crash(tmp_path, content):
-    (tmp_path / records.TIMINGS).write_text(content)
+    (tmp_path / runs.TIMINGS).write_text(content)
     said = []
     timings = progress.Timings(tmp_path, said.append)
     assert timings.estimate("build", "v2.6-cu124") is None
-    assert len(said) == 1 and f"{tmp_path.name}/{records.TIMINGS} is broken" in said[0], said
+    assert len(said) == 1 and f"{tmp_path.name}/{runs.TIMINGS} is broken" in said[0], said
     timings.record("build", "v2.6-cu124", 240)  # after a finished build: the record is written anew, no TypeError
     assert progress.Timings(tmp_path).estimate("build", "v2.6-cu124") == 240
 
@@ -41,8 +41,8 @@ def test_durations_read_as_people_say_them(seconds, text):
 
 
 def test_a_check_line_names_its_figure_only_when_it_has_one():
-    resnet = records.Check(name="resnet50 amp", status="PASS", figures={"images_per_s": 90.2})
-    cuda = records.Check(name="cuda", status="SKIPPED", reason="no GPU: NVML cannot start")
+    resnet = runs.Check(name="resnet50 amp", status="PASS", figures={"images_per_s": 90.2})
+    cuda = runs.Check(name="cuda", status="SKIPPED", reason="no GPU: NVML cannot start")
     assert run.check_text(resnet) == "resnet50 amp PASS (90 images/s)"
     assert run.check_text(cuda) == "cuda SKIPPED"
 

@@ -11,6 +11,7 @@ import pytest
 import msgspec
 
 from builder import records
+from builder.records import published, runs
 from builder.report import charts, page
 from builder.report import rows as report_rows
 from tests.conftest import ROOT
@@ -61,7 +62,7 @@ def test_every_other_tag_keeps_its_facts_and_says_why_it_was_not_built(shipped, 
     assert (index_variant.torch, index_variant.cuda, index_variant.cudnn) == ("2.6.0", "12.6", "9.5.1.17")
     pypi_not_run = by_tag["v2.8-cu128"]
     assert pypi_not_run.state == report_rows.NOT_RUN and pypi_not_run.lock_sha256
-    assert by_tag["v2.6-cu124"].archs[-1] == "sm_90" and by_tag["v2.7-cu118"].archs is None
+    assert by_tag["v2.6-cu124"].archs[-1] == "sm_90" and by_tag["v2.7-cu118"].archs[-2:] == ("sm_37", "sm_90")
     assert by_tag["v2.8-cu128"].archs[-1] == "sm_120"  # its build script's list ([bcs])
 
 
@@ -172,7 +173,7 @@ def test_a_broken_record_is_skipped_not_fatal(shipped, reports):
      "skipped", None),
 ])
 def test_each_check_has_its_headline(check, text, value):
-    assert report_rows.headline(msgspec.convert(check, records.Check)) == (text, value)
+    assert report_rows.headline(msgspec.convert(check, runs.Check)) == (text, value)
 
 
 def test_chart_ticks_are_round_numbers():
@@ -181,10 +182,10 @@ def test_chart_ticks_are_round_numbers():
 
 def test_the_attested_smoke_verdict_is_shown_beside_the_local_one_and_the_sbom_is_linked(shipped, reports):
     verdict = "PASS on CPU, 2 cores (SKIPPED: cuda, cudnn conv, nccl all-reduce)"
-    records.write_report(reports, "v2.6-cu124", records.ATTESTED, {"127.0.0.1:5000/torchyard:v2.6-cu124": records.Attachment(
+    records.write_report(reports, "v2.6-cu124", published.ATTESTED, {"127.0.0.1:5000/torchyard:v2.6-cu124": published.Attachment(
         digest="sha256:" + "a" * 64, keyid="k" * 64, date="2026-11-26T10:00:00+00:00",
         artifacts={"urn:torchyard:smoke-report:v1": "sha256:" + "b" * 64}, smoke=verdict)})
-    (reports / "v2.6-cu124" / records.SBOM).write_text("{}")
+    (reports / "v2.6-cu124" / published.SBOM).write_text("{}")
     made = collect(shipped, reports)
     row = rows(made)["v2.6-cu124"]
     assert row.sbom == "v2.6-cu124/sbom.cdx.json" and row.attested[0]["smoke"] == verdict
@@ -203,6 +204,6 @@ def test_the_attested_smoke_verdict_is_shown_beside_the_local_one_and_the_sbom_i
 
 
 def test_a_broken_attested_record_is_named_and_the_report_goes_on(shipped, reports):
-    (reports / "v2.6-cu124" / records.ATTESTED).write_text('{"r": {"digest": "sha256:1"}}')
+    (reports / "v2.6-cu124" / published.ATTESTED).write_text('{"r": {"digest": "sha256:1"}}')
     row = rows(collect(shipped, reports))["v2.6-cu124"]
     assert row.attested == () and row.broken[0].startswith("reports/v2.6-cu124/attested.json is broken (")

@@ -45,16 +45,18 @@ def test_compat_yaml_archs_take_a_script_list_or_torchs_names(tmp_path):
     assert compat._archs(None, "x") is None
     with pytest.raises(ValueError, match="torch 2.6.0 cu118 archs: '9.x'"):
         bad = tmp_path / "compat.yaml"
-        bad.write_text(text.replace('archs: "5.0;6.0;7.0;7.5;8.0;8.6;3.7;9.0"}  # [gbm]', 'archs: "9.x"}  # [gbm]', 1))
+        bad.write_text(text.replace('3.7;9.0"}  # [gbm]; archs [bcs]', '9.x"}  # [gbm]; archs [bcs]', 1))
         compat.load(bad)
     with pytest.raises(ValueError, match="expected a TORCH_CUDA_ARCH_LIST string, a list of sm_XY/compute_XY names"):
         compat._archs(["sm_90", "90"], "torch 2.6.0 cu124")
 
 
-def test_every_variant_from_2_6_on_has_an_arch_list_but_those_no_source_gives(facts):
+def test_every_variant_has_an_arch_list_from_a_source(facts):
     unknown = {(r.version, v.name) for r in facts.releases.values() for v in r.variants.values() if v.archs is None}
-    # no build script of these releases was read: said, not guessed (the wheel's own list fills them once fetched)
-    assert unknown == {("2.5.1", "cu118"), ("2.5.1", "cu121"), ("2.7.1", "cu118")}
+    # the last three filled from the 2.5 and 2.7 cycles' build scripts and the 2.7 wheel's own list ([cyc], [whl])
+    assert unknown == set()
+    assert facts.releases["2.5.1"].variants["cu121"].archs == ("sm_50", "sm_60", "sm_70", "sm_75", "sm_80", "sm_86",
+                                                              "sm_90")
 
 
 # ------------------------------------------------------------------ the wheel's fatbinary headers
