@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,6 +32,10 @@ from builder.image import base, build, engine, registry, render, steps
 from builder.matrix.load import load
 from builder.matrix.types import ImageSpec
 from builder.wheels import lock, lockfile, network
+
+# Run as a script, only benchmarks/ is on sys.path (builder is installed): the checkout's root gives tests/loopback.py.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests import loopback  # noqa: E402
 
 REPO = "torchyard-bench"
 EXTRA_WORKSPACE_PACKAGE = "einops==0.8.1"
@@ -54,35 +56,12 @@ def size_gb(client, image: str) -> float:
     return client.images.get(image).attrs["Size"] / 1e9
 
 
-class Registry:
-    """Debian's docker-registry on a free loopback port, storage in a temporary folder, no auth."""
-
-    def __init__(self, folder: Path):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.address = f"127.0.0.1:{s.getsockname()[1]}"
-        config = folder / "config.yml"
-        config.write_text(f"version: 0.1\nlog: {{level: warn}}\nstorage: {{filesystem: {{rootdirectory: {folder / 'data'}}}}}\n"
-                          f'http: {{addr: "{self.address}", secret: benchmark}}\n')
-        self.process = subprocess.Popen(["docker-registry", "serve", str(config)], stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL)
-        self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        for _ in range(100):
-            try:
-                self.opener.open(f"http://{self.address}/v2/", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
-
-    def layers(self, tag: str) -> dict[str, int]:
-        """digest -> compressed size of each layer of torchyard:<tag>."""
-        request = urllib.request.Request(f"http://{self.address}/v2/{layout.REGISTRY_NAME}/manifests/{tag}",
-                                         headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"})
-        return {layer["digest"]: layer["size"] for layer in json.loads(self.opener.open(request, timeout=30).read())["layers"]}
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
+def layers(address: str, tag: str) -> dict[str, int]:
+    """digest -> compressed size of each layer of torchyard:<tag> in the (loginless) registry at address."""
+    request = urllib.request.Request(f"http://{address}/v2/{layout.REGISTRY_NAME}/manifests/{tag}",
+                                     headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never through a proxy
+    return {layer["digest"]: layer["size"] for layer in json.loads(opener.open(request, timeout=30).read())["layers"]}
 
 
 def timed_build(client, spec, repo, settings, **kwargs) -> tuple[build.BuildResult, float]:
@@ -139,20 +118,19 @@ def main(tag: str | None) -> None:
                                          reports=tmp / "reports", cache=wheels)
         made.append(changed)
 
-        (tmp / "registry").mkdir()
-        server = Registry(tmp / "registry")
-        try:
-            first = registry.push(client, filled.image, server.address, spec.tag, say=lambda text: None,
-                                  digests=tmp / "digests")
-            second = registry.push(client, changed.image, server.address, f"{spec.tag}-changed", say=lambda text: None,
-                                   digests=tmp / "digests")
-            first_layers, changed_layers = server.layers(spec.tag), server.layers(f"{spec.tag}-changed")
-            compressed, changed_compressed = sum(first_layers.values()), sum(changed_layers.values())
-            sent = sum(size for digest, size in changed_layers.items() if digest not in first_layers)
-        finally:
-            server.stop()
-            for ref in (first.reference, second.reference):
-                client.images.remove(ref)
+        with loopback.registry(tmp / "registry") as server:
+            try:
+                first = registry.push(client, filled.image, server.address, spec.tag, say=lambda text: None,
+                                      digests=tmp / "digests")
+                second = registry.push(client, changed.image, server.address, f"{spec.tag}-changed",
+                                       say=lambda text: None, digests=tmp / "digests")
+                first_layers = layers(server.address, spec.tag)
+                changed_layers = layers(server.address, f"{spec.tag}-changed")
+                compressed, changed_compressed = sum(first_layers.values()), sum(changed_layers.values())
+                sent = sum(size for digest, size in changed_layers.items() if digest not in first_layers)
+            finally:
+                for ref in (first.reference, second.reference):
+                    client.images.remove(ref)
         fetched = sum(p.stat().st_size for p in wheels.iterdir())
 
         print(f"| image ({spec.tag}) | build | size | compressed (pushed layers) |")

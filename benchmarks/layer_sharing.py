@@ -8,8 +8,8 @@ tag). Prints, for each push: the layers and compressed bytes of the image, the l
 the bytes the engine reported moving and the growth of the registry's storage. With --pull, SECOND is removed
 here (FIRST stays) and pulled back from the registry, verified against the digest its push recorded: the bytes
 that pull downloaded. The layers' diff IDs, and how many of SECOND's sit on FIRST's chain, come first.
-Debian's docker-registry on a free loopback port (as benchmarks/build_vs_plain.py starts it); everything it made
-is removed at the end, the two images stay (SECOND restored by the pull, under its name).
+Debian's docker-registry on a free loopback port (tests/loopback.py's registry(), as in build_vs_plain.py);
+everything it made is removed at the end, the two images stay (SECOND restored by the pull, under its name).
 """
 
 from __future__ import annotations
@@ -19,12 +19,15 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from build_vs_plain import Registry
+from build_vs_plain import layers as pushed_layers
+from build_vs_plain import loopback  # tests/loopback.py: build_vs_plain puts the checkout's root on sys.path
 
 from builder.image import engine, registry
 
 
 def storage_bytes(folder: Path) -> int:
+    if not folder.exists():  # the registry makes its storage on the first push
+        return 0
     return int(subprocess.run(["du", "-sb", str(folder)], capture_output=True, text=True, check=True).stdout.split()[0])
 
 
@@ -40,19 +43,18 @@ def main(first: str, second: str, pull: bool) -> None:
     print(f"{first}: {len(layers_a)} layers, image {a.id[:19]}; {second}: {len(layers_b)} layers, image {b.id[:19]}")
     print(f"{second} shares its first {chain} layers (diff IDs) with {first}; "
           f"{len(set(layers_b) & set(layers_a))} of its diff IDs are among {first}'s")
-    with tempfile.TemporaryDirectory(prefix="torchyard-sharing-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="torchyard-sharing-") as tmp, \
+            loopback.registry(Path(tmp) / "registry") as server:
         tmp = Path(tmp)
-        (tmp / "registry").mkdir()
-        server = Registry(tmp / "registry")
         refs = []
         try:
             rows = []
             for image, tag in ((first, "first"), (second, "second")):
-                before = storage_bytes(tmp / "registry")
+                before = storage_bytes(server.storage)
                 shipped = registry.push(client, image, server.address, tag, say=lambda text: None, digests=tmp / "digests")
                 refs.append(shipped.reference)
-                layers = server.layers(tag)
-                rows.append((image, tag, layers, shipped, storage_bytes(tmp / "registry") - before))
+                layers = pushed_layers(server.address, tag)
+                rows.append((image, tag, layers, shipped, storage_bytes(server.storage) - before))
             had = set(rows[0][2])
             print("| push | layers | compressed | layers the registry had | bytes the engine moved | storage growth |")
             print("| --- | --- | --- | --- | --- | --- |")
@@ -103,7 +105,6 @@ def main(first: str, second: str, pull: bool) -> None:
                       f"in {shipped.seconds:.0f} s (image {shipped.image_id[:19]}, as pushed: "
                       f"{shipped.image_id == rows[1][3].image_id})")
         finally:
-            server.stop()
             for ref in refs:
                 try:
                     client.images.remove(ref)

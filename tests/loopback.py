@@ -1,5 +1,6 @@
-"""Real HTTP servers on the loopback, for the tests that talk to an index or to an artifact's server: one answering
-each request with the test's own method (serving), and a package index of real wheels (index; wheel makes tiny ones)."""
+"""Real servers on the loopback, for the tests that talk to an index, an artifact's server or a registry: one answering
+each request with the test's own method (serving), a package index of real wheels (index; wheel makes tiny ones), and
+Debian's docker-registry (registry; the benchmarks start it too)."""
 
 import base64
 import contextlib
@@ -10,8 +11,13 @@ import http.server
 import io
 import json
 import shutil
+import socket
+import subprocess
 import threading
+import time
+import urllib.error
 import urllib.parse
+import urllib.request
 import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +26,13 @@ from pathlib import Path
 from packaging.utils import parse_wheel_filename
 
 JSON = "application/vnd.pypi.simple.v1+json"  # PEP 691
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port free on host now (a loopback address): the OS's pick, released for the caller's server to bind."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
 
 
 @contextlib.contextmanager
@@ -234,3 +247,97 @@ def _page_json(what: str, payload) -> tuple[str, str]:
              for w in wheels]
     versions = sorted({str(parse_wheel_filename(w.name)[1]) for w in wheels})
     return JSON, json.dumps({"meta": {"api-version": "1.1"}, "name": project, "versions": versions, "files": files})
+
+
+# ---------------------------------------------------------------- Debian's docker-registry
+
+READY_S = 30  # it answers in well under a second; this is for a machine loaded by other builds
+
+
+class RegistryError(RuntimeError):
+    """The registry could not be started: not installed, or it did not answer (the message holds its log's tail)."""
+
+
+@dataclass(frozen=True)
+class ServedRegistry:
+    """A docker-registry serving on loopback: address is host:port, as `make push REGISTRY=` takes it (no scheme);
+    folder holds its config.yml, htpasswd (with a login), registry.log and its storage, data/."""
+
+    address: str
+    folder: Path
+
+    @property
+    def storage(self) -> Path:
+        return self.folder / "data"
+
+    @property
+    def log(self) -> Path:
+        return self.folder / "registry.log"
+
+
+def registry_binary() -> str | None:
+    """Debian's docker-registry (apt-get install docker-registry), also where /usr/bin is not on PATH; None without."""
+    found = shutil.which("docker-registry") or "/usr/bin/docker-registry"
+    return found if Path(found).is_file() else None
+
+
+def bcrypt_line(user: str, password: str) -> str:
+    """An htpasswd line of bcrypt's lowest cost (2^4 rounds): the registry checks it on every request, which at the
+    default cost takes a quarter of a second here (a test-only password: its cost protects nothing)."""
+    try:
+        import crypt  # libxcrypt's bcrypt ($2b$), which the registry's htpasswd accepts; gone in Python 3.13
+        return f"{user}:{crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16))}"
+    except ImportError:
+        return subprocess.run(["htpasswd", "-nbB", "-C", "4", user, password], capture_output=True, text=True,
+                              check=True).stdout.strip()  # apache2-utils
+
+
+@contextlib.contextmanager
+def registry(folder: Path, *, login: tuple[str, str] | None = None, delete: bool = False) -> Iterator[ServedRegistry]:
+    """Debian's docker-registry (distribution 2.8) on a free 127.0.0.1 port, everything it writes in folder (made if
+    missing; its own). login: htpasswd auth for that user and password (none without it); delete: the storage
+    accepts DELETE (off by default, as in the registry). Yields once its /v2/ answers (200, or 401 with a login);
+    raises RegistryError when the binary is missing or it exits or stays silent for READY_S seconds. Always stopped
+    on exit (killed if it does not end within 30 s of SIGTERM)."""
+    binary = registry_binary()
+    if binary is None:
+        raise RegistryError("needs Debian's docker-registry: apt-get install docker-registry (.ci/run installs it)")
+    folder.mkdir(parents=True, exist_ok=True)
+    served = ServedRegistry(f"127.0.0.1:{free_port()}", folder)
+    auth = ""
+    if login is not None:
+        (folder / "htpasswd").write_text(bcrypt_line(*login) + "\n")
+        auth = f"auth: {{htpasswd: {{realm: torchyard-test, path: {folder / 'htpasswd'}}}}}\n"
+    (folder / "config.yml").write_text(
+        "version: 0.1\nlog: {level: warn}\n"
+        f"storage: {{filesystem: {{rootdirectory: {served.storage}}}, delete: {{enabled: {str(delete).lower()}}}}}\n"
+        f'http: {{addr: "{served.address}", secret: loopback-only}}\n' + auth)
+    with served.log.open("w") as log:
+        process = subprocess.Popen([binary, "serve", str(folder / "config.yml")], stdout=log, stderr=subprocess.STDOUT)
+        try:
+            _wait_for(served, process)
+            yield served
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _wait_for(served: ServedRegistry, process: subprocess.Popen) -> None:
+    """Until the registry's /v2/ answers at all (any HTTP status is the registry's own: the opener skips the
+    machine's proxy settings); RegistryError with its log's tail when it exits first or READY_S pass."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    deadline = time.monotonic() + READY_S
+    while process.poll() is None and time.monotonic() < deadline:
+        try:
+            opener.open(f"http://{served.address}/v2/", timeout=1).close()
+            return
+        except urllib.error.HTTPError:
+            return  # 401: it answers, and wants the login
+        except OSError:
+            time.sleep(0.1)
+    said = "exited" if process.poll() is not None else f"did not answer on {served.address} within {READY_S} s"
+    raise RegistryError(f"docker-registry {said}; its log ends: {served.log.read_text()[-2000:]}")

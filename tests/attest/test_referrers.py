@@ -5,11 +5,6 @@ way verification fails that the docker test (tests/docker/test_attest.py) does n
 import hashlib
 import json
 import os
-import shutil
-import subprocess
-import time
-import urllib.error
-import urllib.request
 import zlib
 
 import pytest
@@ -17,43 +12,22 @@ import pytest
 from builder.attest import PROVENANCE, SBOM, SMOKE, AttestError, dsse, intoto, referrers, sbom, verify
 from builder.attest.oci import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, Descriptor, Index, Manifest, Registry, encode
 from builder.records import runs
+from tests import loopback
 from tests.attest.conftest import make_contents
 from tests.conftest import ROOT
-from tests.docker.conftest import PASSWORD, USER, bcrypt_line, free_port
+from tests.docker.conftest import PASSWORD, USER
 
 SMOKE_REPORT = ROOT / "tests" / "data" / "report" / "reports" / "v2.6-cu124" / runs.SMOKE
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    binary = shutil.which("docker-registry")
-    if binary is None:
+    if loopback.registry_binary() is None:
         if os.environ.get("CI") == "true":
             pytest.fail("needs Debian's docker-registry (.ci/run installs it)")
         pytest.skip("no docker-registry here (apt-get install docker-registry)")
-    root = tmp_path_factory.mktemp("registry")
-    (root / "htpasswd").write_text(bcrypt_line(USER, PASSWORD) + "\n")
-    port = free_port()
-    (root / "config.yml").write_text(f"""version: 0.1
-log: {{level: warn}}
-storage: {{filesystem: {{rootdirectory: {root / 'data'}}}}}
-http: {{addr: "127.0.0.1:{port}", secret: test-only}}
-auth: {{htpasswd: {{realm: torchyard-test, path: {root / 'htpasswd'}}}}}
-""")
-    process = subprocess.Popen([binary, "serve", str(root / "config.yml")], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1)
-            except urllib.error.HTTPError:
-                break
-            except OSError:
-                time.sleep(0.1)
-        yield f"127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    with loopback.registry(tmp_path_factory.mktemp("registry"), login=(USER, PASSWORD)) as served:
+        yield served.address
 
 
 @pytest.fixture
@@ -186,7 +160,7 @@ def test_the_registry_refuses_without_the_login_and_says_docker_login(server, tm
 
 
 def test_an_unreachable_registry_is_named(logged_in):
-    nowhere = f"127.0.0.1:{free_port()}"
+    nowhere = f"127.0.0.1:{loopback.free_port()}"
     with pytest.raises(AttestError, match=f"the registry {nowhere} cannot be reached"):
         Registry(nowhere, "torchyard").manifest("v1")
 

@@ -3,10 +3,7 @@
 import json
 import os
 import shutil
-import socket
 import subprocess
-import time
-import urllib.request
 from pathlib import Path
 
 import docker
@@ -18,6 +15,7 @@ from builder import layout
 from builder.image import base, build, engine, registry
 from builder.wheels import cache as wheel_cache
 from builder.wheels import network
+from tests import loopback
 from tests.docker.containers import Keys
 
 # Never touches the user's torchyard:* images; TORCHYARD_TEST_REPO keeps parallel checkouts apart.
@@ -116,60 +114,17 @@ def keys(tmp_path_factory) -> Keys:
 USER, PASSWORD = "torchyard", "test-only-password"  # the loopback registry's htpasswd login
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def bcrypt_line(user: str, password: str) -> str:
-    """An htpasswd line of bcrypt's lowest cost (2^4 rounds): the registry checks it on every request, which at the
-    default cost takes a quarter of a second here (a test-only password: its cost protects nothing)."""
-    try:
-        import crypt  # libxcrypt's bcrypt ($2b$), which the registry's htpasswd accepts; gone in Python 3.13
-        return f"{user}:{crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16))}"
-    except ImportError:
-        return subprocess.run(["htpasswd", "-nbB", "-C", "4", user, password], capture_output=True, text=True,
-                              check=True).stdout.strip()  # apache2-utils
-
-
 @pytest.fixture(scope="session")
 def server(client, tmp_path_factory):
-    """Debian's docker-registry on a free loopback port with its own storage and htpasswd auth, for the session
-    (tests/docker/test_registry.py and test_attest.py): always stopped, and the local tags of its images removed."""
-    binary = shutil.which("docker-registry") or "/usr/bin/docker-registry"
-    if not os.path.exists(binary):
-        pytest.fail("needs Debian's docker-registry (apt-get install docker-registry; .ci/run installs it)")
-    root = tmp_path_factory.mktemp("registry")
-    (root / "htpasswd").write_text(bcrypt_line(USER, PASSWORD) + "\n")
-    port = free_port()
-    (root / "config.yml").write_text(f"""version: 0.1
-log: {{level: warn}}
-storage: {{filesystem: {{rootdirectory: {root / 'data'}}}, delete: {{enabled: true}}}}
-http: {{addr: "127.0.0.1:{port}", secret: test-only}}
-auth: {{htpasswd: {{realm: torchyard-test, path: {root / 'htpasswd'}}}}}
-""")
-    log = (root / "registry.log").open("w")
-    process = subprocess.Popen([binary, "serve", str(root / "config.yml")], stdout=log, stderr=subprocess.STDOUT)
-    try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1)
-            except urllib.error.HTTPError:
-                break  # 401: it answers
-            except OSError:
-                time.sleep(0.1)
-        else:
-            pytest.fail(f"docker-registry did not answer: {(root / 'registry.log').read_text()[-2000:]}")
-        yield f"127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
-        for image in client.images.list():
-            for ref in image.tags:
-                if ref.startswith(f"127.0.0.1:{port}/"):
-                    client.images.remove(ref)
+    """Debian's docker-registry on a free loopback port with its own storage (deletes allowed) and htpasswd auth, for
+    the session (tests/docker/test_registry.py and test_attest.py): always stopped, and the local tags of its images
+    removed. Where the engine runs and docker-registry is missing (or does not answer), this errs, CI or not."""
+    with loopback.registry(tmp_path_factory.mktemp("registry"), login=(USER, PASSWORD), delete=True) as served:
+        yield served.address
+    for image in client.images.list():
+        for ref in image.tags:
+            if ref.startswith(f"{served.address}/"):
+                client.images.remove(ref)
 
 
 def client_with_config(config_dir) -> docker.DockerClient:

@@ -4,7 +4,6 @@ through the real OpenSSH client, and code run in a Jupyter kernel as JupyterLab 
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import urllib.request
 import uuid
@@ -15,12 +14,7 @@ import docker.errors
 import websocket
 
 from builder import layout
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.loopback import free_port
 
 
 @dataclass(frozen=True)

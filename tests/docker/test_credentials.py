@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -32,18 +31,13 @@ from builder.wheels import cache as wheel_cache
 from builder.wheels import lock, lockfile
 from tests.conftest import ROOT, copy_checkout
 from tests.docker.conftest import TAG, TEST_REPO, linked_cache
+from tests.loopback import free_port
 
 USER, PASSWORD = "alice", "s3cret-index-pw"
 TOKEN = "ghp-s3cret-origin-token"
 ORIGIN = "git.example.com/team/torchyard.git"
 WHEEL = "einops==0.8.1"  # small, pure Python, in neither of the tag's locks
 REPO = f"{TEST_REPO}-credentials"
-
-
-def free_port(address: str) -> int:
-    with socket.socket() as s:
-        s.bind((address, 0))
-        return s.getsockname()[1]
 
 
 def isolated_pip_env(**more: str) -> dict[str, str]:

@@ -13,7 +13,8 @@ import docker
 import pytest
 
 from builder.image import registry
-from tests.docker.conftest import TAG, USER, client_with_config, free_port
+from tests.docker.conftest import TAG, USER, client_with_config
+from tests.loopback import free_port
 
 pytestmark = pytest.mark.removes_the_built_image
 

@@ -14,7 +14,8 @@ from contextlib import contextmanager
 import pytest
 
 from builder import layout
-from tests.docker.containers import Containers, Running, execute, free_port, logs, ssh, ssh_command
+from tests.docker.containers import Containers, Running, execute, logs, ssh, ssh_command
+from tests.loopback import free_port
 from tests.docker.test_workspace import status, wait_for_jupyter
 
 # VS Code Server's Linux prerequisites (code.visualstudio.com/docs/remote/linux, VS Code 1.86 and later): glibc 2.28 and

@@ -26,7 +26,8 @@ import pytest
 
 from builder import layout
 from builder.host import workspace
-from tests.docker.containers import Containers, Running, execute, free_port, logs, ssh, start_kernel
+from tests.docker.containers import Containers, Running, execute, logs, ssh, start_kernel
+from tests.loopback import free_port
 
 START_TIMEOUT_S = 120
 
