@@ -105,10 +105,12 @@ TOOLS = {
 }
 # git-lfs's filters in root's /etc/gitconfig (the user cannot write it), so a clone of a repository with LFS files
 # fetches them without a `git lfs install` of the user's own: the settings `git lfs install --system` makes, written
-# with git config in one order (git-lfs writes them in Go's map order, a different file in each build).
+# with git config in one order. git-lfs writes them in Go's map order, a different file in each build, and its
+# Debian postinst already runs it: git config would keep that file's order, so the file (only those settings) goes first.
 GIT_LFS_FILTER = (("clean", "git-lfs clean -- %f"), ("smudge", "git-lfs smudge -- %f"),
                   ("process", "git-lfs filter-process"), ("required", "true"))
-GIT_LFS_SYSTEM = " && ".join(f"git config --system filter.lfs.{key} {shlex.quote(value)}" for key, value in GIT_LFS_FILTER)
+GIT_LFS_SYSTEM = " && ".join(["rm -f /etc/gitconfig", *(f"git config --system filter.lfs.{key} {shlex.quote(value)}"
+                                                           for key, value in GIT_LFS_FILTER)])
 # tmux's libutempter0 installs its helper setgid utmp (so that panes show in `who`), which a container has no use for:
 # the helper stays, without the bit, so the tools bring no program that gains a group or user (dpkg-statoverride:
 # dpkg keeps the mode through an upgrade).

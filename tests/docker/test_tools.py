@@ -16,6 +16,7 @@ echo "=== git"
 git init -q repo && cd repo && git config user.name me && git config user.email me@example.com
 git lfs track '*.bin' >/dev/null && head -c 4096 /dev/urandom > weights.bin && echo code > train.py
 git add . && git commit -qm first && git log --oneline | wc -l
+echo "=== gitconfig"; cat /etc/gitconfig
 echo "=== lfs"; git lfs ls-files --name-only; git show HEAD:weights.bin | head -1
 cd /tmp
 echo "=== curl"; curl -fsS file:///usr/share/torchyard/spec.json | python -c 'import json, sys; print(json.load(sys.stdin)["tag"])'
@@ -46,6 +47,9 @@ def test_each_everyday_tool_does_its_job_as_the_user(client, built):
     part = sections(out)
     assert part["whoami"].strip() == layout.USER, out
     assert part["git"].strip() == "1", out
+    # in one order, build after build (git-lfs's postinst writes them in Go's map order: a different layer each time)
+    assert part["gitconfig"] == ('[filter "lfs"]\n\tclean = git-lfs clean -- %f\n\tsmudge = git-lfs smudge -- %f\n'
+                                 '\tprocess = git-lfs filter-process\n\trequired = true\n'), out
     lfs = part["lfs"].splitlines()
     assert lfs == ["weights.bin", "version https://git-lfs.github.com/spec/v1"], out  # committed as a pointer
     assert part["curl"].strip() == "v2.6-cu124", out

@@ -241,8 +241,8 @@ def test_the_everyday_tools_are_one_layer_below_torchs_the_same_in_every_tag_of_
         instructions = render.render(spec)["Dockerfile"].replace("\\\n", "").splitlines()
         [tools] = [line for line in instructions if "apt-get install" in line and " tmux" in line]
         assert "git git-lfs curl less procps unzip nano tmux" in tools
-        # git-lfs's filters in one order: `git lfs install` writes them in Go's map order, another file each build
-        assert "git config --system filter.lfs.clean 'git-lfs clean -- %f' && git config --system filter.lfs.smudge " \
+        # git-lfs's filters in one order: `git lfs install` (git-lfs's postinst too) writes them in Go's map order
+        assert "rm -f /etc/gitconfig && git config --system filter.lfs.clean 'git-lfs clean -- %f' && git config --system filter.lfs.smudge " \
                "'git-lfs smudge -- %f' && git config --system filter.lfs.process 'git-lfs filter-process' && " \
                "git config --system filter.lfs.required true" in tools and "git lfs install" not in tools
         assert "dpkg-statoverride --update --add root root 0755 /usr/lib/x86_64-linux-gnu/utempter/utempter" in tools
