@@ -118,18 +118,18 @@ def main(tag: str | None) -> None:
                                          reports=tmp / "reports", cache=wheels)
         made.append(changed)
 
+        pushed = []  # the registry's tags made here, removed even when a push fails
         with loopback.registry(tmp / "registry") as server:
             try:
-                first = registry.push(client, filled.image, server.address, spec.tag, say=lambda text: None,
-                                      digests=tmp / "digests")
-                second = registry.push(client, changed.image, server.address, f"{spec.tag}-changed",
-                                       say=lambda text: None, digests=tmp / "digests")
+                for image, tag in ((filled.image, spec.tag), (changed.image, f"{spec.tag}-changed")):
+                    pushed.append(registry.push(client, image, server.address, tag, say=lambda text: None,
+                                                digests=tmp / "digests").reference)
                 first_layers = layers(server.address, spec.tag)
                 changed_layers = layers(server.address, f"{spec.tag}-changed")
                 compressed, changed_compressed = sum(first_layers.values()), sum(changed_layers.values())
                 sent = sum(size for digest, size in changed_layers.items() if digest not in first_layers)
             finally:
-                for ref in (first.reference, second.reference):
+                for ref in pushed:
                     client.images.remove(ref)
         fetched = sum(p.stat().st_size for p in wheels.iterdir())
 
