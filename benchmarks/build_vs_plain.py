@@ -42,7 +42,7 @@ EXTRA_WORKSPACE_PACKAGE = "einops==0.8.1"
 
 
 def plain_dockerfile(spec: ImageSpec, pins: list[str]) -> str:
-    packages = [*steps.apt_packages(spec), *steps.WORKSPACE_APT_PACKAGES, *steps.COMPILE_APT_PACKAGES]
+    packages = [*steps.apt_packages(spec), *steps.WORKSPACE_APT_PACKAGES, *steps.COMPILE_APT_PACKAGES, *steps.TOOLS]
     return (f"FROM {spec.base.image}\n"
             f"RUN apt-get update && apt-get install -y --no-install-recommends python3-pip {' '.join(packages)} "
             "&& rm -rf /var/lib/apt/lists/*\n"
