@@ -249,7 +249,6 @@ def test_uvs_complaint_keeps_its_last_twelve_lines_and_names_an_unreachable_torc
 def test_an_index_that_answers_is_reachable_whatever_it_answers():
     """A real HTTP server on loopback: one HEAD of the index's root (no body to wait for); any answer, even 404,
     means the index is there; a closed port is not, and says why."""
-    import socket
 
     asked = []
 
@@ -267,9 +266,7 @@ def test_an_index_that_answers_is_reachable_whatever_it_answers():
         assert lock.unreachable(f"{url}/simple", network.NetworkSettings()) is None
         assert lock.unreachable(f"{url}/nothing-here//", network.NetworkSettings()) is None
     assert asked == [("HEAD", "/simple/"), ("HEAD", "/nothing-here/")]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        closed = s.getsockname()[1]
+    closed = loopback.free_port()  # nothing listens there
     assert lock.unreachable(f"http://127.0.0.1:{closed}/simple", network.NetworkSettings()) == (
         "[Errno 111] Connection refused")
 
@@ -577,14 +574,6 @@ def test_the_lock_text_is_in_the_context_hash_that_says_an_image_is_current(spec
 
 # ---------------------------------------------------------------- sizes, headers, and a real uv against a loopback index
 
-def _closed_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_an_artifacts_size_needs_a_content_length_from_a_server_that_answers():
     import http.server
     import socket
@@ -608,7 +597,7 @@ def test_an_artifacts_size_needs_a_content_length_from_a_server_that_answers():
         server.shutdown()
         server.server_close()
     assert str(refused.value) == f"{url}: the index names no size for it (no Content-Length); a lock needs one"
-    closed = f"http://127.0.0.1:{_closed_port()}/six-1.17.0-py3-none-any.whl"
+    closed = f"http://127.0.0.1:{loopback.free_port()}/six-1.17.0-py3-none-any.whl"
     with pytest.raises(lockfile.LockError) as refused:
         lock.content_length(closed, network.NetworkSettings())
     assert str(refused.value) == f"cannot learn the size of {closed}: [Errno 111] Connection refused"
@@ -770,7 +759,7 @@ def test_a_resolution_that_hangs_ends_at_the_time_out(spec, tmp_path, monkeypatc
 
 
 def test_an_unreachable_index_leaves_its_tags_unlocked_and_says_why(shipped, tmp_path):
-    closed = f"http://127.0.0.1:{_closed_port()}"
+    closed = f"http://127.0.0.1:{loopback.free_port()}"
     settings = network.NetworkSettings(pip={"index-url": [f"{closed}/simple"]}, torch_index=f"{closed}/whl")
     said = []
     tags = ["v2.6-cu124", "v2.6-cu118"]
